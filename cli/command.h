@@ -1,0 +1,37 @@
+// How subcommands plug into the pipeproof command. Each *_commands.cpp adds its subcommands
+// with their options and a function that runs one; main() runs the one that was chosen.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "schedule/formats.h"
+
+namespace pipeproof {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;  // returns the exit status
+};
+using Commands = std::vector<Command>;
+
+void AddScheduleCommands(CLI::App& app, Commands& commands);  // generate, show, convert
+
+// Options every command that reads a schedule file shares.
+struct ScheduleInput {
+  std::string path;
+  std::string from;  // pps|csv|json, default: detected
+  TopologyOptions topology;
+  std::string placement;
+};
+void AddScheduleInputOptions(CLI::App* app, ScheduleInput& input);
+Schedule LoadSchedule(const ScheduleInput& input);
+
+// Writes `text` to `path`, or to stdout when path is empty or "-". InputError if it cannot.
+void WriteOutput(const std::string& path, const std::string& text);
+
+}  // namespace pipeproof

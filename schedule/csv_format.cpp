@@ -1,0 +1,95 @@
+// PyTorch's CSV schedules: one row per rank, no header, one action per cell, empty cell = idle.
+// Idle cells only align the rows in time; they are not kept.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <algorithm>
+
+#include "schedule/action_rows.h"
+#include "schedule/text_scan.h"
+
+namespace pipeproof {
+namespace {
+
+
+// PyTorch's legacy spelling wrote the input-gradient backward as B and the weight gradient as
+// a later W; read with legacy_bw, such a B becomes I. Without it, say what the file is.
+void ResolveLegacyBackward(std::vector<LocatedAction>& row, const LineScanner& line,
+                           bool legacy_bw) {
+  std::map<std::pair<int, int>, size_t> last_backward;  // (stage, mb) -> index of its B
+  for (size_t i = 0; i < row.size(); ++i) {
+    Action& a = row[i].action;
+    if (a.op == Op::kBackward) last_backward[{a.stage, a.microbatch}] = i;
+    if (a.op != Op::kWeightGrad) continue;
+    auto it = last_backward.find({a.stage, a.microbatch});
+    if (it == last_backward.end()) continue;
+    LocatedAction& b = row[it->second];
+    if (legacy_bw) {
+      b.action.op = Op::kInputGrad;
+      last_backward.erase(it);
+    } else {
+      line.Fail({{}, row[i].col},
+                fmt::format("{} needs an earlier {}I{}, but the backward at column {} is {}, a "
+                            "full backward; this file uses PyTorch's legacy B/W spelling (B "
+                            "then W), read it with --legacy-bw",
+                            ToString(a), a.stage, a.microbatch, b.col, ToString(b.action)));
+    }
+  }
+}
+
+}  // namespace
+
+Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOptions& topo) {
+  ActionRows rows;
+  int last_nonempty = 0;
+  int64_t total = 0;
+  TextLines lines(text, name);
+  while (auto next = lines.Next()) {
+    LineScanner& line = *next;
+    if (rows.size() >= static_cast<size_t>(kMaxRanks)) {
+      line.Fail(line.Start(), fmt::format("more than {} rows (one row per rank)", kMaxRanks));
+    }
+    std::vector<LocatedAction> row;
+    std::string_view rest = line.Rest();
+    const char* line_start = line.Start().text.data();
+    for (size_t pos = 0; pos <= rest.size();) {
+      size_t comma = std::min(rest.find(',', pos), rest.size());
+      std::string_view cell = rest.substr(pos, comma - pos);
+      pos = comma + 1;
+      while (!cell.empty() && (cell.front() == ' ' || cell.front() == '\t')) cell.remove_prefix(1);
+      while (!cell.empty() && (cell.back() == ' ' || cell.back() == '\t')) cell.remove_suffix(1);
+      if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') {
+        cell = cell.substr(1, cell.size() - 2);
+      }
+      if (cell.empty()) continue;  // an idle slot
+      Word where{cell, 1 + static_cast<int>(cell.data() - line_start)};
+      if (++total > kMaxActions) line.Fail(where, fmt::format("more than {} actions", kMaxActions));
+      row.push_back({line.ParseActionAt(where, {.legacy_bw = topo.legacy_bw}), line.number(),
+                     where.col});
+    }
+    ResolveLegacyBackward(row, line, topo.legacy_bw);
+    if (!rest.empty()) last_nonempty = line.number();
+    rows.push_back(std::move(row));
+  }
+  rows.resize(last_nonempty);  // trailing blank lines are not ranks
+  return FromActionRows(rows, name, topo);
+}
+
+std::string WriteCsv(const Schedule& s, bool compute_only) {
+  std::string out;
+  for (int r = 0; r < s.ranks; ++r) {
+    bool first = true;
+    for (const Action& a : s.program[r]) {
+      if (compute_only && !IsCompute(a.op)) continue;
+      if (!first) out += ',';
+      out += ToString(a);
+      first = false;
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace pipeproof

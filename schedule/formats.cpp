@@ -1,0 +1,205 @@
+#include "schedule/formats.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <iostream>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace pipeproof {
+
+namespace {
+constexpr int64_t kMaxFileBytes = int64_t{1} << 30;
+
+std::string_view Extension(std::string_view name) {
+  size_t dot = name.rfind('.');
+  size_t slash = name.rfind('/');
+  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash)) return {};
+  return name.substr(dot + 1);
+}
+}  // namespace
+
+std::optional<Format> FormatFromName(std::string_view name) {
+  if (name == "pps" || name == "text") return Format::kPps;
+  if (name == "csv") return Format::kCsv;
+  if (name == "csv-compute") return Format::kCsvCompute;
+  if (name == "json") return Format::kJson;
+  return std::nullopt;
+}
+
+std::string_view FormatName(Format format) {
+  switch (format) {
+    case Format::kPps: return "pps";
+    case Format::kCsv: return "csv";
+    case Format::kCsvCompute: return "csv-compute";
+    case Format::kJson: return "json";
+  }
+  return "?";
+}
+
+Format DetectFormat(std::string_view name, std::string_view text) {
+  std::string_view ext = Extension(name);
+  if (ext == "pps" || ext == "txt") return Format::kPps;
+  if (ext == "csv") return Format::kCsv;
+  if (ext == "json") return Format::kJson;
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && (text[first] == '{' || text[first] == '[')) {
+    return Format::kJson;
+  }
+  // A .pps file starts (after comments) with a header key or a rank line; a CSV with an action.
+  std::istringstream lines{std::string(text.substr(0, 4096))};
+  for (std::string line; std::getline(lines, line);) {
+    size_t start = line.find_first_not_of(" \t\r");
+    if (start == std::string::npos || line[start] == '#') continue;
+    std::string_view word = std::string_view(line).substr(start);
+    word = word.substr(0, word.find_first_of(" \t:"));
+    static const std::set<std::string_view> kKeys = {"kind", "ranks", "stages", "microbatches",
+                                                      "placement", "params", "route", "rank"};
+    return kKeys.count(word) ? Format::kPps : Format::kCsv;
+  }
+  return Format::kPps;
+}
+
+Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadOptions& options) {
+  switch (options.format.value_or(DetectFormat(name, text))) {
+    case Format::kPps: return ParsePps(text, name, options.topology);
+    case Format::kCsv:
+    case Format::kCsvCompute: return ParseCsv(text, name, options.topology);
+    case Format::kJson: return ParseJson(text, name);
+  }
+  throw InputError("unknown format");
+}
+
+Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options) {
+  std::string text;
+  if (path == "-") {
+    std::ostringstream all;
+    all << std::cin.rdbuf();
+    text = all.str();
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw InputError::At(path, 0, 0, fmt::format("cannot read: {}", std::strerror(errno)));
+    in.seekg(0, std::ios::end);
+    std::streamoff size = in.tellg();
+    if (size < 0) throw InputError::At(path, 0, 0, "cannot read: not a regular file");
+    if (size > kMaxFileBytes) {
+      throw InputError::At(path, 0, 0,
+                           fmt::format("the file is {} bytes, more than the limit of {}", size,
+                                       kMaxFileBytes));
+    }
+    in.seekg(0);
+    text.resize(static_cast<size_t>(size));
+    in.read(text.data(), size);
+    if (!in) throw InputError::At(path, 0, 0, "cannot read the whole file");
+  }
+  return ParseSchedule(text, path == "-" ? "<stdin>" : path, options);
+}
+
+std::string WriteSchedule(const Schedule& schedule, Format format) {
+  switch (format) {
+    case Format::kPps: return WritePps(schedule);
+    case Format::kCsv: return WriteCsv(schedule, false);
+    case Format::kCsvCompute: return WriteCsv(schedule, true);
+    case Format::kJson: return WriteJson(schedule);
+  }
+  return {};
+}
+
+std::vector<int> ParsePlacement(std::string_view text, int ranks, int stages) {
+  if (text == "loop") return LoopPlacement(ranks, stages);
+  if (text == "v") {
+    if (stages != 2 * ranks) {
+      throw InputError(fmt::format("the v placement needs twice as many stages as ranks ({} "
+                                   "stages for {} ranks)",
+                                   stages, ranks));
+    }
+    return VPlacement(ranks, stages);
+  }
+  std::vector<int> placement;
+  std::string item;
+  auto flush = [&] {
+    if (item.empty()) return;
+    int value = -1;
+    auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (ec != std::errc() || ptr != item.data() + item.size() || value < 0 || value >= ranks) {
+      throw InputError(fmt::format("placement entry {} is not a rank in 0..{}", Quote(item),
+                                   ranks - 1));
+    }
+    placement.push_back(value);
+    item.clear();
+  };
+  for (char c : text) {
+    if (c == ',' || c == ' ' || c == '\t') {
+      flush();
+    } else {
+      item += c;
+    }
+  }
+  flush();
+  if (static_cast<int>(placement.size()) != stages) {
+    throw InputError(fmt::format("placement lists {} ranks for {} stages (expected loop, v or "
+                                 "one rank per stage)",
+                                 placement.size(), stages));
+  }
+  return placement;
+}
+
+std::string FormatGrid(const Schedule& s) {
+  size_t steps = 0;
+  for (const auto& actions : s.program) steps = std::max(steps, actions.size());
+  const int label_width = static_cast<int>(std::to_string(steps == 0 ? 0 : steps - 1).size());
+  std::vector<size_t> width(s.ranks);
+  for (int r = 0; r < s.ranks; ++r) {
+    width[r] = fmt::format("Rank {}", r).size();
+    for (const Action& a : s.program[r]) width[r] = std::max(width[r], ToString(a).size());
+  }
+  std::string out(5 + label_width + 2, ' ');
+  for (int r = 0; r < s.ranks; ++r) {
+    out += fmt::format("{:<{}}", fmt::format("Rank {}", r), width[r]);
+    if (r + 1 < s.ranks) out += ' ';
+  }
+  out += '\n';
+  for (size_t i = 0; i < steps; ++i) {
+    std::string row = fmt::format("Step {:0{}}: ", i, label_width);
+    for (int r = 0; r < s.ranks; ++r) {
+      std::string cell = i < s.program[r].size() ? ToString(s.program[r][i]) : "";
+      row += fmt::format("{:<{}}", cell, width[r]);
+      if (r + 1 < s.ranks) row += ' ';
+    }
+    while (!row.empty() && row.back() == ' ') row.pop_back();
+    out += row + '\n';
+  }
+  return out;
+}
+
+std::string DescribeTopology(const Schedule& s) {
+  std::string out = fmt::format("{}{} ranks, {} stages, {} microbatches, {} actions\n",
+                                s.kind.empty() ? "" : s.kind + ": ", s.ranks, s.stages,
+                                s.microbatches, s.ActionCount());
+  for (int r = 0; r < s.ranks; ++r) {
+    std::vector<std::string> held;
+    for (int st = 0; st < s.stages; ++st) {
+      if (s.placement[st] != r) continue;
+      held.push_back(s.params[st] == st ? fmt::format("{}", st)
+                                        : fmt::format("{} (params of {})", st, s.params[st]));
+    }
+    out += fmt::format("  rank {}: stages {}\n", r, fmt::join(held, ", "));
+  }
+  std::map<std::vector<int>, std::vector<int>> by_route;
+  for (int m = 0; m < s.microbatches; ++m) by_route[s.routes[m]].push_back(m);
+  if (by_route.size() > 1) {
+    for (const auto& [route, mbs] : by_route) {
+      out += fmt::format("  microbatches {}..{} ({}): stages {}\n", mbs.front(), mbs.back(),
+                         mbs.size(), fmt::join(route, " "));
+    }
+  }
+  return out;
+}
+
+}  // namespace pipeproof

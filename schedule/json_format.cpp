@@ -1,0 +1,324 @@
+// JSON schedules, for programs:
+//   {"format": "pipeproof-schedule", "version": 1, "kind": "dualpipe",
+//    "ranks": 4, "stages": 8, "microbatches": 8,
+//    "placement": [0, 1, ...], "params": [0, 1, ...], "routes": [[0, 1, 2, 3], ...],
+//    "program": [["0F0", "0SEND_F0", "WAIT", ...], ...]}
+// placement, params, routes and kind may be left out (loop, identity, all stages, unknown).
+// Errors inside a well-formed document are located by finding the offending value again.
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+#include "schedule/formats.h"
+#include "schedule/generate.h"
+
+namespace pipeproof {
+namespace {
+
+using nlohmann::json;
+
+// Finds where the value at a JSON pointer starts, by replaying the parse with a SAX handler
+// that tracks the current path and reads the byte offset from a counting iterator. A value
+// starts after the previous token (and any blanks, ',' or ':'), which is where the offset stood
+// at the previous event; numbers make the lexer read one character ahead, so "where the
+// current token ended" is not reliable, but "where the previous one ended" is.
+class PointerLocator : public nlohmann::json_sax<json> {
+ public:
+  PointerLocator(const std::vector<std::string>& target, const size_t* offset)
+      : target_(target), offset_(offset) {}
+  size_t found() const { return found_; }
+
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
+  bool string(string_t&) override { return Value(); }
+  bool binary(binary_t&) override { return Value(); }
+  bool start_object(std::size_t) override { return Open(false); }
+  bool key(string_t& k) override {
+    path_.back() = k;
+    return Mark();
+  }
+  bool end_object() override { return Close(); }
+  bool start_array(std::size_t) override { return Open(true); }
+  bool end_array() override { return Close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  bool Here() {
+    if (path_ == target_ && found_ == std::string::npos) found_ = previous_end_;
+    return found_ == std::string::npos;
+  }
+  bool Mark() {
+    previous_end_ = *offset_;
+    return true;
+  }
+  bool Value() {
+    bool go_on = Here();
+    Advance();
+    Mark();
+    return go_on;
+  }
+  bool Open(bool array) {
+    bool go_on = Here();
+    path_.push_back(array ? "0" : "");
+    is_array_.push_back(array);
+    Mark();
+    return go_on;
+  }
+  bool Close() {
+    path_.pop_back();
+    is_array_.pop_back();
+    Advance();
+    return Mark();
+  }
+  void Advance() {  // on to the next element of the enclosing array
+    if (!is_array_.empty() && is_array_.back()) {
+      path_.back() = std::to_string(std::stoul(path_.back()) + 1);
+    }
+  }
+  std::vector<std::string> target_;
+  const size_t* offset_;
+  std::vector<std::string> path_;
+  std::vector<bool> is_array_;
+  size_t previous_end_ = 0;
+  size_t found_ = std::string::npos;
+};
+
+struct CountingIterator {
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
+  const char* p;
+  const char* base;
+  size_t* offset;
+  reference operator*() const { return *p; }
+  CountingIterator& operator++() {
+    ++p;
+    *offset = static_cast<size_t>(p - base);
+    return *this;
+  }
+  CountingIterator operator++(int) {
+    CountingIterator old = *this;
+    ++*this;
+    return old;
+  }
+  bool operator==(const CountingIterator& o) const { return p == o.p; }
+  bool operator!=(const CountingIterator& o) const { return p != o.p; }
+};
+
+void LineCol(std::string_view text, size_t offset, int& line, int& col) {
+  line = 1;
+  col = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+}
+
+class JsonReader {
+ public:
+  JsonReader(std::string_view text, std::string_view name) : text_(text), name_(name) {}
+
+  [[noreturn]] void Fail(const std::vector<std::string>& path, const std::string& message) const {
+    size_t offset = 0;
+    PointerLocator locator(path, &offset);
+    CountingIterator begin{text_.data(), text_.data(), &offset};
+    CountingIterator end{text_.data() + text_.size(), text_.data(), &offset};
+    json::sax_parse(begin, end, &locator);
+    int line = 0, col = 0;
+    if (size_t at = locator.found(); at != std::string::npos) {
+      while (at < text_.size() && std::strchr(" \t\r\n,:", text_[at])) ++at;
+      LineCol(text_, at, line, col);
+    }
+    std::string where;
+    for (const std::string& p : path) where += "/" + p;
+    throw InputError::At(name_, line, col, fmt::format("{}: {}", where.empty() ? "/" : where, message));
+  }
+
+  json Parse() {
+    try {
+      return json::parse(text_.begin(), text_.end());
+    } catch (const json::parse_error& e) {
+      int line = 0, col = 0;
+      LineCol(text_, e.byte > 0 ? e.byte - 1 : 0, line, col);
+      std::string what = e.what();
+      // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 2:
+      // syntax error while parsing value - ..."; keep what follows the location.
+      if (size_t colon = what.find(": ", what.find("column")); colon != std::string::npos) {
+        what = what.substr(colon + 2);
+      }
+      throw InputError::At(name_, line, col, "malformed JSON: " + what);
+    }
+  }
+
+  int64_t Int(const json& v, const std::vector<std::string>& path, int64_t lo, int64_t hi) const {
+    if (!v.is_number_integer()) Fail(path, "expected an integer");
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)) {
+      Fail(path, fmt::format("{} is outside the allowed range {}..{}", v.dump(), lo, hi));
+    }
+    int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi) Fail(path, fmt::format("{} is outside the allowed range {}..{}", x, lo, hi));
+    return x;
+  }
+
+  std::vector<int> IntList(const json& v, const std::vector<std::string>& path, size_t max_count,
+                           int64_t max_value) const {
+    if (!v.is_array()) Fail(path, "expected a list of integers");
+    if (v.size() > max_count) Fail(path, fmt::format("more than {} entries", max_count));
+    std::vector<int> out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      auto p = path;
+      p.push_back(std::to_string(i));
+      out.push_back(static_cast<int>(Int(v[i], p, 0, max_value)));
+    }
+    return out;
+  }
+
+  Schedule Read() {
+    json doc = Parse();
+    if (!doc.is_object()) Fail({}, "expected a JSON object with a schedule");
+    for (auto it = doc.begin(); it != doc.end(); ++it) {
+      static const char* kKeys[] = {"format", "version", "kind", "ranks", "stages", "microbatches",
+                                    "placement", "params", "routes", "program"};
+      if (std::find_if(std::begin(kKeys), std::end(kKeys),
+                       [&](const char* k) { return it.key() == k; }) == std::end(kKeys)) {
+        Fail({it.key()}, "unknown key");
+      }
+    }
+    if (doc.contains("format") && doc["format"] != "pipeproof-schedule") {
+      Fail({"format"}, "expected \"pipeproof-schedule\"");
+    }
+    if (doc.contains("version") && doc["version"] != 1) Fail({"version"}, "only version 1 is known");
+    Schedule s;
+    if (doc.contains("kind")) {
+      if (!doc["kind"].is_string()) Fail({"kind"}, "expected a string");
+      s.kind = doc["kind"].get<std::string>();
+      auto kinds = GeneratorKinds();
+      if (!s.kind.empty() && std::find(kinds.begin(), kinds.end(), s.kind) == kinds.end()) {
+        Fail({"kind"}, fmt::format("unknown kind {} (known: {})", Quote(s.kind), fmt::join(kinds, ", ")));
+      }
+    }
+    for (const char* key : {"ranks", "microbatches", "program"}) {
+      if (!doc.contains(key)) Fail({}, fmt::format("the schedule has no \"{}\"", key));
+    }
+    s.ranks = static_cast<int>(Int(doc["ranks"], {"ranks"}, 1, kMaxRanks));
+    s.microbatches = static_cast<int>(Int(doc["microbatches"], {"microbatches"}, 1, kMaxMicrobatches));
+    s.stages = doc.contains("stages") ? static_cast<int>(Int(doc["stages"], {"stages"}, 1, kMaxStages))
+                                      : s.ranks;
+    try {
+      CheckLimits(s.ranks, s.stages, s.microbatches);
+    } catch (const InputError& e) {
+      Fail({"stages"}, e.message());
+    }
+    if (doc.contains("placement")) {
+      s.placement = IntList(doc["placement"], {"placement"}, s.stages, s.ranks - 1);
+      if (static_cast<int>(s.placement.size()) != s.stages) {
+        Fail({"placement"}, fmt::format("lists {} ranks for {} stages", s.placement.size(), s.stages));
+      }
+    }
+    if (doc.contains("params")) {
+      s.params = IntList(doc["params"], {"params"}, s.stages, s.stages - 1);
+      if (static_cast<int>(s.params.size()) != s.stages) {
+        Fail({"params"}, fmt::format("lists {} blocks for {} stages", s.params.size(), s.stages));
+      }
+    }
+    if (doc.contains("routes")) {
+      const json& routes = doc["routes"];
+      if (!routes.is_array() || static_cast<int>(routes.size()) != s.microbatches) {
+        Fail({"routes"}, fmt::format("expected one route (a list of stages) per microbatch, {} in all",
+                                     s.microbatches));
+      }
+      for (int m = 0; m < s.microbatches; ++m) {
+        s.routes.push_back(IntList(routes[m], {"routes", std::to_string(m)}, s.stages, s.stages - 1));
+      }
+    }
+    const json& program = doc["program"];
+    if (!program.is_array() || static_cast<int>(program.size()) != s.ranks) {
+      Fail({"program"}, fmt::format("expected one list of actions per rank, {} in all", s.ranks));
+    }
+    try {
+      CompleteTopology(s);
+    } catch (const InputError& e) {
+      Fail({}, e.message());
+    }
+    int64_t total = 0;
+    for (int r = 0; r < s.ranks; ++r) {
+      const std::vector<std::string> rank_path{"program", std::to_string(r)};
+      if (!program[r].is_array()) Fail(rank_path, "expected a list of actions");
+      for (size_t i = 0; i < program[r].size(); ++i) {
+        auto path = rank_path;
+        path.push_back(std::to_string(i));
+        const json& a = program[r][i];
+        if (!a.is_string()) Fail(path, "expected an action string such as \"0F0\"");
+        if (++total > kMaxActions) Fail(path, fmt::format("more than {} actions", kMaxActions));
+        try {
+          s.program[r].push_back(ParseAction(a.get_ref<const std::string&>()));
+        } catch (const InputError& e) {
+          Fail(path, e.message());
+        }
+      }
+    }
+    return s;
+  }
+
+ private:
+  std::string_view text_;
+  std::string_view name_;
+};
+
+}  // namespace
+
+Schedule ParseJson(std::string_view text, std::string_view name) {
+  return JsonReader(text, name).Read();
+}
+
+std::string WriteJson(const Schedule& s) {
+  json doc;
+  doc["format"] = "pipeproof-schedule";
+  doc["version"] = 1;
+  if (!s.kind.empty()) doc["kind"] = s.kind;
+  doc["ranks"] = s.ranks;
+  doc["stages"] = s.stages;
+  doc["microbatches"] = s.microbatches;
+  doc["placement"] = s.placement;
+  doc["params"] = s.params;
+  doc["routes"] = s.routes;
+  json program = json::array();
+  for (const auto& actions : s.program) {
+    json row = json::array();
+    for (const Action& a : actions) row.push_back(ToString(a));
+    program.push_back(std::move(row));
+  }
+  doc["program"] = std::move(program);
+  // One line per key, the long lists kept on one line each, so diffs stay readable.
+  std::string out = "{\n";
+  bool first = true;
+  for (const char* key : {"format", "version", "kind", "ranks", "stages", "microbatches",
+                          "placement", "params", "routes"}) {
+    if (!doc.contains(key)) continue;
+    out += fmt::format("{}  \"{}\": {}", first ? "" : ",\n", key, doc[key].dump());
+    first = false;
+  }
+  out += ",\n  \"program\": [\n";
+  for (size_t r = 0; r < doc["program"].size(); ++r) {
+    out += fmt::format("    {}{}\n", doc["program"][r].dump(), r + 1 < doc["program"].size() ? "," : "");
+  }
+  out += "  ]\n}\n";
+  return out;
+}
+
+}  // namespace pipeproof

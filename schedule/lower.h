@@ -1,0 +1,27 @@
+// Lowering: give a compute-only schedule the SEND/RECV actions it needs.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "schedule/schedule.h"
+
+namespace pipeproof {
+
+struct LoweringResult {
+  // Set when the compute order admits an execution; then the placement is deadlock-free under
+  // the `nccl` model (every rank's SEND/RECVs follow one global order of messages).
+  std::optional<Schedule> schedule;
+  // Otherwise why not: each stuck rank's next compute and the pass it waits for.
+  std::string problem;
+};
+
+// `compute_only` must hold no SEND/RECV/WAIT (InputError otherwise). Each SEND goes right after
+// the compute that makes its payload; each RECV goes before the compute that needs it, at the
+// point where a dataflow run of the compute order has the payload ready; all ranks then meet
+// their messages in the same order, which is what rendezvous semantics needs.
+LoweringResult Lower(const Schedule& compute_only);
+
+bool HasComm(const Schedule& schedule);  // any SEND/RECV/WAIT
+
+}  // namespace pipeproof

@@ -1,0 +1,421 @@
+#include "schedule/schedule.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+namespace pipeproof {
+
+InputError::InputError(const std::string& message, const std::string& location)
+    : std::runtime_error(location.empty() ? "error: " + message
+                                          : location + ": error: " + message),
+      message_(message),
+      location_(location) {}
+
+InputError InputError::At(std::string_view file, int line, int col, std::string_view message) {
+  std::string location(file);
+  if (line > 0) location += fmt::format(":{}", line);
+  if (line > 0 && col > 0) location += fmt::format(":{}", col);
+  return InputError(std::string(message), location);
+}
+
+std::string Quote(std::string_view text) {
+  constexpr size_t kMax = 48;
+  std::string out = "'";
+  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'') {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += text.size() > kMax ? "'..." : "'";
+  return out;
+}
+
+bool IsCompute(Op op) { return op <= Op::kOverlapFB; }
+bool IsComm(Op op) { return op >= Op::kSendF && op <= Op::kRecvB; }
+bool IsSend(Op op) { return op == Op::kSendF || op == Op::kSendB; }
+bool IsRecv(Op op) { return op == Op::kRecvF || op == Op::kRecvB; }
+
+Task Action::TaskAt(int i) const {
+  if (op == Op::kOverlapFB) return i == 0 ? Task{Op::kForward, stage, microbatch} : back;
+  return Task{op, stage, microbatch};
+}
+
+bool operator==(const Action& a, const Action& b) {
+  if (a.op != b.op) return false;
+  if (a.op == Op::kWait) return true;
+  if (a.stage != b.stage || a.microbatch != b.microbatch) return false;
+  return a.op != Op::kOverlapFB || a.back == b.back;
+}
+
+std::string_view OpName(Op op) {
+  switch (op) {
+    case Op::kForward: return "F";
+    case Op::kBackward: return "B";
+    case Op::kInputGrad: return "I";
+    case Op::kWeightGrad: return "W";
+    case Op::kOverlapFB: return "OVERLAP_F_B";
+    case Op::kSendF: return "SEND_F";
+    case Op::kRecvF: return "RECV_F";
+    case Op::kSendB: return "SEND_B";
+    case Op::kRecvB: return "RECV_B";
+    case Op::kWait: return "WAIT";
+  }
+  return "?";
+}
+
+std::string ToString(const Task& task) {
+  if (task.op == Op::kWait) return "WAIT";
+  return fmt::format("{}{}{}", task.stage, OpName(task.op), task.microbatch);
+}
+
+std::string ToString(const Action& action) {
+  if (action.op == Op::kWait) return "WAIT";
+  if (action.op == Op::kOverlapFB) {
+    return fmt::format("({};{})OVERLAP_F_B", ToString(action.TaskAt(0)), ToString(action.back));
+  }
+  return ToString(action.TaskAt(0));
+}
+
+namespace {
+
+// Reads a non-negative decimal at text[pos...]; returns false when there is none or it overflows.
+bool ReadNumber(std::string_view text, size_t& pos, int32_t& value, bool& overflow) {
+  overflow = false;
+  size_t end = pos;
+  while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+  if (end == pos) return false;
+  auto [ptr, ec] = std::from_chars(text.data() + pos, text.data() + end, value);
+  if (ec == std::errc::result_out_of_range) {
+    overflow = true;
+    return false;
+  }
+  pos = end;
+  return true;
+}
+
+struct OpSpelling {
+  std::string_view name;
+  Op op;
+};
+// Longest first, so "SEND_F" is not read as "S..." and "BW" before "B".
+constexpr OpSpelling kSpellings[] = {
+    {"SEND_F", Op::kSendF}, {"RECV_F", Op::kRecvF}, {"SEND_B", Op::kSendB},
+    {"RECV_B", Op::kRecvB}, {"BW", Op::kBackward},  {"F", Op::kForward},
+    {"B", Op::kBackward},   {"I", Op::kInputGrad},  {"W", Op::kWeightGrad},
+};
+constexpr std::string_view kFsdpOps[] = {"UNSHARD", "RESHARD", "REDUCE_GRAD"};
+
+[[noreturn]] void Fail(int* column, size_t at, std::string message) {
+  if (column) *column = static_cast<int>(at);
+  throw InputError(std::move(message));
+}
+
+Action ParseSingle(std::string_view text, size_t base, const ActionSyntax& syntax, int* column) {
+  size_t pos = 0;
+  int32_t stage = 0;
+  bool overflow = false;
+  if (!ReadNumber(text, pos, stage, overflow)) {
+    Fail(column, base, overflow ? fmt::format("stage number in {} is too large", Quote(text))
+                                : fmt::format("{} is not an action: it must start with a "
+                                              "stage number, as in 0F0 or 3SEND_B2",
+                                              Quote(text)));
+  }
+  std::string_view rest = text.substr(pos);
+  for (std::string_view fsdp : kFsdpOps) {
+    if (rest.starts_with(fsdp)) {
+      Fail(column, base + pos,
+           fmt::format("{}: {} is an FSDP action, which pipeproof's schedule model does not "
+                       "include; drop it from the schedule",
+                       Quote(text), fsdp));
+    }
+  }
+  const OpSpelling* spelling = nullptr;
+  for (const OpSpelling& s : kSpellings) {
+    if (rest.starts_with(s.name)) {
+      spelling = &s;
+      break;
+    }
+  }
+  if (!spelling) {
+    Fail(column, base + pos,
+         fmt::format("{} has no known action after the stage number (expected F, B, I, W, "
+                     "SEND_F, RECV_F, SEND_B or RECV_B)",
+                     Quote(text)));
+  }
+  if (spelling->name == "BW" && !syntax.legacy_bw) {
+    Fail(column, base + pos,
+         fmt::format("{}: BW is PyTorch's legacy spelling of a full backward; read the file "
+                     "with --legacy-bw",
+                     Quote(text)));
+  }
+  pos += spelling->name.size();
+  int32_t microbatch = 0;
+  if (!ReadNumber(text, pos, microbatch, overflow)) {
+    Fail(column, base + pos,
+         overflow ? fmt::format("microbatch number in {} is too large", Quote(text))
+                  : fmt::format("{} has no microbatch number after {}", Quote(text),
+                                spelling->name));
+  }
+  if (pos != text.size()) {
+    Fail(column, base + pos, fmt::format("unexpected {} after action {}",
+                                         Quote(text.substr(pos)), Quote(text.substr(0, pos))));
+  }
+  return Action{spelling->op, stage, microbatch, {}};
+}
+
+}  // namespace
+
+Action ParseAction(std::string_view text, const ActionSyntax& syntax, int* column) {
+  if (column) *column = 0;
+  if (text.empty()) Fail(column, 0, "empty action");
+  if (text == "WAIT") return Action::Wait();
+  if (text.front() != '(') return ParseSingle(text, 0, syntax, column);
+
+  constexpr std::string_view kSuffix = ")OVERLAP_F_B";
+  size_t close = text.find(')');
+  if (close == std::string_view::npos) Fail(column, 0, fmt::format("{} has no closing ')'", Quote(text)));
+  if (text.substr(close) != kSuffix) {
+    Fail(column, close,
+         fmt::format("{}: a parenthesised pair must be written (sFm;tBn)OVERLAP_F_B",
+                     Quote(text)));
+  }
+  std::string_view inner = text.substr(1, close - 1);
+  size_t semi = inner.find(';');
+  if (semi == std::string_view::npos || inner.find(';', semi + 1) != std::string_view::npos) {
+    Fail(column, 1,
+         fmt::format("{}: OVERLAP_F_B holds exactly two actions separated by ';'",
+                     Quote(text)));
+  }
+  Action fwd = ParseSingle(inner.substr(0, semi), 1, syntax, column);
+  Action bwd = ParseSingle(inner.substr(semi + 1), 1 + semi + 1, syntax, column);
+  if (fwd.op != Op::kForward) {
+    Fail(column, 1, fmt::format("{}: the first action of OVERLAP_F_B must be a forward", Quote(text)));
+  }
+  if (bwd.op != Op::kBackward && bwd.op != Op::kInputGrad) {
+    Fail(column, 1 + semi + 1,
+         fmt::format("{}: the second action of OVERLAP_F_B must be a backward (B or I)",
+                     Quote(text)));
+  }
+  return Action::OverlapFB(fwd.stage, fwd.microbatch, bwd.op, bwd.stage, bwd.microbatch);
+}
+
+std::vector<int> LoopPlacement(int ranks, int stages) {
+  std::vector<int> placement(stages);
+  for (int s = 0; s < stages; ++s) placement[s] = s % ranks;
+  return placement;
+}
+
+std::vector<int> VPlacement(int ranks, int stages) {
+  std::vector<int> placement(stages);
+  for (int s = 0; s < stages; ++s) placement[s] = s < ranks ? s : 2 * ranks - 1 - s;
+  return placement;
+}
+
+int Schedule::ParamBlocks() const {
+  int blocks = 0;
+  for (int p : params) blocks = std::max(blocks, p + 1);
+  return blocks;
+}
+
+int64_t Schedule::ActionCount() const {
+  int64_t n = 0;
+  for (const auto& actions : program) n += static_cast<int64_t>(actions.size());
+  return n;
+}
+
+namespace {
+void RequireRange(std::string_view what, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi) {
+    throw InputError(fmt::format("{} is {}, outside the allowed range {}..{}", what, value, lo, hi));
+  }
+}
+}  // namespace
+
+void CheckLimits(int64_t ranks, int64_t stages, int64_t microbatches) {
+  RequireRange("ranks", ranks, 1, kMaxRanks);
+  RequireRange("stages", stages, 1, kMaxStages);
+  RequireRange("microbatches", microbatches, 1, kMaxMicrobatches);
+  if (stages * microbatches > kMaxStageMicrobatches) {
+    throw InputError(fmt::format("stages x microbatches is {} x {}, more than the limit of {}",
+                                 stages, microbatches, kMaxStageMicrobatches));
+  }
+}
+
+void CompleteTopology(Schedule& s) {
+  CheckLimits(s.ranks, s.stages, s.microbatches);
+  if (s.placement.empty()) s.placement = LoopPlacement(s.ranks, s.stages);
+  if (s.params.empty()) {
+    s.params.resize(s.stages);
+    for (int i = 0; i < s.stages; ++i) s.params[i] = i;
+  }
+  if (s.routes.empty()) {
+    std::vector<int> all(s.stages);
+    for (int i = 0; i < s.stages; ++i) all[i] = i;
+    s.routes.assign(s.microbatches, all);
+  }
+  if (static_cast<int>(s.placement.size()) != s.stages) {
+    throw InputError(fmt::format("placement lists {} ranks for {} stages",
+                                 s.placement.size(), s.stages));
+  }
+  for (int st = 0; st < s.stages; ++st) {
+    if (s.placement[st] < 0 || s.placement[st] >= s.ranks) {
+      throw InputError(fmt::format("placement puts stage {} on rank {}, but ranks are 0..{}", st,
+                                   s.placement[st], s.ranks - 1));
+    }
+  }
+  if (static_cast<int>(s.params.size()) != s.stages) {
+    throw InputError(fmt::format("params lists {} blocks for {} stages", s.params.size(),
+                                 s.stages));
+  }
+  for (int st = 0; st < s.stages; ++st) {
+    RequireRange(fmt::format("params of stage {}", st), s.params[st], 0, s.stages - 1);
+  }
+  if (static_cast<int>(s.routes.size()) != s.microbatches) {
+    throw InputError(fmt::format("routes given for {} microbatches, but there are {}",
+                                 s.routes.size(), s.microbatches));
+  }
+  std::vector<int> seen(s.stages, -1);
+  for (int m = 0; m < s.microbatches; ++m) {
+    if (s.routes[m].empty()) throw InputError(fmt::format("microbatch {} has an empty route", m));
+    for (int st : s.routes[m]) {
+      RequireRange(fmt::format("a stage on microbatch {}'s route", m), st, 0, s.stages - 1);
+      if (seen[st] == m) {
+        throw InputError(fmt::format("microbatch {}'s route passes stage {} twice", m, st));
+      }
+      seen[st] = m;
+    }
+  }
+  if (static_cast<int>(s.program.size()) < s.ranks) s.program.resize(s.ranks);
+  if (static_cast<int>(s.program.size()) > s.ranks) {
+    throw InputError(fmt::format("the program has {} ranks, the header says {}", s.program.size(),
+                                 s.ranks));
+  }
+}
+
+RouteIndex::RouteIndex(const Schedule& schedule) : stages_(schedule.stages) {
+  std::map<std::vector<int>, int> ids;
+  route_of_.resize(schedule.routes.size());
+  for (size_t m = 0; m < schedule.routes.size(); ++m) {
+    auto [it, inserted] = ids.emplace(schedule.routes[m], static_cast<int>(routes_.size()));
+    if (inserted) {
+      routes_.push_back(schedule.routes[m]);
+      std::vector<int32_t> pos(stages_, -1);
+      for (size_t i = 0; i < schedule.routes[m].size(); ++i) {
+        int st = schedule.routes[m][i];
+        if (st >= 0 && st < stages_) pos[st] = static_cast<int32_t>(i);
+      }
+      pos_.push_back(std::move(pos));
+    }
+    route_of_[m] = it->second;
+  }
+}
+
+int RouteIndex::Position(int stage, int microbatch) const {
+  if (microbatch < 0 || microbatch >= static_cast<int>(route_of_.size())) return -1;
+  if (stage < 0 || stage >= stages_) return -1;
+  return pos_[route_of_[microbatch]][stage];
+}
+
+int RouteIndex::Prev(int stage, int microbatch) const {
+  int p = Position(stage, microbatch);
+  return p <= 0 ? -1 : routes_[route_of_[microbatch]][p - 1];
+}
+
+int RouteIndex::Next(int stage, int microbatch) const {
+  int p = Position(stage, microbatch);
+  if (p < 0) return -1;
+  const std::vector<int>& route = routes_[route_of_[microbatch]];
+  return p + 1 < static_cast<int>(route.size()) ? route[p + 1] : -1;
+}
+
+bool RouteIndex::IsFirst(int stage, int microbatch) const { return Position(stage, microbatch) == 0; }
+
+bool RouteIndex::IsLast(int stage, int microbatch) const {
+  int p = Position(stage, microbatch);
+  return p >= 0 && p + 1 == RouteLength(microbatch);
+}
+
+int RouteIndex::RouteLength(int microbatch) const {
+  return static_cast<int>(routes_[route_of_[microbatch]].size());
+}
+
+std::string ToString(const Payload& payload) {
+  return fmt::format("{} {}->{} mb {}",
+                     payload.kind == Payload::Kind::kActivation ? "activation" : "gradient",
+                     payload.from, payload.to, payload.microbatch);
+}
+
+std::optional<Message> MessageOf(const Schedule& schedule, const RouteIndex& routes,
+                                 const Task& comm) {
+  const int s = comm.stage, m = comm.microbatch;
+  int other = -1;
+  Payload p;
+  p.microbatch = m;
+  switch (comm.op) {
+    case Op::kSendF:
+      other = routes.Next(s, m);
+      p = {Payload::Kind::kActivation, s, other, m};
+      break;
+    case Op::kRecvF:
+      other = routes.Prev(s, m);
+      p = {Payload::Kind::kActivation, other, s, m};
+      break;
+    case Op::kSendB:
+      other = routes.Prev(s, m);
+      p = {Payload::Kind::kGradient, s, other, m};
+      break;
+    case Op::kRecvB:
+      other = routes.Next(s, m);
+      p = {Payload::Kind::kGradient, other, s, m};
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (other < 0) return std::nullopt;
+  return Message{p, schedule.placement[other]};
+}
+
+std::string ToString(const PassKey& key) {
+  const char* name = key.pass == Pass::kForward ? "F" : key.pass == Pass::kBackward ? "B" : "W";
+  return fmt::format("{}{}{}", key.stage, name, key.microbatch);
+}
+
+std::vector<PassKey> Produces(const Task& t) {
+  switch (t.op) {
+    case Op::kForward: return {{Pass::kForward, t.stage, t.microbatch}};
+    case Op::kBackward:
+      return {{Pass::kBackward, t.stage, t.microbatch}, {Pass::kWeight, t.stage, t.microbatch}};
+    case Op::kInputGrad: return {{Pass::kBackward, t.stage, t.microbatch}};
+    case Op::kWeightGrad: return {{Pass::kWeight, t.stage, t.microbatch}};
+    default: return {};
+  }
+}
+
+std::vector<PassKey> Needs(const Task& t, const RouteIndex& routes) {
+  const int s = t.stage, m = t.microbatch;
+  std::vector<PassKey> needs;
+  switch (t.op) {
+    case Op::kForward:
+      if (int prev = routes.Prev(s, m); prev >= 0) needs.push_back({Pass::kForward, prev, m});
+      break;
+    case Op::kBackward:
+    case Op::kInputGrad:
+      needs.push_back({Pass::kForward, s, m});
+      if (int next = routes.Next(s, m); next >= 0) needs.push_back({Pass::kBackward, next, m});
+      break;
+    case Op::kWeightGrad:
+      needs.push_back({Pass::kBackward, s, m});
+      break;
+    default:
+      break;
+  }
+  return needs;
+}
+
+}  // namespace pipeproof

@@ -1,0 +1,186 @@
+// The schedule model: ranks, stages, microbatches, where stages live, which parameter block
+// each stage holds, the route every microbatch takes, and each rank's actions in program order.
+// See DESIGN.md, "The schedule model". Every other library reads schedules through this header.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pipeproof {
+
+// Sizes beyond these are refused by every reader and generator, with the limit named.
+inline constexpr int kMaxRanks = 4096;
+inline constexpr int kMaxStages = 65536;
+inline constexpr int kMaxMicrobatches = 1 << 20;
+inline constexpr int64_t kMaxStageMicrobatches = int64_t{1} << 22;  // stages x microbatches
+inline constexpr int64_t kMaxActions = int64_t{1} << 24;             // all ranks together
+
+// Bad input or usage (exit status 2). what() is "file:line:col: error: message" when the
+// error has a place in a file, "error: message" otherwise.
+class InputError : public std::runtime_error {
+ public:
+  explicit InputError(const std::string& message, const std::string& location = "");
+  // A place in a file: line and col are 1-based; 0 leaves them out.
+  static InputError At(std::string_view file, int line, int col, std::string_view message);
+  const std::string& message() const { return message_; }
+  const std::string& location() const { return location_; }
+
+ private:
+  std::string message_;
+  std::string location_;
+};
+
+// `text` quoted for an error message: control and non-ASCII bytes as \xNN, long text cut short.
+std::string Quote(std::string_view text);
+
+// The kinds of action, spelled as PyTorch spells them (see ToString/ParseAction).
+enum class Op : uint8_t {
+  kForward,     // sFm
+  kBackward,    // sBm: input gradient and weight gradient together
+  kInputGrad,   // sIm: input gradient only
+  kWeightGrad,  // sWm: the weight gradient of an earlier sIm
+  kOverlapFB,   // (sFm;tBn)OVERLAP_F_B: forward and backward run as one unit
+  kSendF,       // sSEND_Fm: send stage s's output to the next stage's rank
+  kRecvF,       // sRECV_Fm: receive stage s's input from the previous stage's rank
+  kSendB,       // sSEND_Bm: send stage s's input gradient to the previous stage's rank
+  kRecvB,       // sRECV_Bm: receive stage s's output gradient from the next stage's rank
+  kWait,        // WAIT: post the SEND/RECVs since the last WAIT as one group, block until done
+};
+
+bool IsCompute(Op op);  // F, B, I, W, OVERLAP_F_B
+bool IsComm(Op op);     // SEND_F, RECV_F, SEND_B, RECV_B
+bool IsSend(Op op);
+bool IsRecv(Op op);
+
+// One unit of work on one stage and microbatch: a compute (F, B, I, W) or a SEND/RECV.
+struct Task {
+  Op op = Op::kForward;
+  int32_t stage = 0;
+  int32_t microbatch = 0;
+  friend bool operator==(const Task&, const Task&) = default;
+};
+
+// One entry in a rank's program. OVERLAP_F_B carries two tasks: `stage`/`microbatch` are its
+// forward, `back` its backward (op kBackward or kInputGrad). Other actions use only the first.
+struct Action {
+  Op op = Op::kForward;
+  int32_t stage = 0;
+  int32_t microbatch = 0;
+  Task back{Op::kBackward, 0, 0};
+
+  static Action Compute(Op op, int stage, int microbatch) { return {op, stage, microbatch, {}}; }
+  static Action Comm(Op op, int stage, int microbatch) { return {op, stage, microbatch, {}}; }
+  static Action Wait() { return {Op::kWait, 0, 0, {}}; }
+  static Action OverlapFB(int f_stage, int f_mb, Op back_op, int b_stage, int b_mb) {
+    return {Op::kOverlapFB, f_stage, f_mb, {back_op, b_stage, b_mb}};
+  }
+
+  // The single tasks this action consists of: none for WAIT, two for OVERLAP_F_B.
+  int TaskCount() const { return op == Op::kWait ? 0 : op == Op::kOverlapFB ? 2 : 1; }
+  Task TaskAt(int i) const;
+
+  friend bool operator==(const Action& a, const Action& b);
+};
+
+// PyTorch's spelling: "0F0", "3I2", "7SEND_B4", "(0F3;7B5)OVERLAP_F_B", "WAIT".
+std::string ToString(const Action& action);
+std::string ToString(const Task& task);
+std::string_view OpName(Op op);  // "F", "B", "I", "W", "OVERLAP_F_B", "SEND_F", ..., "WAIT"
+
+struct ActionSyntax {
+  bool legacy_bw = false;  // accept PyTorch's old "BW" spelling of a full backward
+};
+// Parses one action. On error throws InputError whose message says what is wrong; `column`
+// receives the 0-based offset inside `text` where the problem is (for file:line:col).
+Action ParseAction(std::string_view text, const ActionSyntax& syntax = {}, int* column = nullptr);
+
+// How a stage is placed on ranks, for the common cases (the model keeps an explicit list).
+std::vector<int> LoopPlacement(int ranks, int stages);  // stage s on rank s % R
+std::vector<int> VPlacement(int ranks, int stages);     // s on s for s < R, else on 2R-1-s
+
+struct Schedule {
+  int ranks = 0;
+  int stages = 0;
+  int microbatches = 0;
+  std::vector<int> placement;            // stage -> rank
+  std::vector<int> params;               // stage -> parameter block (shared blocks sum grads)
+  std::vector<std::vector<int>> routes;  // microbatch -> stages it passes, in order
+  std::vector<std::vector<Action>> program;  // rank -> actions in program order
+  // The generator that made it ("dualpipe", "1f1b", ...), empty for a file of unknown origin.
+  // Verification uses it to pick the memory bound.
+  std::string kind;
+
+  int ParamBlocks() const;   // 1 + the largest block id
+  int64_t ActionCount() const;
+  friend bool operator==(const Schedule&, const Schedule&) = default;
+};
+
+// Refuses sizes beyond the limits above, naming the limit (InputError).
+void CheckLimits(int64_t ranks, int64_t stages, int64_t microbatches);
+
+// A schedule's shape before any action: fills placement (loop), params (identity) and routes
+// (all stages in order) where they are empty, then checks every limit and range. Throws
+// InputError naming the rule broken.
+void CompleteTopology(Schedule& schedule);
+
+// Route lookups in O(1): where a stage sits on a microbatch's route and its neighbours there.
+class RouteIndex {
+ public:
+  explicit RouteIndex(const Schedule& schedule);
+  bool OnRoute(int stage, int microbatch) const { return Position(stage, microbatch) >= 0; }
+  int Position(int stage, int microbatch) const;  // -1 when the stage is not on the route
+  int Prev(int stage, int microbatch) const;      // -1 at the route's first stage or off route
+  int Next(int stage, int microbatch) const;      // -1 at the route's last stage or off route
+  bool IsFirst(int stage, int microbatch) const;
+  bool IsLast(int stage, int microbatch) const;
+  int RouteLength(int microbatch) const;
+
+ private:
+  int stages_ = 0;
+  std::vector<int> route_of_;                // microbatch -> distinct route id
+  std::vector<std::vector<int>> routes_;     // distinct routes
+  std::vector<std::vector<int32_t>> pos_;    // route id -> stage -> position or -1
+};
+
+// What a message carries: an activation (stage `from`'s output, `to`'s input) or a gradient
+// (stage `from`'s input gradient, `to`'s output gradient), of one microbatch.
+struct Payload {
+  enum class Kind : uint8_t { kActivation, kGradient } kind = Kind::kActivation;
+  int32_t from = 0;
+  int32_t to = 0;
+  int32_t microbatch = 0;
+  friend bool operator==(const Payload&, const Payload&) = default;
+};
+std::string ToString(const Payload& payload);  // "activation 2->3 mb 5"
+
+// The payload a SEND carries or a RECV expects, and the rank at the other end; nullopt when the
+// route has no neighbour in that direction (a SEND_F at a route's last stage, say).
+struct Message {
+  Payload payload;
+  int peer = 0;
+};
+std::optional<Message> MessageOf(const Schedule& schedule, const RouteIndex& routes,
+                                 const Task& comm);
+
+// The passes a compute depends on, by pass rather than by op: the backward pass of (s, m) is
+// made by B or by I; the weight pass by B or by W.
+enum class Pass : uint8_t { kForward, kBackward, kWeight };
+struct PassKey {
+  Pass pass = Pass::kForward;
+  int32_t stage = 0;
+  int32_t microbatch = 0;
+  friend bool operator==(const PassKey&, const PassKey&) = default;
+};
+std::string ToString(const PassKey& key);  // "F 2 mb 5", "B 2 mb 5" (B covers I), "W 2 mb 5"
+
+// The passes a compute task produces (B produces kBackward and kWeight).
+std::vector<PassKey> Produces(const Task& compute);
+// The passes a compute task needs, each with the stage that produces it (DESIGN.md, "Data
+// dependencies"). Whether that stage is on the same rank decides local versus received.
+std::vector<PassKey> Needs(const Task& compute, const RouteIndex& routes);
+
+}  // namespace pipeproof
