@@ -20,6 +20,8 @@ struct Command {
 using Commands = std::vector<Command>;
 
 void AddScheduleCommands(CLI::App& app, Commands& commands);  // generate, show, convert
+void AddVerifyCommands(CLI::App& app, Commands& commands);    // verify, simulate
+void AddRunCommands(CLI::App& app, Commands& commands);       // run
 
 // Options every command that reads a schedule file shares.
 struct ScheduleInput {

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
   Commands commands;
   AddScheduleCommands(app, commands);
+  AddVerifyCommands(app, commands);
+  AddRunCommands(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
