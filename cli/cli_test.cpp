@@ -1,1 +1,115 @@
+// The pipeproof command as a user runs it: outputs, exit statuses, error messages.
 #include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "cli/run_binary.h"
+#include "schedule/test_util.h"
+
+namespace pipeproof {
+namespace {
+
+using testing::RunPipeproof;
+using testing::TestdataPath;
+
+std::string RankLines(const std::string& text) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("rank ", 0) == 0 && line.find(':') != std::string::npos) out += line + "\n";
+  }
+  return out;
+}
+
+TEST(GenerateCommandTest, DualPipePrintsTheReferenceOrder) {
+  auto r = RunPipeproof("generate dualpipe --ranks 4 --microbatches 8");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(RankLines(r.out), testing::ReadTestdata("peers/dualpipe-reference/dualpipe-r4-m8.txt"));
+  r = RunPipeproof("generate dualpipev -r 2 -m 5");
+  EXPECT_EQ(RankLines(r.out), testing::ReadTestdata("peers/dualpipe-reference/dualpipev-r2-m5.txt"));
+}
+
+TEST(GenerateCommandTest, ComputeOnlyCsvEqualsPyTorchsFixture) {
+  auto r = RunPipeproof("generate dualpipev -r 4 -m 10 --format csv-compute");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, testing::ReadTestdata("peers/pytorch/dualpipev_4rank_10mb.csv"));
+}
+
+TEST(GenerateCommandTest, InvalidSizeExitsTwoNamingTheRule) {
+  auto r = RunPipeproof("generate dualpipe --ranks 3 --microbatches 12");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("error: dualpipe needs an even number of ranks"), std::string::npos) << r.err;
+  r = RunPipeproof("generate dualpipe --ranks 4");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--microbatches"), std::string::npos) << r.err;
+  r = RunPipeproof("generate zigzag -r 4 -m 8");
+  EXPECT_EQ(r.status, 2);
+  r = RunPipeproof("generate 1f1b -r 99999999999 -m 8");
+  EXPECT_EQ(r.status, 2);
+}
+
+TEST(ShowCommandTest, ReadsEveryPeerFile) {
+  for (const char* args : {"peers/pytorch/dualpipev_4rank_10mb.csv",
+                           "peers/pytorch/zb1p_2rank_2stagep_compute.csv --legacy-bw",
+                           "peers/pytorch/zb1p_2rank_2stagep_comms.csv --legacy-bw",
+                           "peers/dualpipe-reference/dualpipe-r4-m8.txt --kind dualpipe",
+                           "peers/dualpipe-reference/dualpipev-r2-m5.txt"}) {
+    auto r = RunPipeproof("show " + TestdataPath(args));
+    EXPECT_EQ(r.status, 0) << args << ": " << r.err;
+    EXPECT_NE(r.out.find("Step 00:"), std::string::npos) << args << "\n" << r.out;
+  }
+}
+
+TEST(ShowCommandTest, LegacyFileWithoutTheSwitchIsRefusedWithAHint) {
+  auto r = RunPipeproof("show " + TestdataPath("peers/pytorch/zb1p_2rank_2stagep_compute.csv"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("zb1p_2rank_2stagep_compute.csv:1:22: error:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--legacy-bw"), std::string::npos) << r.err;
+}
+
+TEST(ShowCommandTest, BadFilesExitTwo) {
+  const std::string dir = ::testing::TempDir();
+  auto r = RunPipeproof("show " + dir + "/no-such-file.pps");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("cannot read"), std::string::npos) << r.err;
+  r = RunPipeproof("show /bin/sh");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("/bin/sh:"), std::string::npos) << r.err;
+  r = RunPipeproof("show " + dir);
+  EXPECT_EQ(r.status, 2) << r.err;
+}
+
+TEST(ConvertCommandTest, FormatsRoundTripThroughFiles) {
+  const std::string dir = ::testing::TempDir();
+  ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -f json -o " + dir + "/d.json").status, 0);
+  auto pps = RunPipeproof("convert " + dir + "/d.json --to pps");
+  ASSERT_EQ(pps.status, 0) << pps.err;
+  EXPECT_EQ(pps.out, RunPipeproof("generate dualpipe -r 4 -m 8").out);
+  ASSERT_EQ(RunPipeproof("convert " + dir + "/d.json --to csv -o " + dir + "/d.csv").status, 0);
+  auto back = RunPipeproof("convert " + dir + "/d.csv --kind dualpipe --to pps");
+  EXPECT_EQ(back.out, pps.out);
+}
+
+TEST(ConvertCommandTest, LowersComputeOnlySchedules) {
+  auto r = RunPipeproof("convert " + TestdataPath("peers/pytorch/dualpipev_4rank_10mb.csv") +
+                        " --lower --to pps");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("SEND_F"), std::string::npos);
+  r = RunPipeproof("convert " + TestdataPath("peers/pytorch/zb1p_2rank_2stagep_comms.csv") +
+                   " --legacy-bw --lower --to pps");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("already has SEND/RECV"), std::string::npos) << r.err;
+}
+
+TEST(HelpTest, EverySubcommandHasHelp) {
+  for (const char* sub : {"", "generate", "show", "convert"}) {
+    auto r = RunPipeproof(std::string(sub) + " --help");
+    EXPECT_EQ(r.status, 0) << sub << ": " << r.err;
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << sub;
+  }
+  EXPECT_EQ(RunPipeproof("no-such-command").status, 2);
+  EXPECT_EQ(RunPipeproof("").status, 2);
+}
+
+}  // namespace
+}  // namespace pipeproof

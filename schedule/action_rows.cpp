@@ -50,7 +50,7 @@ Schedule FromActionRows(const ActionRows& rows, std::string_view name,
       }
     }
   }
-  if (rows.empty()) throw InputError::At(name, 1, 0, "no schedule here: the file has no ranks");
+  if (rows.empty()) throw InputError::At(name, 1, 0, "no schedule here: the file has no rank rows");
   if (max_stage < 0) throw InputError::At(name, 1, 0, "no schedule here: the file has no actions");
 
   auto fail = [&](const std::string& message) { throw InputError::At(name, 0, 0, message); };

@@ -1,1 +1,184 @@
+#include "schedule/formats.h"
+
 #include <gtest/gtest.h>
+
+#include "schedule/generate.h"
+#include "schedule/lower.h"
+#include "schedule/test_util.h"
+
+namespace pipeproof {
+namespace {
+
+using testing::ReadTestdata;
+
+std::vector<Schedule> SampleSchedules() {
+  std::vector<Schedule> out;
+  for (const std::string& kind : GeneratorKinds()) {
+    for (bool comm : {true, false}) {
+      GenerateOptions o{kind, 4, 8};
+      o.with_comm = comm;
+      out.push_back(Generate(o));
+    }
+  }
+  out.push_back(GenerateDualPipe(2, 4, false));
+  return out;
+}
+
+TEST(RoundTripTest, PpsAndJsonReadBackToTheSameSchedule) {
+  for (const Schedule& s : SampleSchedules()) {
+    EXPECT_EQ(ParsePps(WritePps(s), "x.pps"), s) << s.kind << "\n" << WritePps(s);
+    EXPECT_EQ(ParseJson(WriteJson(s), "x.json"), s) << s.kind;
+  }
+}
+
+TEST(RoundTripTest, CsvReadsBackGivenTheSameTopology) {
+  for (const Schedule& s : SampleSchedules()) {
+    TopologyOptions topology;
+    topology.kind = s.kind;
+    Schedule back = ParseCsv(WriteCsv(s, false), "x.csv", topology);
+    EXPECT_EQ(back, s) << s.kind;
+  }
+  // Loop-placed kinds need no topology at all: it is inferred.
+  GenerateOptions o{"1f1b", 3, 6};
+  Schedule s = Generate(o);
+  Schedule back = ParseCsv(WriteCsv(s, false), "x.csv", {});
+  back.kind = s.kind;
+  EXPECT_EQ(back, s);
+}
+
+TEST(RoundTripTest, CsvComputeDropsCommunication) {
+  Schedule s = Generate({"dualpipe", 4, 8});
+  TopologyOptions topology;
+  topology.kind = "dualpipe";
+  Schedule back = ParseCsv(WriteCsv(s, true), "x.csv", topology);
+  EXPECT_EQ(back, ComputeOnly(s));
+}
+
+TEST(PyTorchFilesTest, DualPipeVFixtureReadsWithVPlacementInferred) {
+  Schedule s = ReadScheduleFile(testing::TestdataPath("peers/pytorch/dualpipev_4rank_10mb.csv"));
+  EXPECT_EQ(s.ranks, 4);
+  EXPECT_EQ(s.stages, 8);
+  EXPECT_EQ(s.microbatches, 10);
+  EXPECT_EQ(s.placement, VPlacement(4, 8));
+  EXPECT_FALSE(HasComm(s));
+}
+
+TEST(PyTorchFilesTest, LegacyZeroBubbleFilesNeedTheSwitch) {
+  const std::string compute = testing::TestdataPath("peers/pytorch/zb1p_2rank_2stagep_compute.csv");
+  try {
+    ReadScheduleFile(compute);
+    FAIL() << "legacy B/W spelling accepted without --legacy-bw";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("zb1p_2rank_2stagep_compute.csv:1:"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("--legacy-bw"), std::string::npos) << e.what();
+  }
+  ReadOptions legacy;
+  legacy.topology.legacy_bw = true;
+  Schedule s = ReadScheduleFile(compute, legacy);
+  EXPECT_EQ(s.ranks, 2);
+  EXPECT_EQ(s.stages, 4);
+  EXPECT_EQ(s.placement, LoopPlacement(2, 4));
+  EXPECT_EQ(ToString(s.program[0][4]), "2I0");  // "2B0" followed by "2W0"
+  Schedule comms = ReadScheduleFile(
+      testing::TestdataPath("peers/pytorch/zb1p_2rank_2stagep_comms.csv"), legacy);
+  EXPECT_TRUE(HasComm(comms));
+  EXPECT_EQ(ToString(comms.program[0][11]), "2B0");  // "2BW0": a full backward
+  EXPECT_EQ(ToString(comms.program[1][9]), "3I0");   // "3B0" with a later "3W0"
+}
+
+TEST(PyTorchFilesTest, ReferenceRecordingsReadAsBareRankLines) {
+  ReadOptions o;
+  o.topology.kind = "dualpipe";
+  Schedule s = ReadScheduleFile(
+      testing::TestdataPath("peers/dualpipe-reference/dualpipe-r4-m8.txt"), o);
+  EXPECT_EQ(s, GenerateDualPipe(4, 8, true));
+}
+
+TEST(GridTest, PrintsPyTorchsStepByRankGrid) {
+  Schedule s = ParseCsv("0F0,0B0\n,1F0,1B0\n", "g.csv", {});
+  EXPECT_EQ(FormatGrid(s),
+            "        Rank 0 Rank 1\n"
+            "Step 0: 0F0    1F0\n"
+            "Step 1: 0B0    1B0\n");
+}
+
+struct Malformed {
+  const char* name;
+  std::string text;
+  const char* location;  // expected prefix of what()
+  const char* says;
+};
+
+TEST(MalformedInputTest, EveryReaderNamesThePlaceAndTheRule) {
+  const std::string header = "ranks 2\nmicrobatches 2\n";
+  std::vector<Malformed> cases = {
+      {"empty.pps", "", "empty.pps", "empty"},
+      {"comment.pps", "# nothing\n", "comment.pps", "empty"},
+      {"junk.pps", std::string("\x7f\x45\x4c\x46\x00\x01\x02", 7), "junk.pps:1:1:", "unknown header key"},
+      {"ranks.pps", "ranks 1000000000\n", "ranks.pps:1:7:", "outside the allowed range 1..4096"},
+      {"neg.pps", "ranks -3\n", "neg.pps:1:7:", "not a number"},
+      {"key.pps", header + "colour blue\n", "key.pps:3:1:", "unknown header key 'colour'"},
+      {"twice.pps", header + "ranks 2\n", "twice.pps:3:1:", "given twice"},
+      {"norank.pps", header + "rank 0: 0F0\n", "norank.pps:3:1:", "rank 1 has no 'rank 1:' line"},
+      {"duprank.pps", header + "rank 0: 0F0\nrank 0: 0F1\n", "duprank.pps:4:6:", "already"},
+      {"bigrank.pps", header + "rank 2: 0F0\n", "bigrank.pps:3:6:", "outside the allowed range 0..1"},
+      {"action.pps", header + "rank 0: 0F0 0Q1\nrank 1:\n", "action.pps:3:14:", "no known action"},
+      {"colon.pps", header + "rank 0 0F0\n", "colon.pps:3:6:", "expected ':'"},
+      {"late.pps", header + "rank 0:\nrank 1:\nstages 2\n", "late.pps:5:1:", "after the first rank line"},
+      {"place.pps", header + "stages 3\nplacement 0 1\n", "place.pps:4:1:", "placement lists 2 ranks for 3 stages"},
+      {"route.pps", header + "route 0: 0 1\n", "route.pps:3:1:", "microbatch 1 has no route"},
+      {"kind.pps", "kind zigzag\n" + header, "kind.pps:1:6:", "unknown kind"},
+      {"empty.csv", "", "empty.csv:1:", "no rank rows"},
+      {"blank.csv", "\n\n", "blank.csv:1:", "no rank rows"},
+      {"cell.csv", "0F0,0F1,,0FF\n", "cell.csv:1:12:", "no microbatch number"},
+      {"fsdp.csv", "0F0,0UNSHARD\n", "fsdp.csv:1:6:", "FSDP"},
+      {"twice.csv", "0F0\n0B0\n", "twice.csv:2:1:", "stage 0 has actions on rank 0"},
+      {"stage.csv", "0F0,99999999999F0\n", "stage.csv:1:5:", "too large"},
+      {"bad.json", "{\"ranks\": 2,", "bad.json:1:", "malformed JSON"},
+      {"type.json", "{\"ranks\": \"two\", \"microbatches\": 1, \"program\": [[]]}", "type.json:1:11:", "/ranks: expected an integer"},
+      {"huge.json", "{\"ranks\": 1e300, \"microbatches\": 1, \"program\": [[]]}", "huge.json:1:11:", "/ranks: expected an integer"},
+      {"act.json", "{\"ranks\": 1,\n \"microbatches\": 1,\n \"program\": [[\"0F0\", \"0Z0\"]]}", "act.json:3:22:", "/program/0/1"},
+      {"rows.json", "{\"ranks\": 2, \"microbatches\": 1, \"program\": [[]]}", "rows.json:1:44:", "one list of actions per rank"},
+      {"key.json", "{\"ranks\": 1, \"colour\": 1}", "key.json:1:24:", "/colour: unknown key"},
+      {"array.json", "[1, 2]", "array.json", "expected a JSON object"},
+  };
+  for (const Malformed& m : cases) {
+    try {
+      ParseSchedule(m.text, m.name, {});
+      ADD_FAILURE() << m.name << " was accepted";
+    } catch (const InputError& e) {
+      std::string what = e.what();
+      EXPECT_EQ(what.rfind(m.location, 0), 0u) << m.name << ": " << what;
+      EXPECT_NE(what.find(": error: "), std::string::npos) << what;
+      EXPECT_NE(what.find(m.says), std::string::npos) << m.name << ": " << what;
+    }
+  }
+}
+
+TEST(MalformedInputTest, ATenMillionCellLineIsReadOrRefusedWithoutTrouble) {
+  std::string idle(10'000'000, ',');
+  Schedule s = ParseCsv("0F0" + idle + "0B0\n", "idle.csv", {});
+  EXPECT_EQ(s.program[0].size(), 2u);
+  std::string busy;
+  busy.reserve(50'000'000);
+  for (int i = 0; i < 10'000'000; ++i) busy += "0F0,";
+  try {
+    ParseCsv(busy, "busy.csv", {});
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 4194304 actions"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(DetectFormatTest, ByExtensionThenByContent) {
+  EXPECT_EQ(DetectFormat("a.csv", "rank 0:"), Format::kCsv);
+  EXPECT_EQ(DetectFormat("a", " {\"ranks\":1}"), Format::kJson);
+  EXPECT_EQ(DetectFormat("a", "# hi\nranks 2\n"), Format::kPps);
+  EXPECT_EQ(DetectFormat("a", "rank 0: 0F0\n"), Format::kPps);
+  EXPECT_EQ(DetectFormat("-", "0F0,0B0\n"), Format::kCsv);
+}
+
+}  // namespace
+}  // namespace pipeproof

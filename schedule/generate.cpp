@@ -145,10 +145,10 @@ Schedule ComputeOnly(const Schedule& schedule) {
 
 Schedule Generate(const GenerateOptions& o) {
   const std::string& kind = o.kind;
-  Require(std::find(GeneratorKinds().begin(), GeneratorKinds().end(), kind) !=
-              GeneratorKinds().end(),
+  const std::vector<std::string> kinds = GeneratorKinds();
+  Require(std::find(kinds.begin(), kinds.end(), kind) != kinds.end(),
           fmt::format("unknown schedule kind '{}' (known: {})", kind,
-                      fmt::join(GeneratorKinds(), ", ")));
+                      fmt::join(kinds, ", ")));
   Require(o.ranks >= 1, fmt::format("{} needs at least one rank (got {})", kind, o.ranks));
   Require(o.microbatches >= 1,
           fmt::format("{} needs at least one microbatch (got {})", kind, o.microbatches));

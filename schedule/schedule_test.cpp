@@ -1,1 +1,142 @@
+#include "schedule/schedule.h"
+
 #include <gtest/gtest.h>
+
+#include "schedule/generate.h"
+
+namespace pipeproof {
+namespace {
+
+TEST(ActionTest, EveryActionRoundTripsThroughItsSpelling) {
+  for (const char* text : {"0F0", "12B3", "7I4", "7W4", "0SEND_F2", "3RECV_F0", "6SEND_B7",
+                           "1RECV_B0", "WAIT", "(0F3;7B5)OVERLAP_F_B", "(6F6;1I0)OVERLAP_F_B"}) {
+    EXPECT_EQ(ToString(ParseAction(text)), text);
+  }
+}
+
+TEST(ActionTest, OverlapHoldsForwardThenBackward) {
+  Action a = ParseAction("(0F3;7B5)OVERLAP_F_B");
+  ASSERT_EQ(a.op, Op::kOverlapFB);
+  ASSERT_EQ(a.TaskCount(), 2);
+  EXPECT_EQ(a.TaskAt(0), (Task{Op::kForward, 0, 3}));
+  EXPECT_EQ(a.TaskAt(1), (Task{Op::kBackward, 7, 5}));
+}
+
+struct BadAction {
+  const char* text;
+  int column;
+  const char* says;
+};
+
+TEST(ActionTest, MalformedActionsNameTheProblemAndWhere) {
+  for (const BadAction& bad : {
+           BadAction{"F0", 0, "must start with a stage number"},
+           BadAction{"0X0", 1, "no known action"},
+           BadAction{"0F", 2, "no microbatch number"},
+           BadAction{"0F0x", 3, "unexpected"},
+           BadAction{"0BW1", 1, "--legacy-bw"},
+           BadAction{"1UNSHARD", 1, "FSDP"},
+           BadAction{"99999999999F0", 0, "too large"},
+           BadAction{"(0F3;7B5", 0, "closing"},
+           BadAction{"(0F3;7B5)OVERLAP", 8, "OVERLAP_F_B"},
+           BadAction{"(7B5;0F3)OVERLAP_F_B", 1, "first action"},
+           BadAction{"(0F3;0F4)OVERLAP_F_B", 5, "second action"},
+           BadAction{"(0F3)OVERLAP_F_B", 1, "exactly two"},
+           BadAction{"", 0, "empty"},
+       }) {
+    int column = -1;
+    try {
+      ParseAction(bad.text, {}, &column);
+      ADD_FAILURE() << bad.text << " was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(e.message().find(bad.says), std::string::npos) << bad.text << ": " << e.what();
+      EXPECT_EQ(column, bad.column) << bad.text;
+    }
+  }
+}
+
+TEST(ActionTest, LegacySpellingReadsBwAsFullBackward) {
+  EXPECT_EQ(ParseAction("2BW0", {.legacy_bw = true}), Action::Compute(Op::kBackward, 2, 0));
+}
+
+TEST(QuoteTest, EscapesControlBytesAndShortensLongText) {
+  EXPECT_EQ(Quote(std::string("a\0b\xff", 4)), "'a\\x00b\\xff'");
+  EXPECT_EQ(Quote(std::string(100, 'x')).size(), 48u + 5u);
+}
+
+TEST(TopologyTest, DefaultsAreLoopPlacementOwnParamsAndEveryStage) {
+  Schedule s;
+  s.ranks = 2;
+  s.stages = 4;
+  s.microbatches = 3;
+  CompleteTopology(s);
+  EXPECT_EQ(s.placement, (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(s.params, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(s.routes, (std::vector<std::vector<int>>(3, {0, 1, 2, 3})));
+  EXPECT_EQ(s.program.size(), 2u);
+}
+
+TEST(TopologyTest, AbsurdSizesAreRefusedWithTheLimit) {
+  Schedule s;
+  s.ranks = 1000000000;
+  s.stages = 4;
+  s.microbatches = 3;
+  try {
+    CompleteTopology(s);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(e.message().find("ranks is 1000000000"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(CheckLimits(8, 65536, 1 << 20), InputError);
+}
+
+TEST(TopologyTest, RoutesMustNotRepeatAStage) {
+  Schedule s;
+  s.ranks = 2;
+  s.stages = 2;
+  s.microbatches = 1;
+  s.routes = {{0, 1, 0}};
+  EXPECT_THROW(CompleteTopology(s), InputError);
+}
+
+TEST(RouteIndexTest, DualPipeDirectionsHaveTheirOwnNeighbours) {
+  Schedule s = GenerateDualPipe(4, 8, true);
+  RouteIndex routes(s);
+  // Microbatch 1 takes direction 0 (stages 0..3); microbatch 5 direction 1 (stages 4..7).
+  EXPECT_EQ(routes.Next(2, 1), 3);
+  EXPECT_EQ(routes.Prev(0, 1), -1);
+  EXPECT_TRUE(routes.IsLast(3, 1));
+  EXPECT_FALSE(routes.OnRoute(5, 1));
+  EXPECT_EQ(routes.Prev(5, 5), 4);
+  EXPECT_TRUE(routes.IsFirst(4, 5));
+  EXPECT_EQ(routes.RouteLength(5), 4);
+}
+
+TEST(MessageTest, SendsAndReceivesNameTheirPayloadAndPeer) {
+  Schedule s = GenerateDualPipe(4, 8, true);
+  RouteIndex routes(s);
+  // Stage 7 lives on rank 0 and receives microbatch 4's activation from stage 6 on rank 1.
+  auto recv = MessageOf(s, routes, {Op::kRecvF, 7, 4});
+  ASSERT_TRUE(recv);
+  EXPECT_EQ(recv->peer, 1);
+  EXPECT_EQ(recv->payload, (Payload{Payload::Kind::kActivation, 6, 7, 4}));
+  auto send = MessageOf(s, routes, {Op::kSendB, 7, 4});
+  ASSERT_TRUE(send);
+  EXPECT_EQ(send->payload, (Payload{Payload::Kind::kGradient, 7, 6, 4}));
+  // The last stage of a route sends no activation on.
+  EXPECT_FALSE(MessageOf(s, routes, {Op::kSendF, 7, 4}));
+}
+
+TEST(DependencyTest, BackwardNeedsItsForwardAndTheNextStagesGradient) {
+  Schedule s = GenerateDualPipe(4, 8, true);
+  RouteIndex routes(s);
+  auto needs = Needs({Op::kInputGrad, 5, 6}, routes);
+  EXPECT_EQ(needs, (std::vector<PassKey>{{Pass::kForward, 5, 6}, {Pass::kBackward, 6, 6}}));
+  EXPECT_EQ(Needs({Op::kWeightGrad, 5, 6}, routes),
+            (std::vector<PassKey>{{Pass::kBackward, 5, 6}}));
+  EXPECT_TRUE(Needs({Op::kForward, 4, 6}, routes).empty());
+  EXPECT_EQ(Produces({Op::kBackward, 1, 0}).size(), 2u);
+}
+
+}  // namespace
+}  // namespace pipeproof

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what pipeproof needs from Debian's packages (only what is missing; as root or through
+# sudo), then configures the build in build/. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  cmake make g++ pkg-config
+  libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
+  libfmt-dev nlohmann-json3-dev libcli11-dev
+  libz3-dev
+  libopenmpi-dev openmpi-bin
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [[ $(id -u) -eq 0 ]]; then
+    as_root=()
+  elif command -v sudo >/dev/null; then
+    as_root=(sudo)
+  else
+    echo "setup: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE="${PIPEPROOF_BUILD_TYPE:-RelWithDebInfo}" ${PIPEPROOF_CMAKE_ARGS:-} >/dev/null
+echo "setup: configured build/ ($(grep -o 'Z3=[A-Z]* RapidCheck=[A-Z]* MPI=[A-Z]*' build/CMakeCache.txt 2>/dev/null || true))"
