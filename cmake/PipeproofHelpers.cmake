@@ -15,12 +15,18 @@ function(pipeproof_optional_package pkg option suffix)
   endif()
 endfunction()
 
-# pipeproof_test(<name> SOURCES ... LIBS ... [LABELS ...] [TIMEOUT s])
-# One GoogleTest binary; every TEST in it becomes a CTest test.
+# pipeproof_test(<name> SOURCES ... LIBS ... [LABELS ...] [TIMEOUT s] [ENVIRONMENT VAR=value ...]
+#                [OWN_MAIN])
+# One GoogleTest binary; every TEST in it becomes a CTest test. Tests labelled `property` run
+# their RapidCheck properties with RC_PARAMS=${PIPEPROOF_RC_PARAMS}.
 function(pipeproof_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "OWN_MAIN" "TIMEOUT" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
   add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest_main)
+  if(T_OWN_MAIN)
+    target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest)
+  else()
+    target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest_main)
+  endif()
   target_compile_definitions(${name} PRIVATE
     PIPEPROOF_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     PIPEPROOF_TESTDATA_DIR="${PROJECT_SOURCE_DIR}/testdata"
@@ -28,6 +34,9 @@ function(pipeproof_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
+  if("property" IN_LIST T_LABELS)
+    list(APPEND T_ENVIRONMENT "RC_PARAMS=${PIPEPROOF_RC_PARAMS}")
+  endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT} ENVIRONMENT "${T_ENVIRONMENT}")
 endfunction()

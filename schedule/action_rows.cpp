@@ -51,7 +51,11 @@ Schedule FromActionRows(const ActionRows& rows, std::string_view name,
     }
   }
   if (rows.empty()) throw InputError::At(name, 1, 0, "no schedule here: the file has no rank rows");
-  if (max_stage < 0) throw InputError::At(name, 1, 0, "no schedule here: the file has no actions");
+  if (max_stage < 0 && (!topo.stages || !topo.microbatches)) {
+    throw InputError::At(name, 1, 0,
+                         "no schedule here: the file names no stage or microbatch (give "
+                         "--stages and --microbatches for a schedule without computes)");
+  }
 
   auto fail = [&](const std::string& message) { throw InputError::At(name, 0, 0, message); };
   Schedule s;

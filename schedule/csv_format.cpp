@@ -52,14 +52,16 @@ Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOp
       line.Fail(line.Start(), fmt::format("more than {} rows (one row per rank)", kMaxRanks));
     }
     std::vector<LocatedAction> row;
-    std::string_view rest = line.Rest();
-    const char* line_start = line.Start().text.data();
+    std::string_view rest = line.Raw();  // CSV has no comments: a '#' is a bad cell
+    const char* line_start = rest.data();
     for (size_t pos = 0; pos <= rest.size();) {
       size_t comma = std::min(rest.find(',', pos), rest.size());
       std::string_view cell = rest.substr(pos, comma - pos);
       pos = comma + 1;
       while (!cell.empty() && (cell.front() == ' ' || cell.front() == '\t')) cell.remove_prefix(1);
-      while (!cell.empty() && (cell.back() == ' ' || cell.back() == '\t')) cell.remove_suffix(1);
+      while (!cell.empty() && (cell.back() == ' ' || cell.back() == '\t' || cell.back() == '\r')) {
+        cell.remove_suffix(1);
+      }
       if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') {
         cell = cell.substr(1, cell.size() - 2);
       }
@@ -70,7 +72,7 @@ Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOp
                      where.col});
     }
     ResolveLegacyBackward(row, line, topo.legacy_bw);
-    if (!rest.empty()) last_nonempty = line.number();
+    if (rest.find_first_not_of(" \t\r") != std::string_view::npos) last_nonempty = line.number();
     rows.push_back(std::move(row));
   }
   rows.resize(last_nonempty);  // trailing blank lines are not ranks
@@ -87,7 +89,8 @@ std::string WriteCsv(const Schedule& s, bool compute_only) {
       out += ToString(a);
       first = false;
     }
-    out += '\n';
+    // A rank with nothing to do is one idle slot: a blank line at the end would be no rank.
+    out += first ? ",\n" : "\n";
   }
   return out;
 }

@@ -152,6 +152,8 @@ class JsonReader {
   json Parse() {
     try {
       return json::parse(text_.begin(), text_.end());
+    } catch (const json::out_of_range& e) {  // a number too large for any C++ type
+      throw InputError::At(name_, 0, 0, "malformed JSON: a number too large to represent");
     } catch (const json::parse_error& e) {
       int line = 0, col = 0;
       LineCol(text_, e.byte > 0 ? e.byte - 1 : 0, line, col);

@@ -79,7 +79,11 @@ Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOp
     if (h.placement) {
       auto& [line, value] = *h.placement;
       if (value == "loop" || value == "v") {
-        s.placement = ParsePlacement(value, s.ranks, s.stages);
+        try {
+          s.placement = ParsePlacement(value, s.ranks, s.stages);
+        } catch (const InputError& e) {
+          line.Fail(line.Start(), e.message());
+        }
       } else {
         ReadIndexList(line, s.placement, s.stages, s.ranks - 1, "placement ranks");
         if (static_cast<int>(s.placement.size()) != s.stages) {

@@ -30,6 +30,7 @@ class LineScanner {
   // Everything before the first `c` as its own scanner; this one continues after `c`.
   LineScanner Split(char c);
   std::string_view Rest() const;  // the words left, without the comment (does not consume)
+  std::string_view Raw() const { return text_; }  // the whole line, comment and all
   void ExpectEnd();
 
   // `digits` is (part of) `word`; fails unless it is a decimal number in [lo, hi].

@@ -1,0 +1,33 @@
+// RapidCheck generators of schedules, shared by the property suites.
+#pragma once
+
+#include <rapidcheck.h>
+
+#include <ostream>
+
+#include "schedule/formats.h"
+#include "schedule/generate.h"
+#include "schedule/schedule.h"
+
+namespace pipeproof {
+
+// How RapidCheck prints counterexamples (found by argument-dependent lookup).
+inline void showValue(const Schedule& s, std::ostream& os) { os << "\n" << WritePps(s); }
+inline void showValue(const GenerateOptions& o, std::ostream& os) {
+  os << o.kind << " --ranks " << o.ranks << " --microbatches " << o.microbatches
+     << (o.overlap ? "" : " --no-overlap") << " --virtual-stages " << o.virtual_stages
+     << (o.with_comm ? "" : " (compute only)");
+}
+
+// A valid size for `kind` with up to `max_ranks` ranks and up to `max_factor` x ranks
+// microbatches (each kind's own rules respected).
+rc::Gen<GenerateOptions> GenValidOptions(int max_ranks, int max_factor);
+
+// Any action on a topology of `stages` stages and `microbatches` microbatches, well formed or not.
+rc::Gen<Action> GenAction(int stages, int microbatches);
+
+// A schedule with a random topology (placement, shared params, routes) and random programs:
+// readable by the .pps and JSON readers, not necessarily runnable.
+rc::Gen<Schedule> GenArbitrarySchedule();
+
+}  // namespace pipeproof
