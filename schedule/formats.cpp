@@ -178,25 +178,46 @@ std::string FormatGrid(const Schedule& s) {
   return out;
 }
 
+namespace {
+// "0-3, 7, 9-12": runs of consecutive integers as ranges.
+std::string Ranges(const std::vector<int>& sorted) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < sorted.size();) {
+    size_t j = i;
+    while (j + 1 < sorted.size() && sorted[j + 1] == sorted[j] + 1) ++j;
+    parts.push_back(j >= i + 2 ? fmt::format("{}-{}", sorted[i], sorted[j])
+                               : fmt::format("{}", sorted[i]));
+    if (j == i + 1) parts.push_back(fmt::format("{}", sorted[j]));
+    i = j + 1;
+  }
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+}  // namespace
+
 std::string DescribeTopology(const Schedule& s) {
   std::string out = fmt::format("{}{} ranks, {} stages, {} microbatches, {} actions\n",
                                 s.kind.empty() ? "" : s.kind + ": ", s.ranks, s.stages,
                                 s.microbatches, s.ActionCount());
   for (int r = 0; r < s.ranks; ++r) {
-    std::vector<std::string> held;
+    std::vector<int> own;
+    std::vector<std::string> shared;
     for (int st = 0; st < s.stages; ++st) {
       if (s.placement[st] != r) continue;
-      held.push_back(s.params[st] == st ? fmt::format("{}", st)
-                                        : fmt::format("{} (params of {})", st, s.params[st]));
+      if (s.params[st] == st) {
+        own.push_back(st);
+      } else {
+        shared.push_back(fmt::format("{} (params of {})", st, s.params[st]));
+      }
     }
-    out += fmt::format("  rank {}: stages {}\n", r, fmt::join(held, ", "));
+    std::string held = Ranges(own);
+    if (!shared.empty()) held += fmt::format("{}{}", held.empty() ? "" : ", ", fmt::join(shared, ", "));
+    out += fmt::format("  rank {}: stages {}\n", r, held.empty() ? "none" : held);
   }
   std::map<std::vector<int>, std::vector<int>> by_route;
   for (int m = 0; m < s.microbatches; ++m) by_route[s.routes[m]].push_back(m);
   if (by_route.size() > 1) {
     for (const auto& [route, mbs] : by_route) {
-      out += fmt::format("  microbatches {}..{} ({}): stages {}\n", mbs.front(), mbs.back(),
-                         mbs.size(), fmt::join(route, " "));
+      out += fmt::format("  microbatches {}: stages {}\n", Ranges(mbs), fmt::join(route, " "));
     }
   }
   return out;

@@ -274,7 +274,9 @@ void CompleteTopology(Schedule& s) {
                                  s.stages));
   }
   for (int st = 0; st < s.stages; ++st) {
-    RequireRange(fmt::format("params of stage {}", st), s.params[st], 0, s.stages - 1);
+    if (s.params[st] < 0 || s.params[st] >= s.stages) {
+      RequireRange(fmt::format("params of stage {}", st), s.params[st], 0, s.stages - 1);
+    }
   }
   if (static_cast<int>(s.routes.size()) != s.microbatches) {
     throw InputError(fmt::format("routes given for {} microbatches, but there are {}",
@@ -284,7 +286,9 @@ void CompleteTopology(Schedule& s) {
   for (int m = 0; m < s.microbatches; ++m) {
     if (s.routes[m].empty()) throw InputError(fmt::format("microbatch {} has an empty route", m));
     for (int st : s.routes[m]) {
-      RequireRange(fmt::format("a stage on microbatch {}'s route", m), st, 0, s.stages - 1);
+      if (st < 0 || st >= s.stages) {
+        RequireRange(fmt::format("a stage on microbatch {}'s route", m), st, 0, s.stages - 1);
+      }
       if (seen[st] == m) {
         throw InputError(fmt::format("microbatch {}'s route passes stage {} twice", m, st));
       }

@@ -16,7 +16,7 @@ namespace pipeproof {
 inline constexpr int kMaxRanks = 4096;
 inline constexpr int kMaxStages = 65536;
 inline constexpr int kMaxMicrobatches = 1 << 20;
-inline constexpr int64_t kMaxStageMicrobatches = int64_t{1} << 22;  // stages x microbatches
+inline constexpr int64_t kMaxStageMicrobatches = int64_t{1} << 20;  // stages x microbatches
 inline constexpr int64_t kMaxActions = int64_t{1} << 22;             // all ranks together
 
 // Bad input or usage (exit status 2). what() is "file:line:col: error: message" when the

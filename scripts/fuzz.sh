@@ -27,6 +27,7 @@ cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]/%/_fuzzer}"
 status=0
 for t in "${targets[@]}"; do
   work=build-fuzz/work/$t
+  rm -rf "$work/artifacts"
   mkdir -p "$work/corpus" "$work/artifacts"
   echo "== fuzz $t (${limit[*]})"
   if ! UBSAN_OPTIONS=print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
