@@ -1,0 +1,271 @@
+#include "exec/run.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "exec/fault_draw.h"
+#include "exec/inproc_transport.h"
+
+namespace pipeproof {
+
+namespace {
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// "2 blocked, 1 dead, 1 done": how the ranks stand.
+std::string Census(const std::vector<RankSnapshot>& ranks) {
+  std::map<std::string, int> count;
+  for (const RankSnapshot& s : ranks) ++count[s.answered ? std::string(RankActivityName(s.activity)) : "silent"];
+  std::vector<std::string> parts;
+  for (const auto& [name, n] : count) parts.push_back(fmt::format("{} {}", n, name));
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+// Ranks as threads of this process, over the in-process fabric; the calling thread watches.
+class ThreadWorld final : public World {
+ public:
+  std::string TransportName() const override { return "threads"; }
+  int ranks() const override { return 0; }
+  bool leader() const override { return true; }
+
+  Execution Execute(const RunPlan& plan, const FaultPlan& faults, const ExecOptions& options,
+                    const WatchdogOptions& watchdog, const std::function<void(const Execution&)>&) override {
+    const int n = plan.ranks;
+    StopSignal stop;
+    InProcessFabric fabric(n, stop);
+    const Clock::time_point start = Clock::now();
+    std::vector<std::unique_ptr<FlightRecorder>> recorders;
+    std::vector<std::unique_ptr<Device>> devices;
+    for (int r = 0; r < n; ++r) {
+      recorders.push_back(std::make_unique<FlightRecorder>(r, plan, options.flight_capacity, start));
+      devices.push_back(MakeDevice(options, r));
+    }
+    std::vector<RankOutcome> outcomes(n);
+    int finished = 0;
+    std::mutex mutex;
+    std::condition_variable cv;
+    const int wake = stop.OnStop([&] {
+      std::lock_guard lock(mutex);
+      cv.notify_all();
+    });
+    std::vector<std::thread> threads;
+    for (int r = 0; r < n; ++r) {
+      threads.emplace_back([&, r] {
+        std::unique_ptr<Transport> endpoint = fabric.Endpoint(r);
+        outcomes[r] = RunRank(plan, faults, options, *endpoint, *devices[r], *recorders[r], stop);
+        if (outcomes[r].end == RankEnd::kFailed) stop.Stop();
+        std::lock_guard lock(mutex);
+        ++finished;
+        cv.notify_all();
+      });
+    }
+
+    Execution e;
+    const auto timeout = std::chrono::duration<double>(watchdog.timeout_s);
+    const auto tick = std::chrono::duration<double>(std::clamp(watchdog.timeout_s / 20, 0.002, 0.05));
+    auto all_finished = [&] {
+      std::lock_guard lock(mutex);
+      return finished == n;
+    };
+    while (!stop.stopped()) {
+      {
+        std::unique_lock lock(mutex);
+        if (cv.wait_for(lock, tick, [&] { return finished == n || stop.stopped(); })) break;
+      }
+      bool busy = false;
+      Clock::time_point last = start;
+      for (const auto& rec : recorders) {
+        busy |= IsBusy(rec->activity());
+        last = std::max(last, rec->last_progress());
+      }
+      if (!busy && Clock::now() - last >= timeout && !all_finished()) {
+        e.end = Execution::End::kHang;
+        e.snapshots = Snapshots(recorders, watchdog.flight_tail);
+        e.headline = fmt::format("hang: no rank has made progress for {:.2f}s (--timeout {:g}s); ranks: {}",
+                                 Seconds(Clock::now() - last), watchdog.timeout_s, Census(e.snapshots));
+        stop.Stop();
+      }
+    }
+    for (auto& t : threads) t.join();
+    stop.Forget(wake);
+    e.seconds = Seconds(Clock::now() - start);
+    if (e.end == Execution::End::kHang) return e;
+    for (int r = 0; r < n; ++r) {
+      if (outcomes[r].end == RankEnd::kFailed) {
+        e.end = Execution::End::kFailed;
+        e.headline = fmt::format("runtime fault on rank {}: {}", r, outcomes[r].error);
+        e.snapshots = Snapshots(recorders, watchdog.flight_tail);
+        return e;
+      }
+    }
+    for (int r = 0; r < n; ++r) e.ranks.push_back(std::move(outcomes[r].result));
+    return e;
+  }
+
+ private:
+  static std::vector<RankSnapshot> Snapshots(const std::vector<std::unique_ptr<FlightRecorder>>& recorders, size_t tail) {
+    std::vector<RankSnapshot> out;
+    for (const auto& r : recorders) out.push_back(r->Snapshot(tail));
+    return out;
+  }
+};
+
+bool ControlCausesHang(const FaultPlan& p) {
+  return p.kill || (p.corrupt && p.corrupt->kind == CorruptKind::kDrop);
+}
+
+// Decides what an execution means, on the leader.
+void Judge(const Schedule& schedule, const CheckOptions& options, CheckOutcome& o) {
+  const FaultPlan& faults = options.faults;
+  const Execution& e = o.execution;
+  if (e.end == Execution::End::kHang) {
+    o.status = CheckStatus::kHang;
+    o.headline = e.headline;
+    if (faults.HasNegativeControl()) {
+      o.control_caught = ControlCausesHang(faults);
+      o.negative_control = fmt::format("{}: {}", faults.DescribeNegativeControl(),
+                                       o.control_caught ? "caught, the run hung and the watchdog stopped it"
+                                                        : "the run hung instead of showing a mismatch");
+    }
+    return;
+  }
+  if (e.end == Execution::End::kFailed) {
+    o.status = CheckStatus::kFault;
+    o.headline = e.headline;
+    if (faults.HasNegativeControl()) {
+      o.negative_control = faults.DescribeNegativeControl() + ": the run failed before it could be judged";
+    }
+    return;
+  }
+  const StepResults run = AssembleResults(schedule, options.exec.model, e.ranks);
+  const bool exact = options.policy.mode == ComparePolicy::Mode::kExact;
+  const AccumulationOrder order =
+      AccumulationOrderOf(schedule, exact ? AccumulationMode::kSchedule : AccumulationMode::kNatural);
+  const Clock::time_point t0 = Clock::now();
+  std::unique_ptr<Device> device = MakeDevice(options.exec, -1);
+  const StepResults reference = RunReference(schedule, options.exec.model, order, *device);
+  o.reference_seconds = Seconds(Clock::now() - t0);
+  o.comparison = CompareStep(schedule, run, reference, options.policy);
+  const bool ok = o.comparison->ok();
+  o.status = ok ? CheckStatus::kMatch : CheckStatus::kMismatch;
+  o.headline = ok ? fmt::format("match: every loss, output and gradient equals the reference{}",
+                                exact ? " bit for bit" : " within tolerance")
+                  : fmt::format("MISMATCH: {} of {} tensors differ from the reference",
+                                o.comparison->MismatchingTensors(), o.comparison->tensors.size());
+  if (faults.HasNegativeControl()) {
+    o.control_caught = !ok && !ControlCausesHang(faults);
+    o.negative_control = fmt::format("{}: {}", faults.DescribeNegativeControl(),
+                                     o.control_caught ? "caught, the results differ from the reference"
+                                                      : "NOT CAUGHT: the run completed and matched");
+    if (!o.control_caught) {
+      o.status = CheckStatus::kFault;
+      o.headline = "FAULT IN PIPEPROOF: a negative control went unnoticed; " + o.headline;
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<World> MakeThreadWorld() { return std::make_unique<ThreadWorld>(); }
+
+int CheckOutcome::ExitCode() const {
+  switch (status) {
+    case CheckStatus::kMatch: return 0;
+    case CheckStatus::kMismatch: return 1;
+    case CheckStatus::kHang:
+    case CheckStatus::kFault: return 3;
+  }
+  return 3;
+}
+
+namespace {
+std::string_view StatusName(CheckStatus s) {
+  switch (s) {
+    case CheckStatus::kMatch: return "match";
+    case CheckStatus::kMismatch: return "mismatch";
+    case CheckStatus::kHang: return "hang";
+    case CheckStatus::kFault: return "fault";
+  }
+  return "?";
+}
+
+std::string Indent(const std::string& text, const std::string& prefix) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    out += prefix + text.substr(pos, end - pos) + "\n";
+    pos = end + 1;
+  }
+  return out;
+}
+}  // namespace
+
+std::string CheckOutcome::Text() const {
+  std::string out = fmt::format("run: {} on {}; {}\n", schedule_name, transport, Describe(model));
+  out += "faults:\n" + Indent(faults_summary, "  ");
+  out += fmt::format("executed in {:.3f}s", execution.seconds);
+  if (comparison) out += fmt::format(", reference in {:.3f}s", reference_seconds);
+  out += "\n";
+  if (comparison) out += comparison->Text();
+  if (!execution.snapshots.empty()) out += FormatDump(execution.headline, execution.snapshots);
+  if (!negative_control.empty()) out += "negative control: " + negative_control + "\n";
+  out += fmt::format("result: {} (exit {})\n", headline, ExitCode());
+  return out;
+}
+
+std::string CheckOutcome::Json() const {
+  nlohmann::json j;
+  j["status"] = StatusName(status);
+  j["exit"] = ExitCode();
+  j["headline"] = headline;
+  j["schedule"] = schedule_name;
+  j["transport"] = transport;
+  j["model"] = {{"hidden", model.shape.hidden},
+                {"seq", model.shape.seq},
+                {"micro_batch_size", model.shape.micro_batch_size},
+                {"dtype", DTypeName(model.dtype)},
+                {"seed", model.seed}};
+  j["faults"] = faults_summary;
+  if (!negative_control.empty()) j["negative_control"] = {{"description", negative_control}, {"caught", control_caught}};
+  j["timing"] = {{"run_s", execution.seconds}, {"reference_s", reference_seconds}};
+  if (!execution.ranks.empty()) {
+    j["peak_bytes_per_rank"] = nlohmann::json::array();
+    for (const RankResult& r : execution.ranks) j["peak_bytes_per_rank"].push_back(r.memory.peak_bytes);
+  }
+  if (comparison) j["comparison"] = nlohmann::json::parse(comparison->Json());
+  if (!execution.snapshots.empty()) j["dump"] = nlohmann::json::parse(DumpJson(execution.headline, execution.snapshots));
+  return j.dump(2) + "\n";
+}
+
+CheckOutcome RunCheck(const Schedule& schedule, const CheckOptions& options, World& world) {
+  const RunPlan plan = PlanRun(schedule);
+  CheckPlanFits(options.faults, plan);
+  CheckOutcome outcome;
+  outcome.transport = world.TransportName();
+  outcome.schedule_name = options.schedule_name;
+  outcome.model = options.exec.model;
+  outcome.faults_summary = options.faults.Summary();
+  auto on_hang = [&](const Execution& e) {
+    CheckOutcome fatal = outcome;
+    fatal.execution = e;
+    Judge(schedule, options, fatal);
+    if (options.on_fatal) options.on_fatal(fatal);
+  };
+  outcome.execution = world.Execute(plan, options.faults, options.exec, options.watchdog, on_hang);
+  outcome.leader = world.leader();
+  if (outcome.leader) Judge(schedule, options, outcome);
+  const int agreed = world.AgreeOnStatus(outcome.ExitCode());
+  if (!outcome.leader) {
+    outcome.status = agreed == 0 ? CheckStatus::kMatch : agreed == 1 ? CheckStatus::kMismatch : CheckStatus::kFault;
+  }
+  return outcome;
+}
+
+}  // namespace pipeproof

@@ -1,0 +1,97 @@
+// `pipeproof run` as a library call: execute a schedule on real ranks under a fault plan, run
+// the sequential reference, compare, and say what happened.
+//
+// A World owns the ranks: ThreadWorld runs them as threads of this process over the in-process
+// transport; the MPI world (exec/mpi_world.h) runs one rank per process. Both watch for hangs:
+// when no rank has made progress for `timeout` seconds while none is busy computing or sleeping
+// an injected delay, the run is stopped and every rank's flight recorder is dumped.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "exec/executor.h"
+#include "exec/fault_plan.h"
+#include "exec/flight_recorder.h"
+#include "exec/run_plan.h"
+#include "reference/mismatch_report.h"
+#include "reference/reference.h"
+
+namespace pipeproof {
+
+struct WatchdogOptions {
+  double timeout_s = 30;   // a hang is declared after this long without progress
+  size_t flight_tail = 8;  // events per rank in the dump
+};
+
+// How an execution ended, on the world's leader.
+struct Execution {
+  enum class End { kComplete, kHang, kFailed } end = End::kComplete;
+  std::vector<RankResult> ranks;  // kComplete, on the leader: every rank's results, by rank
+  std::string headline;           // kHang, kFailed: one line
+  std::vector<RankSnapshot> snapshots;  // kHang, kFailed: every rank's flight recorder
+  double seconds = 0;
+};
+
+class World {
+ public:
+  virtual ~World() = default;
+  virtual std::string TransportName() const = 0;
+  virtual int ranks() const = 0;  // 0: as many as the schedule has (threads)
+  // The process that reports (always true for threads; rank 0 under MPI).
+  virtual bool leader() const = 0;
+  // Runs this world's ranks through every pass. `on_hang` is called on the process that found a
+  // hang, before a world that cannot return from one (MPI) ends the job.
+  virtual Execution Execute(const RunPlan& plan, const FaultPlan& faults, const ExecOptions& options,
+                            const WatchdogOptions& watchdog,
+                            const std::function<void(const Execution&)>& on_hang) = 0;
+  // Every process returns the leader's exit status.
+  virtual int AgreeOnStatus(int status) { return status; }
+};
+
+std::unique_ptr<World> MakeThreadWorld();
+
+struct CheckOptions {
+  ExecOptions exec;
+  ComparePolicy policy;  // exact: the reference replays the schedule's sums; tolerance: natural order
+  FaultPlan faults;
+  WatchdogOptions watchdog;
+  std::string schedule_name;  // for messages and the report
+  // Called with the outcome of a hang on the process that found it, when the world ends the job
+  // right after (MPI): print it and write the report there.
+  std::function<void(const struct CheckOutcome&)> on_fatal;
+};
+
+enum class CheckStatus {
+  kMatch,     // exit 0
+  kMismatch,  // exit 1: results differ from the reference (a caught bitflip or swap included)
+  kHang,      // exit 3: the watchdog stopped a hang (a caught drop or kill included)
+  kFault,     // exit 3: a rank failed, or a negative control went uncaught
+};
+
+struct CheckOutcome {
+  CheckStatus status = CheckStatus::kMatch;
+  bool leader = true;  // this process prints
+  std::string headline;
+  std::optional<MismatchReport> comparison;
+  Execution execution;
+  std::string negative_control;  // what the plan's negative control was and whether it was caught
+  bool control_caught = true;
+  double reference_seconds = 0;
+  std::string transport;
+  std::string schedule_name;
+  ModelConfig model;
+  std::string faults_summary;
+
+  int ExitCode() const;
+  std::string Text() const;  // what `pipeproof run` prints
+  std::string Json() const;  // the --report file
+};
+
+// Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.
+CheckOutcome RunCheck(const Schedule& schedule, const CheckOptions& options, World& world);
+
+}  // namespace pipeproof
