@@ -120,13 +120,13 @@ RankSnapshot FlightRecorder::Snapshot(size_t tail) const {
 std::string RankSnapshot::Text() const {
   std::string out;
   if (!answered) {
-    return fmt::format("rank {}: no answer: the process is dead or stuck where pipeproof cannot see it\n", rank);
+    return fmt::format("rank {}: no answer: the process is dead or stuck where pipeproof cannot see it{}\n",
+                       rank, doing.empty() ? "" : "; " + doing);
   }
   out = fmt::format("rank {}: {}", rank, RankActivityName(activity));
-  if (activity == RankActivity::kBlocked || activity == RankActivity::kDead) {
-    out += fmt::format(" for {:.2f}s", activity_age);
-  }
-  if (!doing.empty()) out += fmt::format(" at {}", doing);
+  const bool stuck = activity == RankActivity::kBlocked || activity == RankActivity::kDead;
+  if (stuck) out += fmt::format(" for {:.2f}s", activity_age);
+  if (!doing.empty()) out += fmt::format("{}{}", stuck ? " at " : ": ", doing);
   out += "\n";
   if (!stream.empty()) out += fmt::format("    communication stream: {}\n", stream);
   if (!tail.empty()) {
@@ -163,7 +163,9 @@ RankSnapshot RankSnapshot::FromJson(const std::string& text) {
     RankSnapshot s;
     s.rank = j.at("rank").get<int>();
     s.answered = j.at("answered").get<bool>();
-    s.activity = static_cast<RankActivity>(j.at("activity").get<int>());
+    const int activity = j.at("activity").get<int>();
+    if (activity < 0 || activity > static_cast<int>(RankActivity::kFailed)) throw std::runtime_error("bad activity");
+    s.activity = static_cast<RankActivity>(activity);
     s.doing = j.at("doing").get<std::string>();
     s.stream = j.at("stream").get<std::string>();
     s.activity_age = j.at("activity_age").get<double>();

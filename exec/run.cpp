@@ -120,11 +120,17 @@ bool ControlCausesHang(const FaultPlan& p) {
 }
 
 // Decides what an execution means, on the leader.
-void Judge(const Schedule& schedule, const CheckOptions& options, CheckOutcome& o) {
+void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
   const FaultPlan& faults = options.faults;
-  const Execution& e = o.execution;
+  Execution& e = o.execution;
+  // A process that never answered (MPI) is most likely the one the plan killed: say so.
+  for (RankSnapshot& s : e.snapshots) {
+    if (!s.answered && faults.kill && faults.kill->rank == s.rank) {
+      s.doing = fmt::format("the fault plan kills it before its action #{} (negative control)", faults.kill->action);
+    }
+  }
   if (e.end == Execution::End::kHang) {
-    o.status = CheckStatus::kHang;
+    o.status = RunStatus::kHang;
     o.headline = e.headline;
     if (faults.HasNegativeControl()) {
       o.control_caught = ControlCausesHang(faults);
@@ -135,7 +141,7 @@ void Judge(const Schedule& schedule, const CheckOptions& options, CheckOutcome& 
     return;
   }
   if (e.end == Execution::End::kFailed) {
-    o.status = CheckStatus::kFault;
+    o.status = RunStatus::kFault;
     o.headline = e.headline;
     if (faults.HasNegativeControl()) {
       o.negative_control = faults.DescribeNegativeControl() + ": the run failed before it could be judged";
@@ -152,7 +158,7 @@ void Judge(const Schedule& schedule, const CheckOptions& options, CheckOutcome& 
   o.reference_seconds = Seconds(Clock::now() - t0);
   o.comparison = CompareStep(schedule, run, reference, options.policy);
   const bool ok = o.comparison->ok();
-  o.status = ok ? CheckStatus::kMatch : CheckStatus::kMismatch;
+  o.status = ok ? RunStatus::kMatch : RunStatus::kMismatch;
   o.headline = ok ? fmt::format("match: every loss, output and gradient equals the reference{}",
                                 exact ? " bit for bit" : " within tolerance")
                   : fmt::format("MISMATCH: {} of {} tensors differ from the reference",
@@ -163,7 +169,7 @@ void Judge(const Schedule& schedule, const CheckOptions& options, CheckOutcome& 
                                      o.control_caught ? "caught, the results differ from the reference"
                                                       : "NOT CAUGHT: the run completed and matched");
     if (!o.control_caught) {
-      o.status = CheckStatus::kFault;
+      o.status = RunStatus::kFault;
       o.headline = "FAULT IN PIPEPROOF: a negative control went unnoticed; " + o.headline;
     }
   }
@@ -173,23 +179,23 @@ void Judge(const Schedule& schedule, const CheckOptions& options, CheckOutcome& 
 
 std::unique_ptr<World> MakeThreadWorld() { return std::make_unique<ThreadWorld>(); }
 
-int CheckOutcome::ExitCode() const {
+int RunOutcome::ExitCode() const {
   switch (status) {
-    case CheckStatus::kMatch: return 0;
-    case CheckStatus::kMismatch: return 1;
-    case CheckStatus::kHang:
-    case CheckStatus::kFault: return 3;
+    case RunStatus::kMatch: return 0;
+    case RunStatus::kMismatch: return 1;
+    case RunStatus::kHang:
+    case RunStatus::kFault: return 3;
   }
   return 3;
 }
 
 namespace {
-std::string_view StatusName(CheckStatus s) {
+std::string_view StatusName(RunStatus s) {
   switch (s) {
-    case CheckStatus::kMatch: return "match";
-    case CheckStatus::kMismatch: return "mismatch";
-    case CheckStatus::kHang: return "hang";
-    case CheckStatus::kFault: return "fault";
+    case RunStatus::kMatch: return "match";
+    case RunStatus::kMismatch: return "mismatch";
+    case RunStatus::kHang: return "hang";
+    case RunStatus::kFault: return "fault";
   }
   return "?";
 }
@@ -207,7 +213,7 @@ std::string Indent(const std::string& text, const std::string& prefix) {
 }
 }  // namespace
 
-std::string CheckOutcome::Text() const {
+std::string RunOutcome::Text() const {
   std::string out = fmt::format("run: {} on {}; {}\n", schedule_name, transport, Describe(model));
   out += "faults:\n" + Indent(faults_summary, "  ");
   out += fmt::format("executed in {:.3f}s", execution.seconds);
@@ -220,7 +226,7 @@ std::string CheckOutcome::Text() const {
   return out;
 }
 
-std::string CheckOutcome::Json() const {
+std::string RunOutcome::Json() const {
   nlohmann::json j;
   j["status"] = StatusName(status);
   j["exit"] = ExitCode();
@@ -244,16 +250,16 @@ std::string CheckOutcome::Json() const {
   return j.dump(2) + "\n";
 }
 
-CheckOutcome RunCheck(const Schedule& schedule, const CheckOptions& options, World& world) {
+RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world) {
   const RunPlan plan = PlanRun(schedule);
   CheckPlanFits(options.faults, plan);
-  CheckOutcome outcome;
+  RunOutcome outcome;
   outcome.transport = world.TransportName();
   outcome.schedule_name = options.schedule_name;
   outcome.model = options.exec.model;
   outcome.faults_summary = options.faults.Summary();
   auto on_hang = [&](const Execution& e) {
-    CheckOutcome fatal = outcome;
+    RunOutcome fatal = outcome;
     fatal.execution = e;
     Judge(schedule, options, fatal);
     if (options.on_fatal) options.on_fatal(fatal);
@@ -263,7 +269,7 @@ CheckOutcome RunCheck(const Schedule& schedule, const CheckOptions& options, Wor
   if (outcome.leader) Judge(schedule, options, outcome);
   const int agreed = world.AgreeOnStatus(outcome.ExitCode());
   if (!outcome.leader) {
-    outcome.status = agreed == 0 ? CheckStatus::kMatch : agreed == 1 ? CheckStatus::kMismatch : CheckStatus::kFault;
+    outcome.status = agreed == 0 ? RunStatus::kMatch : agreed == 1 ? RunStatus::kMismatch : RunStatus::kFault;
   }
   return outcome;
 }

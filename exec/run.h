@@ -54,7 +54,7 @@ class World {
 
 std::unique_ptr<World> MakeThreadWorld();
 
-struct CheckOptions {
+struct RunOptions {
   ExecOptions exec;
   ComparePolicy policy;  // exact: the reference replays the schedule's sums; tolerance: natural order
   FaultPlan faults;
@@ -62,18 +62,18 @@ struct CheckOptions {
   std::string schedule_name;  // for messages and the report
   // Called with the outcome of a hang on the process that found it, when the world ends the job
   // right after (MPI): print it and write the report there.
-  std::function<void(const struct CheckOutcome&)> on_fatal;
+  std::function<void(const struct RunOutcome&)> on_fatal;
 };
 
-enum class CheckStatus {
+enum class RunStatus {
   kMatch,     // exit 0
   kMismatch,  // exit 1: results differ from the reference (a caught bitflip or swap included)
   kHang,      // exit 3: the watchdog stopped a hang (a caught drop or kill included)
   kFault,     // exit 3: a rank failed, or a negative control went uncaught
 };
 
-struct CheckOutcome {
-  CheckStatus status = CheckStatus::kMatch;
+struct RunOutcome {
+  RunStatus status = RunStatus::kMatch;
   bool leader = true;  // this process prints
   std::string headline;
   std::optional<MismatchReport> comparison;
@@ -92,6 +92,6 @@ struct CheckOutcome {
 };
 
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.
-CheckOutcome RunCheck(const Schedule& schedule, const CheckOptions& options, World& world);
+RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world);
 
 }  // namespace pipeproof

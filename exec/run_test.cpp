@@ -24,9 +24,9 @@ struct Case {
   int microbatches;
 };
 
-CheckOutcome Check(const Schedule& s, const FaultOptions& faults, ModelConfig model = SmallModel(),
+RunOutcome Check(const Schedule& s, const FaultOptions& faults, ModelConfig model = SmallModel(),
                    double timeout = 10) {
-  CheckOptions o;
+  RunOptions o;
   o.exec.model = model;
   o.policy = ComparePolicy::Exact();
   const RunPlan plan = PlanRun(s);
@@ -34,7 +34,7 @@ CheckOutcome Check(const Schedule& s, const FaultOptions& faults, ModelConfig mo
   o.watchdog.timeout_s = timeout;
   o.schedule_name = s.kind;
   auto world = MakeThreadWorld();
-  return RunCheck(s, o, *world);
+  return RunAndCompare(s, o, *world);
 }
 
 TEST(RunTest, DualPipeMatchesBitForBit) {
@@ -46,11 +46,28 @@ TEST(RunTest, DualPipeMatchesBitForBit) {
     f.shuffle = true;
     f.poison = true;
     f.stragglers.push_back({1, 3});
-    CheckOutcome o = Check(s, f);
-    EXPECT_EQ(o.status, CheckStatus::kMatch) << o.Text();
+    RunOutcome o = Check(s, f);
+    EXPECT_EQ(o.status, RunStatus::kMatch) << o.Text();
     std::cout << o.Text();
   }
 }
 
+}  // namespace
+}  // namespace pipeproof
+namespace pipeproof {
+namespace {
+TEST(RunTest, Controls) {
+  const Schedule s = Generate({.kind = "dualpipe", .ranks = 4, .microbatches = 8});
+  for (CorruptKind k : {CorruptKind::kBitflip, CorruptKind::kSwap, CorruptKind::kDrop}) {
+    FaultOptions f;
+    f.corrupt = k;
+    RunOutcome o = Check(s, f, SmallModel(), 0.5);
+    std::cout << o.Text();
+  }
+  FaultOptions f;
+  f.kill_rank = 2;
+  RunOutcome o = Check(s, f, SmallModel(), 0.5);
+  std::cout << o.Text();
+}
 }  // namespace
 }  // namespace pipeproof
