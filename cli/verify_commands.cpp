@@ -1,6 +1,89 @@
-// verify, simulate: see issue 3.
+// verify, simulate: parse the flags, call verify/, print the report (DESIGN.md, "Verification").
+
+#include <iostream>
+#include <memory>
+
 #include "cli/command.h"
+#include "cli/exit_codes.h"
+#include "verify/verify.h"
 
 namespace pipeproof {
-void AddVerifyCommands(CLI::App&, Commands&) {}
+namespace {
+
+// Flags verify and simulate share.
+struct ModelFlags {
+  std::string comm = "nccl";
+  std::string cost;
+  std::optional<double> latency;
+  bool json = false;
+
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--comm", comm,
+                    "communication model: nccl (rendezvous, one in-order stream per rank) or "
+                    "eager (sends complete when posted)")
+        ->check(CLI::IsMember({"nccl", "eager"}))
+        ->capture_default_str();
+    cmd->add_option("--cost", cost,
+                    "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
+    cmd->add_option("--latency", latency, "per-message latency (default 0)");
+    cmd->add_flag("--json", json, "print JSON");
+  }
+  CommModel Model() const { return *CommModelFromName(comm); }
+  std::optional<Costs> CostsGiven() const {
+    if (cost.empty() && !latency) return std::nullopt;
+    Costs c = ParseCosts(cost);
+    if (latency) c.latency = *latency;
+    return c;
+  }
+};
+
+void AddVerify(CLI::App& app, Commands& commands) {
+  auto input = std::make_shared<ScheduleInput>();
+  auto flags = std::make_shared<ModelFlags>();
+  auto no_z3 = std::make_shared<bool>(false);
+  auto max_activations = std::make_shared<std::optional<int>>();
+  CLI::App* cmd = app.add_subcommand(
+      "verify",
+      "Check a schedule: structure, dependencies, matching, deadlock (simulation + Z3), memory, "
+      "timing. Exit 0 when all pass, 1 when a check fails, 2 on bad input");
+  AddScheduleInputOptions(cmd, *input);
+  flags->Add(cmd);
+  cmd->add_flag("--no-z3", *no_z3, "skip the Z3 proof of the deadlock verdict");
+  cmd->add_option("--max-activations", *max_activations,
+                  "memory bound per rank in stage-chunks (default: the generator kind's bound)");
+  commands.push_back({cmd, [=] {
+                        VerifyOptions options;
+                        options.model = flags->Model();
+                        options.use_z3 = !*no_z3;
+                        options.max_activations = *max_activations;
+                        options.costs = flags->CostsGiven();
+                        const VerifyReport report = Verify(LoadSchedule(*input), options);
+                        std::cout << (flags->json ? report.Json() : report.Text());
+                        return report.ok ? kExitOk : kExitCheckFailed;
+                      }});
+}
+
+void AddSimulate(CLI::App& app, Commands& commands) {
+  auto input = std::make_shared<ScheduleInput>();
+  auto flags = std::make_shared<ModelFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "simulate", "Time a schedule: makespan, busy time and bubble per rank under given costs");
+  AddScheduleInputOptions(cmd, *input);
+  flags->Add(cmd);
+  commands.push_back({cmd, [=] {
+                        const Costs costs = flags->CostsGiven().value_or(Costs{});
+                        const Timeline t = Simulate(LoadSchedule(*input), flags->Model(), costs);
+                        std::cout << (flags->json ? TimingJson(t, costs, flags->Model())
+                                                  : TimingText(t, costs, flags->Model()));
+                        return t.complete ? kExitOk : kExitCheckFailed;
+                      }});
+}
+
+}  // namespace
+
+void AddVerifyCommands(CLI::App& app, Commands& commands) {
+  AddVerify(app, commands);
+  AddSimulate(app, commands);
+}
+
 }  // namespace pipeproof

@@ -1,0 +1,144 @@
+// Internal to verify/: the checks one by one, and the pieces they share.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "verify/verify.h"
+
+namespace pipeproof::verify_internal {
+
+// Problems a check found: all counted, the first few kept as lines for the report.
+class Findings {
+ public:
+  static constexpr int kKept = 12;
+  void Add(std::string line);
+  int count() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  // A pass result with `pass_message`, or a failure whose message leads with `what`.
+  CheckResult Result(std::string name, const std::string& pass_message,
+                     const std::string& what) const;
+
+ private:
+  int count_ = 0;
+  std::vector<std::string> lines_;
+};
+
+// "rank 1 [4] 1SEND_F3": an action and where it stands.
+std::string Where(const Schedule& s, int rank, int index);
+
+CheckResult Skipped(std::string name, const std::string& why);
+
+// ---- structure (structure.cpp)
+CheckResult CheckStructure(const Schedule& schedule);
+
+// ---- matching (matching.cpp)
+struct Endpoint {
+  int32_t rank = -1;
+  int32_t index = -1;
+  bool valid() const { return rank >= 0; }
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+// What every SEND/RECV names and whom it meets. Needs a schedule that passed structure.
+struct Messages {
+  std::vector<std::vector<Payload>> payload;   // [rank][index]; meaningful for SEND/RECV only
+  std::vector<std::vector<int32_t>> peer;      // [rank][index]; -1 for computes and WAITs
+  // [rank][index]: the FIFO partner, the k-th RECV for the k-th SEND and back; invalid when
+  // the op is left over.
+  std::vector<std::vector<Endpoint>> partner;
+};
+Messages MatchMessages(const Schedule& schedule, const RouteIndex& routes);
+CheckResult CheckMatching(const Schedule& schedule, const Messages& messages);
+
+// The payload a SEND names, seen from the receiving side, and a RECV's: both name the stage it
+// goes into. PayloadSlot numbers payloads densely: 2 x stages x microbatches slots.
+int64_t PayloadSlot(const Schedule& s, const Payload& p);
+int64_t PayloadSlots(const Schedule& s);
+
+// Per rank, the RECVs that may carry a payload: those naming it and those whose partner SEND
+// names it (a mix-up is matching's to report; dependencies accepts either reading).
+class ReceiveIndex {
+ public:
+  ReceiveIndex(const Schedule& s, const Messages& messages);
+  // Calls f(index) for each RECV on the payload's receiving rank that may carry it.
+  template <typename F>
+  void ForEach(const Payload& p, F&& f) const {
+    for (int32_t e = head_[PayloadSlot(s_, p)]; e >= 0; e = entries_[e].next) f(entries_[e].index);
+  }
+
+ private:
+  struct Entry {
+    int32_t index;
+    int32_t next;
+  };
+  void Add(const Payload& p, int32_t index);
+  const Schedule& s_;
+  std::vector<int32_t> head_;
+  std::vector<Entry> entries_;
+};
+
+// The payload a compute needs from the stage that makes `need`, when that stage is elsewhere.
+Payload NeededPayload(const PassKey& need, const Task& consumer);
+// The pass whose result a SEND's payload is.
+PassKey SentPass(const Payload& p);
+
+// ---- dependencies (dependencies.cpp)
+// Per (pass, stage, microbatch): the position of the compute making it on its placed rank.
+class PassTable {
+ public:
+  explicit PassTable(const Schedule& s);
+  int Producer(const PassKey& key) const;  // -1 when no compute on the stage's rank makes it
+
+ private:
+  const Schedule& s_;
+  std::vector<int32_t> index_;
+};
+// `local_only`: check only inputs made on the same rank (a compute-only schedule whose
+// messages are not placed).
+CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes,
+                              const Messages& messages, bool local_only = false);
+// Without WAIT groups a compute at `index` waits for these RECVs: written before it, carrying
+// one of its remote inputs (by either end's label).
+std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
+                                   const ReceiveIndex& receives, int rank, int index);
+bool UsesWaitGroups(const std::vector<Action>& program);
+
+// ---- the event simulation (simulate.cpp)
+struct SimulationResult {
+  Timeline timeline;
+  std::vector<CycleStep> cycle;          // minimal, when the execution deadlocks
+  std::vector<std::string> stuck_grid;   // grid lines around the stuck point
+};
+SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
+                               const Messages& messages, CommModel model, const Costs& costs);
+
+// ---- Z3 (deadlock_z3.cpp; a stub without Z3)
+struct Z3Verdict {
+  bool deadlock_free = false;
+  std::vector<CycleStep> cycle;  // from the unsat core, when not deadlock-free
+  double seconds = 0;
+  int variables = 0;
+  int constraints = 0;
+};
+// nullopt when this build has no Z3.
+std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
+                                     const Messages& messages, CommModel model);
+bool Z3Built();
+
+// ---- memory (memory.cpp)
+MemoryReport MeasureMemory(const Schedule& schedule);
+CheckResult CheckMemory(const Schedule& schedule, const MemoryReport& report);
+
+// ---- timing (report.cpp)
+CheckResult TimingCheck(const Timeline& timeline, const Costs& costs, CommModel model,
+                        bool default_costs);
+
+// ---- text pieces (report.cpp)
+std::string FormatCycle(const std::vector<CycleStep>& cycle);
+// Grid lines (steps x the named ranks) around the marked positions.
+std::vector<std::string> GridAround(const Schedule& s, const std::vector<Endpoint>& marked);
+
+}  // namespace pipeproof::verify_internal

@@ -1,0 +1,119 @@
+// memory: live activations per rank in stage-chunks. A forward keeps its stage's activations for
+// one microbatch until that microbatch's B or I on the same stage frees them; an OVERLAP_F_B holds
+// its forward's new activations while its backward still holds the old ones, so its forward
+// counts first. Deferred weight gradients (I done, W not yet) are counted apart.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "verify/internal.h"
+
+namespace pipeproof {
+
+std::optional<ActivationBound> KindActivationBound(const Schedule& s) {
+  int longest_route = 0;
+  for (const auto& route : s.routes) longest_route = std::max(longest_route, static_cast<int>(route.size()));
+  if (s.kind == "dualpipe" || s.kind == "dualpipev") {
+    return ActivationBound{longest_route + 1,
+                           fmt::format("{}: S_route + 1 = {} + 1", s.kind, longest_route)};
+  }
+  if (s.kind == "1f1b" || s.kind == "zb1p") {
+    return ActivationBound{s.ranks, fmt::format("{}: R = {}", s.kind, s.ranks)};
+  }
+  if (s.kind == "gpipe") {
+    return ActivationBound{s.microbatches,
+                           fmt::format("gpipe: M = {} (every forward is held until the "
+                                       "backwards)",
+                                       s.microbatches)};
+  }
+  if (s.kind == "interleaved-1f1b" && s.ranks > 0 && s.stages % s.ranks == 0) {
+    const int64_t v = s.stages / s.ranks;
+    const int64_t warmup_plus_one = v == 1 ? s.ranks : (v + 1) * s.ranks - 1;
+    const int64_t bound = std::min<int64_t>(warmup_plus_one, v * s.microbatches);
+    return ActivationBound{static_cast<int>(bound),
+                           fmt::format("interleaved-1f1b: min(M V, {}) with V = {}",
+                                       v == 1 ? "R" : "(V + 1) R - 1", v)};
+  }
+  return std::nullopt;
+}
+
+namespace verify_internal {
+
+MemoryReport MeasureMemory(const Schedule& s) {
+  MemoryReport report;
+  report.peak.assign(s.ranks, 0);
+  report.peak_index.assign(s.ranks, -1);
+  report.stash_peak.assign(s.ranks, 0);
+  report.stash_peak_index.assign(s.ranks, -1);
+  for (int r = 0; r < s.ranks; ++r) {
+    int live = 0, stash = 0;
+    const auto& program = s.program[r];
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      const Action& a = program[i];
+      for (int k = 0; k < a.TaskCount(); ++k) {
+        switch (a.TaskAt(k).op) {
+          case Op::kForward: ++live; break;
+          case Op::kBackward: --live; break;
+          case Op::kInputGrad: --live; ++stash; break;
+          case Op::kWeightGrad: --stash; break;
+          default: break;
+        }
+        if (live > report.peak[r]) {
+          report.peak[r] = live;
+          report.peak_index[r] = i;
+        }
+        if (stash > report.stash_peak[r]) {
+          report.stash_peak[r] = stash;
+          report.stash_peak_index[r] = i;
+        }
+      }
+    }
+  }
+  return report;
+}
+
+CheckResult CheckMemory(const Schedule& s, const MemoryReport& report) {
+  CheckResult check;
+  check.name = "memory";
+  if (s.ranks == 0) return check;
+  const int worst = static_cast<int>(
+      std::max_element(report.peak.begin(), report.peak.end()) - report.peak.begin());
+  const int stash_worst = static_cast<int>(
+      std::max_element(report.stash_peak.begin(), report.stash_peak.end()) -
+      report.stash_peak.begin());
+  auto at = [&](int rank, int index) {
+    return index < 0 ? fmt::format("rank {}", rank) : Where(s, rank, index);
+  };
+  const std::string peak = fmt::format("peak {} stage-chunks of activations ({})",
+                                       report.peak[worst], at(worst, report.peak_index[worst]));
+  const std::string stash = fmt::format("weight-gradient stash peak {} ({})",
+                                        report.stash_peak[stash_worst],
+                                        at(stash_worst, report.stash_peak_index[stash_worst]));
+  for (int r = 0; r < s.ranks; ++r) {
+    check.details.push_back(fmt::format("rank {}: peak {}{}, stash peak {}", r, report.peak[r],
+                                        report.peak_index[r] < 0
+                                            ? ""
+                                            : fmt::format(" at [{}]", report.peak_index[r]),
+                                        report.stash_peak[r]));
+  }
+  if (!report.bound) {
+    check.message = fmt::format("{}; no bound (give --max-activations K); {}", peak, stash);
+    return check;
+  }
+  const int bound = *report.bound;
+  if (report.peak[worst] <= bound) {
+    check.message = fmt::format("{}, within the bound {} ({}); {}", peak, bound,
+                                report.bound_source, stash);
+    return check;
+  }
+  check.status = CheckStatus::kFail;
+  int over = 0;
+  for (int r = 0; r < s.ranks; ++r) over += report.peak[r] > bound;
+  check.message = fmt::format("{} exceeds the bound {} ({}) on {} rank{}; {}", peak, bound,
+                              report.bound_source, over, over == 1 ? "" : "s", stash);
+  return check;
+}
+
+}  // namespace verify_internal
+}  // namespace pipeproof

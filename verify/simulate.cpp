@@ -1,0 +1,552 @@
+// The event simulation, used for the deadlock verdict and for timing.
+//
+// A schedule becomes a graph of events: a compute's run; and for every communication unit (a
+// WAIT group on a rank with WAITs, else a lone SEND/RECV) its start and its completion. An edge
+// says "this event cannot happen before that one": program order of computes, a unit after the
+// computes written before it, the in-order communication stream (nccl), a WAIT blocking its rank,
+// a compute waiting for the receive of its input, and the messages themselves (nccl: an op
+// completes only once its partner's unit has started too; eager: a receive once its send has been
+// posted). Every event happens as soon as all it waits for has happened, so the times come out
+// in one pass over the graph in dependency order, and the events that never happen are exactly
+// those stuck on a cycle of waits: a deadlock. Its minimal cycle is what the report shows.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+
+#include "verify/internal.h"
+
+namespace pipeproof::verify_internal {
+namespace {
+
+constexpr double kNever = std::numeric_limits<double>::infinity();
+
+// Why an event waits for another; the text of a deadlock cycle comes from here.
+enum class Reason : uint8_t {
+  kComputeOrder,  // computes run in program order
+  kAfterCompute,  // a unit starts after the computes written before it have finished
+  kStreamOrder,   // nccl: one communication stream runs the units in program order
+  kHostAtWait,    // a WAIT blocks its rank until its group has completed
+  kInputRecv,     // a compute waits for the receive that brings its input
+  kRendezvous,    // nccl: an op completes only while its partner's unit runs
+  kSendPosted,    // eager: a receive completes once its send has been posted
+  kUnitRuns,      // a unit completes after it starts
+  kNoPartner,     // the op has no partner: it never completes
+  kNeverPosted,   // ops after a rank's last WAIT: nothing posts them
+};
+
+enum class NodeKind : uint8_t { kCompute, kUnitStart, kUnitEnd };
+
+struct Node {
+  NodeKind kind;
+  int32_t rank;
+  int32_t action;  // compute: its position; unit nodes: the unit's id
+  double duration;
+};
+
+struct Edge {
+  int32_t from;
+  int32_t to;
+  int32_t op;  // kRendezvous/kSendPosted/kNoPartner: the op (on `to`'s rank) concerned
+  Reason reason;
+};
+
+// A WAIT group (posted at its WAIT) or a lone SEND/RECV.
+struct Unit {
+  int32_t rank;
+  int32_t action;      // the WAIT, the lone op, or (never posted) the first op
+  int32_t ops_begin;   // into ExecutionGraph::unit_ops_
+  int32_t ops_end;
+  int32_t start;       // node ids
+  int32_t end;
+  bool posted;
+  bool grouped;
+};
+
+double CostOf(const Action& a, const Costs& c) {
+  switch (a.op) {
+    case Op::kForward: return c.forward;
+    case Op::kBackward: return c.backward;
+    case Op::kInputGrad: return c.input_grad;
+    case Op::kWeightGrad: return c.weight_grad;
+    case Op::kOverlapFB: return c.overlap_fb;
+    default: return 0;
+  }
+}
+
+class ExecutionGraph {
+ public:
+  ExecutionGraph(const Schedule& s, const RouteIndex& routes, const Messages& messages,
+                 CommModel model, const Costs& costs)
+      : s_(s), routes_(routes), messages_(messages), model_(model), costs_(costs) {}
+
+  void Build() {
+    ReceiveIndex receives(s_, messages_);
+    compute_node_.resize(s_.ranks);
+    unit_of_.resize(s_.ranks);
+    wait_unit_.resize(s_.ranks);
+    for (int r = 0; r < s_.ranks; ++r) BuildRank(r, receives);
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) AddMessageEdges(u);
+  }
+
+  // Every event as soon as all it waits for has happened (Kahn's order).
+  void Run() {
+    const int n = static_cast<int>(nodes_.size());
+    BuildAdjacency();
+    std::vector<int32_t> waiting(n, 0);
+    for (const Edge& e : edges_) ++waiting[e.to];
+    time_.assign(n, 0.0);
+    done_.assign(n, false);
+    std::vector<int32_t> ready;
+    for (int v = 0; v < n; ++v) {
+      if (waiting[v] == 0) ready.push_back(v);
+    }
+    while (!ready.empty()) {
+      const int v = ready.back();
+      ready.pop_back();
+      done_[v] = true;
+      const double finish = time_[v] + nodes_[v].duration;
+      for (int32_t k = out_begin_[v]; k < out_begin_[v + 1]; ++k) {
+        const Edge& e = edges_[out_edges_[k]];
+        time_[e.to] = std::max(time_[e.to], finish + Delay(e));
+        if (--waiting[e.to] == 0) ready.push_back(e.to);
+      }
+    }
+    complete_ = std::all_of(done_.begin(), done_.end(), [](bool d) { return d; });
+  }
+
+  bool complete() const { return complete_; }
+
+  Timeline MakeTimeline() const {
+    Timeline t;
+    t.ranks.resize(s_.ranks);
+    t.busy.assign(s_.ranks, 0.0);
+    t.complete = complete_;
+    double makespan = 0;
+    for (int r = 0; r < s_.ranks; ++r) {
+      const auto& program = s_.program[r];
+      auto& timed = t.ranks[r];
+      timed.resize(program.size());
+      double host = 0;  // on a rank with groups: when it reaches its next action
+      for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+        TimedAction& ta = timed[i];
+        ta.rank = r;
+        ta.index = i;
+        ta.start = ta.end = kNever;
+        const Action& a = program[i];
+        if (IsCompute(a.op)) {
+          const int v = compute_node_[r][i];
+          t.busy[r] += nodes_[v].duration;
+          if (done_[v]) {
+            ta.start = time_[v];
+            ta.end = time_[v] + nodes_[v].duration;
+          }
+          host = ta.end;
+        } else if (IsComm(a.op)) {
+          TimeOp(r, i, ta);
+        } else if (const int u = wait_unit_[r][i]; u >= 0) {
+          const Unit& unit = units_[u];
+          if (done_[unit.start]) ta.start = time_[unit.start];
+          if (done_[unit.end]) ta.end = time_[unit.end];
+          host = ta.end;
+        } else {  // a WAIT with nothing to wait for
+          ta.start = ta.end = host;
+        }
+        if (std::isfinite(ta.end)) makespan = std::max(makespan, ta.end);
+      }
+    }
+    t.makespan = makespan;
+    for (int r = 0; r < s_.ranks; ++r) t.bubble.push_back(makespan - t.busy[r]);
+    return t;
+  }
+
+  // The shortest cycle of waits through the stuck point (empty when complete).
+  std::vector<CycleStep> MinimalCycle() const;
+  std::vector<Endpoint> StuckActions(const std::vector<CycleStep>& cycle) const {
+    std::vector<Endpoint> out;
+    for (const CycleStep& step : cycle) out.push_back({step.rank, step.index});
+    return out;
+  }
+
+ private:
+  int AddNode(NodeKind kind, int rank, int action, double duration) {
+    nodes_.push_back({kind, rank, action, duration});
+    return static_cast<int>(nodes_.size() - 1);
+  }
+  void AddEdge(int from, int to, Reason reason, int op = -1) {
+    edges_.push_back({from, to, op, reason});
+  }
+
+  double Delay(const Edge& e) const {
+    switch (e.reason) {
+      case Reason::kRendezvous:
+      case Reason::kSendPosted:
+        return costs_.latency;
+      case Reason::kUnitRuns:
+        return UnitWaitsForLatency(units_[nodes_[e.to].action]) ? costs_.latency : 0;
+      default:
+        return 0;
+    }
+  }
+
+  // nccl: every op completes `latency` after both ends run. eager: a send completes when
+  // posted, so only a unit with a receive has the latency.
+  bool UnitWaitsForLatency(const Unit& u) const {
+    if (model_ == CommModel::kNccl) return true;
+    for (int k = u.ops_begin; k < u.ops_end; ++k) {
+      if (IsRecv(s_.program[u.rank][unit_ops_[k]].op)) return true;
+    }
+    return false;
+  }
+
+  void BuildRank(int r, const ReceiveIndex& receives) {
+    const auto& program = s_.program[r];
+    const bool grouped = UsesWaitGroups(program);
+    compute_node_[r].assign(program.size(), -1);
+    unit_of_[r].assign(program.size(), -1);
+    wait_unit_[r].assign(program.size(), -1);
+    int last_compute = -1;    // node of the last compute so far
+    int prev_unit = -1;       // the last unit so far
+    bool group_blocks_next_compute = false;
+    std::vector<int32_t> pending;  // ops of the group being collected
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      const Action& a = program[i];
+      if (IsCompute(a.op)) {
+        const int v = AddNode(NodeKind::kCompute, r, i, CostOf(a, costs_));
+        compute_node_[r][i] = v;
+        if (last_compute >= 0) AddEdge(last_compute, v, Reason::kComputeOrder);
+        if (group_blocks_next_compute) AddEdge(units_[prev_unit].end, v, Reason::kHostAtWait);
+        group_blocks_next_compute = false;
+        if (!grouped) {
+          for (int32_t recv : InputReceives(s_, routes_, receives, r, i)) {
+            AddEdge(units_[unit_of_[r][recv]].end, v, Reason::kInputRecv);
+          }
+        }
+        last_compute = v;
+      } else if (IsComm(a.op)) {
+        if (grouped) {
+          pending.push_back(i);
+        } else {
+          prev_unit = AddUnit(r, i, {i}, grouped, last_compute, prev_unit);
+        }
+      } else if (grouped && !pending.empty()) {  // a WAIT posts the group and blocks the rank
+        prev_unit = AddUnit(r, i, pending, grouped, last_compute, prev_unit);
+        wait_unit_[r][i] = prev_unit;
+        pending.clear();
+        group_blocks_next_compute = true;
+      }
+    }
+    if (!pending.empty()) AddNeverPostedUnit(r, pending);
+  }
+
+  int AddUnit(int r, int action, const std::vector<int32_t>& ops, bool grouped, int last_compute,
+              int prev_unit) {
+    const int u = NewUnit(r, action, ops, /*posted=*/true, grouped);
+    const Unit& unit = units_[u];
+    if (last_compute >= 0) AddEdge(last_compute, unit.start, Reason::kAfterCompute);
+    if (prev_unit >= 0) {
+      if (grouped) {
+        AddEdge(units_[prev_unit].end, unit.start, Reason::kHostAtWait);
+      } else if (model_ == CommModel::kNccl) {
+        AddEdge(units_[prev_unit].end, unit.start, Reason::kStreamOrder);
+      }
+    }
+    AddEdge(unit.start, unit.end, Reason::kUnitRuns);
+    return u;
+  }
+
+  void AddNeverPostedUnit(int r, const std::vector<int32_t>& ops) {
+    const int u = NewUnit(r, ops.front(), ops, /*posted=*/false, /*grouped=*/true);
+    AddEdge(units_[u].start, units_[u].start, Reason::kNeverPosted);
+    AddEdge(units_[u].start, units_[u].end, Reason::kUnitRuns);
+  }
+
+  int NewUnit(int r, int action, const std::vector<int32_t>& ops, bool posted, bool grouped) {
+    const int u = static_cast<int>(units_.size());
+    Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, posted, grouped};
+    for (int32_t op : ops) {
+      unit_ops_.push_back(op);
+      unit_of_[r][op] = u;
+    }
+    unit.ops_end = static_cast<int32_t>(unit_ops_.size());
+    unit.start = AddNode(NodeKind::kUnitStart, r, u, 0);
+    unit.end = AddNode(NodeKind::kUnitEnd, r, u, 0);
+    units_.push_back(unit);
+    return u;
+  }
+
+  // The messages: each op of unit u waits for its partner's unit (nccl: to run; eager: a receive
+  // for its send to be posted). An op without a partner never completes.
+  void AddMessageEdges(int u) {
+    const Unit& unit = units_[u];
+    for (int k = unit.ops_begin; k < unit.ops_end; ++k) {
+      const int op = unit_ops_[k];
+      const bool recv = IsRecv(s_.program[unit.rank][op].op);
+      const Endpoint other = messages_.partner[unit.rank][op];
+      if (!other.valid()) {
+        if (model_ == CommModel::kNccl || recv) AddEdge(unit.end, unit.end, Reason::kNoPartner, op);
+        continue;
+      }
+      const Unit& theirs = units_[unit_of_[other.rank][other.index]];
+      if (model_ == CommModel::kNccl) {
+        AddEdge(theirs.start, unit.end, Reason::kRendezvous, op);
+      } else if (recv) {
+        AddEdge(theirs.start, unit.end, Reason::kSendPosted, op);
+      }
+    }
+  }
+
+  void BuildAdjacency() {
+    const int n = static_cast<int>(nodes_.size());
+    out_begin_.assign(n + 1, 0);
+    for (const Edge& e : edges_) ++out_begin_[e.from + 1];
+    for (int v = 0; v < n; ++v) out_begin_[v + 1] += out_begin_[v];
+    out_edges_.resize(edges_.size());
+    std::vector<int32_t> fill(out_begin_.begin(), out_begin_.end() - 1);
+    for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
+      out_edges_[fill[edges_[k].from]++] = k;
+    }
+  }
+
+  void TimeOp(int r, int i, TimedAction& ta) const {
+    const int u = unit_of_[r][i];
+    if (u < 0) return;
+    const Unit& unit = units_[u];
+    if (!done_[unit.start]) return;
+    ta.start = time_[unit.start];
+    const Endpoint other = messages_.partner[r][i];
+    const bool recv = IsRecv(s_.program[r][i].op);
+    if (model_ == CommModel::kEager && !recv) {
+      ta.end = ta.start;
+      return;
+    }
+    if (!other.valid()) return;
+    const Unit& theirs = units_[unit_of_[other.rank][other.index]];
+    if (!done_[theirs.start]) return;
+    ta.end = std::max(ta.start, time_[theirs.start]) + costs_.latency;
+  }
+
+  // ---- the deadlock cycle
+  struct CycleLink {
+    int node;  // this node waits for the next one in the cycle ...
+    int edge;  // ... by this edge (edge.to == node)
+  };
+  std::vector<CycleLink> ShortestCycleThrough(int start, const std::vector<std::vector<int32_t>>& in) const;
+  std::vector<CycleStep> Render(std::vector<CycleLink> cycle) const;
+  int64_t Identity(int node) const {
+    const Node& n = nodes_[node];
+    return n.kind == NodeKind::kCompute ? (int64_t{n.rank} << 32 | n.action) : -1 - n.action;
+  }
+  std::string Describe(const Edge& e, const CycleStep& next) const;
+
+  const Schedule& s_;
+  const RouteIndex& routes_;
+  const Messages& messages_;
+  CommModel model_;
+  Costs costs_;
+  std::vector<Node> nodes_;
+  std::vector<Edge> edges_;
+  std::vector<Unit> units_;
+  std::vector<int32_t> unit_ops_;
+  std::vector<std::vector<int32_t>> compute_node_, unit_of_, wait_unit_;
+  std::vector<int32_t> out_begin_, out_edges_;
+  std::vector<double> time_;
+  std::vector<bool> done_;
+  bool complete_ = false;
+};
+
+// Breadth-first search backwards along "waits for" edges, through stuck events only, for the
+// shortest way from `start` back to itself.
+std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
+    int start, const std::vector<std::vector<int32_t>>& in) const {
+  std::vector<int32_t> via(nodes_.size(), -1);  // via[w]: the edge by which w was reached
+  std::vector<bool> seen(nodes_.size(), false);
+  std::deque<int> queue{start};
+  seen[start] = true;
+  while (!queue.empty()) {
+    const int v = queue.front();
+    queue.pop_front();
+    for (int32_t k : in[v]) {
+      const int w = edges_[k].from;  // v waits for w
+      if (done_[w]) continue;
+      if (w == start) {
+        // start waits for ... waits for v, which waits for start.
+        std::vector<int> chain{v};
+        for (int x = v; x != start; x = edges_[via[x]].to) chain.push_back(edges_[via[x]].to);
+        std::reverse(chain.begin(), chain.end());
+        std::vector<CycleLink> cycle;
+        for (size_t j = 0; j < chain.size(); ++j) {
+          cycle.push_back({chain[j], j + 1 < chain.size() ? via[chain[j + 1]] : k});
+        }
+        return cycle;
+      }
+      if (seen[w]) continue;
+      seen[w] = true;
+      via[w] = k;
+      queue.push_back(w);
+    }
+  }
+  return {};
+}
+
+std::vector<CycleStep> ExecutionGraph::MinimalCycle() const {
+  if (complete_) return {};
+  std::vector<std::vector<int32_t>> in(nodes_.size());
+  for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
+    if (!done_[edges_[k].to]) in[edges_[k].to].push_back(k);
+  }
+  // Candidates: each rank's first stuck compute and first stuck unit events, then (should no
+  // cycle pass through those) the events on a cycle found by walking back from one of them.
+  std::vector<int> candidates;
+  std::vector<bool> rank_has_compute(s_.ranks, false), rank_has_unit(s_.ranks, false);
+  int any_stuck = -1;
+  for (int v = 0; v < static_cast<int>(nodes_.size()); ++v) {
+    if (done_[v]) continue;
+    if (any_stuck < 0) any_stuck = v;
+    const int r = nodes_[v].rank;
+    auto& seen = nodes_[v].kind == NodeKind::kCompute ? rank_has_compute : rank_has_unit;
+    if (!seen[r]) {
+      seen[r] = true;
+      candidates.push_back(v);
+    }
+  }
+  std::vector<CycleLink> best;
+  auto consider = [&](int v) {
+    std::vector<CycleLink> c = ShortestCycleThrough(v, in);
+    if (!c.empty() && (best.empty() || c.size() < best.size())) best = std::move(c);
+  };
+  for (int v : candidates) consider(v);
+  if (best.empty() && any_stuck >= 0) {
+    std::vector<int> order(nodes_.size(), -1);
+    int v = any_stuck;
+    for (int step = 0; order[v] < 0; ++step) {
+      order[v] = step;
+      for (int32_t k : in[v]) {
+        if (!done_[edges_[k].from]) {
+          v = edges_[k].from;
+          break;
+        }
+      }
+    }
+    consider(v);
+  }
+  return Render(std::move(best));
+}
+
+// Turns a cycle of events into a cycle of actions: the start and the end of one unit are one
+// step; each step says what it waits for.
+std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) const {
+  if (cycle.empty()) return {};
+  const size_t n = cycle.size();
+  std::vector<int> node(n), wait_edge(n);
+  for (size_t j = 0; j < n; ++j) {
+    node[j] = cycle[j].node;
+    wait_edge[j] = cycle[j].edge;
+  }
+  // Rotate so the cycle starts where one action ends and the next begins.
+  size_t first = 0;
+  for (size_t j = 0; j < n; ++j) {
+    if (Identity(node[j]) != Identity(node[(j + n - 1) % n])) {
+      first = j;
+      break;
+    }
+  }
+  std::rotate(node.begin(), node.begin() + first, node.end());
+  std::rotate(wait_edge.begin(), wait_edge.begin() + first, wait_edge.end());
+  // Runs of events of one action; the last event of a run waits for the next run.
+  std::vector<int> run_last;
+  for (size_t j = 0; j < n; ++j) {
+    if (j + 1 == n || Identity(node[j + 1]) != Identity(node[j])) {
+      run_last.push_back(static_cast<int>(j));
+    }
+  }
+  std::vector<CycleStep> steps(run_last.size());
+  for (size_t k = 0; k < run_last.size(); ++k) {
+    const Node& v = nodes_[node[run_last[k]]];
+    const Edge& e = edges_[wait_edge[run_last[k]]];
+    CycleStep& step = steps[k];
+    step.rank = v.rank;
+    if (v.kind == NodeKind::kCompute) {
+      step.index = v.action;
+    } else if (e.op >= 0) {
+      step.index = e.op;  // the op that waits
+    } else {
+      step.index = units_[v.action].action;
+    }
+    step.action = ToString(s_.program[step.rank][step.index]);
+  }
+  for (size_t k = 0; k < run_last.size(); ++k) {
+    const Edge& e = edges_[wait_edge[run_last[k]]];
+    steps[k].waits_for = Describe(e, steps[(k + 1) % run_last.size()]);
+  }
+  return steps;
+}
+
+std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const {
+  const std::string them = fmt::format("rank {} [{}] {}", next.rank, next.index, next.action);
+  const Node& to = nodes_[e.to];
+  switch (e.reason) {
+    case Reason::kComputeOrder:
+      return fmt::format("waits for {} to finish: a rank runs its computes in program order",
+                         them);
+    case Reason::kAfterCompute:
+      return fmt::format("cannot start before {} finishes: a SEND/RECV starts only after the "
+                         "computes written before it",
+                         them);
+    case Reason::kStreamOrder:
+      return fmt::format("waits for {} to complete: the rank's one communication stream runs "
+                         "SEND/RECV in program order",
+                         them);
+    case Reason::kHostAtWait:
+      return fmt::format("waits for {} to complete: a WAIT blocks its rank until its group "
+                         "completes",
+                         them);
+    case Reason::kInputRecv:
+      return fmt::format("waits for {}, which brings its input", them);
+    case Reason::kRendezvous: {
+      const Endpoint other = messages_.partner[to.rank][e.op];
+      return fmt::format("completes only together with its partner rank {} [{}] {}, which "
+                         "cannot start: NCCL send/recv is a rendezvous",
+                         other.rank, other.index,
+                         ToString(s_.program[other.rank][other.index]));
+    }
+    case Reason::kSendPosted: {
+      const Endpoint other = messages_.partner[to.rank][e.op];
+      return fmt::format("waits for its SEND, rank {} [{}] {}, to be posted", other.rank,
+                         other.index, ToString(s_.program[other.rank][other.index]));
+    }
+    case Reason::kUnitRuns:
+      return fmt::format("waits for {}", them);
+    case Reason::kNoPartner: {
+      const Action& a = s_.program[to.rank][e.op];
+      return fmt::format("never completes: it meets no {} on rank {} (see matching)",
+                         IsSend(a.op) ? "RECV" : "SEND", messages_.peer[to.rank][e.op]);
+    }
+    case Reason::kNeverPosted:
+      return fmt::format("is never posted: it comes after rank {}'s last WAIT, and only a WAIT "
+                         "posts the SEND/RECVs before it",
+                         to.rank);
+  }
+  return "waits";
+}
+
+}  // namespace
+
+SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
+                               const Messages& messages, CommModel model, const Costs& costs) {
+  ExecutionGraph graph(schedule, routes, messages, model, costs);
+  graph.Build();
+  graph.Run();
+  SimulationResult result;
+  result.timeline = graph.MakeTimeline();
+  if (!graph.complete()) {
+    result.cycle = graph.MinimalCycle();
+    result.stuck_grid = GridAround(schedule, graph.StuckActions(result.cycle));
+  }
+  return result;
+}
+
+}  // namespace pipeproof::verify_internal

@@ -1,0 +1,255 @@
+// Verify(): the six checks in order, and Simulate(). See verify.h for what each check means and
+// what happens to the later checks when one fails.
+
+#include "verify/verify.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "schedule/lower.h"
+#include "verify/internal.h"
+
+namespace pipeproof {
+namespace {
+
+using namespace verify_internal;
+
+constexpr const char* kLaterChecks[] = {"dependencies", "matching", "deadlock", "memory",
+                                        "timing"};
+
+void RequireValid(const Costs& c) {
+  for (double x : {c.forward, c.backward, c.input_grad, c.weight_grad, c.overlap_fb, c.latency}) {
+    if (!std::isfinite(x) || x < 0) {
+      throw InputError(fmt::format("costs must be non-negative numbers ({})", ToString(c)));
+    }
+  }
+}
+
+// The schedule with its topology completed and checked: InputError when it is not a schedule.
+Schedule Completed(const Schedule& input) {
+  Schedule s = input;
+  CompleteTopology(s);
+  return s;
+}
+
+std::string EagerExplanation() {
+  return "under the eager model (a send completes as soon as it is posted, as PyTorch's dry-run "
+         "simulator and MPI with small messages assume) this schedule runs to its end: it relies "
+         "on buffered sends, which NCCL does not have. Ranks that each send before they receive "
+         "wait for each other's receive forever (pytorch/pytorch issue 172668). Post each "
+         "exchange's SEND and RECV in one group (one WAIT after both) or order them so that "
+         "one side receives first.";
+}
+
+CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
+                          const VerifyOptions& options, const SimulationResult& sim,
+                          std::vector<CycleStep>* cycle) {
+  CheckResult check;
+  check.name = "deadlock";
+  const std::string model(CommModelName(options.model));
+  const bool complete = sim.timeline.complete;
+  std::optional<Z3Verdict> z3;
+  if (options.use_z3) z3 = ProveWithZ3(s, routes, messages, options.model);
+  const std::string proof =
+      z3 ? fmt::format("Z3 {} ({} variables, {} constraints, {:.2f} s)",
+                       z3->deadlock_free ? "proves it: the timing constraints are satisfiable"
+                                         : "proves it: the timing constraints are unsatisfiable",
+                       z3->variables, z3->constraints, z3->seconds)
+      : options.use_z3 ? std::string("Z3 proof skipped: this build has no Z3")
+                       : std::string("Z3 proof skipped (--no-z3)");
+  if (z3 && z3->deadlock_free != complete) {
+    check.status = CheckStatus::kFail;
+    check.message = fmt::format(
+        "pipeproof bug: the event simulation says {}, Z3 says {}; please report this schedule",
+        complete ? "deadlock-free" : "deadlock", z3->deadlock_free ? "deadlock-free" : "deadlock");
+    for (const CycleStep& step : complete ? z3->cycle : sim.cycle) {
+      check.details.push_back(fmt::format("rank {} [{}] {} {}", step.rank, step.index,
+                                          step.action, step.waits_for));
+    }
+    return check;
+  }
+  if (complete) {
+    check.message = fmt::format("every action runs to its end under the {} model (event "
+                                "simulation); {}",
+                                model, proof);
+    return check;
+  }
+  check.status = CheckStatus::kFail;
+  *cycle = sim.cycle;
+  bool eager_runs = false;
+  if (options.model == CommModel::kNccl) {
+    eager_runs = RunSimulation(s, routes, messages, CommModel::kEager, Costs{}).timeline.complete;
+  }
+  check.message = fmt::format("under the {} model the execution cannot finish: {} blocked "
+                              "action{} wait for each other in a cycle{}",
+                              model, cycle->size(), cycle->size() == 1 ? "" : "s",
+                              eager_runs ? " (it would run under the eager model: NCCL's "
+                                           "send/recv is a rendezvous, see below)"
+                                         : "");
+  for (const CycleStep& step : *cycle) {
+    check.details.push_back(fmt::format("rank {} [{}] {} {}", step.rank, step.index, step.action,
+                                        step.waits_for));
+  }
+  if (eager_runs) check.details.push_back(EagerExplanation());
+  check.details.push_back(proof);
+  if (z3 && !z3->cycle.empty() && z3->cycle.size() != cycle->size()) {
+    check.details.push_back(fmt::format("(the cycle in Z3's unsat core has {} actions)",
+                                        z3->cycle.size()));
+    for (const CycleStep& step : z3->cycle) {
+      check.details.push_back(fmt::format("  Z3: rank {} [{}] {} {}", step.rank, step.index,
+                                          step.action, step.waits_for));
+    }
+  }
+  check.details.push_back("around the stuck point:");
+  for (const std::string& line : sim.stuck_grid) check.details.push_back("  " + line);
+  return check;
+}
+
+MemoryReport MeasureWithBound(const Schedule& s, const VerifyOptions& options) {
+  MemoryReport memory = MeasureMemory(s);
+  if (options.max_activations) {
+    memory.bound = *options.max_activations;
+    memory.bound_source = "--max-activations";
+  } else if (std::optional<ActivationBound> kind = KindActivationBound(s)) {
+    memory.bound = kind->bound;
+    memory.bound_source = kind->source;
+  }
+  return memory;
+}
+
+// A compute-only schedule whose compute order admits no execution: Lower() says why.
+void ReportUnlowerable(const Schedule& s, const VerifyOptions& options, const std::string& problem,
+                       VerifyReport& report) {
+  RouteIndex routes(s);
+  Messages none = MatchMessages(s, routes);
+  CheckResult dependencies = CheckDependencies(s, routes, none, /*local_only=*/true);
+  if (dependencies.ok()) {
+    dependencies.message = "every input made on the same rank is computed before it is used; "
+                           "inputs from other ranks cannot be placed (see deadlock)";
+  }
+  report.checks.push_back(std::move(dependencies));
+  report.checks.push_back(Skipped("matching", "the compute-only schedule cannot be lowered, so "
+                                              "it has no messages to match"));
+  CheckResult deadlock;
+  deadlock.name = "deadlock";
+  deadlock.status = CheckStatus::kFail;
+  deadlock.message = "the compute order cannot run to its end under any communication model, "
+                     "so no placement of SEND/RECV can be deadlock-free";
+  for (size_t start = 0, end; start < problem.size(); start = end + 1) {
+    end = problem.find('\n', start);
+    if (end == std::string::npos) end = problem.size();
+    deadlock.details.push_back(problem.substr(start, end - start));
+  }
+  report.checks.push_back(std::move(deadlock));
+  report.memory = MeasureWithBound(s, options);
+  report.checks.push_back(CheckMemory(s, report.memory));
+  report.checks.push_back(Skipped("timing", "the execution deadlocks"));
+}
+
+}  // namespace
+
+VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
+  if (options.max_activations && *options.max_activations < 0) {
+    throw InputError(fmt::format("--max-activations must be at least 0 (got {})",
+                                 *options.max_activations));
+  }
+  const Costs costs = options.costs.value_or(Costs{});
+  RequireValid(costs);
+  Schedule s = Completed(input);
+  VerifyReport report;
+  report.model = options.model;
+  report.costs = costs;
+
+  report.checks.push_back(CheckStructure(s));
+  if (!report.checks.back().ok()) {
+    for (const char* name : kLaterChecks) {
+      report.checks.push_back(Skipped(name, "the structure check failed"));
+    }
+    report.ok = false;
+    return report;
+  }
+
+  if (!HasComm(s)) {
+    LoweringResult lowered = Lower(s);
+    if (!lowered.schedule) {
+      ReportUnlowerable(s, options, lowered.problem, report);
+      report.ok = false;
+      return report;
+    }
+    s = std::move(*lowered.schedule);
+    report.lowered = true;
+    report.lowering_note = fmt::format(
+        "compute-only input: verified after lowering, with {} SEND/RECV placed by Lower() "
+        "(pipeproof convert --lower writes that schedule; the positions below are in it)",
+        s.ActionCount() - input.ActionCount());
+  }
+
+  const RouteIndex routes(s);
+  const Messages messages = MatchMessages(s, routes);
+  report.checks.push_back(CheckDependencies(s, routes, messages));
+  report.checks.push_back(CheckMatching(s, messages));
+  const SimulationResult sim = RunSimulation(s, routes, messages, options.model, costs);
+  report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, &report.cycle));
+  report.memory = MeasureWithBound(s, options);
+  report.checks.push_back(CheckMemory(s, report.memory));
+  if (sim.timeline.complete) {
+    report.timeline = sim.timeline;
+    report.checks.push_back(
+        TimingCheck(sim.timeline, costs, options.model, !options.costs.has_value()));
+  } else {
+    report.checks.push_back(Skipped("timing", "the execution deadlocks"));
+  }
+  report.ok = true;
+  for (const CheckResult& c : report.checks) report.ok = report.ok && c.ok();
+  return report;
+}
+
+Timeline Simulate(const Schedule& input, CommModel model, const Costs& costs) {
+  RequireValid(costs);
+  Schedule s = Completed(input);
+  const CheckResult structure = CheckStructure(s);
+  if (!structure.ok()) {
+    throw InputError("the schedule fails the structure check, so it cannot be simulated: " +
+                     structure.message);
+  }
+  if (HasComm(s)) {
+    const RouteIndex routes(s);
+    return RunSimulation(s, routes, MatchMessages(s, routes), model, costs).timeline;
+  }
+  // Compute-only: simulate the lowered schedule and keep the computes. Lowering keeps each
+  // rank's compute order, so the k-th compute of a rank is the same action in both.
+  LoweringResult lowered = Lower(s);
+  Timeline t;
+  if (lowered.schedule) {
+    const RouteIndex routes(*lowered.schedule);
+    t = RunSimulation(*lowered.schedule, routes, MatchMessages(*lowered.schedule, routes), model,
+                      costs)
+            .timeline;
+  }
+  Timeline out;
+  out.ranks.resize(s.ranks);
+  out.busy.assign(s.ranks, 0.0);
+  out.complete = lowered.schedule && t.complete;
+  out.makespan = t.makespan;
+  for (int r = 0; r < s.ranks; ++r) {
+    size_t k = 0;
+    for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
+      TimedAction ta{r, i, std::numeric_limits<double>::infinity(),
+                     std::numeric_limits<double>::infinity()};
+      if (lowered.schedule) {
+        while (!IsCompute(lowered.schedule->program[r][k].op)) ++k;
+        ta.start = t.ranks[r][k].start;
+        ta.end = t.ranks[r][k].end;
+        ++k;
+      }
+      out.ranks[r].push_back(ta);
+    }
+    out.busy[r] = lowered.schedule ? t.busy[r] : 0;
+    out.bubble.push_back(out.makespan - out.busy[r]);
+  }
+  return out;
+}
+
+}  // namespace pipeproof

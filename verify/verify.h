@@ -1,0 +1,176 @@
+// The verifier: proves a schedule sound, or shows exactly where it is not (DESIGN.md,
+// "Verification"). Verify() runs six checks, in this order, each reported by name:
+//
+//   structure     shape, counts and placement: every action's stage and microbatch in range and
+//                 on the microbatch's route, every action on the rank its stage is placed on,
+//                 every SEND/RECV with a neighbour on another rank to talk to, and per (stage,
+//                 microbatch) exactly one F and either exactly one B or exactly one I and one W.
+//   dependencies  every compute's inputs reach it in time. A local input (same rank) is computed
+//                 earlier in program order. A remote input travels by a message (the k-th SEND
+//                 from p to q meets the k-th RECV on q from p) whose SEND or RECV names it, that is
+//                 sent after the input is computed and has completed when the compute runs: a WAIT
+//                 lies between the RECV and the compute on a rank with WAIT groups; without WAITs
+//                 the compute waits for the RECVs written before it that bring its input. Every
+//                 SEND comes after the compute that makes what it (or its partner) names.
+//   matching      per ordered rank pair, the k-th SEND and the k-th RECV name the same payload and
+//                 none is left over. Where they disagree the message is a silent mix-up (NCCL has
+//                 no tags): the report says which send met which receive and what each carried.
+//   deadlock      the execution can run to its end under the communication model. Decided by an
+//                 event simulation and proven independently by Z3; the two must agree. On a
+//                 deadlock: the minimal cycle of blocked actions, what each waits for, and the grid
+//                 around the stuck point.
+//   memory        live activations per rank in stage-chunks (+1 at a forward, -1 at its B or I),
+//                 peak and where it is reached, against a bound (VerifyOptions::max_activations,
+//                 else the bound of the generator named by schedule.kind, see ActivationBound).
+//                 The weight-gradient stash between I and W is reported separately, unbounded.
+//   timing        the timed simulation: makespan, busy time and bubble per rank.
+//
+// When structure fails the later checks are skipped: their questions are not defined for a
+// schedule whose actions are out of range or missing. The others run whatever failed before them,
+// so a report names every problem it can; the first failing check is the primary finding. Timing
+// is skipped when the execution deadlocks. A skipped check is reported with status "skipped"
+// (JSON: "ok": true, "skipped": true): it did not fail, it was not asked.
+//
+// A compute-only schedule (no SEND/RECV/WAIT) is lowered with Lower() first and the lowered
+// schedule is verified; the report says so.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schedule/schedule.h"
+
+namespace pipeproof {
+
+// How SEND/RECV behave (DESIGN.md, "Communication semantics").
+//  kNccl: each rank has one communication stream running its units (a WAIT group, or a lone
+//         SEND/RECV on a rank without WAITs) strictly in program order; a unit starts only after
+//         every compute written before it has finished; a send and its receive complete together,
+//         only while both of their units run (rendezvous); ops in one group progress
+//         independently.
+//  kEager: a send completes when posted, a receive once its send has been posted; units never
+//         hold each other up (PyTorch's dry-run simulator; MPI with small messages).
+enum class CommModel { kNccl, kEager };
+std::optional<CommModel> CommModelFromName(std::string_view name);  // "nccl", "eager"
+std::string_view CommModelName(CommModel model);
+
+// Per-action costs of the timing simulation, in any unit of time. The defaults are the DualPipe
+// paper's running example: a forward chunk costs 1, a full backward 2, split evenly into an
+// input-gradient part I = B - W = 1 and a weight-gradient part W = 1; an overlapped
+// forward-and-backward unit (OVERLAP_F_B, whatever its backward part) costs 3 = F + B; messages
+// take no time. SEND/RECV/WAIT cost nothing beyond `latency` per message.
+struct Costs {
+  double forward = 1;      // F
+  double backward = 2;     // B
+  double input_grad = 1;   // I
+  double weight_grad = 1;  // W
+  double overlap_fb = 3;   // (F;B)OVERLAP_F_B
+  double latency = 0;      // per message, from the later of its two ends being ready
+};
+// Parses "F=1,B=2,I=1,W=1,FB=3" (any subset, any order; the others keep base's values).
+// Throws InputError naming the bad item.
+Costs ParseCosts(std::string_view text, Costs base = {});
+std::string ToString(const Costs& costs);  // "F=1 B=2 I=1 W=1 FB=3 latency=0"
+
+struct VerifyOptions {
+  CommModel model = CommModel::kNccl;
+  bool use_z3 = true;                  // prove the deadlock verdict with Z3 (when built with it)
+  std::optional<int> max_activations;  // memory bound in stage-chunks; default: the kind's bound
+  std::optional<Costs> costs;          // timing costs; default: Costs{}
+};
+
+enum class CheckStatus { kPass, kFail, kSkipped };
+
+struct CheckResult {
+  std::string name;  // structure, dependencies, matching, deadlock, memory, timing
+  CheckStatus status = CheckStatus::kPass;
+  std::string message;               // one line
+  std::vector<std::string> details;  // further lines for the text report
+  bool ok() const { return status != CheckStatus::kFail; }
+  bool skipped() const { return status == CheckStatus::kSkipped; }
+};
+
+// One blocked action of a deadlock; each step waits for the next, the last for the first.
+struct CycleStep {
+  int rank = 0;
+  int index = 0;           // position in the rank's program
+  std::string action;      // as written, e.g. "1SEND_F0" or "WAIT"
+  std::string waits_for;   // what it waits for and why
+};
+
+struct MemoryReport {
+  std::vector<int> peak;              // per rank: most stage-chunks of activations held at once
+  std::vector<int> peak_index;        // the action where the peak is first reached, -1 if none
+  std::vector<int> stash_peak;        // per rank: most weight gradients deferred (I done, W not)
+  std::vector<int> stash_peak_index;
+  std::optional<int> bound;           // the bound checked against, if any
+  std::string bound_source;           // where the bound comes from
+};
+
+// The bound on live activations per rank that the generator `kind` guarantees, with its
+// explanation; nullopt for an unknown kind. dualpipe/dualpipev: S_route + 1 (S_route = the
+// longest route); 1f1b and zb1p: R; gpipe: M (every forward is held until the backwards);
+// interleaved-1f1b with V stages per rank: min(M V, (V + 1) R - 1), Megatron's warm-up of
+// 2(R - 1) + (V - 1) R chunks plus the one in flight.
+struct ActivationBound {
+  int bound = 0;
+  std::string source;
+};
+std::optional<ActivationBound> KindActivationBound(const Schedule& schedule);
+
+// The timing simulation: every action's start and end per rank. Computes run for their cost;
+// a SEND/RECV runs from its unit's start until the op completes; a WAIT from the posting of its
+// group to the group's completion. Actions that never run (a deadlock) have start = end =
+// +infinity and `complete` is false.
+struct TimedAction {
+  int rank = 0;
+  int index = 0;
+  double start = 0;
+  double end = 0;
+};
+struct Timeline {
+  std::vector<std::vector<TimedAction>> ranks;  // ranks[r][i]: action i of rank r
+  double makespan = 0;          // when the last action ends
+  std::vector<double> busy;     // per rank: total compute cost
+  std::vector<double> bubble;   // per rank: makespan - busy
+  bool complete = false;        // every action ran
+  double MaxBubble() const;
+  double BubbleRatio() const;   // sum of bubbles / (ranks x makespan)
+};
+
+struct VerifyReport {
+  bool ok = false;
+  bool lowered = false;  // the input was compute-only; the checks ran on Lower()'s schedule
+  std::string lowering_note;
+  CommModel model = CommModel::kNccl;
+  Costs costs;
+  // In check order; every check is present.
+  std::vector<CheckResult> checks;
+  // deadlock: the blocked actions, minimal; empty when there is no deadlock.
+  std::vector<CycleStep> cycle;
+  MemoryReport memory;
+  std::optional<Timeline> timeline;  // timing, when the execution completes
+
+  const CheckResult* Find(std::string_view name) const;
+  std::string Text() const;
+  std::string Json() const;  // {"ok":..., "checks":[{"name","ok","message",...}, ...], ...}
+};
+
+VerifyReport Verify(const Schedule& schedule, const VerifyOptions& options);
+
+// The timing simulation alone. A compute-only schedule is lowered first and its timeline
+// reports its own actions (the inserted SEND/RECV are left out). Throws InputError when the
+// schedule fails the structure check.
+Timeline Simulate(const Schedule& schedule, CommModel model, const Costs& costs);
+
+// What `pipeproof simulate` prints: the timing check's object alone (the same one Verify's JSON
+// holds under "checks") and its text.
+std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel model);
+std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel model);
+
+// Whether this build can prove deadlock verdicts with Z3.
+bool HaveZ3();
+
+}  // namespace pipeproof
