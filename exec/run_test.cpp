@@ -1,11 +1,17 @@
-// The executor end to end on threads: schedules of every kind, under legal faults, bit-identical
-// to the reference; every negative control caught and named; hangs stopped with a dump.
+// The executor end to end on threads: schedules of every kind and several sizes, under legal
+// faults, bit-identical to the reference; every negative control caught and named; hangs and dead
+// ranks stopped within the timeout, with every rank's dump.
 #include "exec/run.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "exec/fault_draw.h"
+#include "schedule/formats.h"
 #include "schedule/generate.h"
+#include "schedule/lower.h"
 
 namespace pipeproof {
 namespace {
@@ -18,56 +24,248 @@ ModelConfig SmallModel(DType dtype = DType::kF64) {
   return c;
 }
 
-struct Case {
-  std::string kind;
-  int ranks;
-  int microbatches;
-};
-
-RunOutcome Check(const Schedule& s, const FaultOptions& faults, ModelConfig model = SmallModel(),
-                   double timeout = 10) {
+RunOptions Options(const Schedule& s, const FaultOptions& faults, const ModelConfig& model, double timeout) {
   RunOptions o;
   o.exec.model = model;
   o.policy = ComparePolicy::Exact();
-  const RunPlan plan = PlanRun(s);
-  o.faults = DrawFaultPlan(plan, faults, {model.shape.Rows() * model.shape.hidden, 52}, s.kind);
+  const int mantissa = model.dtype == DType::kF64 ? 52 : 23;
+  o.faults = DrawFaultPlan(PlanRun(s), faults, {int64_t{model.shape.Rows()} * model.shape.hidden, mantissa}, s.kind);
   o.watchdog.timeout_s = timeout;
   o.schedule_name = s.kind;
+  return o;
+}
+
+RunOutcome Check(const Schedule& s, const FaultOptions& faults = {}, ModelConfig model = SmallModel(),
+                 double timeout = 20) {
   auto world = MakeThreadWorld();
-  return RunAndCompare(s, o, *world);
+  return RunAndCompare(s, Options(s, faults, model, timeout), *world);
 }
 
-TEST(RunTest, DualPipeMatchesBitForBit) {
-  for (auto c : std::vector<Case>{{"dualpipe", 4, 8}, {"dualpipev", 3, 7}, {"1f1b", 3, 5}, {"zb1p", 4, 6}, {"interleaved-1f1b", 2, 4}, {"gpipe", 3, 3}}) {
-    const Schedule s = Generate({.kind = c.kind, .ranks = c.ranks, .microbatches = c.microbatches});
-    FaultOptions f;
-    f.seed = 5;
-    f.delay = DelaySpec::Parse("exp:200us");
-    f.shuffle = true;
-    f.poison = true;
-    f.stragglers.push_back({1, 3});
-    RunOutcome o = Check(s, f);
-    EXPECT_EQ(o.status, RunStatus::kMatch) << o.Text();
-    std::cout << o.Text();
-  }
-}
-
-}  // namespace
-}  // namespace pipeproof
-namespace pipeproof {
-namespace {
-TEST(RunTest, Controls) {
-  const Schedule s = Generate({.kind = "dualpipe", .ranks = 4, .microbatches = 8});
-  for (CorruptKind k : {CorruptKind::kBitflip, CorruptKind::kSwap, CorruptKind::kDrop}) {
-    FaultOptions f;
-    f.corrupt = k;
-    RunOutcome o = Check(s, f, SmallModel(), 0.5);
-    std::cout << o.Text();
-  }
+// Legal faults of every kind, strong enough to reorder everything that can be reordered.
+FaultOptions LegalFaults(uint64_t seed, int ranks = 2) {
   FaultOptions f;
-  f.kill_rank = 2;
-  RunOutcome o = Check(s, f, SmallModel(), 0.5);
-  std::cout << o.Text();
+  f.seed = seed;
+  f.delay = DelaySpec::Parse(seed % 2 ? "exp:150us" : "heavy:100us");
+  f.shuffle = true;
+  f.poison = true;
+  f.stragglers.push_back({static_cast<int>(seed % ranks), 3});
+  return f;
 }
+
+struct Size {
+  std::string kind;
+  int ranks;
+  int microbatches;
+  int virtual_stages = 2;
+  bool overlap = true;
+};
+
+std::string Name(const Size& s) {
+  return fmt::format("{} {}x{}{}{}", s.kind, s.ranks, s.microbatches,
+                     s.kind == "interleaved-1f1b" ? fmt::format(" v{}", s.virtual_stages) : "",
+                     s.overlap ? "" : " no-overlap");
+}
+
+Schedule Make(const Size& s) {
+  return Generate({.kind = s.kind, .ranks = s.ranks, .microbatches = s.microbatches,
+                   .virtual_stages = s.virtual_stages, .overlap = s.overlap});
+}
+
+const std::vector<Size> kSizes = {
+    {"dualpipe", 2, 4},         {"dualpipe", 4, 8},         {"dualpipe", 4, 10, 2, false},
+    {"dualpipe", 6, 12},        {"dualpipe", 8, 20},        {"dualpipev", 1, 2},
+    {"dualpipev", 2, 4},        {"dualpipev", 3, 7},        {"dualpipev", 4, 9, 2, false},
+    {"dualpipev", 4, 8},        {"1f1b", 1, 3},             {"1f1b", 2, 5},
+    {"1f1b", 4, 8},             {"zb1p", 2, 2},             {"zb1p", 3, 6},
+    {"zb1p", 4, 9},             {"interleaved-1f1b", 2, 4}, {"interleaved-1f1b", 3, 6, 3},
+    {"interleaved-1f1b", 4, 8}, {"gpipe", 3, 4},
+};
+
+TEST(RunTest, EveryKindIsBitIdenticalUnderLegalFaults) {
+  for (const Size& size : kSizes) {
+    const Schedule s = Make(size);
+    for (uint64_t seed : {1, 2}) {
+      const RunOutcome o = Check(s, LegalFaults(seed, s.ranks));
+      EXPECT_EQ(o.status, RunStatus::kMatch) << Name(size) << " seed " << seed << "\n" << o.Text();
+      ASSERT_TRUE(o.comparison);
+      EXPECT_EQ(o.comparison->tensors.size(), 1u + s.microbatches + 2u * s.ParamBlocks());
+    }
+  }
+}
+
+TEST(RunTest, FloatRunsAreBitIdenticalToo) {
+  for (const Size& size : std::vector<Size>{{"dualpipe", 4, 8}, {"zb1p", 3, 5}, {"dualpipev", 2, 5}}) {
+    const RunOutcome o = Check(Make(size), LegalFaults(3), SmallModel(DType::kF32));
+    EXPECT_EQ(o.status, RunStatus::kMatch) << Name(size) << "\n" << o.Text();
+  }
+}
+
+TEST(RunTest, ToleranceModeComparesWithThePlainMicrobatchOrderReference) {
+  const Schedule s = Make({"dualpipe", 4, 8});
+  RunOptions o = Options(s, LegalFaults(4), SmallModel(DType::kF32), 20);
+  o.policy = ComparePolicy::Tolerance(DType::kF32);
+  auto world = MakeThreadWorld();
+  const RunOutcome out = RunAndCompare(s, o, *world);
+  EXPECT_EQ(out.status, RunStatus::kMatch) << out.Text();
+  EXPECT_NE(out.comparison->Text().find("tolerance (rtol 1.3e-06, atol 1e-05)"), std::string::npos);
+}
+
+TEST(RunTest, LoweredComputeOnlySchedulesRun) {
+  const Schedule compute = ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/peers/pytorch/dualpipev_4rank_10mb.csv");
+  const LoweringResult lowered = Lower(compute);
+  ASSERT_TRUE(lowered.schedule) << lowered.problem;
+  const RunOutcome o = Check(*lowered.schedule, LegalFaults(5));
+  EXPECT_EQ(o.status, RunStatus::kMatch) << o.Text();
+}
+
+TEST(RunTest, BuffersAreFreedAsTheScheduleGoes) {
+  const Schedule s = Make({"dualpipe", 4, 8});
+  const RunOutcome o = Check(s, LegalFaults(6));
+  ASSERT_EQ(o.status, RunStatus::kMatch) << o.Text();
+  const ModelShape shape = SmallModel().shape;
+  const int64_t weights = 2 * 4 * int64_t{shape.hidden} * shape.hidden * 8;  // W1 and W2 in f64
+  const int64_t chunk = int64_t{shape.Rows()} * shape.hidden * 8;
+  for (const RankResult& r : o.execution.ranks) {
+    // Every rank holds two blocks of DualPipe: at the end only their weights remain.
+    EXPECT_EQ(r.memory.live_bytes, 2 * weights) << "rank " << r.rank;
+    // At the peak: weights, gradient accumulators, and the live activations (each at most
+    // x + h + a = 9 rows of H per microbatch chunk) of at most S_route + 1 = 5 chunks, plus
+    // messages and temporaries.
+    EXPECT_LT(r.memory.peak_bytes, 4 * weights + 5 * 9 * chunk + 4 * weights) << "rank " << r.rank;
+    EXPECT_GT(r.memory.reuses, r.memory.allocations / 2) << "the pool recycles freed buffers";
+  }
+}
+
+TEST(RunTest, ReplayingARecordedPlanRunsTheSameFaults) {
+  const Schedule s = Make({"dualpipev", 3, 6});
+  const RunOptions first = Options(s, LegalFaults(7), SmallModel(), 20);
+  RunOptions replay = first;
+  replay.faults = ParseFaultPlan(first.faults.Json(), "plan.json");
+  EXPECT_EQ(replay.faults, first.faults);
+  auto world = MakeThreadWorld();
+  const RunOutcome a = RunAndCompare(s, first, *world);
+  const RunOutcome b = RunAndCompare(s, replay, *world);
+  EXPECT_EQ(a.status, RunStatus::kMatch);
+  EXPECT_EQ(b.status, RunStatus::kMatch);
+  EXPECT_EQ(a.faults_summary, b.faults_summary);
+  EXPECT_EQ(AssembleResults(s, first.exec.model, a.execution.ranks),
+            AssembleResults(s, first.exec.model, b.execution.ranks));
+}
+
+// ---- negative controls ----
+
+FaultOptions Control(std::optional<CorruptKind> corrupt, std::optional<int> kill, uint64_t seed) {
+  FaultOptions f;
+  f.seed = seed;
+  f.corrupt = corrupt;
+  f.kill_rank = kill;
+  return f;
+}
+
+TEST(NegativeControlTest, BitflipsAndSwapsShowUpAsMismatches) {
+  for (const Size& size : std::vector<Size>{{"dualpipe", 4, 8}, {"dualpipev", 3, 6}, {"zb1p", 3, 5}, {"interleaved-1f1b", 2, 4}}) {
+    for (uint64_t seed : {1, 2, 3}) {
+      const RunOutcome o = Check(Make(size), Control(CorruptKind::kBitflip, {}, seed));
+      EXPECT_EQ(o.status, RunStatus::kMismatch) << Name(size) << "\n" << o.Text();
+      EXPECT_EQ(o.ExitCode(), 1);
+      EXPECT_TRUE(o.control_caught);
+      EXPECT_NE(o.negative_control.find("bitflip of bit"), std::string::npos) << o.negative_control;
+      EXPECT_NE(o.negative_control.find("caught, the results differ"), std::string::npos);
+    }
+  }
+  for (const Size& size : std::vector<Size>{{"dualpipe", 4, 8}, {"dualpipe", 6, 12}, {"dualpipev", 3, 6}}) {
+    const RunOutcome o = Check(Make(size), Control(CorruptKind::kSwap, {}, 9));
+    EXPECT_EQ(o.status, RunStatus::kMismatch) << Name(size) << "\n" << o.Text();
+    EXPECT_NE(o.negative_control.find("swap of messages"), std::string::npos);
+    EXPECT_TRUE(o.control_caught);
+  }
+}
+
+void ExpectHangWithDump(const RunOutcome& o, double timeout, double seconds, const std::string& what) {
+  EXPECT_EQ(o.status, RunStatus::kHang) << what << "\n" << o.Text();
+  EXPECT_EQ(o.ExitCode(), 3);
+  EXPECT_LT(seconds, timeout + 2) << what;
+  EXPECT_NE(o.headline.find("no rank has made progress"), std::string::npos) << o.headline;
+  const std::string text = o.Text();
+  for (int r = 0; r < static_cast<int>(o.execution.snapshots.size()); ++r) {
+    EXPECT_NE(text.find(fmt::format("rank {}: ", r)), std::string::npos) << what << ": no dump for rank " << r;
+  }
+  EXPECT_NE(text.find("last "), std::string::npos) << text;
+}
+
+TEST(NegativeControlTest, DropsAndKillsEndAsHangsWithADump) {
+  const double timeout = 0.3;
+  for (const Size& size : std::vector<Size>{{"dualpipe", 4, 8}, {"dualpipev", 2, 4}, {"1f1b", 3, 5}, {"zb1p", 3, 4}}) {
+    for (int control = 0; control < 2; ++control) {
+      const Schedule s = Make(size);
+      const FaultOptions f = control == 0 ? Control(CorruptKind::kDrop, {}, 4) : Control({}, s.ranks - 1, 4);
+      const auto start = Clock::now();
+      const RunOutcome o = Check(s, f, SmallModel(), timeout);
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      ExpectHangWithDump(o, timeout, seconds, Name(size));
+      EXPECT_TRUE(o.control_caught);
+      EXPECT_NE(o.negative_control.find("caught, the run hung"), std::string::npos) << o.negative_control;
+      if (control == 1) {
+        EXPECT_NE(o.Text().find(fmt::format("rank {}: dead for", s.ranks - 1)), std::string::npos) << o.Text();
+        EXPECT_NE(o.Text().find("stopped dead before it by the fault plan"), std::string::npos);
+      } else {
+        EXPECT_NE(o.Text().find("posted, no match yet"), std::string::npos) << o.Text();
+      }
+    }
+  }
+}
+
+// A planted executor bug (a send's buffer freed when its unit is posted rather than when it
+// completes) must not go unnoticed: with poisoning the receiver gets NaNs.
+TEST(NegativeControlTest, APlantedEarlyReleaseIsCaughtByPoisoning) {
+  for (const Size& size : std::vector<Size>{{"dualpipe", 4, 8}, {"1f1b", 3, 5}}) {
+    const Schedule s = Make(size);
+    FaultOptions f;
+    f.poison = true;
+    RunOptions o = Options(s, f, SmallModel(), 20);
+    o.exec.planted_bug = PlantedBug::kReleaseSendEarly;
+    auto world = MakeThreadWorld();
+    const RunOutcome out = RunAndCompare(s, o, *world);
+    EXPECT_EQ(out.status, RunStatus::kMismatch) << Name(size) << "\n" << out.Text();
+    EXPECT_NE(out.comparison->Text().find("nan"), std::string::npos) << out.comparison->Text();
+  }
+}
+
+// ---- hangs the schedule itself causes ----
+
+TEST(WatchdogTest, ADeadlockingScheduleIsStoppedWithEveryRanksBlockedAction) {
+  const Schedule s = ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/exec/send-before-recv.pps");
+  const auto start = Clock::now();
+  const RunOutcome o = Check(s, {}, SmallModel(), 0.3);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  ExpectHangWithDump(o, 0.3, seconds, "send-before-recv");
+  const std::string text = o.Text();
+  EXPECT_NE(text.find("0SEND_F1 -> rank 1 (message #1): posted, no match yet"), std::string::npos) << text;
+  EXPECT_NE(text.find("1SEND_B0 -> rank 0 (message #0): posted, no match yet"), std::string::npos) << text;
+  EXPECT_NE(text.find("communication stream: unit #"), std::string::npos) << text;
+}
+
+TEST(WatchdogTest, LongInjectedDelaysAreNotHangs) {
+  // Each rank's first compute sleeps longer than the timeout while its peers wait: a sleeping
+  // rank is busy, not stuck.
+  const Schedule s = Make({"dualpipe", 2, 4});
+  RunOptions o = Options(s, {}, SmallModel(), 0.1);
+  o.faults.ranks.resize(s.ranks);
+  for (RankFaults& r : o.faults.ranks) r.compute_delay_us = {250'000};
+  auto world = MakeThreadWorld();
+  const RunOutcome out = RunAndCompare(s, o, *world);
+  EXPECT_EQ(out.status, RunStatus::kMatch) << out.Text();
+}
+
+TEST(RunOutcomeTest, JsonReportHoldsTheVerdictAndTheComparison) {
+  const RunOutcome o = Check(Make({"zb1p", 2, 3}), Control(CorruptKind::kBitflip, {}, 1));
+  const std::string json = o.Json();
+  EXPECT_NE(json.find("\"status\": \"mismatch\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"exit\": 1"), std::string::npos);
+  EXPECT_NE(json.find("\"caught\": true"), std::string::npos);
+  EXPECT_NE(json.find("\"comparison\""), std::string::npos);
+  EXPECT_NE(json.find("\"peak_bytes_per_rank\""), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pipeproof
