@@ -81,6 +81,13 @@ RankActivity FlightRecorder::activity() const {
   return activity_;
 }
 
+bool FlightRecorder::Busy() const {
+  const Clock::time_point now = Clock::now();
+  std::lock_guard lock(mutex_);
+  auto delayed = [&](const std::shared_ptr<const UnitView>& u) { return u && u->progress && u->progress->Delayed(now); };
+  return IsBusy(activity_) || delayed(waiting_on_) || delayed(stream_unit_);
+}
+
 Clock::time_point FlightRecorder::last_progress() const {
   std::lock_guard lock(mutex_);
   return last_progress_;
@@ -96,6 +103,8 @@ RankSnapshot FlightRecorder::Snapshot(size_t tail) const {
   RankSnapshot s;
   s.rank = rank_;
   s.activity = activity_;
+  s.busy = IsBusy(activity_) || (waiting_on_ && waiting_on_->progress && waiting_on_->progress->Delayed(now)) ||
+           (stream_unit_ && stream_unit_->progress && stream_unit_->progress->Delayed(now));
   s.doing = doing_;
   if (waiting_on_) s.doing += (s.doing.empty() ? "" : ": ") + waiting_on_->Describe();
   if (stream_unit_) s.stream = stream_unit_->Describe();
@@ -143,6 +152,7 @@ nlohmann::json SnapshotJson(const RankSnapshot& s) {
   nlohmann::json j;
   j["rank"] = s.rank;
   j["answered"] = s.answered;
+  j["busy"] = s.busy;
   j["activity"] = static_cast<int>(s.activity);
   j["state"] = RankActivityName(s.activity);
   j["doing"] = s.doing;
@@ -163,6 +173,7 @@ RankSnapshot RankSnapshot::FromJson(const std::string& text) {
     RankSnapshot s;
     s.rank = j.at("rank").get<int>();
     s.answered = j.at("answered").get<bool>();
+    s.busy = j.at("busy").get<bool>();
     const int activity = j.at("activity").get<int>();
     if (activity < 0 || activity > static_cast<int>(RankActivity::kFailed)) throw std::runtime_error("bad activity");
     s.activity = static_cast<RankActivity>(activity);

@@ -66,6 +66,7 @@ struct RankSnapshot {
   double progress_age = 0;    // seconds since the rank last made progress
   std::vector<FlightEntry> tail;  // oldest first
   bool answered = true;       // false: the rank never answered (MPI), nothing else is known
+  bool busy = false;          // FlightRecorder::Busy() when taken
 
   std::string Text() const;
   std::string Json() const;
@@ -82,6 +83,9 @@ class FlightRecorder {
   void SetStreamUnit(std::shared_ptr<const UnitView> unit);  // the stream's running unit, or null
 
   RankActivity activity() const;
+  // Busy: computing, sleeping an injected delay, or waiting on a unit whose transport is sleeping
+  // one. A rank that is not busy and makes no progress is stuck.
+  bool Busy() const;
   Clock::time_point last_progress() const;
   RankSnapshot Snapshot(size_t tail) const;
   int rank() const { return rank_; }

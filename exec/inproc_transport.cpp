@@ -50,6 +50,7 @@ struct InProcessFabric::State {
       p->matched = true;
       p->complete_at = at;
       p->progress->ops[p->index].store(OpProgress::kArriving);
+      p->progress->DelayUntil(at);
     }
   }
 
@@ -104,6 +105,7 @@ class InProcessEndpoint final : public Transport {
         s.Withdraw(rank_, posted, count);
         return {UnitResult::Status::kFailed, fmt::format("no rank {} to talk to", ops[i].peer)};
       }
+      if (ops[i].post_delay_us) progress.DelayUntil(Clock::now() + std::chrono::microseconds(ops[i].post_delay_us));
       if (ops[i].post_delay_us && !s.stop->SleepFor(ops[i].post_delay_us)) {
         std::lock_guard lock(s.mutex);
         s.Withdraw(rank_, posted, count);

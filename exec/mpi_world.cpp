@@ -89,6 +89,7 @@ class MpiTransport final : public Transport {
     for (size_t k = 0; k < n; ++k) {
       const CommOp& op = ops[k];
       if (op.bytes > static_cast<size_t>(INT_MAX)) return fail("a message of more than 2 GiB");
+      if (op.post_delay_us) progress.DelayUntil(Clock::now() + std::chrono::microseconds(op.post_delay_us));
       if (op.post_delay_us && !stop_.SleepFor(op.post_delay_us)) return {UnitResult::Status::kStopped, ""};
       const int count = static_cast<int>(op.bytes);
       const int rc = Locked([&] {
@@ -126,6 +127,7 @@ class MpiTransport final : public Transport {
           }
           done[k] = true;
           due[k] = now + std::chrono::microseconds(op.deliver_delay_us);
+          progress.DelayUntil(due[k]);
           progress.ops[k].store(op.deliver_delay_us ? OpProgress::kArriving : OpProgress::kComplete);
           --remaining;
         }
@@ -201,7 +203,7 @@ class MpiWatchdog {
   }
 
   bool Stalled(Clock::time_point now) const {
-    return !IsBusy(recorder_.activity()) &&
+    return !recorder_.Busy() &&
            Seconds(now - recorder_.last_progress()) >= options_.timeout_s;
   }
 
@@ -290,7 +292,7 @@ class MpiWatchdog {
         snapshots.push_back(recorder_.Snapshot(options_.flight_tail));
       } else if (auto it = answers_.find(r); it != answers_.end()) {
         snapshots.push_back(it->second);
-        busy |= IsBusy(it->second.activity);
+        busy |= it->second.busy;
         youngest = std::min(youngest, it->second.progress_age);
       } else {
         RankSnapshot silent;

@@ -80,7 +80,7 @@ class ThreadWorld final : public World {
       bool busy = false;
       Clock::time_point last = start;
       for (const auto& rec : recorders) {
-        busy |= IsBusy(rec->activity());
+        busy |= rec->Busy();
         last = std::max(last, rec->last_progress());
       }
       if (!busy && Clock::now() - last >= timeout && !all_finished()) {

@@ -67,6 +67,15 @@ std::string_view OpProgressName(OpProgress p);  // "not posted", "posted, no mat
 struct UnitProgress {
   explicit UnitProgress(size_t ops) : ops(ops) {}
   std::vector<std::atomic<OpProgress>> ops;
+  // Until when the transport is sleeping an injected delay for this unit (steady-clock ticks):
+  // a unit in a delay is busy, not stuck.
+  std::atomic<Clock::rep> delayed_until{0};
+  void DelayUntil(Clock::time_point t) {
+    Clock::rep v = t.time_since_epoch().count(), old = delayed_until.load();
+    while (old < v && !delayed_until.compare_exchange_weak(old, v)) {
+    }
+  }
+  bool Delayed(Clock::time_point now) const { return delayed_until.load() > now.time_since_epoch().count(); }
 };
 
 struct UnitResult {
