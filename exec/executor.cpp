@@ -171,6 +171,9 @@ class RankExecutor {
       outcome.error = e.what();
       recorder_.Record(-1, FlightEventKind::kFailed);
       recorder_.SetActivity(RankActivity::kFailed, e.what());
+      // Stop the run now: this rank's stream (joined when the executor goes) and its peers may be
+      // waiting for messages it will never exchange.
+      stop_.Stop();
     }
     // Tensors are freed when the executor goes, after its stream: a unit still in flight after a
     // stop or a kill may point at them.
@@ -306,7 +309,9 @@ class RankExecutor {
     } else {
       AwaitArrival(index, chunk.input_unit, fmt::format("the input of stage {} microbatch {}", s, m));
       if (chunk.input.empty()) {
-        throw RankError(fmt::format("{}: the input of stage {} microbatch {} never arrived", Name(index), s, m));
+        throw RankError(fmt::format("{}: the input of stage {} microbatch {} has not arrived: no "
+                                    "completed RECV brought it (is the WAIT that posts it later?)",
+                                    Name(index), s, m));
       }
       x = std::move(chunk.input);
       chunk.input_unit = -1;
@@ -339,7 +344,9 @@ class RankExecutor {
     }
     AwaitArrival(index, chunk.out_grad_unit, fmt::format("the output gradient of stage {} microbatch {}", s, m));
     if (chunk.out_grad.empty()) {
-      throw RankError(fmt::format("{}: the output gradient of stage {} microbatch {} never arrived", Name(index), s, m));
+      throw RankError(fmt::format("{}: the output gradient of stage {} microbatch {} has not arrived: "
+                                  "no completed RECV brought it (is the WAIT that posts it later?)",
+                                  Name(index), s, m));
     }
     chunk.out_grad_unit = -1;
     const int prev = routes_->Prev(s, m);

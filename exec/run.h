@@ -54,17 +54,6 @@ class World {
 
 std::unique_ptr<World> MakeThreadWorld();
 
-struct RunOptions {
-  ExecOptions exec;
-  ComparePolicy policy;  // exact: the reference replays the schedule's sums; tolerance: natural order
-  FaultPlan faults;
-  WatchdogOptions watchdog;
-  std::string schedule_name;  // for messages and the report
-  // Called with the outcome of a hang on the process that found it, when the world ends the job
-  // right after (MPI): print it and write the report there.
-  std::function<void(const struct RunOutcome&)> on_fatal;
-};
-
 enum class RunStatus {
   kMatch,     // exit 0
   kMismatch,  // exit 1: results differ from the reference (a caught bitflip or swap included)
@@ -89,6 +78,17 @@ struct RunOutcome {
   int ExitCode() const;
   std::string Text() const;  // what `pipeproof run` prints
   std::string Json() const;  // the --report file
+};
+
+struct RunOptions {
+  ExecOptions exec;
+  ComparePolicy policy;  // exact: the reference replays the schedule's sums; tolerance: natural order
+  FaultPlan faults;
+  WatchdogOptions watchdog;
+  std::string schedule_name;  // for messages and the report
+  // Called with the outcome of a hang on the process that found it, when the world ends the job
+  // right after (MPI): print it and write the report there.
+  std::function<void(const RunOutcome&)> on_fatal;
 };
 
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.

@@ -285,3 +285,27 @@ TEST(RunOutcomeTest, JsonReportHoldsTheVerdictAndTheComparison) {
 
 }  // namespace
 }  // namespace pipeproof
+
+namespace pipeproof {
+namespace {
+
+// A schedule the verifier would refuse (a compute before the WAIT that brings its input), run
+// anyway through the library: the rank fails at once, the run stops, and it is a runtime fault.
+TEST(WatchdogTest, ARankThatFailsStopsTheRunAsARuntimeFault) {
+  const Schedule s = ParsePps(
+      "ranks 2\nstages 2\nmicrobatches 1\n"
+      "rank 0: 0F0 0SEND_F0 WAIT 0RECV_B0 WAIT 0B0\n"
+      "rank 1: 1RECV_F0 1F0 WAIT 1B0 1SEND_B0 WAIT\n",
+      "early.pps");
+  const auto start = Clock::now();
+  const RunOutcome o = Check(s, {}, SmallModel(), 10);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5);
+  EXPECT_EQ(o.status, RunStatus::kFault) << o.Text();
+  EXPECT_EQ(o.ExitCode(), 3);
+  EXPECT_NE(o.headline.find("runtime fault on rank 1"), std::string::npos) << o.headline;
+  EXPECT_NE(o.headline.find("has not arrived"), std::string::npos) << o.headline;
+  EXPECT_NE(o.Text().find("rank 1: failed"), std::string::npos) << o.Text();
+}
+
+}  // namespace
+}  // namespace pipeproof
