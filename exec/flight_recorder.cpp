@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace pipeproof {
@@ -88,9 +89,18 @@ bool FlightRecorder::Busy() const {
   return IsBusy(activity_) || delayed(waiting_on_) || delayed(stream_unit_);
 }
 
+Clock::time_point FlightRecorder::LastProgressLocked() const {
+  // The end of an injected delay counts as progress: the rank gets the whole timeout after it.
+  Clock::time_point t = last_progress_;
+  for (const auto* u : {&waiting_on_, &stream_unit_}) {
+    if (*u && (*u)->progress) t = std::max(t, Clock::time_point(Clock::duration((*u)->progress->delayed_until.load())));
+  }
+  return t;
+}
+
 Clock::time_point FlightRecorder::last_progress() const {
   std::lock_guard lock(mutex_);
-  return last_progress_;
+  return LastProgressLocked();
 }
 
 namespace {
@@ -109,7 +119,7 @@ RankSnapshot FlightRecorder::Snapshot(size_t tail) const {
   if (waiting_on_) s.doing += (s.doing.empty() ? "" : ": ") + waiting_on_->Describe();
   if (stream_unit_) s.stream = stream_unit_->Describe();
   s.activity_age = Seconds(now - activity_since_);
-  s.progress_age = Seconds(now - last_progress_);
+  s.progress_age = std::max(0.0, Seconds(now - LastProgressLocked()));
   const size_t n = std::min(tail, count_);
   for (size_t k = 0; k < n; ++k) {
     const Event& e = ring_[(next_ + ring_.size() - n + k) % ring_.size()];

@@ -86,11 +86,14 @@ class FlightRecorder {
   // Busy: computing, sleeping an injected delay, or waiting on a unit whose transport is sleeping
   // one. A rank that is not busy and makes no progress is stuck.
   bool Busy() const;
+  // When the rank last made progress; the end of an injected delay it is waiting on counts.
   Clock::time_point last_progress() const;
   RankSnapshot Snapshot(size_t tail) const;
   int rank() const { return rank_; }
 
  private:
+  Clock::time_point LastProgressLocked() const;
+
   struct Event {
     Clock::time_point at;
     int64_t action;

@@ -1,37 +1,24 @@
 // `pipeproof run --transport mpi` under real mpirun processes: bit-identical results, caught
 // negative controls, and hangs or dead ranks that end every process with status 3 and the dump.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <string>
 
-#include "cli/run_binary.h"
+#include "exec/command_test_util.h"
 
 namespace pipeproof {
 namespace {
 
-using testing::CommandResult;
-using testing::Slurp;
+using testing::CommandOutput;
 
 const std::string kSmall = " --hidden 8 --seq 4 --micro-batch-size 2";
 
 // mpirun as CI runs it: as root, more processes than cores.
-CommandResult Mpirun(int processes, const std::string& args, double* seconds = nullptr) {
-  static int counter = 0;
-  const std::string base = ::testing::TempDir() + "/mpi_run_test_" + std::to_string(++counter);
-  const std::string cmd = std::string(PIPEPROOF_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " +
-                          std::to_string(processes) + " " + PIPEPROOF_BINARY + " run --transport mpi " + args +
-                          " >" + base + ".out 2>" + base + ".err";
-  const auto start = std::chrono::steady_clock::now();
-  const int raw = std::system(cmd.c_str());
-  if (seconds) *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  CommandResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = Slurp(base + ".out");
-  r.err = Slurp(base + ".err");
-  return r;
+CommandOutput Mpirun(int processes, const std::string& args) {
+  return testing::RunCommand(std::string(PIPEPROOF_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " +
+                             std::to_string(processes) + " " + PIPEPROOF_BINARY + " run --transport mpi " + args);
 }
 
 bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
@@ -47,7 +34,7 @@ TEST(MpiRunTest, SchedulesMatchBitForBitUnderFaults) {
            {3, "--kind 1f1b -r 3 -m 5 --delay uniform:100us --poison --seed 3"},
            {2, "--kind interleaved-1f1b -r 2 -m 4 --dtype f32 --delay exp:50us --seed 4"},
        }) {
-    const CommandResult r = Mpirun(c.np, c.args + kSmall);
+    const CommandOutput r = Mpirun(c.np, c.args + kSmall);
     EXPECT_EQ(r.status, 0) << c.args << "\n" << r.out << r.err;
     EXPECT_TRUE(Has(r.out, "bit for bit")) << c.args << "\n" << r.out;
     EXPECT_TRUE(Has(r.out, "on mpi (" + std::to_string(c.np) + " processes)")) << r.out;
@@ -56,7 +43,7 @@ TEST(MpiRunTest, SchedulesMatchBitForBitUnderFaults) {
 
 TEST(MpiRunTest, CorruptionsAreCaughtAsMismatches) {
   for (const std::string control : {"--corrupt bitflip", "--corrupt swap"}) {
-    const CommandResult r = Mpirun(4, "--kind dualpipe -r 4 -m 8 --seed 7 " + control + kSmall);
+    const CommandOutput r = Mpirun(4, "--kind dualpipe -r 4 -m 8 --seed 7 " + control + kSmall);
     EXPECT_EQ(r.status, 1) << control << "\n" << r.out << r.err;
     EXPECT_TRUE(Has(r.out, "caught, the results differ from the reference")) << r.out;
   }
@@ -67,10 +54,9 @@ TEST(MpiRunTest, CorruptionsAreCaughtAsMismatches) {
 TEST(MpiRunTest, DropsAndDeadRanksEndTheJobWithStatusThreeAndTheDump) {
   const double timeout = 1;
   for (const std::string control : {"--corrupt drop", "--kill-rank 2"}) {
-    double seconds = 0;
-    const CommandResult r = Mpirun(4, "--kind dualpipe -r 4 -m 8 --timeout 1 --flight-tail 3 " + control + kSmall, &seconds);
+    const CommandOutput r = Mpirun(4, "--kind dualpipe -r 4 -m 8 --timeout 1 --flight-tail 3 " + control + kSmall);
     EXPECT_EQ(r.status, 3) << control << "\n" << r.out << r.err;
-    EXPECT_LT(seconds, timeout + 15) << control;
+    EXPECT_LT(r.seconds, timeout + 15) << control;
     EXPECT_TRUE(Has(r.err, "hang: no rank has made progress")) << r.err;
     for (int rank = 0; rank < 4; ++rank) EXPECT_TRUE(Has(r.err, "rank " + std::to_string(rank) + ": ")) << r.err;
     EXPECT_TRUE(Has(r.err, "caught, the run hung and the watchdog stopped it")) << r.err;
@@ -84,7 +70,7 @@ TEST(MpiRunTest, DropsAndDeadRanksEndTheJobWithStatusThreeAndTheDump) {
 }
 
 TEST(MpiRunTest, TheProcessCountMustMatchTheSchedule) {
-  const CommandResult r = Mpirun(2, "--kind dualpipe -r 4 -m 8" + kSmall);
+  const CommandOutput r = Mpirun(2, "--kind dualpipe -r 4 -m 8" + kSmall);
   EXPECT_EQ(r.status, 2) << r.out << r.err;
   EXPECT_TRUE(Has(r.err, "mpirun started 2 processes; use mpirun -np 4")) << r.err;
 }

@@ -3,18 +3,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/run_binary.h"
+#include "exec/command_test_util.h"
 
 namespace pipeproof {
 namespace {
 
 using testing::RunPipeproof;
-using testing::Slurp;
+using testing::ReadWhole;
 
 const std::string kSmall = " --hidden 8 --seq 4 --micro-batch-size 2";
 const std::string kTestdata = PIPEPROOF_TESTDATA_DIR;
 
-std::string Temp(const std::string& name) { return ::testing::TempDir() + "/run_command_test_" + name; }
+std::string Temp(const std::string& name) { return testing::ScratchPath(name); }
 
 bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 
@@ -26,7 +26,7 @@ TEST(RunCommandTest, MatchesUnderFaultsAndWritesAReport) {
   EXPECT_TRUE(Has(r.out, "exact: all 17 tensors match (1 losses, 8 outputs, 8 gradients), bit for bit")) << r.out;
   EXPECT_TRUE(Has(r.out, "delays before posting")) << r.out;
   EXPECT_TRUE(Has(r.out, "result: match")) << r.out;
-  const auto j = nlohmann::json::parse(Slurp(report));
+  const auto j = nlohmann::json::parse(ReadWhole(report));
   EXPECT_EQ(j["status"], "match");
   EXPECT_EQ(j["exit"], 0);
   EXPECT_EQ(j["comparison"]["compared"], 17);
@@ -111,7 +111,7 @@ TEST(RunCommandTest, ASavedPlanReplaysExactly) {
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   r = RunPipeproof("run --kind dualpipev -r 2 -m 5 --replay " + plan + " --report " + b + kSmall);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
-  const auto ja = nlohmann::json::parse(Slurp(a)), jb = nlohmann::json::parse(Slurp(b));
+  const auto ja = nlohmann::json::parse(ReadWhole(a)), jb = nlohmann::json::parse(ReadWhole(b));
   EXPECT_EQ(ja["faults"], jb["faults"]);
   EXPECT_NE(ja["faults"], "no faults\n");
   // A plan drawn for one schedule does not replay on another.
