@@ -28,7 +28,9 @@ TEST(Memory, GeneratedSchedulesStayWithinTheirKindsBound) {
       const int peak = *std::max_element(report.memory.peak.begin(), report.memory.peak.end());
       EXPECT_EQ(peak, testing::TruthPeakActivations(s)) << kind;
       // DualPipe's bound is tight: some rank holds S_route + 1 chunks (once the pipe is full).
-      if (kind == "dualpipe" && m >= 2 * r) EXPECT_EQ(peak, r + 1) << kind << " " << r;
+      if (kind == "dualpipe" && m >= 2 * r) {
+        EXPECT_EQ(peak, r + 1) << kind << " " << r;
+      }
     }
   }
 }

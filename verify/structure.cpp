@@ -72,23 +72,23 @@ class StructureCheck {
 
   // Range, route and placement of one task; true when the task can be counted.
   bool CheckTask(int r, int i, const Task& t) {
-    const std::string where = Where(s_, r, i);
+    auto where = [&] { return Where(s_, r, i); };
     if (t.stage < 0 || t.stage >= s_.stages) {
-      found_.Add(fmt::format("{}: stage {} is out of range 0..{}", where, t.stage, s_.stages - 1));
+      found_.Add(fmt::format("{}: stage {} is out of range 0..{}", where(), t.stage, s_.stages - 1));
       return false;
     }
     if (t.microbatch < 0 || t.microbatch >= s_.microbatches) {
-      found_.Add(fmt::format("{}: microbatch {} is out of range 0..{}", where, t.microbatch,
+      found_.Add(fmt::format("{}: microbatch {} is out of range 0..{}", where(), t.microbatch,
                              s_.microbatches - 1));
       return false;
     }
     if (!routes_.OnRoute(t.stage, t.microbatch)) {
-      found_.Add(fmt::format("{}: stage {} is not on microbatch {}'s route", where, t.stage,
+      found_.Add(fmt::format("{}: stage {} is not on microbatch {}'s route", where(), t.stage,
                              t.microbatch));
       return false;
     }
     if (s_.placement[t.stage] != r) {
-      found_.Add(fmt::format("{}: stage {} is placed on rank {}, not rank {}", where, t.stage,
+      found_.Add(fmt::format("{}: stage {} is placed on rank {}, not rank {}", where(), t.stage,
                              s_.placement[t.stage], r));
       return false;
     }

@@ -27,7 +27,9 @@ std::string StructureFailure(const std::string& program) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"structure"}) << r.Text();
   for (const CheckResult& c : r.checks) {
-    if (c.name != "structure") EXPECT_TRUE(c.skipped()) << c.name;
+    if (c.name != "structure") {
+      EXPECT_TRUE(c.skipped()) << c.name;
+    }
   }
   return r.Find("structure")->message;
 }

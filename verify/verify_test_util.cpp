@@ -440,8 +440,6 @@ std::pair<int, int> Pick(const Schedule& s, std::mt19937& rng, F want) {
   return all[Draw(rng, static_cast<int>(all.size()))];
 }
 
-bool IsPlainCompute(const Action& a) { return IsCompute(a.op); }
-
 }  // namespace
 
 bool Mutate(Schedule& s, Mutation m, std::mt19937& rng) {
