@@ -96,10 +96,10 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
 
   cmd->add_flag("--exact", f.exact, "results must equal the reference bit for bit (the default)");
   cmd->add_flag("--tolerance", f.tolerance,
-                "results must be close to a plain microbatch-order reference: |run - ref| <= atol + "
-                "rtol |ref| (defaults f64 1e-7/1e-7, f32 1.3e-6/1e-5)");
+                "results must be close to a plain microbatch-order reference: |run - ref| <= rtol "
+                "|ref| + atol max|ref| (defaults: f64 rtol 1e-9 atol 1e-12, f32 rtol 1e-4 atol 1e-5)");
   cmd->add_option("--rtol", f.rtol, "relative tolerance (with --tolerance)");
-  cmd->add_option("--atol", f.atol, "absolute tolerance (with --tolerance)");
+  cmd->add_option("--atol", f.atol, "absolute tolerance, as a fraction of the tensor's largest reference value (with --tolerance)");
 
   cmd->add_option("--transport", f.transport,
                   "threads: ranks as threads of this process; mpi: one rank per process, under "

@@ -262,7 +262,7 @@ FaultPlan DrawFaultPlan(const RunPlan& run, const FaultOptions& o, const Message
     c.message = pool[Below(rng, static_cast<int64_t>(pool.size()))];
     if (c.kind == CorruptKind::kBitflip) {
       c.element = Below(rng, format.elements);
-      c.bit = format.mantissa_bits - 1 - static_cast<int>(Below(rng, std::min(8, format.mantissa_bits)));
+      c.bit = format.mantissa_bits - static_cast<int>(Below(rng, std::min(4, format.mantissa_bits + 1)));
     }
     plan.corrupt = c;
     how.push_back(fmt::format("corrupt {}", CorruptKindName(c.kind)));

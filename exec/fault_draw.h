@@ -49,8 +49,9 @@ struct FaultOptions {
 };
 
 // What a message holds, to aim a bit flip: `elements` values with `mantissa_bits` explicit
-// mantissa bits (f64 52, f32 23, bf16 7). The flip lands in the top 8 bits of the mantissa, so
-// that it changes the value by at least 2^-8 of itself and cannot vanish in rounding.
+// mantissa bits (f64 52, f32 23, bf16 7). The flip lands in the top three bits of the mantissa or
+// the lowest bit of the exponent, so that it changes the value by at least an eighth of itself:
+// enough to show in tolerance mode too, not only bit for bit.
 struct MessageFormat {
   int64_t elements = 1;
   int mantissa_bits = 52;

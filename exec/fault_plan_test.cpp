@@ -107,8 +107,8 @@ TEST(FaultPlanTest, NegativeControlsAimAtRealMessages) {
   o.corrupt = CorruptKind::kBitflip;
   const FaultPlan flip = Draw(d, o);
   EXPECT_LT(flip.corrupt->element, kFormat.elements);
-  EXPECT_GE(flip.corrupt->bit, 44);
-  EXPECT_LE(flip.corrupt->bit, 51);
+  EXPECT_GE(flip.corrupt->bit, 49);
+  EXPECT_LE(flip.corrupt->bit, 52);
   EXPECT_NE(flip.DescribeNegativeControl().find("bitflip of bit"), std::string::npos);
   o.corrupt = CorruptKind::kSwap;
   EXPECT_NO_THROW(CheckPlanFits(Draw(d, o), PlanRun(d)));

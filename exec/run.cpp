@@ -165,9 +165,12 @@ void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
                                 o.comparison->MismatchingTensors(), o.comparison->tensors.size());
   if (faults.HasNegativeControl()) {
     o.control_caught = !ok && !ControlCausesHang(faults);
-    o.negative_control = fmt::format("{}: {}", faults.DescribeNegativeControl(),
-                                     o.control_caught ? "caught, the results differ from the reference"
-                                                      : "NOT CAUGHT: the run completed and matched");
+    o.negative_control = fmt::format(
+        "{}: {}", faults.DescribeNegativeControl(),
+        o.control_caught ? "caught, the results differ from the reference"
+        : exact          ? "NOT CAUGHT: the run completed and matched bit for bit"
+                         : "NOT CAUGHT: the run matched within tolerance (a corruption smaller than "
+                           "--rtol/--atol passes; tighten them or use --exact)");
     if (!o.control_caught) {
       o.status = RunStatus::kFault;
       o.headline = "FAULT IN PIPEPROOF: a negative control went unnoticed; " + o.headline;

@@ -107,7 +107,7 @@ TEST(RunTest, ToleranceModeComparesWithThePlainMicrobatchOrderReference) {
   auto world = MakeThreadWorld();
   const RunOutcome out = RunAndCompare(s, o, *world);
   EXPECT_EQ(out.status, RunStatus::kMatch) << out.Text();
-  EXPECT_NE(out.comparison->Text().find("tolerance (rtol 1.3e-06, atol 1e-05)"), std::string::npos);
+  EXPECT_NE(out.comparison->Text().find("tolerance (rtol 0.0001, atol 1e-05 x max|ref|)"), std::string::npos);
 }
 
 TEST(RunTest, LoweredComputeOnlySchedulesRun) {

@@ -50,11 +50,23 @@ TEST(CompareTensorsTest, ExactSeesTheSignOfZero) {
 
 TEST(CompareTensorsTest, ToleranceAllowsSmallErrors) {
   HostTensor ref = F64(1, 2, {1.0, 0.0});
-  HostTensor run = F64(1, 2, {1.0 + 1e-9, 1e-9});
+  HostTensor run = F64(1, 2, {1.0 + 1e-10, 1e-13});
   EXPECT_TRUE(CompareTensors("t", run, ref, ComparePolicy::Tolerance(DType::kF64)).ok());
   EXPECT_FALSE(CompareTensors("t", run, ref, ComparePolicy::Exact()).ok());
   run = F64(1, 2, {1.001, 0.0});
   EXPECT_FALSE(CompareTensors("t", run, ref, ComparePolicy::Tolerance(DType::kF64)).ok());
+}
+
+// The absolute tolerance follows the tensor's scale: the same relative error passes or fails
+// whether the values are near 1 or near 1e-6.
+TEST(CompareTensorsTest, AbsoluteToleranceIsRelativeToTheTensorsScale) {
+  const ComparePolicy p{ComparePolicy::Mode::kTolerance, 0, 1e-3};
+  for (double scale : {1.0, 1e-6}) {
+    HostTensor ref = F64(1, 3, {scale, -scale / 2, 0});
+    EXPECT_TRUE(CompareTensors("t", F64(1, 3, {scale, -scale / 2, scale * 5e-4}), ref, p).ok()) << scale;
+    EXPECT_FALSE(CompareTensors("t", F64(1, 3, {scale, -scale / 2, scale * 2e-3}), ref, p).ok()) << scale;
+  }
+  EXPECT_EQ(p.Describe(), "tolerance (rtol 0, atol 0.001 x max|ref|)");
 }
 
 TEST(CompareTensorsTest, NaNIsAlwaysReported) {
