@@ -4,6 +4,7 @@
 // counts first. Deferred weight gradients (I done, W not yet) are counted apart.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
@@ -90,13 +91,8 @@ CheckResult CheckMemory(const Schedule& s, const MemoryReport& report) {
   const std::string stash = fmt::format("weight-gradient stash peak {} ({})",
                                         report.stash_peak[stash_worst],
                                         at(stash_worst, report.stash_peak_index[stash_worst]));
-  for (int r = 0; r < s.ranks; ++r) {
-    check.details.push_back(fmt::format("rank {}: peak {}{}, stash peak {}", r, report.peak[r],
-                                        report.peak_index[r] < 0
-                                            ? ""
-                                            : fmt::format(" at [{}]", report.peak_index[r]),
-                                        report.stash_peak[r]));
-  }
+  check.details.push_back(fmt::format("peak per rank:       {}", fmt::join(report.peak, " ")));
+  check.details.push_back(fmt::format("stash peak per rank: {}", fmt::join(report.stash_peak, " ")));
   if (!report.bound) {
     check.message = fmt::format("{}; no bound (give --max-activations K); {}", peak, stash);
     return check;

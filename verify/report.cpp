@@ -33,7 +33,7 @@ CheckResult Findings::Result(std::string name, const std::string& pass_message,
   result.status = CheckStatus::kFail;
   result.message = count_ == 1 ? lines_.front()
                                : fmt::format("{} {}s, the first: {}", count_, what, lines_.front());
-  result.details = lines_;
+  if (count_ > 1) result.details = lines_;
   if (count_ > kKept) result.details.push_back(fmt::format("... and {} more", count_ - kKept));
   return result;
 }
@@ -84,7 +84,7 @@ std::vector<std::string> GridAround(const Schedule& s, const std::vector<Endpoin
   }
   const int label = static_cast<int>(std::to_string(shown_rows.empty() ? 0 : shown_rows.back()).size());
   std::vector<std::string> out;
-  std::string header(6 + label + 1, ' ');
+  std::string header(fmt::format("Step {:0{}}:", 0, label).size(), ' ');
   for (int r : ranks) header += fmt::format("{:<{}} ", fmt::format(" Rank {}", r), width[r]);
   out.push_back(header);
   int previous = -1;
@@ -164,13 +164,14 @@ std::string TimingSummary(const Timeline& t) {
                      Number(t.BubbleRatio()));
 }
 
+std::string NumberList(const std::vector<double>& xs) {
+  std::vector<std::string> items;
+  for (double x : xs) items.push_back(Number(x));
+  return fmt::format("{}", fmt::join(items, " "));
+}
+
 std::vector<std::string> TimingRows(const Timeline& t) {
-  std::vector<std::string> rows;
-  for (size_t r = 0; r < t.busy.size(); ++r) {
-    rows.push_back(fmt::format("rank {}: busy {}, bubble {}", r, Number(t.busy[r]),
-                               Number(t.bubble[r])));
-  }
-  return rows;
+  return {"busy per rank:   " + NumberList(t.busy), "bubble per rank: " + NumberList(t.bubble)};
 }
 
 }  // namespace

@@ -334,7 +334,8 @@ class ExecutionGraph {
     int node;  // this node waits for the next one in the cycle ...
     int edge;  // ... by this edge (edge.to == node)
   };
-  std::vector<CycleLink> ShortestCycleThrough(int start, const std::vector<std::vector<int32_t>>& in) const;
+  std::vector<CycleLink> ShortestCycleThrough(int start, const std::vector<std::vector<int32_t>>& in,
+                                              size_t shorter_than) const;
   std::vector<CycleStep> Render(std::vector<CycleLink> cycle) const;
   int64_t Identity(int node) const {
     const Node& n = nodes_[node];
@@ -359,16 +360,17 @@ class ExecutionGraph {
 };
 
 // Breadth-first search backwards along "waits for" edges, through stuck events only, for the
-// shortest way from `start` back to itself.
+// shortest way from `start` back to itself, if it has fewer than `shorter_than` events.
 std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
-    int start, const std::vector<std::vector<int32_t>>& in) const {
+    int start, const std::vector<std::vector<int32_t>>& in, size_t shorter_than) const {
   std::vector<int32_t> via(nodes_.size(), -1);  // via[w]: the edge by which w was reached
-  std::vector<bool> seen(nodes_.size(), false);
+  std::vector<int32_t> depth(nodes_.size(), -1);
   std::deque<int> queue{start};
-  seen[start] = true;
+  depth[start] = 0;
   while (!queue.empty()) {
     const int v = queue.front();
     queue.pop_front();
+    if (static_cast<size_t>(depth[v]) + 1 >= shorter_than) break;  // no shorter cycle left
     for (int32_t k : in[v]) {
       const int w = edges_[k].from;  // v waits for w
       if (done_[w]) continue;
@@ -383,8 +385,8 @@ std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
         }
         return cycle;
       }
-      if (seen[w]) continue;
-      seen[w] = true;
+      if (depth[w] >= 0) continue;
+      depth[w] = depth[v] + 1;
       via[w] = k;
       queue.push_back(w);
     }
@@ -415,7 +417,8 @@ std::vector<CycleStep> ExecutionGraph::MinimalCycle() const {
   }
   std::vector<CycleLink> best;
   auto consider = [&](int v) {
-    std::vector<CycleLink> c = ShortestCycleThrough(v, in);
+    std::vector<CycleLink> c =
+        ShortestCycleThrough(v, in, best.empty() ? nodes_.size() + 1 : best.size());
     if (!c.empty() && (best.empty() || c.size() < best.size())) best = std::move(c);
   };
   for (int v : candidates) consider(v);

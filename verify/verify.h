@@ -25,6 +25,11 @@
 //                 The weight-gradient stash between I and W is reported separately, unbounded.
 //   timing        the timed simulation: makespan, busy time and bubble per rank.
 //
+// The checks are independent questions, so a broken schedule may fail several: a dropped RECV
+// fails dependencies (its consumer's input never arrives) and matching (a SEND is left over), and
+// deadlock too under nccl (the leftover send never completes); a mislabelled SEND/RECV fails
+// matching only as long as either label's payload would arrive in time.
+//
 // When structure fails the later checks are skipped: their questions are not defined for a
 // schedule whose actions are out of range or missing. The others run whatever failed before them,
 // so a report names every problem it can; the first failing check is the primary finding. Timing
@@ -52,6 +57,13 @@ namespace pipeproof {
 //         independently.
 //  kEager: a send completes when posted, a receive once its send has been posted; units never
 //         hold each other up (PyTorch's dry-run simulator; MPI with small messages).
+// Both models, per rank: a rank whose program holds a WAIT posts the SEND/RECVs written since its
+// previous WAIT as one group at each WAIT and blocks there until the group completes; a WAIT with
+// nothing pending is no action; SEND/RECVs after the rank's last WAIT are never posted, so they
+// never complete (a deadlock; a compute reading one also fails dependencies). A rank without
+// WAITs posts each SEND/RECV where it stands, a compute waits only for the receives that bring
+// its inputs, and everything must complete by the end. An op whose FIFO partner is missing never
+// completes (nccl: any op; eager: a receive). Ranks may mix the two styles.
 enum class CommModel { kNccl, kEager };
 std::optional<CommModel> CommModelFromName(std::string_view name);  // "nccl", "eager"
 std::string_view CommModelName(CommModel model);
