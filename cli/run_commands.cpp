@@ -142,7 +142,9 @@ Schedule ScheduleFrom(const RunFlags& f, std::string& name) {
     input.topology.legacy_bw = f.legacy_bw;
     input.placement = f.placement;
     schedule = LoadSchedule(input);
-    name = fmt::format("{} ({})", f.path, DescribeTopology(schedule));
+    name = fmt::format("{} ({}{} ranks, {} stages, {} microbatches)", f.path,
+                       schedule.kind.empty() ? "" : schedule.kind + ", ", schedule.ranks, schedule.stages,
+                       schedule.microbatches);
   } else {
     if (f.kind.empty() || !f.ranks || !f.microbatches) {
       throw InputError("run needs a schedule: a FILE, or --kind KIND --ranks R --microbatches M");

@@ -109,7 +109,8 @@ class CommStream {
       {
         std::unique_lock lock(mutex_);
         cv_.wait(lock, [&] { return !queue_.empty() || closing_ || stop_.stopped(); });
-        if (queue_.empty() || stop_.stopped()) return;
+        // Closing with units still queued means the rank died: its stream dies with it.
+        if (queue_.empty() || closing_ || stop_.stopped()) return;
         unit = std::move(queue_.front());
         queue_.pop_front();
       }

@@ -103,6 +103,16 @@ class ThreadWorld final : public World {
         return e;
       }
     }
+    // A rank killed so late that its peers could finish without it: the run still did not
+    // complete (under MPI its missing results leave rank 0 waiting, and the watchdog ends it).
+    for (int r = 0; r < n; ++r) {
+      if (outcomes[r].end == RankEnd::kDead) {
+        e.end = Execution::End::kHang;
+        e.snapshots = Snapshots(recorders, watchdog.flight_tail);
+        e.headline = fmt::format("dead rank: rank {} stopped before finishing; ranks: {}", r, Census(e.snapshots));
+        return e;
+      }
+    }
     for (int r = 0; r < n; ++r) e.ranks.push_back(std::move(outcomes[r].result));
     return e;
   }

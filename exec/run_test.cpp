@@ -215,6 +215,22 @@ TEST(NegativeControlTest, DropsAndKillsEndAsHangsWithADump) {
   }
 }
 
+// Killed at its very last action, a rank leaves nothing for its peers to wait for: they finish,
+// but the run is still incomplete and must end as a dead rank, not as results.
+TEST(NegativeControlTest, ARankKilledAtItsLastActionIsStillADeadRank) {
+  const Schedule s = Make({"dualpipe", 2, 4});
+  RunOptions o = Options(s, {}, SmallModel(), 5);
+  const RunPlan plan = PlanRun(s);
+  o.faults.kill = Kill{1, plan.Actions(1) - 1};
+  auto world = MakeThreadWorld();
+  const auto start = Clock::now();
+  const RunOutcome out = RunAndCompare(s, o, *world);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2);
+  EXPECT_EQ(out.status, RunStatus::kHang) << out.Text();
+  EXPECT_NE(out.headline.find("dead rank: rank 1"), std::string::npos) << out.headline;
+  EXPECT_TRUE(out.control_caught);
+}
+
 // A planted executor bug (a send's buffer freed when its unit is posted rather than when it
 // completes) must not go unnoticed: with poisoning the receiver gets NaNs.
 TEST(NegativeControlTest, APlantedEarlyReleaseIsCaughtByPoisoning) {

@@ -12,3 +12,10 @@ $pp generate dualpipe --ranks 8 --microbatches 20 -o "$out/dualpipe-8x20.pps"
 echo
 echo "== show"
 $pp show "$out/dualpipe-8x20.pps"
+echo
+echo "== run: verify, then 8 ranks as threads under random delays, shuffled groups, poisoned"
+echo "   buffers and a straggler; every loss, output and gradient compared bit for bit with the"
+echo "   sequential reference"
+$pp run "$out/dualpipe-8x20.pps" --delay exp:200us --shuffle --poison --straggler 3:2 --seed 1 \
+  --save-plan "$out/fault-plan.json" --report "$out/run-report.json"
+echo "(fault plan: $out/fault-plan.json; JSON report: $out/run-report.json)"
