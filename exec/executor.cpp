@@ -1,7 +1,5 @@
 #include "exec/executor.h"
 
-#include "reference/cpu_device.h"
-
 #include <fmt/format.h>
 
 #include <cstring>
@@ -11,6 +9,8 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+
+#include "reference/cpu_device.h"
 
 namespace pipeproof {
 namespace {
@@ -116,12 +116,12 @@ class CommStream {
       }
       try {
         run_(*unit);
-      } catch (const RankError& e) {
+      } catch (const Stopped&) {
+        return;
+      } catch (const std::exception& e) {  // the program thread reports it from WaitFor
         std::lock_guard lock(mutex_);
         error_ = e.what();
         cv_.notify_all();
-        return;
-      } catch (const Stopped&) {
         return;
       }
       unit.reset();  // frees the sent payloads now, on this thread
@@ -384,6 +384,9 @@ class RankExecutor {
   // Binds every op of unit `u` to its tensor, applies the fault plan, and runs it: inline for a
   // WAIT group (the rank blocks at the WAIT anyway), on the stream for a lone op.
   void Post(int u, int index) {
+    // Posting makes the communication stream wait for every compute queued so far (a no-op on
+    // the CPU, where computes are done when they return).
+    device_.Synchronize();
     const PlannedUnit& planned = rank_plan_->units[u];
     auto unit = std::make_unique<PendingUnit>();
     unit->local = u;

@@ -323,7 +323,11 @@ class MpiWatchdog {
       next_check_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait));
       return;
     }
-    if (on_fatal_) on_fatal_(e);
+    try {
+      if (on_fatal_) on_fatal_(e);
+    } catch (const std::exception& error) {  // the report could not be written: still end the job
+      std::fprintf(stderr, "%s\npipeproof: %s\n", FormatDump(e.headline, e.snapshots).c_str(), error.what());
+    }
     std::fflush(stdout);
     std::fflush(stderr);
     Locked([&] { return MPI_Abort(MPI_COMM_WORLD, 3); });
