@@ -129,8 +129,8 @@ class Encoding {
     op_end_[r].assign(program.size(), -1);
     bool has_wait = false;
     for (const Action& a : program) has_wait = has_wait || a.op == Op::kWait;
-    int compute = -1;                 // variable of the last compute
-    int unit_start = -1, unit_end = -1;  // of the last unit
+    int compute = -1;   // variable of the last compute
+    int unit_end = -1;  // completion variable of the last unit
     bool blocks_next_compute = false;
     std::vector<int> group;
     auto open_unit = [&](int index, const std::vector<int>& ops) {
@@ -144,7 +144,6 @@ class Encoding {
         Require(unit_end, start, has_wait ? Rule::kWaitBlocks : Rule::kStreamOrder);
       }
       Require(start, end, Rule::kStartsFirst);
-      unit_start = start;
       unit_end = end;
     };
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
@@ -181,7 +180,6 @@ class Encoding {
       Require(start, start, Rule::kNeverPosted);
       Require(start, end, Rule::kStartsFirst);
     }
-    (void)unit_start;
   }
 
   // The messages: rendezvous (nccl) or a receive after its send's posting (eager).

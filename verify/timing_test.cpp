@@ -54,6 +54,19 @@ TEST(Timing, OneFOneBBubbleIsRMinusOneTimesFPlusB) {
   }
 }
 
+// ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism"): deferring weight gradients into the
+// cool-down cuts 1F1B's bubble to (R - 1)(F + I - W).
+TEST(Timing, ZeroBubbleH1BubbleIsThePapersFormula) {
+  for (const Costs& c : {Costs{}, Costs{.forward = 2, .backward = 3, .input_grad = 2}}) {
+    for (int r = 2; r <= 8; ++r) {
+      const Timeline t = Simulate(Generated("zb1p", r, 3 * r), CommModel::kNccl, c);
+      ASSERT_TRUE(t.complete);
+      EXPECT_NEAR(t.MaxBubble(), (r - 1) * (c.forward + c.input_grad - c.weight_grad), kEps)
+          << "R=" << r << " " << ToString(c);
+    }
+  }
+}
+
 TEST(Timing, TimelineIsConsistent) {
   const Schedule s = Generated("dualpipev", 4, 10);
   const Costs c{.forward = 1.5, .backward = 2.5, .input_grad = 1.25, .weight_grad = 1.25,
