@@ -43,8 +43,8 @@ class World {
   virtual int ranks() const = 0;  // 0: as many as the schedule has (threads)
   // The process that reports (always true for threads; rank 0 under MPI).
   virtual bool leader() const = 0;
-  // Runs this world's ranks through every pass. `on_hang` is called on the process that found a
-  // hang, before a world that cannot return from one (MPI) ends the job.
+  // Runs this world's ranks through every pass. A world that cannot return from a hang or a
+  // failed rank (MPI ends the job) first calls `on_hang` on the process that found it.
   virtual Execution Execute(const RunPlan& plan, const FaultPlan& faults, const ExecOptions& options,
                             const WatchdogOptions& watchdog,
                             const std::function<void(const Execution&)>& on_hang) = 0;
