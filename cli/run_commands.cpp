@@ -19,10 +19,7 @@
 #include "exec/run.h"
 #include "schedule/generate.h"
 #include "schedule/lower.h"
-#if __has_include("verify/verify.h")
 #include "verify/verify.h"
-#define PIPEPROOF_RUN_VERIFIES 1
-#endif
 
 namespace pipeproof {
 namespace {
@@ -247,7 +244,6 @@ int Run(const RunFlags& f) {
   try {
     std::string name;
     const Schedule schedule = ScheduleFrom(f, name);
-#ifdef PIPEPROOF_RUN_VERIFIES
     VerifyOptions verify;
     verify.model = CommModel::kNccl;  // what the executor does
     verify.use_z3 = !f.no_z3;
@@ -259,7 +255,6 @@ int Run(const RunFlags& f) {
       }
       return kExitBadInput;
     }
-#endif
     RunOptions options;
     options.exec.model = ModelFrom(f);
     options.exec.flight_capacity = std::max<size_t>(f.flight_tail, 16);

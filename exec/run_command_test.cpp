@@ -48,7 +48,6 @@ TEST(RunCommandTest, ComputeOnlyFilesAreLoweredFirst) {
   EXPECT_TRUE(Has(r.out, "SEND/RECV inserted by lowering")) << r.out;
 }
 
-#if __has_include("verify/verify.h")
 TEST(RunCommandTest, RefusesAScheduleThatFailsVerification) {
   auto r = RunPipeproof("run " + kTestdata + "/exec/send-before-recv.pps" + kSmall);
   EXPECT_EQ(r.status, 2) << r.out << r.err;
@@ -57,7 +56,6 @@ TEST(RunCommandTest, RefusesAScheduleThatFailsVerification) {
   EXPECT_TRUE(Has(r.err, "fails verification; run refuses to execute it")) << r.err;
   EXPECT_EQ(r.out, "");
 }
-#endif
 
 TEST(RunCommandTest, BadUsageExitsTwoWithTheReason) {
   struct Case {
