@@ -22,6 +22,9 @@ using Commands = std::vector<Command>;
 void AddScheduleCommands(CLI::App& app, Commands& commands);  // generate, show, convert
 void AddVerifyCommands(CLI::App& app, Commands& commands);    // verify, simulate
 void AddRunCommands(CLI::App& app, Commands& commands);       // run
+void AddFuzzCommands(CLI::App& app, Commands& commands);      // fuzz
+void AddRenderCommands(CLI::App& app, Commands& commands);    // render
+void AddUserCodeCommands(CLI::App& app, Commands& commands);  // inject, trace, diff
 
 // Options every command that reads a schedule file shares.
 struct ScheduleInput {

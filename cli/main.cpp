@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   AddScheduleCommands(app, commands);
   AddVerifyCommands(app, commands);
   AddRunCommands(app, commands);
+  AddFuzzCommands(app, commands);
+  AddRenderCommands(app, commands);
+  AddUserCodeCommands(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
