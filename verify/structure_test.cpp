@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "verify/verify.h"
 #include "verify/verify_test_util.h"
 
@@ -130,6 +132,33 @@ TEST(Structure, BrokenTopologyIsBadInput) {
 TEST(Structure, EmptyScheduleFails) {
   const VerifyReport r = Check("rank 0:\nrank 1:\n");
   EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"structure"});
+}
+
+// Programs of random actions, most of them nonsense: the verifier reports, never crashes.
+TEST(Structure, RandomProgramsNeverCrash) {
+  std::mt19937 rng(99);
+  const Op ops[] = {Op::kForward,  Op::kBackward, Op::kInputGrad, Op::kWeightGrad, Op::kOverlapFB,
+                    Op::kSendF,    Op::kRecvF,    Op::kSendB,     Op::kRecvB,      Op::kWait};
+  for (int k = 0; k < 300; ++k) {
+    Schedule s = testing::Generated(k % 2 ? "dualpipe" : "1f1b", 2, 4);
+    for (auto& program : s.program) {
+      program.resize(rng() % 12);
+      for (Action& a : program) {
+        const Op op = ops[rng() % 10];
+        const int stage = static_cast<int>(rng() % (s.stages + 2)) - 1;
+        const int mb = static_cast<int>(rng() % (s.microbatches + 2)) - 1;
+        a = op == Op::kWait ? Action::Wait()
+            : op == Op::kOverlapFB
+                ? Action::OverlapFB(stage, mb, rng() % 2 ? Op::kBackward : Op::kInputGrad,
+                                    static_cast<int>(rng() % s.stages), mb)
+                : Action{op, stage, mb, {}};
+      }
+    }
+    const VerifyReport r = Verify(s, {.use_z3 = k % 10 == 0});
+    EXPECT_FALSE(r.ok);
+    EXPECT_FALSE(r.Text().empty());
+    EXPECT_FALSE(r.Json().empty());
+  }
 }
 
 }  // namespace

@@ -397,7 +397,7 @@ const std::vector<Mutation>& AllMutations() {
       Mutation::kDuplicateCompute, Mutation::kDuplicateComm, Mutation::kSwapAdjacent,
       Mutation::kSwapAny,        Mutation::kSendMicrobatch, Mutation::kRecvMicrobatch,
       Mutation::kCommAcrossWait, Mutation::kMoveWait,       Mutation::kSwapSendRecv,
-      Mutation::kWrongRank,      Mutation::kIWithoutW,      Mutation::kStripWaits,     Mutation::kStripAllWaits};
+      Mutation::kWrongRank,      Mutation::kIWithoutW,      Mutation::kStripWaits,     Mutation::kStripAllWaits, Mutation::kShuffleRank};
   return all;
 }
 
@@ -419,6 +419,7 @@ std::string MutationName(Mutation m) {
     case Mutation::kIWithoutW: return "I without W";
     case Mutation::kStripWaits: return "remove a rank's WAITs";
     case Mutation::kStripAllWaits: return "remove every WAIT";
+    case Mutation::kShuffleRank: return "shuffle a rank's program";
   }
   return "?";
 }
@@ -578,6 +579,12 @@ bool Mutate(Schedule& s, Mutation m, std::mt19937& rng) {
       auto [r, i] = Pick(s, rng, [](const Action& a) { return a.op == Op::kWait; });
       if (r < 0) return false;
       std::erase_if(s.program[r], [](const Action& a) { return a.op == Op::kWait; });
+      return true;
+    }
+    case Mutation::kShuffleRank: {
+      const int r = Draw(rng, s.ranks);
+      if (s.program[r].size() < 2) return false;
+      std::shuffle(s.program[r].begin(), s.program[r].end(), rng);
       return true;
     }
     case Mutation::kStripAllWaits: {

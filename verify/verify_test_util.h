@@ -50,6 +50,7 @@ enum class Mutation {
   kIWithoutW,
   kStripWaits,     // one rank's
   kStripAllWaits,  // every rank's
+  kShuffleRank,    // one rank's whole program in random order
 };
 const std::vector<Mutation>& AllMutations();
 std::string MutationName(Mutation m);
