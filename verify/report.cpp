@@ -188,6 +188,7 @@ std::string_view CommModelName(CommModel model) {
 
 Costs ParseCosts(std::string_view text, Costs base) {
   Costs c = base;
+  bool given_i = false, given_fb = false, given_f = false, given_b = false, given_w = false;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);
@@ -195,10 +196,7 @@ Costs ParseCosts(std::string_view text, Costs base) {
     std::string item(text.substr(pos, comma - pos));
     pos = comma + 1;
     item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
-    if (item.empty()) {
-      if (comma == text.size()) break;
-      continue;
-    }
+    if (item.empty()) continue;
     const size_t eq = item.find('=');
     if (eq == std::string::npos) {
       throw InputError(fmt::format("cost {} is not KEY=VALUE (keys F, B, I, W, FB, L)",
@@ -216,17 +214,38 @@ Costs ParseCosts(std::string_view text, Costs base) {
       throw InputError(fmt::format("cost {}: {} is not a non-negative number", Quote(item),
                                    Quote(value)));
     }
-    if (key == "F") c.forward = number;
-    else if (key == "B") c.backward = number;
-    else if (key == "I") c.input_grad = number;
-    else if (key == "W") c.weight_grad = number;
-    else if (key == "FB" || key == "F&B") c.overlap_fb = number;
-    else if (key == "L" || key == "latency") c.latency = number;
-    else {
+    if (key == "F") {
+      c.forward = number;
+      given_f = true;
+    } else if (key == "B") {
+      c.backward = number;
+      given_b = true;
+    } else if (key == "I") {
+      c.input_grad = number;
+      given_i = true;
+    } else if (key == "W") {
+      c.weight_grad = number;
+      given_w = true;
+    } else if (key == "FB" || key == "F&B") {
+      c.overlap_fb = number;
+      given_fb = true;
+    } else if (key == "L" || key == "latency") {
+      c.latency = number;
+    } else {
       throw InputError(fmt::format("unknown cost {} in {} (keys F, B, I, W, FB, L)", Quote(key),
                                    Quote(item)));
     }
   }
+  // Costs left out follow from those given: the input-gradient part is what the weight gradient
+  // leaves of a full backward, and an overlapped pair costs at most its two halves.
+  if (!given_i && (given_b || given_w)) {
+    if (c.weight_grad > c.backward) {
+      throw InputError(fmt::format("cost W={} exceeds B={}: give I as well (I defaults to B - W)",
+                                   Number(c.weight_grad), Number(c.backward)));
+    }
+    c.input_grad = c.backward - c.weight_grad;
+  }
+  if (!given_fb && (given_f || given_b)) c.overlap_fb = c.forward + c.backward;
   return c;
 }
 

@@ -154,7 +154,12 @@ TEST(Timing, ParseCosts) {
   EXPECT_NEAR(c.overlap_fb, 4.2, kEps);
   EXPECT_EQ(c.latency, 0.5);
   EXPECT_EQ(ParseCosts("").forward, 1);
-  EXPECT_EQ(ParseCosts("B=4").input_grad, 1) << "unnamed costs keep their defaults";
+  EXPECT_EQ(ParseCosts("B=4").input_grad, 3) << "I = B - W unless given";
+  EXPECT_EQ(ParseCosts("B=4").overlap_fb, 5) << "FB = F + B unless given";
+  EXPECT_EQ(ParseCosts("B=4,I=1.5,FB=4").input_grad, 1.5);
+  EXPECT_EQ(ParseCosts("B=4,I=1.5,FB=4").overlap_fb, 4);
+  EXPECT_EQ(ParseCosts("L=2").overlap_fb, 3) << "other costs keep their defaults";
+  EXPECT_THROW(ParseCosts("B=1,W=2"), InputError);
   for (const char* bad : {"F", "F=", "F=x", "Q=1", "F=-1", "F=1e999", "F=1,,B=nan"}) {
     EXPECT_THROW(ParseCosts(bad), InputError) << bad;
   }

@@ -81,8 +81,9 @@ struct Costs {
   double overlap_fb = 3;   // (F;B)OVERLAP_F_B
   double latency = 0;      // per message, from the later of its two ends being ready
 };
-// Parses "F=1,B=2,I=1,W=1,FB=3" (any subset, any order; the others keep base's values).
-// Throws InputError naming the bad item.
+// Parses "F=1,B=2,I=1,W=1,FB=3,L=0" (any subset, any order; L is the latency). Costs left out
+// keep base's values, except that I defaults to B - W when B or W is given, and FB to F + B when
+// F or B is given. Throws InputError naming the bad item.
 Costs ParseCosts(std::string_view text, Costs base = {});
 std::string ToString(const Costs& costs);  // "F=1 B=2 I=1 W=1 FB=3 latency=0"
 
