@@ -137,7 +137,8 @@ CheckResult TimingCheck(const Timeline& timeline, const Costs& costs, CommModel 
                         bool default_costs);
 
 // ---- text pieces (report.cpp)
-std::string FormatCycle(const std::vector<CycleStep>& cycle);
+// One line per step: "rank 1 [4] 1RECV_F1 waits for ...".
+std::vector<std::string> CycleLines(const std::vector<CycleStep>& cycle);
 // Grid lines (steps x the named ranks) around the marked positions.
 std::vector<std::string> GridAround(const Schedule& s, const std::vector<Endpoint>& marked);
 

@@ -46,12 +46,13 @@ CheckResult Skipped(std::string name, const std::string& why) {
   return {std::move(name), CheckStatus::kSkipped, "skipped: " + why, {}};
 }
 
-std::string FormatCycle(const std::vector<CycleStep>& cycle) {
-  std::string out;
+std::vector<std::string> CycleLines(const std::vector<CycleStep>& cycle) {
+  std::vector<std::string> lines;
   for (const CycleStep& step : cycle) {
-    out += fmt::format("rank {} [{}] {} {}\n", step.rank, step.index, step.action, step.waits_for);
+    lines.push_back(
+        fmt::format("rank {} [{}] {} {}", step.rank, step.index, step.action, step.waits_for));
   }
-  return out;
+  return lines;
 }
 
 std::vector<std::string> GridAround(const Schedule& s, const std::vector<Endpoint>& marked) {

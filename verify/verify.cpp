@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -43,6 +44,17 @@ std::string EagerExplanation() {
          "one side receives first.";
 }
 
+// Whether two cycles block the same actions (each prover words its reasons its own way).
+bool SameActions(const std::vector<CycleStep>& a, const std::vector<CycleStep>& b) {
+  auto actions = [](const std::vector<CycleStep>& cycle) {
+    std::vector<std::pair<int, int>> out;
+    for (const CycleStep& step : cycle) out.push_back({step.rank, step.index});
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  return actions(a) == actions(b);
+}
+
 CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
                           const VerifyOptions& options, const SimulationResult& sim,
                           std::vector<CycleStep>* cycle) {
@@ -64,10 +76,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.message = fmt::format(
         "pipeproof bug: the event simulation says {}, Z3 says {}; please report this schedule",
         complete ? "deadlock-free" : "deadlock", z3->deadlock_free ? "deadlock-free" : "deadlock");
-    for (const CycleStep& step : complete ? z3->cycle : sim.cycle) {
-      check.details.push_back(fmt::format("rank {} [{}] {} {}", step.rank, step.index,
-                                          step.action, step.waits_for));
-    }
+    check.details = CycleLines(complete ? z3->cycle : sim.cycle);
     return check;
   }
   if (complete) {
@@ -82,25 +91,22 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   if (options.model == CommModel::kNccl) {
     eager_runs = RunSimulation(s, routes, messages, CommModel::kEager, Costs{}).timeline.complete;
   }
-  check.message = fmt::format("under the {} model the execution cannot finish: {} blocked "
-                              "action{} wait for each other in a cycle{}",
-                              model, cycle->size(), cycle->size() == 1 ? "" : "s",
+  const std::string stuck =
+      cycle->size() == 1
+          ? fmt::format("rank {} [{}] {} can never complete", cycle->front().rank,
+                        cycle->front().index, cycle->front().action)
+          : fmt::format("{} blocked actions wait for each other in a cycle", cycle->size());
+  check.message = fmt::format("under the {} model the execution cannot finish: {}{}", model,
+                              stuck,
                               eager_runs ? " (it would run under the eager model: NCCL's "
                                            "send/recv is a rendezvous, see below)"
                                          : "");
-  for (const CycleStep& step : *cycle) {
-    check.details.push_back(fmt::format("rank {} [{}] {} {}", step.rank, step.index, step.action,
-                                        step.waits_for));
-  }
+  check.details = CycleLines(*cycle);
   if (eager_runs) check.details.push_back(EagerExplanation());
   check.details.push_back(proof);
-  if (z3 && !z3->cycle.empty() && z3->cycle.size() != cycle->size()) {
-    check.details.push_back(fmt::format("(the cycle in Z3's unsat core has {} actions)",
-                                        z3->cycle.size()));
-    for (const CycleStep& step : z3->cycle) {
-      check.details.push_back(fmt::format("  Z3: rank {} [{}] {} {}", step.rank, step.index,
-                                          step.action, step.waits_for));
-    }
+  if (z3 && !z3->cycle.empty() && !SameActions(z3->cycle, *cycle)) {
+    check.details.push_back("the cycle Z3's unsat core holds:");
+    for (const std::string& line : CycleLines(z3->cycle)) check.details.push_back("  " + line);
   }
   check.details.push_back("around the stuck point:");
   for (const std::string& line : sim.stuck_grid) check.details.push_back("  " + line);
