@@ -1,8 +1,8 @@
 // Verification speed (issue 3): the simulation-based verify of DualPipe and DualPipeV with 64
 // ranks and 1024 microbatches, the same with the Z3 proof, and the Z3 proof alone for DualPipe
 // at 8, 16 and 32 ranks (M = 4R). Counters: actions and actions per second.
-//   build-verify/bin/verify_bench                       everything (the 64-rank Z3 runs take minutes)
-//   build-verify/bin/verify_bench --benchmark_filter=Z3Proof
+//   build-verify/bin/verify_bench                       everything (the 64-rank Z3 runs take
+//   minutes) build-verify/bin/verify_bench --benchmark_filter=Z3Proof
 
 #include <benchmark/benchmark.h>
 
@@ -23,8 +23,8 @@ Schedule Make(const std::string& kind, int ranks, int microbatches) {
 
 void Count(benchmark::State& state, const Schedule& s) {
   state.counters["actions"] = static_cast<double>(s.ActionCount());
-  state.counters["actions/s"] = benchmark::Counter(
-      static_cast<double>(s.ActionCount()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["actions/s"] = benchmark::Counter(static_cast<double>(s.ActionCount()),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_Verify(benchmark::State& state, const std::string& kind, bool z3) {
@@ -67,15 +67,21 @@ void BM_Simulation(benchmark::State& state) {
 }
 
 BENCHMARK_CAPTURE(BM_Verify, dualpipe_simulation, std::string("dualpipe"), false)
-    ->Args({64, 1024})->Unit(benchmark::kMillisecond);
+    ->Args({64, 1024})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Verify, dualpipev_simulation, std::string("dualpipev"), false)
-    ->Args({64, 1024})->Unit(benchmark::kMillisecond);
+    ->Args({64, 1024})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Simulation)->Arg(8)->Arg(16)->Arg(32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Z3Proof)->Arg(8)->Arg(16)->Arg(32)->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK_CAPTURE(BM_Verify, dualpipe_z3, std::string("dualpipe"), true)
-    ->Args({64, 1024})->Unit(benchmark::kSecond)->Iterations(1);
+    ->Args({64, 1024})
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1);
 BENCHMARK_CAPTURE(BM_Verify, dualpipev_z3, std::string("dualpipev"), true)
-    ->Args({64, 1024})->Unit(benchmark::kSecond)->Iterations(1);
+    ->Args({64, 1024})
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1);
 
 }  // namespace
 }  // namespace pipeproof

@@ -68,10 +68,11 @@ TEST(Deadlock, DualPipeNeedsItsWaitGroupsUnderNccl) {
 TEST(Deadlock, OneFOneBWithoutGroupsDeadlocksUnderNccl) {
   // Rank 0 sends microbatch 1 forward while rank 1 first sends microbatch 0's gradient back:
   // both sends wait for receives queued behind them.
-  const VerifyReport r = Verify(Pps("ranks 2\nstages 2\nmicrobatches 2\n"
-                                    "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-                                    "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n"),
-                                {});
+  const VerifyReport r =
+      Verify(Pps("ranks 2\nstages 2\nmicrobatches 2\n"
+                 "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                 "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n"),
+             {});
   EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"deadlock"}) << r.Text();
   EXPECT_EQ(r.cycle.size(), 4u) << r.Text();
   EXPECT_TRUE(r.Find("timing")->skipped());
@@ -119,8 +120,8 @@ TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
   std::vector<Schedule> schedules;
   std::mt19937 rng(172668);
   const std::vector<std::tuple<std::string, int, int>> sizes = {
-      {"dualpipe", 2, 4},  {"dualpipe", 4, 8},  {"dualpipe", 6, 12}, {"dualpipev", 2, 4},
-      {"dualpipev", 3, 7}, {"dualpipev", 4, 8}, {"1f1b", 3, 5},      {"zb1p", 3, 6},
+      {"dualpipe", 2, 4},  {"dualpipe", 4, 8},        {"dualpipe", 6, 12}, {"dualpipev", 2, 4},
+      {"dualpipev", 3, 7}, {"dualpipev", 4, 8},       {"1f1b", 3, 5},      {"zb1p", 3, 6},
       {"gpipe", 2, 3},     {"interleaved-1f1b", 2, 4}};
   for (const auto& [kind, r, m] : sizes) {
     for (bool overlap : {true, false}) {
@@ -172,7 +173,9 @@ TEST(Deadlock, CycleStepsNameRealActions) {
   int cycles = 0;
   for (int k = 0; k < 60; ++k) {
     Schedule s = Generated(k % 2 ? "dualpipe" : "dualpipev", 4, 8, k % 3 != 0);
-    if (!testing::Mutate(s, k % 4 ? testing::Mutation::kMoveWait : testing::Mutation::kSwapSendRecv, rng)) continue;
+    if (!testing::Mutate(s, k % 4 ? testing::Mutation::kMoveWait : testing::Mutation::kSwapSendRecv,
+                         rng))
+      continue;
     if (!testing::TruthStructure(s)) continue;
     const VerifyReport r = Verify(s, {.use_z3 = false});
     if (r.Find("deadlock")->ok()) continue;

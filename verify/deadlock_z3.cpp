@@ -14,26 +14,26 @@
 #ifdef PIPEPROOF_HAVE_Z3
 
 #include <fmt/format.h>
+#include <z3++.h>
 
 #include <algorithm>
 #include <deque>
 #include <map>
-#include <z3++.h>
 
 namespace pipeproof::verify_internal {
 namespace {
 
 enum class Rule : uint8_t {
-  kComputeOrder,   // computes in program order
-  kAfterCompute,   // a unit starts after the computes written before it
-  kStreamOrder,    // nccl: units of a rank without WAITs in program order
-  kWaitBlocks,     // a WAIT's group completes before the rank goes on
-  kInputRecv,      // a compute after the receive that brings its input
-  kStartsFirst,    // a unit starts before it completes
-  kRendezvous,     // nccl: an op completes after its partner's unit starts
-  kSendPosted,     // eager: a receive completes after its send is posted
-  kNoPartner,      // an op without a partner: unsatisfiable on its own
-  kNeverPosted,    // ops after the last WAIT: unsatisfiable on its own
+  kComputeOrder,  // computes in program order
+  kAfterCompute,  // a unit starts after the computes written before it
+  kStreamOrder,   // nccl: units of a rank without WAITs in program order
+  kWaitBlocks,    // a WAIT's group completes before the rank goes on
+  kInputRecv,     // a compute after the receive that brings its input
+  kStartsFirst,   // a unit starts before it completes
+  kRendezvous,    // nccl: an op completes after its partner's unit starts
+  kSendPosted,    // eager: a receive completes after its send is posted
+  kNoPartner,     // an op without a partner: unsatisfiable on its own
+  kNeverPosted,   // ops after the last WAIT: unsatisfiable on its own
 };
 
 struct Variable {
@@ -190,7 +190,8 @@ class Encoding {
       const bool recv = IsRecv(program[i].op);
       const Endpoint other = messages_.partner[r][i];
       if (!other.valid()) {
-        if (model_ == CommModel::kNccl || recv) Require(op_end_[r][i], op_end_[r][i], Rule::kNoPartner, i);
+        if (model_ == CommModel::kNccl || recv)
+          Require(op_end_[r][i], op_end_[r][i], Rule::kNoPartner, i);
       } else if (model_ == CommModel::kNccl) {
         Require(op_start_[other.rank][other.index], op_end_[r][i], Rule::kRendezvous, i);
       } else if (recv) {
@@ -215,12 +216,18 @@ std::string Encoding::Explain(const Constraint& c, const Variable& next) const {
   const std::string them = Where(s_, next.rank, next.index);
   const int rank = vars_[c.after].rank;
   switch (c.rule) {
-    case Rule::kComputeOrder: return fmt::format("runs after {} (computes in program order)", them);
-    case Rule::kAfterCompute: return fmt::format("starts after {} finishes (computes written before it)", them);
-    case Rule::kStreamOrder: return fmt::format("starts after {} completes (one communication stream)", them);
-    case Rule::kWaitBlocks: return fmt::format("runs after {} completes (a WAIT blocks its rank)", them);
-    case Rule::kInputRecv: return fmt::format("runs after {}, which brings its input", them);
-    case Rule::kStartsFirst: return fmt::format("completes after {} starts", them);
+    case Rule::kComputeOrder:
+      return fmt::format("runs after {} (computes in program order)", them);
+    case Rule::kAfterCompute:
+      return fmt::format("starts after {} finishes (computes written before it)", them);
+    case Rule::kStreamOrder:
+      return fmt::format("starts after {} completes (one communication stream)", them);
+    case Rule::kWaitBlocks:
+      return fmt::format("runs after {} completes (a WAIT blocks its rank)", them);
+    case Rule::kInputRecv:
+      return fmt::format("runs after {}, which brings its input", them);
+    case Rule::kStartsFirst:
+      return fmt::format("completes after {} starts", them);
     case Rule::kRendezvous: {
       const Endpoint other = messages_.partner[rank][c.op];
       return fmt::format("completes only after its partner {} starts (rendezvous)",
@@ -228,10 +235,13 @@ std::string Encoding::Explain(const Constraint& c, const Variable& next) const {
     }
     case Rule::kSendPosted: {
       const Endpoint other = messages_.partner[rank][c.op];
-      return fmt::format("completes only after its send {} is posted", Where(s_, other.rank, other.index));
+      return fmt::format("completes only after its send {} is posted",
+                         Where(s_, other.rank, other.index));
     }
-    case Rule::kNoPartner: return "never completes: it has no partner (see matching)";
-    case Rule::kNeverPosted: return "is never posted: it comes after its rank's last WAIT";
+    case Rule::kNoPartner:
+      return "never completes: it has no partner (see matching)";
+    case Rule::kNeverPosted:
+      return "is never posted: it comes after its rank's last WAIT";
   }
   return "waits";
 }
@@ -294,8 +304,7 @@ std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex&
   std::vector<int> core;
   verdict.deadlock_free = encoding.Solve(&core);
   if (!verdict.deadlock_free) verdict.cycle = encoding.CycleFromCore(core);
-  verdict.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  verdict.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   return verdict;
 }
 

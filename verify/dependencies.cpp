@@ -80,8 +80,8 @@ class DependencyCheck {
   void CheckLocal(int q, int i, const PassKey& need) {
     const int made = passes_.Producer(need);
     if (made >= 0 && made < i) return;
-    found_.Add(made < 0 ? fmt::format("{} needs {}, which rank {} never computes",
-                                      Where(s_, q, i), ToString(need), q)
+    found_.Add(made < 0 ? fmt::format("{} needs {}, which rank {} never computes", Where(s_, q, i),
+                                      ToString(need), q)
                : made == i ? fmt::format("{} needs {}, which it computes itself", Where(s_, q, i),
                                          ToString(need))
                            : fmt::format("{} needs {}, which is computed later, at {}",
@@ -89,9 +89,7 @@ class DependencyCheck {
   }
 
   // Completed before position i: past a WAIT (with groups), or waited for (without).
-  bool CompletedBefore(int recv, int i) const {
-    return grouped_ ? recv < last_wait_[i] : recv < i;
-  }
+  bool CompletedBefore(int recv, int i) const { return grouped_ ? recv < last_wait_[i] : recv < i; }
 
   void CheckRemote(int q, int i, const PassKey& need, const Task& consumer) {
     const Payload payload = NeededPayload(need, consumer);
@@ -145,8 +143,8 @@ class DependencyCheck {
       const int other = passes_.Producer(SentPass(expected));
       if (s_.placement[expected.from] == p && other >= 0 && other < i) return;
     }
-    found_.Add(made < 0 ? fmt::format("{} sends {}, which rank {} never computes",
-                                      Where(s_, p, i), ToString(own), p)
+    found_.Add(made < 0 ? fmt::format("{} sends {}, which rank {} never computes", Where(s_, p, i),
+                                      ToString(own), p)
                         : fmt::format("{} sends {} before it is computed, at {}", Where(s_, p, i),
                                       ToString(own), Where(s_, p, made)));
   }
@@ -169,7 +167,8 @@ bool UsesWaitGroups(const std::vector<Action>& program) {
                      [](const Action& a) { return a.op == Op::kWait; });
 }
 
-PassTable::PassTable(const Schedule& s) : s_(s), index_(3 * int64_t{s.stages} * s.microbatches, -1) {
+PassTable::PassTable(const Schedule& s)
+    : s_(s), index_(3 * int64_t{s.stages} * s.microbatches, -1) {
   for (int r = 0; r < s.ranks; ++r) {
     for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
       const Action& a = s.program[r][i];

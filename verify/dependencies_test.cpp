@@ -21,18 +21,18 @@ std::string DependencyFailure(const std::string& program) {
 }
 
 TEST(Dependencies, BackwardBeforeItsForward) {
-  const std::string m =
-      DependencyFailure("rank 0: 0F0 0SEND_F0 0RECV_B0 0B0 0F1 0SEND_F1 0RECV_B1 0B1\n"
-                        "rank 1: 1RECV_F0 1B0 1F0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n");
+  const std::string m = DependencyFailure(
+      "rank 0: 0F0 0SEND_F0 0RECV_B0 0B0 0F1 0SEND_F1 0RECV_B1 0B1\n"
+      "rank 1: 1RECV_F0 1B0 1F0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("rank 1 [1] 1B0 needs 1F0, which is computed later, at rank 1 [2] 1F0"),
             std::string::npos)
       << m;
 }
 
 TEST(Dependencies, ReceiveAfterTheComputeThatNeedsIt) {
-  const std::string m =
-      DependencyFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-                        "rank 1: 1F0 1RECV_F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = DependencyFailure(
+      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+      "rank 1: 1F0 1RECV_F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("rank 1 [0] 1F0 needs activation 0->1 mb 0 from rank 0, but rank 1 [1] "
                    "1RECV_F0 comes after it"),
             std::string::npos)
@@ -51,15 +51,16 @@ TEST(Dependencies, ReceiveCompletedOnlyByALaterWait) {
 
 TEST(Dependencies, ReceiveAfterTheLastWait) {
   // Rank 1's last two SEND/RECVs follow its last WAIT: nothing completes (or even posts) them.
-  const VerifyReport r = Verify(
-      Pps(std::string(kHeader) +
-          "rank 0: 0F0 0SEND_F0 WAIT 0F1 0SEND_F1 0RECV_B0 WAIT 0B0 0RECV_B1 WAIT 0B1\n"
-          "rank 1: 1RECV_F0 WAIT 1F0 1B0 1SEND_B0 WAIT 1RECV_F1 1F1 1B1 1SEND_B1\n"),
-      {});
+  const VerifyReport r =
+      Verify(Pps(std::string(kHeader) +
+                 "rank 0: 0F0 0SEND_F0 WAIT 0F1 0SEND_F1 0RECV_B0 WAIT 0B0 0RECV_B1 WAIT 0B1\n"
+                 "rank 1: 1RECV_F0 WAIT 1F0 1B0 1SEND_B0 WAIT 1RECV_F1 1F1 1B1 1SEND_B1\n"),
+             {});
   EXPECT_EQ(FailedChecks(r), (std::vector<std::string>{"dependencies", "deadlock"})) << r.Text();
-  EXPECT_NE(r.Find("dependencies")->message.find(
-                "rank 1 [7] 1F1 needs activation 0->1 mb 1 from rank 0, but no WAIT completes "
-                "rank 1 [6] 1RECV_F1 (it is after the rank's last WAIT)"),
+  EXPECT_NE(r.Find("dependencies")
+                ->message.find(
+                    "rank 1 [7] 1F1 needs activation 0->1 mb 1 from rank 0, but no WAIT completes "
+                    "rank 1 [6] 1RECV_F1 (it is after the rank's last WAIT)"),
             std::string::npos)
       << r.Text();
   ASSERT_EQ(r.cycle.size(), 1u) << r.Text();
@@ -69,9 +70,9 @@ TEST(Dependencies, ReceiveAfterTheLastWait) {
 }
 
 TEST(Dependencies, SendBeforeItsPayloadIsComputed) {
-  const std::string m =
-      DependencyFailure("rank 0: 0SEND_F0 0F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-                        "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = DependencyFailure(
+      "rank 0: 0SEND_F0 0F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+      "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("rank 0 [0] 0SEND_F0 sends activation 0->1 mb 0 before it is computed, at "
                    "rank 0 [1] 0F0"),
             std::string::npos)
@@ -80,9 +81,8 @@ TEST(Dependencies, SendBeforeItsPayloadIsComputed) {
 
 TEST(Dependencies, TheMessageThatBringsAnInputIsSentTooEarly) {
   const VerifyReport early = Verify(
-      Pps(std::string(kHeader) +
-          "rank 0: 0SEND_F0 0F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-          "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+      Pps(std::string(kHeader) + "rank 0: 0SEND_F0 0F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                                 "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
       {});
   EXPECT_EQ(FailedChecks(early), std::vector<std::string>{"dependencies"}) << early.Text();
   EXPECT_NE(early.Text().find("rank 1 [1] 1F0 needs activation 0->1 mb 0 from rank 0, but the "
@@ -96,16 +96,15 @@ TEST(Dependencies, TheMessageThatBringsAnInputIsSentTooEarly) {
 // either reading brings every input in time the dependencies check has nothing to add.
 TEST(Dependencies, AMixUpAloneIsMatchingsToReport) {
   const VerifyReport r = Verify(
-      Pps(std::string(kHeader) +
-          "rank 0: 0F0 0SEND_F1 0F1 0SEND_F0 0RECV_B0 0B0 0RECV_B1 0B1\n"
-          "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+      Pps(std::string(kHeader) + "rank 0: 0F0 0SEND_F1 0F1 0SEND_F0 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                                 "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
       {});
   EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"matching"}) << r.Text();
 }
 
 TEST(Dependencies, GeneratedSchedulesHaveAllInputsInTime) {
-  for (const std::string kind : {"gpipe", "1f1b", "interleaved-1f1b", "zb1p", "dualpipe",
-                                 "dualpipev"}) {
+  for (const std::string kind :
+       {"gpipe", "1f1b", "interleaved-1f1b", "zb1p", "dualpipe", "dualpipev"}) {
     for (bool overlap : {true, false}) {
       const VerifyReport r = Verify(testing::Generated(kind, 4, 8, overlap), {.use_z3 = false});
       EXPECT_TRUE(r.Find("dependencies")->ok()) << kind << "\n" << r.Text();

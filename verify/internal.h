@@ -44,8 +44,8 @@ struct Endpoint {
 
 // What every SEND/RECV names and whom it meets. Needs a schedule that passed structure.
 struct Messages {
-  std::vector<std::vector<Payload>> payload;   // [rank][index]; meaningful for SEND/RECV only
-  std::vector<std::vector<int32_t>> peer;      // [rank][index]; -1 for computes and WAITs
+  std::vector<std::vector<Payload>> payload;  // [rank][index]; meaningful for SEND/RECV only
+  std::vector<std::vector<int32_t>> peer;     // [rank][index]; -1 for computes and WAITs
   // [rank][index]: the FIFO partner, the k-th RECV for the k-th SEND and back; invalid when
   // the op is left over.
   std::vector<std::vector<Endpoint>> partner;
@@ -109,8 +109,8 @@ bool UsesWaitGroups(const std::vector<Action>& program);
 // ---- the event simulation (simulate.cpp)
 struct SimulationResult {
   Timeline timeline;
-  std::vector<CycleStep> cycle;          // minimal, when the execution deadlocks
-  std::vector<std::string> stuck_grid;   // grid lines around the stuck point
+  std::vector<CycleStep> cycle;         // minimal, when the execution deadlocks
+  std::vector<std::string> stuck_grid;  // grid lines around the stuck point
 };
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, CommModel model, const Costs& costs);

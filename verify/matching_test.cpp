@@ -17,9 +17,8 @@ TEST(Matching, SwappedSendsAreAMixUp) {
   // Rank 0 sends microbatch 1's activation first; rank 1 expects microbatch 0's first. Both
   // activations exist before either send, so only the payloads disagree.
   const VerifyReport r = Verify(
-      Pps(std::string(kHeader) +
-          "rank 0: 0F0 0F1 0SEND_F1 0SEND_F0 0RECV_B0 0B0 0RECV_B1 0B1\n"
-          "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+      Pps(std::string(kHeader) + "rank 0: 0F0 0F1 0SEND_F1 0SEND_F0 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                                 "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
       {});
   EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"matching"}) << r.Text();
   const std::string& m = r.Find("matching")->message;
@@ -46,11 +45,11 @@ TEST(Matching, WrongMicrobatchInARecvIsAMixUpOnly) {
 }
 
 TEST(Matching, LeftoverSendAndRecv) {
-  const VerifyReport r = Verify(
-      Pps(std::string(kHeader) +
-          "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1 0RECV_B1\n"
-          "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
-      {});
+  const VerifyReport r =
+      Verify(Pps(std::string(kHeader) +
+                 "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1 0RECV_B1\n"
+                 "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+             {});
   const CheckResult* m = r.Find("matching");
   EXPECT_FALSE(m->ok());
   EXPECT_NE(m->message.find("rank 0 [8] 0RECV_B1 (gradient 1->0 mb 1) is left over: rank 1 has "
@@ -61,13 +60,12 @@ TEST(Matching, LeftoverSendAndRecv) {
   ASSERT_FALSE(r.Find("deadlock")->ok());
   ASSERT_EQ(r.cycle.size(), 1u);
   EXPECT_EQ(r.cycle[0].index, 8);
-  EXPECT_NE(r.cycle[0].waits_for.find("meets no SEND on rank 1 (see matching)"),
-            std::string::npos);
+  EXPECT_NE(r.cycle[0].waits_for.find("meets no SEND on rank 1 (see matching)"), std::string::npos);
 }
 
 TEST(Matching, GeneratedSchedulesMatch) {
-  for (const std::string kind : {"gpipe", "1f1b", "interleaved-1f1b", "zb1p", "dualpipe",
-                                 "dualpipev"}) {
+  for (const std::string kind :
+       {"gpipe", "1f1b", "interleaved-1f1b", "zb1p", "dualpipe", "dualpipev"}) {
     const VerifyReport r = Verify(testing::Generated(kind, 4, 8), {.use_z3 = false});
     EXPECT_TRUE(r.Find("matching")->ok()) << kind << "\n" << r.Text();
   }

@@ -14,7 +14,8 @@ namespace pipeproof {
 
 std::optional<ActivationBound> KindActivationBound(const Schedule& s) {
   int longest_route = 0;
-  for (const auto& route : s.routes) longest_route = std::max(longest_route, static_cast<int>(route.size()));
+  for (const auto& route : s.routes)
+    longest_route = std::max(longest_route, static_cast<int>(route.size()));
   if (s.kind == "dualpipe" || s.kind == "dualpipev") {
     return ActivationBound{longest_route + 1,
                            fmt::format("{}: S_route + 1 = {} + 1", s.kind, longest_route)};
@@ -54,11 +55,21 @@ MemoryReport MeasureMemory(const Schedule& s) {
       const Action& a = program[i];
       for (int k = 0; k < a.TaskCount(); ++k) {
         switch (a.TaskAt(k).op) {
-          case Op::kForward: ++live; break;
-          case Op::kBackward: --live; break;
-          case Op::kInputGrad: --live; ++stash; break;
-          case Op::kWeightGrad: --stash; break;
-          default: break;
+          case Op::kForward:
+            ++live;
+            break;
+          case Op::kBackward:
+            --live;
+            break;
+          case Op::kInputGrad:
+            --live;
+            ++stash;
+            break;
+          case Op::kWeightGrad:
+            --stash;
+            break;
+          default:
+            break;
         }
         if (live > report.peak[r]) {
           report.peak[r] = live;
@@ -78,29 +89,30 @@ CheckResult CheckMemory(const Schedule& s, const MemoryReport& report) {
   CheckResult check;
   check.name = "memory";
   if (s.ranks == 0) return check;
-  const int worst = static_cast<int>(
-      std::max_element(report.peak.begin(), report.peak.end()) - report.peak.begin());
-  const int stash_worst = static_cast<int>(
-      std::max_element(report.stash_peak.begin(), report.stash_peak.end()) -
-      report.stash_peak.begin());
+  const int worst = static_cast<int>(std::max_element(report.peak.begin(), report.peak.end()) -
+                                     report.peak.begin());
+  const int stash_worst =
+      static_cast<int>(std::max_element(report.stash_peak.begin(), report.stash_peak.end()) -
+                       report.stash_peak.begin());
   auto at = [&](int rank, int index) {
     return index < 0 ? fmt::format("rank {}", rank) : Where(s, rank, index);
   };
   const std::string peak = fmt::format("peak {} stage-chunks of activations ({})",
                                        report.peak[worst], at(worst, report.peak_index[worst]));
-  const std::string stash = fmt::format("weight-gradient stash peak {} ({})",
-                                        report.stash_peak[stash_worst],
-                                        at(stash_worst, report.stash_peak_index[stash_worst]));
+  const std::string stash =
+      fmt::format("weight-gradient stash peak {} ({})", report.stash_peak[stash_worst],
+                  at(stash_worst, report.stash_peak_index[stash_worst]));
   check.details.push_back(fmt::format("peak per rank:       {}", fmt::join(report.peak, " ")));
-  check.details.push_back(fmt::format("stash peak per rank: {}", fmt::join(report.stash_peak, " ")));
+  check.details.push_back(
+      fmt::format("stash peak per rank: {}", fmt::join(report.stash_peak, " ")));
   if (!report.bound) {
     check.message = fmt::format("{}; no bound (give --max-activations K); {}", peak, stash);
     return check;
   }
   const int bound = *report.bound;
   if (report.peak[worst] <= bound) {
-    check.message = fmt::format("{}, within the bound {} ({}); {}", peak, bound,
-                                report.bound_source, stash);
+    check.message =
+        fmt::format("{}, within the bound {} ({}); {}", peak, bound, report.bound_source, stash);
     return check;
   }
   check.status = CheckStatus::kFail;

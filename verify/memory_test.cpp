@@ -13,9 +13,10 @@ using testing::Generated;
 
 TEST(Memory, GeneratedSchedulesStayWithinTheirKindsBound) {
   const std::vector<std::tuple<std::string, int, int>> sizes = {
-      {"dualpipe", 2, 4},  {"dualpipe", 4, 8},  {"dualpipe", 6, 24}, {"dualpipe", 8, 16},
-      {"dualpipev", 1, 2}, {"dualpipev", 3, 6}, {"dualpipev", 4, 9}, {"1f1b", 4, 2},
-      {"1f1b", 4, 9},      {"zb1p", 5, 10},     {"gpipe", 3, 5},     {"interleaved-1f1b", 2, 4},
+      {"dualpipe", 2, 4},        {"dualpipe", 4, 8},  {"dualpipe", 6, 24},
+      {"dualpipe", 8, 16},       {"dualpipev", 1, 2}, {"dualpipev", 3, 6},
+      {"dualpipev", 4, 9},       {"1f1b", 4, 2},      {"1f1b", 4, 9},
+      {"zb1p", 5, 10},           {"gpipe", 3, 5},     {"interleaved-1f1b", 2, 4},
       {"interleaved-1f1b", 4, 8}};
   for (const auto& [kind, r, m] : sizes) {
     for (bool overlap : {true, false}) {
@@ -63,9 +64,8 @@ TEST(Memory, GivenBoundIsChecked) {
 TEST(Memory, MovingForwardsEarlierBreaksTheBound) {
   // 1F1B's rank 0 runs every forward first: GPipe's memory, more than R chunks.
   Schedule s = Generated("1f1b", 3, 6);
-  std::stable_partition(s.program[0].begin(), s.program[0].end(), [](const Action& a) {
-    return a.op == Op::kForward || a.op == Op::kSendF;
-  });
+  std::stable_partition(s.program[0].begin(), s.program[0].end(),
+                        [](const Action& a) { return a.op == Op::kForward || a.op == Op::kSendF; });
   const VerifyReport r = Verify(s, {.use_z3 = false});
   EXPECT_FALSE(r.Find("memory")->ok()) << r.Text();
   EXPECT_EQ(r.memory.peak[0], 6);

@@ -24,13 +24,21 @@ struct Score {
 
 std::vector<Schedule> Bases() {
   std::vector<Schedule> out;
-  const std::vector<std::tuple<std::string, int, int>> sizes = {
-      {"dualpipe", 2, 4},  {"dualpipe", 4, 8},  {"dualpipe", 4, 10}, {"dualpipev", 2, 4},
-      {"dualpipev", 3, 6}, {"dualpipev", 4, 8}, {"1f1b", 3, 6},      {"1f1b", 4, 4},
-      {"zb1p", 3, 6},      {"gpipe", 2, 4},     {"interleaved-1f1b", 2, 4}};
+  const std::vector<std::tuple<std::string, int, int>> sizes = {{"dualpipe", 2, 4},
+                                                                {"dualpipe", 4, 8},
+                                                                {"dualpipe", 4, 10},
+                                                                {"dualpipev", 2, 4},
+                                                                {"dualpipev", 3, 6},
+                                                                {"dualpipev", 4, 8},
+                                                                {"1f1b", 3, 6},
+                                                                {"1f1b", 4, 4},
+                                                                {"zb1p", 3, 6},
+                                                                {"gpipe", 2, 4},
+                                                                {"interleaved-1f1b", 2, 4}};
   for (const auto& [kind, r, m] : sizes) {
     out.push_back(testing::Generated(kind, r, m, true));
-    if (kind == "dualpipe" || kind == "dualpipev") out.push_back(testing::Generated(kind, r, m, false));
+    if (kind == "dualpipe" || kind == "dualpipev")
+      out.push_back(testing::Generated(kind, r, m, false));
   }
   return out;
 }
@@ -78,7 +86,8 @@ TEST(Mutation, VerdictsMatchTheGroundTruth) {
                               << report.Text();
         if (auto expected = AlwaysFails(m)) {
           ASSERT_NE(std::find(got.begin(), got.end(), *expected), got.end())
-              << testing::MutationName(m) << "\n" << report.Text();
+              << testing::MutationName(m) << "\n"
+              << report.Text();
         }
       }
     }

@@ -83,7 +83,8 @@ std::vector<std::string> GridAround(const Schedule& s, const std::vector<Endpoin
     width[r] = fmt::format(" Rank {}", r).size();
     for (int i : shown_rows) width[r] = std::max(width[r], cell(r, i).size());
   }
-  const int label = static_cast<int>(std::to_string(shown_rows.empty() ? 0 : shown_rows.back()).size());
+  const int label =
+      static_cast<int>(std::to_string(shown_rows.empty() ? 0 : shown_rows.back()).size());
   std::vector<std::string> out;
   std::string header(fmt::format("Step {:0{}}:", 0, label).size(), ' ');
   for (int r : ranks) header += fmt::format("{:<{}} ", fmt::format(" Rank {}", r), width[r]);
@@ -121,26 +122,31 @@ nlohmann::ordered_json JsonNumber(double x) {
 
 std::string_view StatusWord(CheckStatus status) {
   switch (status) {
-    case CheckStatus::kPass: return "ok";
-    case CheckStatus::kFail: return "FAIL";
-    case CheckStatus::kSkipped: return "skipped";
+    case CheckStatus::kPass:
+      return "ok";
+    case CheckStatus::kFail:
+      return "FAIL";
+    case CheckStatus::kSkipped:
+      return "skipped";
   }
   return "?";
 }
 
-nlohmann::ordered_json TimingObject(const CheckResult* check, const std::optional<Timeline>& timeline,
-                            const Costs& costs, CommModel model) {
+nlohmann::ordered_json TimingObject(const CheckResult* check,
+                                    const std::optional<Timeline>& timeline, const Costs& costs,
+                                    CommModel model) {
   nlohmann::ordered_json j;
   j["name"] = "timing";
   j["ok"] = check ? check->ok() : timeline.has_value();
   if (check && check->skipped()) j["skipped"] = true;
   j["message"] = check ? check->message : "";
   j["model"] = std::string(CommModelName(model));
-  j["costs"] = {{"F", costs.forward},      {"B", costs.backward},    {"I", costs.input_grad},
-                {"W", costs.weight_grad},  {"FB", costs.overlap_fb}, {"latency", costs.latency}};
+  j["costs"] = {{"F", costs.forward},     {"B", costs.backward},    {"I", costs.input_grad},
+                {"W", costs.weight_grad}, {"FB", costs.overlap_fb}, {"latency", costs.latency}};
   if (timeline && timeline->complete) {
     j["makespan"] = JsonNumber(timeline->makespan);
-    nlohmann::ordered_json busy = nlohmann::ordered_json::array(), bubble = nlohmann::ordered_json::array();
+    nlohmann::ordered_json busy = nlohmann::ordered_json::array(),
+                           bubble = nlohmann::ordered_json::array();
     for (double b : timeline->busy) busy.push_back(JsonNumber(b));
     for (double b : timeline->bubble) bubble.push_back(JsonNumber(b));
     j["busy"] = busy;
@@ -200,8 +206,8 @@ Costs ParseCosts(std::string_view text, Costs base) {
     if (item.empty()) continue;
     const size_t eq = item.find('=');
     if (eq == std::string::npos) {
-      throw InputError(fmt::format("cost {} is not KEY=VALUE (keys F, B, I, W, FB, L)",
-                                   Quote(item)));
+      throw InputError(
+          fmt::format("cost {} is not KEY=VALUE (keys F, B, I, W, FB, L)", Quote(item)));
     }
     const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
     double number = 0;
@@ -212,8 +218,8 @@ Costs ParseCosts(std::string_view text, Costs base) {
       used = 0;
     }
     if (value.empty() || used != value.size() || !std::isfinite(number) || number < 0) {
-      throw InputError(fmt::format("cost {}: {} is not a non-negative number", Quote(item),
-                                   Quote(value)));
+      throw InputError(
+          fmt::format("cost {}: {} is not a non-negative number", Quote(item), Quote(value)));
     }
     if (key == "F") {
       c.forward = number;
@@ -233,8 +239,8 @@ Costs ParseCosts(std::string_view text, Costs base) {
     } else if (key == "L" || key == "latency") {
       c.latency = number;
     } else {
-      throw InputError(fmt::format("unknown cost {} in {} (keys F, B, I, W, FB, L)", Quote(key),
-                                   Quote(item)));
+      throw InputError(
+          fmt::format("unknown cost {} in {} (keys F, B, I, W, FB, L)", Quote(key), Quote(item)));
     }
   }
   // Costs left out follow from those given: the input-gradient part is what the weight gradient
@@ -251,9 +257,9 @@ Costs ParseCosts(std::string_view text, Costs base) {
 }
 
 std::string ToString(const Costs& c) {
-  return fmt::format("F={} B={} I={} W={} FB={} latency={}", Number(c.forward),
-                     Number(c.backward), Number(c.input_grad), Number(c.weight_grad),
-                     Number(c.overlap_fb), Number(c.latency));
+  return fmt::format("F={} B={} I={} W={} FB={} latency={}", Number(c.forward), Number(c.backward),
+                     Number(c.input_grad), Number(c.weight_grad), Number(c.overlap_fb),
+                     Number(c.latency));
 }
 
 double Timeline::MaxBubble() const {
@@ -313,7 +319,9 @@ std::string VerifyReport::Json() const {
     if (c.name == "deadlock") {
       nlohmann::ordered_json steps = nlohmann::ordered_json::array();
       for (const CycleStep& s : cycle) {
-        steps.push_back({{"rank", s.rank}, {"index", s.index}, {"action", s.action},
+        steps.push_back({{"rank", s.rank},
+                         {"index", s.index},
+                         {"action", s.action},
                          {"waits_for", s.waits_for}});
       }
       cj["cycle"] = steps;
@@ -323,7 +331,8 @@ std::string VerifyReport::Json() const {
       cj["peak_index"] = memory.peak_index;
       cj["stash_peak"] = memory.stash_peak;
       cj["stash_peak_index"] = memory.stash_peak_index;
-      cj["bound"] = memory.bound ? nlohmann::ordered_json(*memory.bound) : nlohmann::ordered_json(nullptr);
+      cj["bound"] =
+          memory.bound ? nlohmann::ordered_json(*memory.bound) : nlohmann::ordered_json(nullptr);
       cj["bound_source"] = memory.bound_source;
     }
     checks_json.push_back(std::move(cj));
@@ -345,9 +354,10 @@ std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel m
 }
 
 std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel model) {
-  std::string out = fmt::format("timing under the {} model, costs {}\n", CommModelName(model),
-                                ToString(costs));
-  if (!timeline.complete) return out + "the execution deadlocks; run pipeproof verify for the cycle\n";
+  std::string out =
+      fmt::format("timing under the {} model, costs {}\n", CommModelName(model), ToString(costs));
+  if (!timeline.complete)
+    return out + "the execution deadlocks; run pipeproof verify for the cycle\n";
   out += TimingSummary(timeline) + "\n";
   for (const std::string& row : TimingRows(timeline)) out += "  " + row + "\n";
   return out;

@@ -57,10 +57,10 @@ struct Edge {
 // A WAIT group (posted at its WAIT) or a lone SEND/RECV.
 struct Unit {
   int32_t rank;
-  int32_t action;      // the WAIT, the lone op, or (never posted) the first op
-  int32_t ops_begin;   // into ExecutionGraph::unit_ops_
+  int32_t action;     // the WAIT, the lone op, or (never posted) the first op
+  int32_t ops_begin;  // into ExecutionGraph::unit_ops_
   int32_t ops_end;
-  int32_t start;       // node ids
+  int32_t start;  // node ids
   int32_t end;
   bool posted;
   bool grouped;
@@ -68,12 +68,18 @@ struct Unit {
 
 double CostOf(const Action& a, const Costs& c) {
   switch (a.op) {
-    case Op::kForward: return c.forward;
-    case Op::kBackward: return c.backward;
-    case Op::kInputGrad: return c.input_grad;
-    case Op::kWeightGrad: return c.weight_grad;
-    case Op::kOverlapFB: return c.overlap_fb;
-    default: return 0;
+    case Op::kForward:
+      return c.forward;
+    case Op::kBackward:
+      return c.backward;
+    case Op::kInputGrad:
+      return c.input_grad;
+    case Op::kWeightGrad:
+      return c.weight_grad;
+    case Op::kOverlapFB:
+      return c.overlap_fb;
+    default:
+      return 0;
   }
 }
 
@@ -208,8 +214,8 @@ class ExecutionGraph {
     compute_node_[r].assign(program.size(), -1);
     unit_of_[r].assign(program.size(), -1);
     wait_unit_[r].assign(program.size(), -1);
-    int last_compute = -1;    // node of the last compute so far
-    int prev_unit = -1;       // the last unit so far
+    int last_compute = -1;  // node of the last compute so far
+    int prev_unit = -1;     // the last unit so far
     bool group_blocks_next_compute = false;
     std::vector<int32_t> pending;  // ops of the group being collected
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
@@ -334,7 +340,8 @@ class ExecutionGraph {
     int node;  // this node waits for the next one in the cycle ...
     int edge;  // ... by this edge (edge.to == node)
   };
-  std::vector<CycleLink> ShortestCycleThrough(int start, const std::vector<std::vector<int32_t>>& in,
+  std::vector<CycleLink> ShortestCycleThrough(int start,
+                                              const std::vector<std::vector<int32_t>>& in,
                                               size_t shorter_than) const;
   std::vector<CycleStep> Render(std::vector<CycleLink> cycle) const;
   int64_t Identity(int node) const {
@@ -493,28 +500,30 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
   const Node& to = nodes_[e.to];
   switch (e.reason) {
     case Reason::kComputeOrder:
-      return fmt::format("waits for {} to finish: a rank runs its computes in program order",
-                         them);
+      return fmt::format("waits for {} to finish: a rank runs its computes in program order", them);
     case Reason::kAfterCompute:
-      return fmt::format("cannot start before {} finishes: a SEND/RECV starts only after the "
-                         "computes written before it",
-                         them);
+      return fmt::format(
+          "cannot start before {} finishes: a SEND/RECV starts only after the "
+          "computes written before it",
+          them);
     case Reason::kStreamOrder:
-      return fmt::format("waits for {} to complete: the rank's one communication stream runs "
-                         "SEND/RECV in program order",
-                         them);
+      return fmt::format(
+          "waits for {} to complete: the rank's one communication stream runs "
+          "SEND/RECV in program order",
+          them);
     case Reason::kHostAtWait:
-      return fmt::format("waits for {} to complete: a WAIT blocks its rank until its group "
-                         "completes",
-                         them);
+      return fmt::format(
+          "waits for {} to complete: a WAIT blocks its rank until its group "
+          "completes",
+          them);
     case Reason::kInputRecv:
       return fmt::format("waits for {}, which brings its input", them);
     case Reason::kRendezvous: {
       const Endpoint other = messages_.partner[to.rank][e.op];
-      return fmt::format("completes only together with its partner rank {} [{}] {}, which "
-                         "cannot start: NCCL send/recv is a rendezvous",
-                         other.rank, other.index,
-                         ToString(s_.program[other.rank][other.index]));
+      return fmt::format(
+          "completes only together with its partner rank {} [{}] {}, which "
+          "cannot start: NCCL send/recv is a rendezvous",
+          other.rank, other.index, ToString(s_.program[other.rank][other.index]));
     }
     case Reason::kSendPosted: {
       const Endpoint other = messages_.partner[to.rank][e.op];
@@ -529,9 +538,10 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
                          IsSend(a.op) ? "RECV" : "SEND", messages_.peer[to.rank][e.op]);
     }
     case Reason::kNeverPosted:
-      return fmt::format("is never posted: it comes after rank {}'s last WAIT, and only a WAIT "
-                         "posts the SEND/RECVs before it",
-                         to.rank);
+      return fmt::format(
+          "is never posted: it comes after rank {}'s last WAIT, and only a WAIT "
+          "posts the SEND/RECVs before it",
+          to.rank);
   }
   return "waits";
 }

@@ -13,15 +13,26 @@ struct TaskCounts {
   void Count(Op op) {
     auto bump = [](uint8_t& n) { n = n == 255 ? 255 : n + 1; };
     switch (op) {
-      case Op::kForward: bump(f); break;
-      case Op::kBackward: bump(b); break;
-      case Op::kInputGrad: bump(i); break;
-      case Op::kWeightGrad: bump(w); break;
-      default: break;
+      case Op::kForward:
+        bump(f);
+        break;
+      case Op::kBackward:
+        bump(b);
+        break;
+      case Op::kInputGrad:
+        bump(i);
+        break;
+      case Op::kWeightGrad:
+        bump(w);
+        break;
+      default:
+        break;
     }
   }
   // Exactly one F, and either one B alone or one I with one W.
-  bool Complete() const { return f == 1 && ((b == 1 && i == 0 && w == 0) || (b == 0 && i == 1 && w == 1)); }
+  bool Complete() const {
+    return f == 1 && ((b == 1 && i == 0 && w == 0) || (b == 0 && i == 1 && w == 1));
+  }
 };
 
 std::string DescribeCounts(int stage, int mb, const TaskCounts& c) {
@@ -31,15 +42,16 @@ std::string DescribeCounts(int stage, int mb, const TaskCounts& c) {
   if (c.b >= 1 && (c.i > 0 || c.w > 0)) problems.push_back("both B and I/W");
   if (c.b == 0 && c.i == 0 && c.w == 0) problems.push_back("no backward (B or I+W)");
   if (c.b == 0 && c.i != c.w) {
-    problems.push_back(c.w == 0 ? fmt::format("{} I without W", c.i)
-                     : c.i == 0 ? fmt::format("{} W without I", c.w)
-                                : fmt::format("{} I and {} W", c.i, c.w));
+    problems.push_back(c.w == 0   ? fmt::format("{} I without W", c.i)
+                       : c.i == 0 ? fmt::format("{} W without I", c.w)
+                                  : fmt::format("{} I and {} W", c.i, c.w));
   } else if (c.b == 0 && c.i > 1) {
     problems.push_back(fmt::format("{} I and {} W", c.i, c.w));
   }
-  return fmt::format("stage {} microbatch {}: {} (needs exactly one F and one B, or one I and "
-                     "one W)",
-                     stage, mb, fmt::join(problems, ", "));
+  return fmt::format(
+      "stage {} microbatch {}: {} (needs exactly one F and one B, or one I and "
+      "one W)",
+      stage, mb, fmt::join(problems, ", "));
 }
 
 class StructureCheck {
@@ -48,8 +60,8 @@ class StructureCheck {
 
   CheckResult Run() {
     if (static_cast<int>(s_.program.size()) != s_.ranks) {
-      found_.Add(fmt::format("the program has {} ranks, the schedule {}", s_.program.size(),
-                             s_.ranks));
+      found_.Add(
+          fmt::format("the program has {} ranks, the schedule {}", s_.program.size(), s_.ranks));
       return Result();
     }
     counts_.assign(static_cast<size_t>(s_.stages) * s_.microbatches, {});
@@ -74,7 +86,8 @@ class StructureCheck {
   bool CheckTask(int r, int i, const Task& t) {
     auto where = [&] { return Where(s_, r, i); };
     if (t.stage < 0 || t.stage >= s_.stages) {
-      found_.Add(fmt::format("{}: stage {} is out of range 0..{}", where(), t.stage, s_.stages - 1));
+      found_.Add(
+          fmt::format("{}: stage {} is out of range 0..{}", where(), t.stage, s_.stages - 1));
       return false;
     }
     if (t.microbatch < 0 || t.microbatch >= s_.microbatches) {
@@ -113,14 +126,16 @@ class StructureCheck {
     std::optional<Message> m = MessageOf(s_, routes_, t);
     if (!m) {
       const bool towards_next = t.op == Op::kSendF || t.op == Op::kRecvB;
-      found_.Add(fmt::format("{}: stage {} is the {} stage of microbatch {}'s route, so there is "
-                             "nothing to {}",
-                             Where(s_, r, i), t.stage, towards_next ? "last" : "first",
-                             t.microbatch, IsSend(t.op) ? "send" : "receive"));
+      found_.Add(
+          fmt::format("{}: stage {} is the {} stage of microbatch {}'s route, so there is "
+                      "nothing to {}",
+                      Where(s_, r, i), t.stage, towards_next ? "last" : "first", t.microbatch,
+                      IsSend(t.op) ? "send" : "receive"));
     } else if (m->peer == r) {
-      found_.Add(fmt::format("{}: {} stays on rank {} (both stages are placed there), so it "
-                             "needs no message",
-                             Where(s_, r, i), ToString(m->payload), r));
+      found_.Add(
+          fmt::format("{}: {} stays on rank {} (both stages are placed there), so it "
+                      "needs no message",
+                      Where(s_, r, i), ToString(m->payload), r));
     }
   }
 

@@ -57,44 +57,44 @@ TEST(Structure, StageOutOfRange) {
 }
 
 TEST(Structure, ActionOnTheWrongRank) {
-  const std::string m =
-      StructureFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1 1SEND_B1\n"
-                       "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1\n");
+  const std::string m = StructureFailure(
+      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1 1SEND_B1\n"
+      "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1\n");
   EXPECT_NE(m.find("stage 1 is placed on rank 1, not rank 0"), std::string::npos) << m;
 }
 
 TEST(Structure, DuplicateForward) {
-  const std::string m =
-      StructureFailure("rank 0: 0F0 0SEND_F0 0F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-                       "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = StructureFailure(
+      "rank 0: 0F0 0SEND_F0 0F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+      "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("stage 0 microbatch 0: 2 F"), std::string::npos) << m;
 }
 
 TEST(Structure, MissingBackward) {
-  const std::string m =
-      StructureFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1\n"
-                       "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = StructureFailure(
+      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1\n"
+      "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("stage 0 microbatch 1: no backward"), std::string::npos) << m;
 }
 
 TEST(Structure, InputGradientWithoutWeightGradient) {
-  const std::string m =
-      StructureFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0I0 0RECV_B1 0B1\n"
-                       "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = StructureFailure(
+      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0I0 0RECV_B1 0B1\n"
+      "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("1 I without W"), std::string::npos) << m;
 }
 
 TEST(Structure, WeightGradientWithoutInputGradient) {
-  const std::string m =
-      StructureFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0W0 0RECV_B1 0B1\n"
-                       "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = StructureFailure(
+      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0W0 0RECV_B1 0B1\n"
+      "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("both B and I/W"), std::string::npos) << m;
 }
 
 TEST(Structure, SendPastTheEndOfTheRoute) {
-  const std::string m =
-      StructureFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-                       "rank 1: 1RECV_F0 1F0 1SEND_F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
+  const std::string m = StructureFailure(
+      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+      "rank 1: 1RECV_F0 1F0 1SEND_F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n");
   EXPECT_NE(m.find("stage 1 is the last stage of microbatch 0's route, so there is nothing to "
                    "send"),
             std::string::npos)
@@ -107,13 +107,13 @@ TEST(Structure, MessageWithinOneRank) {
   s.program[1].insert(s.program[1].begin(), Action::Comm(Op::kSendF, 1, 0));
   const VerifyReport r = Verify(s, {});
   EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"structure"});
-  EXPECT_NE(r.Find("structure")->message.find("stays on rank 1"), std::string::npos)
-      << r.Text();
+  EXPECT_NE(r.Find("structure")->message.find("stays on rank 1"), std::string::npos) << r.Text();
 }
 
 TEST(Structure, ManyProblemsAreCountedAndTheFirstKept) {
   Schedule s = testing::Generated("1f1b", 2, 8);
-  for (auto& program : s.program) std::erase_if(program, [](const Action& a) { return a.op == Op::kBackward; });
+  for (auto& program : s.program)
+    std::erase_if(program, [](const Action& a) { return a.op == Op::kBackward; });
   const VerifyReport r = Verify(s, {});
   EXPECT_NE(r.Find("structure")->message.find("16 problems, the first:"), std::string::npos)
       << r.Text();
@@ -137,8 +137,8 @@ TEST(Structure, EmptyScheduleFails) {
 // Programs of random actions, most of them nonsense: the verifier reports, never crashes.
 TEST(Structure, RandomProgramsNeverCrash) {
   std::mt19937 rng(99);
-  const Op ops[] = {Op::kForward,  Op::kBackward, Op::kInputGrad, Op::kWeightGrad, Op::kOverlapFB,
-                    Op::kSendF,    Op::kRecvF,    Op::kSendB,     Op::kRecvB,      Op::kWait};
+  const Op ops[] = {Op::kForward, Op::kBackward, Op::kInputGrad, Op::kWeightGrad, Op::kOverlapFB,
+                    Op::kSendF,   Op::kRecvF,    Op::kSendB,     Op::kRecvB,      Op::kWait};
   for (int k = 0; k < 300; ++k) {
     Schedule s = testing::Generated(k % 2 ? "dualpipe" : "1f1b", 2, 4);
     for (auto& program : s.program) {

@@ -19,10 +19,10 @@ constexpr double kEps = 1e-9;
 // (PP/2 - 1)(F&B + B - 3W); it is the largest per-rank bubble of the simulated reference
 // schedule, with I = B - W, for every even R and enough microbatches (M >= 2R).
 TEST(Timing, DualPipeBubbleIsThePapersFormula) {
-  const Costs paper{.forward = 1, .backward = 2, .input_grad = 1, .weight_grad = 1,
-                    .overlap_fb = 3};
-  const Costs slower{.forward = 2, .backward = 3, .input_grad = 2, .weight_grad = 1,
-                     .overlap_fb = 4.2};
+  const Costs paper{
+      .forward = 1, .backward = 2, .input_grad = 1, .weight_grad = 1, .overlap_fb = 3};
+  const Costs slower{
+      .forward = 2, .backward = 3, .input_grad = 2, .weight_grad = 1, .overlap_fb = 4.2};
   for (const Costs& c : {paper, slower}) {
     for (int r = 2; r <= 12; r += 2) {
       for (int m : {2 * r, 2 * r + 2, 4 * r}) {
@@ -69,8 +69,12 @@ TEST(Timing, ZeroBubbleH1BubbleIsThePapersFormula) {
 
 TEST(Timing, TimelineIsConsistent) {
   const Schedule s = Generated("dualpipev", 4, 10);
-  const Costs c{.forward = 1.5, .backward = 2.5, .input_grad = 1.25, .weight_grad = 1.25,
-                .overlap_fb = 3.5, .latency = 0.1};
+  const Costs c{.forward = 1.5,
+                .backward = 2.5,
+                .input_grad = 1.25,
+                .weight_grad = 1.25,
+                .overlap_fb = 3.5,
+                .latency = 0.1};
   const Timeline t = Simulate(s, CommModel::kNccl, c);
   ASSERT_TRUE(t.complete);
   ASSERT_EQ(t.ranks.size(), 4u);
@@ -100,9 +104,10 @@ TEST(Timing, TimelineIsConsistent) {
 
 TEST(Timing, LatencyStretchesTheCriticalPath) {
   // One microbatch through two ranks: F, message, F, B, message, B.
-  const Schedule one = testing::Pps("ranks 2\nstages 2\nmicrobatches 1\n"
-                                    "rank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
-                                    "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0\n");
+  const Schedule one = testing::Pps(
+      "ranks 2\nstages 2\nmicrobatches 1\n"
+      "rank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
+      "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0\n");
   for (CommModel model : {CommModel::kNccl, CommModel::kEager}) {
     EXPECT_NEAR(Simulate(one, model, {.latency = 0.25}).makespan, 1 + 1 + 2 + 2 + 2 * 0.25, kEps);
   }
@@ -129,7 +134,8 @@ TEST(Timing, ComputeOnlyScheduleKeepsItsOwnPositions) {
 
 TEST(Timing, DeadlockedScheduleIsIncomplete) {
   Schedule s = Generated("dualpipe", 4, 8);
-  for (auto& program : s.program) std::erase_if(program, [](const Action& a) { return a.op == Op::kWait; });
+  for (auto& program : s.program)
+    std::erase_if(program, [](const Action& a) { return a.op == Op::kWait; });
   const Timeline t = Simulate(s, CommModel::kNccl, {});
   EXPECT_FALSE(t.complete);
   EXPECT_FALSE(std::isfinite(t.ranks[0].back().end));

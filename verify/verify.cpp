@@ -17,8 +17,7 @@ namespace {
 
 using namespace verify_internal;
 
-constexpr const char* kLaterChecks[] = {"dependencies", "matching", "deadlock", "memory",
-                                        "timing"};
+constexpr const char* kLaterChecks[] = {"dependencies", "matching", "deadlock", "memory", "timing"};
 
 void RequireValid(const Costs& c) {
   for (double x : {c.forward, c.backward, c.input_grad, c.weight_grad, c.overlap_fb, c.latency}) {
@@ -64,13 +63,16 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   const bool complete = sim.timeline.complete;
   std::optional<Z3Verdict> z3;
   if (options.use_z3) z3 = ProveWithZ3(s, routes, messages, options.model);
-  const std::string proof =
-      z3 ? fmt::format("Z3 {} ({} variables, {} constraints, {:.2f} s)",
-                       z3->deadlock_free ? "proves it: the timing constraints are satisfiable"
-                                         : "proves it: the timing constraints are unsatisfiable",
-                       z3->variables, z3->constraints, z3->seconds)
-      : options.use_z3 ? std::string("Z3 proof skipped: this build has no Z3")
-                       : std::string("Z3 proof skipped (--no-z3)");
+  std::string proof = "Z3 proof skipped (--no-z3)";
+  if (z3) {
+    proof = fmt::format(
+        "Z3 proves it: the timing constraints are {} ({} variables, {} "
+        "constraints, {:.2f} s)",
+        z3->deadlock_free ? "satisfiable" : "unsatisfiable", z3->variables, z3->constraints,
+        z3->seconds);
+  } else if (options.use_z3) {
+    proof = "Z3 proof skipped: this build has no Z3";
+  }
   if (z3 && z3->deadlock_free != complete) {
     check.status = CheckStatus::kFail;
     check.message = fmt::format(
@@ -80,9 +82,10 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     return check;
   }
   if (complete) {
-    check.message = fmt::format("every action runs to its end under the {} model (event "
-                                "simulation); {}",
-                                model, proof);
+    check.message = fmt::format(
+        "every action runs to its end under the {} model (event "
+        "simulation); {}",
+        model, proof);
     return check;
   }
   check.status = CheckStatus::kFail;
@@ -96,8 +99,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
           ? fmt::format("rank {} [{}] {} can never complete", cycle->front().rank,
                         cycle->front().index, cycle->front().action)
           : fmt::format("{} blocked actions wait for each other in a cycle", cycle->size());
-  check.message = fmt::format("under the {} model the execution cannot finish: {}{}", model,
-                              stuck,
+  check.message = fmt::format("under the {} model the execution cannot finish: {}{}", model, stuck,
                               eager_runs ? " (it would run under the eager model: NCCL's "
                                            "send/recv is a rendezvous, see below)"
                                          : "");
@@ -132,17 +134,20 @@ void ReportUnlowerable(const Schedule& s, const VerifyOptions& options, const st
   Messages none = MatchMessages(s, routes);
   CheckResult dependencies = CheckDependencies(s, routes, none, /*local_only=*/true);
   if (dependencies.ok()) {
-    dependencies.message = "every input made on the same rank is computed before it is used; "
-                           "inputs from other ranks cannot be placed (see deadlock)";
+    dependencies.message =
+        "every input made on the same rank is computed before it is used; "
+        "inputs from other ranks cannot be placed (see deadlock)";
   }
   report.checks.push_back(std::move(dependencies));
-  report.checks.push_back(Skipped("matching", "the compute-only schedule cannot be lowered, so "
-                                              "it has no messages to match"));
+  report.checks.push_back(Skipped("matching",
+                                  "the compute-only schedule cannot be lowered, so "
+                                  "it has no messages to match"));
   CheckResult deadlock;
   deadlock.name = "deadlock";
   deadlock.status = CheckStatus::kFail;
-  deadlock.message = "the compute order cannot run to its end under any communication model, "
-                     "so no placement of SEND/RECV can be deadlock-free";
+  deadlock.message =
+      "the compute order cannot run to its end under any communication model, "
+      "so no placement of SEND/RECV can be deadlock-free";
   for (size_t start = 0, end; start < problem.size(); start = end + 1) {
     end = problem.find('\n', start);
     if (end == std::string::npos) end = problem.size();
@@ -158,8 +163,8 @@ void ReportUnlowerable(const Schedule& s, const VerifyOptions& options, const st
 
 VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   if (options.max_activations && *options.max_activations < 0) {
-    throw InputError(fmt::format("--max-activations must be at least 0 (got {})",
-                                 *options.max_activations));
+    throw InputError(
+        fmt::format("--max-activations must be at least 0 (got {})", *options.max_activations));
   }
   const Costs costs = options.costs.value_or(Costs{});
   RequireValid(costs);

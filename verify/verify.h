@@ -108,18 +108,18 @@ struct CheckResult {
 // One blocked action of a deadlock; each step waits for the next, the last for the first.
 struct CycleStep {
   int rank = 0;
-  int index = 0;           // position in the rank's program
-  std::string action;      // as written, e.g. "1SEND_F0" or "WAIT"
-  std::string waits_for;   // what it waits for and why
+  int index = 0;          // position in the rank's program
+  std::string action;     // as written, e.g. "1SEND_F0" or "WAIT"
+  std::string waits_for;  // what it waits for and why
 };
 
 struct MemoryReport {
-  std::vector<int> peak;              // per rank: most stage-chunks of activations held at once
-  std::vector<int> peak_index;        // the action where the peak is first reached, -1 if none
-  std::vector<int> stash_peak;        // per rank: most weight gradients deferred (I done, W not)
+  std::vector<int> peak;        // per rank: most stage-chunks of activations held at once
+  std::vector<int> peak_index;  // the action where the peak is first reached, -1 if none
+  std::vector<int> stash_peak;  // per rank: most weight gradients deferred (I done, W not)
   std::vector<int> stash_peak_index;
-  std::optional<int> bound;           // the bound checked against, if any
-  std::string bound_source;           // where the bound comes from
+  std::optional<int> bound;  // the bound checked against, if any
+  std::string bound_source;  // where the bound comes from
 };
 
 // The bound on live activations per rank that the generator `kind` guarantees, with its
@@ -145,12 +145,12 @@ struct TimedAction {
 };
 struct Timeline {
   std::vector<std::vector<TimedAction>> ranks;  // ranks[r][i]: action i of rank r
-  double makespan = 0;          // when the last action ends
-  std::vector<double> busy;     // per rank: total compute cost
-  std::vector<double> bubble;   // per rank: makespan - busy
-  bool complete = false;        // every action ran
+  double makespan = 0;                          // when the last action ends
+  std::vector<double> busy;                     // per rank: total compute cost
+  std::vector<double> bubble;                   // per rank: makespan - busy
+  bool complete = false;                        // every action ran
   double MaxBubble() const;
-  double BubbleRatio() const;   // sum of bubbles / (ranks x makespan)
+  double BubbleRatio() const;  // sum of bubbles / (ranks x makespan)
 };
 
 struct VerifyReport {

@@ -1,17 +1,47 @@
 // pipeproof verify / simulate: exit statuses, text and JSON, PyTorch's files, bad input.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
-#include "cli/run_binary.h"
 #include "verify/verify.h"
 
 namespace pipeproof {
 namespace {
 
-using testing::RunPipeproof;
+struct CommandResult {
+  int status = -1;  // exit status, or 128 + signal
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream all;
+  all << in.rdbuf();
+  return all.str();
+}
+
+// Runs the pipeproof binary with `args`. The capture files carry the process id: ctest runs
+// every test as a process of its own, in parallel, all sharing one temporary directory.
+CommandResult RunPipeproof(const std::string& args) {
+  static int counter = 0;
+  const std::string base =
+      fmt::format("{}/verify_cli_{}_{}", ::testing::TempDir(), getpid(), ++counter);
+  const std::string cmd =
+      std::string(PIPEPROOF_BINARY) + " " + args + " >" + base + ".out 2>" + base + ".err";
+  const int raw = std::system(cmd.c_str());
+  CommandResult r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = Slurp(base + ".out");
+  r.err = Slurp(base + ".err");
+  return r;
+}
 
 std::string Peer(const std::string& name) {
   return std::string(PIPEPROOF_TESTDATA_DIR) + "/peers/pytorch/" + name;
@@ -20,17 +50,18 @@ std::string Data(const std::string& name) {
   return std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/" + name;
 }
 std::string Temp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/verify_cli_" + name;
+  const std::string path = fmt::format("{}/verify_cli_{}_{}", ::testing::TempDir(), getpid(), name);
   std::ofstream(path) << text;
   return path;
 }
 
 TEST(VerifyCli, GeneratedScheduleVerifies) {
-  const std::string path = ::testing::TempDir() + "/verify_cli_dp.pps";
+  const std::string path = Temp("dp.pps", "");
   ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -o " + path).status, 0);
   const auto r = RunPipeproof("verify " + path);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
-  for (const char* name : {"structure", "dependencies", "matching", "deadlock", "memory", "timing"}) {
+  for (const char* name :
+       {"structure", "dependencies", "matching", "deadlock", "memory", "timing"}) {
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
   }
   EXPECT_NE(r.out.find("verdict: sound"), std::string::npos);
@@ -62,7 +93,7 @@ TEST(VerifyCli, JsonHasTheDesignedShape) {
 }
 
 TEST(VerifyCli, TimingJsonFromVerifyAndSimulateAgree) {
-  const std::string path = ::testing::TempDir() + "/verify_cli_dp6.pps";
+  const std::string path = Temp("dp6.pps", "");
   ASSERT_EQ(RunPipeproof("generate dualpipe -r 6 -m 24 -o " + path).status, 0);
   const std::string costs = " --cost F=2,B=3,W=1,I=2,FB=4.2";
   const auto v = RunPipeproof("verify --json --no-z3" + costs + " " + path);
@@ -102,7 +133,8 @@ TEST(VerifyCli, ModelsAndFlags) {
   EXPECT_EQ(RunPipeproof("verify " + deadlock).status, 1);
   EXPECT_EQ(RunPipeproof("verify --comm eager " + deadlock).status, 0);
   EXPECT_EQ(RunPipeproof("verify --no-z3 " + Data("pytorch_172668_grouped.pps")).status, 0);
-  const auto tight = RunPipeproof("verify --max-activations 1 " + Data("pytorch_172668_grouped.pps"));
+  const auto tight =
+      RunPipeproof("verify --max-activations 1 " + Data("pytorch_172668_grouped.pps"));
   EXPECT_EQ(tight.status, 1);
   EXPECT_NE(tight.out.find("exceeds the bound 1"), std::string::npos) << tight.out;
   EXPECT_EQ(RunPipeproof("simulate " + deadlock).status, 1);
@@ -142,8 +174,8 @@ TEST(VerifyCli, StructurallyBrokenFileFailsStructureNotTheTool) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["checks"][0]["ok"], false);
   for (int k = 1; k < 6; ++k) EXPECT_EQ(j["checks"][k]["skipped"], true);
-  EXPECT_EQ(RunPipeproof("simulate " + Temp("broken2.pps",
-                                             "ranks 2\nstages 2\nmicrobatches 1\nrank 0: 0F0\n"))
+  EXPECT_EQ(RunPipeproof("simulate " +
+                         Temp("broken2.pps", "ranks 2\nstages 2\nmicrobatches 1\nrank 0: 0F0\n"))
                 .status,
             2);
 }

@@ -50,10 +50,10 @@ int ProducerIndex(const Schedule& s, Pass pass, int stage, int mb) {
     for (int k = 0; k < a.TaskCount(); ++k) {
       const Task t = a.TaskAt(k);
       if (t.stage != stage || t.microbatch != mb) continue;
-      const bool makes = (pass == Pass::kForward && t.op == Op::kForward) ||
-                         (pass == Pass::kBackward &&
-                          (t.op == Op::kBackward || t.op == Op::kInputGrad)) ||
-                         (pass == Pass::kWeight && (t.op == Op::kBackward || t.op == Op::kWeightGrad));
+      const bool makes =
+          (pass == Pass::kForward && t.op == Op::kForward) ||
+          (pass == Pass::kBackward && (t.op == Op::kBackward || t.op == Op::kInputGrad)) ||
+          (pass == Pass::kWeight && (t.op == Op::kBackward || t.op == Op::kWeightGrad));
       if (makes) return i;
     }
   }
@@ -130,7 +130,8 @@ bool Carries(const Pairing& p, int r, int j, const Payload& want) {
 }
 
 bool HasWait(const std::vector<Action>& program) {
-  return std::any_of(program.begin(), program.end(), [](const Action& a) { return a.op == Op::kWait; });
+  return std::any_of(program.begin(), program.end(),
+                     [](const Action& a) { return a.op == Op::kWait; });
 }
 
 }  // namespace
@@ -216,7 +217,8 @@ bool TruthDependencies(const Schedule& s) {
         }
       }
       for (const Payload& want : RemoteInputs(s, routes, q, i)) {
-        const Pass pass = want.kind == Payload::Kind::kActivation ? Pass::kForward : Pass::kBackward;
+        const Pass pass =
+            want.kind == Payload::Kind::kActivation ? Pass::kForward : Pass::kBackward;
         const int made = ProducerIndex(s, pass, want.from, want.microbatch);
         bool arrived = false;
         for (int j = 0; j < i && !arrived; ++j) {
@@ -250,10 +252,10 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model) {
   std::vector<UnitState> units;
   std::vector<std::vector<int>> unit_of(s.ranks);  // op -> unit, -1 until posted
   std::vector<std::vector<bool>> op_done(s.ranks);
-  std::vector<std::deque<int>> stream(s.ranks);     // posted, incomplete units in order
+  std::vector<std::deque<int>> stream(s.ranks);  // posted, incomplete units in order
   std::vector<int> pc(s.ranks, 0);
   std::vector<std::vector<int>> pending(s.ranks);
-  std::vector<int> waiting_on(s.ranks, -1);         // the unit a WAIT holds the host for
+  std::vector<int> waiting_on(s.ranks, -1);  // the unit a WAIT holds the host for
   for (int r = 0; r < s.ranks; ++r) {
     unit_of[r].assign(s.program[r].size(), -1);
     op_done[r].assign(s.program[r].size(), false);
@@ -368,7 +370,8 @@ int TruthPeakActivations(const Schedule& s) {
 }
 
 int TruthKindBound(const Schedule& s) {
-  if (s.kind == "dualpipe" || s.kind == "dualpipev") return static_cast<int>(s.routes[0].size()) + 1;
+  if (s.kind == "dualpipe" || s.kind == "dualpipev")
+    return static_cast<int>(s.routes[0].size()) + 1;
   if (s.kind == "1f1b" || s.kind == "zb1p") return s.ranks;
   if (s.kind == "gpipe") return s.microbatches;
   if (s.kind == "interleaved-1f1b") {
@@ -393,33 +396,51 @@ std::vector<std::string> TruthFailedChecks(const Schedule& s, CommModel model) {
 
 const std::vector<Mutation>& AllMutations() {
   static const std::vector<Mutation> all = {
-      Mutation::kDropCompute,    Mutation::kDropComm,       Mutation::kDropWait,
-      Mutation::kDuplicateCompute, Mutation::kDuplicateComm, Mutation::kSwapAdjacent,
-      Mutation::kSwapAny,        Mutation::kSendMicrobatch, Mutation::kRecvMicrobatch,
-      Mutation::kCommAcrossWait, Mutation::kMoveWait,       Mutation::kSwapSendRecv,
-      Mutation::kWrongRank,      Mutation::kIWithoutW,      Mutation::kStripWaits,     Mutation::kStripAllWaits, Mutation::kShuffleRank};
+      Mutation::kDropCompute,      Mutation::kDropComm,       Mutation::kDropWait,
+      Mutation::kDuplicateCompute, Mutation::kDuplicateComm,  Mutation::kSwapAdjacent,
+      Mutation::kSwapAny,          Mutation::kSendMicrobatch, Mutation::kRecvMicrobatch,
+      Mutation::kCommAcrossWait,   Mutation::kMoveWait,       Mutation::kSwapSendRecv,
+      Mutation::kWrongRank,        Mutation::kIWithoutW,      Mutation::kStripWaits,
+      Mutation::kStripAllWaits,    Mutation::kShuffleRank};
   return all;
 }
 
 std::string MutationName(Mutation m) {
   switch (m) {
-    case Mutation::kDropCompute: return "drop a compute";
-    case Mutation::kDropComm: return "drop a SEND/RECV";
-    case Mutation::kDropWait: return "drop a WAIT";
-    case Mutation::kDuplicateCompute: return "duplicate a compute";
-    case Mutation::kDuplicateComm: return "duplicate a SEND/RECV";
-    case Mutation::kSwapAdjacent: return "swap two adjacent actions";
-    case Mutation::kSwapAny: return "swap two actions";
-    case Mutation::kSendMicrobatch: return "wrong microbatch in a SEND";
-    case Mutation::kRecvMicrobatch: return "wrong microbatch in a RECV";
-    case Mutation::kCommAcrossWait: return "move a SEND/RECV across a WAIT";
-    case Mutation::kMoveWait: return "move a WAIT";
-    case Mutation::kSwapSendRecv: return "swap a SEND and a RECV";
-    case Mutation::kWrongRank: return "action on the wrong rank";
-    case Mutation::kIWithoutW: return "I without W";
-    case Mutation::kStripWaits: return "remove a rank's WAITs";
-    case Mutation::kStripAllWaits: return "remove every WAIT";
-    case Mutation::kShuffleRank: return "shuffle a rank's program";
+    case Mutation::kDropCompute:
+      return "drop a compute";
+    case Mutation::kDropComm:
+      return "drop a SEND/RECV";
+    case Mutation::kDropWait:
+      return "drop a WAIT";
+    case Mutation::kDuplicateCompute:
+      return "duplicate a compute";
+    case Mutation::kDuplicateComm:
+      return "duplicate a SEND/RECV";
+    case Mutation::kSwapAdjacent:
+      return "swap two adjacent actions";
+    case Mutation::kSwapAny:
+      return "swap two actions";
+    case Mutation::kSendMicrobatch:
+      return "wrong microbatch in a SEND";
+    case Mutation::kRecvMicrobatch:
+      return "wrong microbatch in a RECV";
+    case Mutation::kCommAcrossWait:
+      return "move a SEND/RECV across a WAIT";
+    case Mutation::kMoveWait:
+      return "move a WAIT";
+    case Mutation::kSwapSendRecv:
+      return "swap a SEND and a RECV";
+    case Mutation::kWrongRank:
+      return "action on the wrong rank";
+    case Mutation::kIWithoutW:
+      return "I without W";
+    case Mutation::kStripWaits:
+      return "remove a rank's WAITs";
+    case Mutation::kStripAllWaits:
+      return "remove every WAIT";
+    case Mutation::kShuffleRank:
+      return "shuffle a rank's program";
   }
   return "?";
 }
@@ -590,7 +611,8 @@ bool Mutate(Schedule& s, Mutation m, std::mt19937& rng) {
     case Mutation::kStripAllWaits: {
       bool any = false;
       for (auto& program : s.program) {
-        if (std::erase_if(program, [](const Action& a) { return a.op == Op::kWait; }) > 0) any = true;
+        if (std::erase_if(program, [](const Action& a) { return a.op == Op::kWait; }) > 0)
+          any = true;
       }
       return any;
     }
