@@ -3,7 +3,7 @@
 
 #include <sstream>
 
-#include "cli/run_binary.h"
+#include "cli/command_test_util.h"
 #include "schedule/test_util.h"
 
 namespace pipeproof {
@@ -68,25 +68,24 @@ TEST(ShowCommandTest, LegacyFileWithoutTheSwitchIsRefusedWithAHint) {
 }
 
 TEST(ShowCommandTest, BadFilesExitTwo) {
-  const std::string dir = ::testing::TempDir();
-  auto r = RunPipeproof("show " + dir + "/no-such-file.pps");
+  auto r = RunPipeproof("show " + testing::ScratchPath("no-such-file.pps"));
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("cannot read"), std::string::npos) << r.err;
   r = RunPipeproof("show /bin/sh");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("/bin/sh:"), std::string::npos) << r.err;
-  r = RunPipeproof("show " + dir);
+  r = RunPipeproof("show " + ::testing::TempDir());
   EXPECT_EQ(r.status, 2) << r.err;
 }
 
 TEST(ConvertCommandTest, FormatsRoundTripThroughFiles) {
-  const std::string dir = ::testing::TempDir();
-  ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -f json -o " + dir + "/d.json").status, 0);
-  auto pps = RunPipeproof("convert " + dir + "/d.json --to pps");
+  const std::string json = testing::ScratchPath("d.json"), csv = testing::ScratchPath("d.csv");
+  ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -f json -o " + json).status, 0);
+  auto pps = RunPipeproof("convert " + json + " --to pps");
   ASSERT_EQ(pps.status, 0) << pps.err;
   EXPECT_EQ(pps.out, RunPipeproof("generate dualpipe -r 4 -m 8").out);
-  ASSERT_EQ(RunPipeproof("convert " + dir + "/d.json --to csv -o " + dir + "/d.csv").status, 0);
-  auto back = RunPipeproof("convert " + dir + "/d.csv --kind dualpipe --to pps");
+  ASSERT_EQ(RunPipeproof("convert " + json + " --to csv -o " + csv).status, 0);
+  auto back = RunPipeproof("convert " + csv + " --kind dualpipe --to pps");
   EXPECT_EQ(back.out, pps.out);
 }
 

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "exec/command_test_util.h"
+#include "cli/command_test_util.h"
 
 namespace pipeproof {
 namespace {

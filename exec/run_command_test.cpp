@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "exec/command_test_util.h"
+#include "cli/command_test_util.h"
 
 namespace pipeproof {
 namespace {

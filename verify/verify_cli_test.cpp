@@ -10,38 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/command_test_util.h"
 #include "verify/verify.h"
 
 namespace pipeproof {
 namespace {
 
-struct CommandResult {
-  int status = -1;  // exit status, or 128 + signal
-  std::string out, err;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream all;
-  all << in.rdbuf();
-  return all.str();
-}
-
-// Runs the pipeproof binary with `args`. The capture files carry the process id: ctest runs
-// every test as a process of its own, in parallel, all sharing one temporary directory.
-CommandResult RunPipeproof(const std::string& args) {
-  static int counter = 0;
-  const std::string base =
-      fmt::format("{}/verify_cli_{}_{}", ::testing::TempDir(), getpid(), ++counter);
-  const std::string cmd =
-      std::string(PIPEPROOF_BINARY) + " " + args + " >" + base + ".out 2>" + base + ".err";
-  const int raw = std::system(cmd.c_str());
-  CommandResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = Slurp(base + ".out");
-  r.err = Slurp(base + ".err");
-  return r;
-}
+using testing::RunPipeproof;
 
 std::string Peer(const std::string& name) {
   return std::string(PIPEPROOF_TESTDATA_DIR) + "/peers/pytorch/" + name;
@@ -50,7 +25,7 @@ std::string Data(const std::string& name) {
   return std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/" + name;
 }
 std::string Temp(const std::string& name, const std::string& text) {
-  const std::string path = fmt::format("{}/verify_cli_{}_{}", ::testing::TempDir(), getpid(), name);
+  const std::string path = testing::ScratchPath(name);
   std::ofstream(path) << text;
   return path;
 }

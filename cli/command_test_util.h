@@ -1,5 +1,6 @@
-// Runs a command line for tests and captures its output and exit status. Output files carry the
-// process id: CTest runs every test case as its own process, several at once.
+// Runs a command line (usually the pipeproof binary) for tests and captures its output and exit
+// status. Shared by every library's command-line tests. Output files carry the process id: CTest
+// runs every test case as its own process, several at once.
 #pragma once
 
 #include <gtest/gtest.h>
