@@ -193,6 +193,26 @@ void Require(bool ok, const std::string& rule) {
   if (!ok) throw InputError(rule);
 }
 
+// Both kinds have 2R stages, rank r holding stages r and 2R-1-r (the V placement).
+Schedule TwoStagesPerRank(const char* kind, int ranks, int microbatches) {
+  CheckLimits(ranks, 2 * int64_t{ranks}, microbatches);
+  Schedule s;
+  s.kind = kind;
+  s.ranks = ranks;
+  s.stages = 2 * ranks;
+  s.microbatches = microbatches;
+  s.placement = VPlacement(ranks, 2 * ranks);
+  return s;
+}
+
+// Completes the topology, then writes every rank's program as the reference's step() runs it.
+template <typename ShapeOfRank>
+Schedule WithPrograms(Schedule s, bool overlap, ShapeOfRank shape_of_rank) {
+  CompleteTopology(s);
+  for (int r = 0; r < s.ranks; ++r) s.program[r] = DualPipeRank(s, shape_of_rank(r), overlap).Step();
+  return s;
+}
+
 }  // namespace
 
 Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
@@ -202,26 +222,17 @@ Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
           fmt::format("dualpipe needs an even number of microbatches, at least twice the ranks "
                       "(2 x {} = {}; got {})",
                       ranks, 2 * ranks, microbatches));
-  CheckLimits(ranks, 2 * int64_t{ranks}, microbatches);
   const int R = ranks, M = microbatches;
-  Schedule s;
-  s.kind = "dualpipe";
-  s.ranks = R;
-  s.stages = 2 * R;
-  s.microbatches = M;
+  Schedule s = TwoStagesPerRank("dualpipe", R, M);
   // Direction 0: stages 0..R-1, stage s on rank s. Direction 1: stages R..2R-1, stage R+s on
   // rank R-1-s holding the parameters of stage s. Microbatches split evenly between directions.
-  for (int st = 0; st < 2 * R; ++st) {
-    s.placement.push_back(st < R ? st : 2 * R - 1 - st);
-    s.params.push_back(st < R ? st : st - R);
-  }
+  for (int st = 0; st < 2 * R; ++st) s.params.push_back(st < R ? st : st - R);
   for (int m = 0; m < M; ++m) {
     std::vector<int> route;
     for (int i = 0; i < R; ++i) route.push_back(m < M / 2 ? i : R + i);
     s.routes.push_back(route);
   }
-  CompleteTopology(s);
-  for (int r = 0; r < R; ++r) {
+  return WithPrograms(std::move(s), overlap, [&](int r) {
     DualPipeShape shape;
     shape.half_ranks = R / 2;
     shape.half_rank = std::min(r, R - 1 - r);
@@ -230,9 +241,8 @@ Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
     shape.swap_phases = r >= R / 2;
     shape.stage = {r, 2 * R - 1 - r};
     shape.first_microbatch = {0, M / 2};
-    s.program[r] = DualPipeRank(s, shape, overlap).Step();
-  }
-  return s;
+    return shape;
+  });
 }
 
 Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap) {
@@ -241,16 +251,9 @@ Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap) {
           fmt::format("dualpipev needs at least twice as many microbatches as ranks "
                       "(2 x {} = {}; got {})",
                       ranks, 2 * ranks, microbatches));
-  CheckLimits(ranks, 2 * int64_t{ranks}, microbatches);
   const int R = ranks, M = microbatches;
-  Schedule s;
-  s.kind = "dualpipev";
-  s.ranks = R;
-  s.stages = 2 * R;
-  s.microbatches = M;
-  s.placement = VPlacement(R, 2 * R);
-  CompleteTopology(s);
-  for (int r = 0; r < R; ++r) {
+  // Every microbatch passes all 2R stages, down the V and back up.
+  return WithPrograms(TwoStagesPerRank("dualpipev", R, M), overlap, [&](int r) {
     DualPipeShape shape;
     shape.half_ranks = R;
     shape.half_rank = r;
@@ -258,9 +261,8 @@ Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap) {
     shape.special = r == R - 1;
     shape.stage = {r, 2 * R - 1 - r};
     shape.first_microbatch = {0, 0};
-    s.program[r] = DualPipeRank(s, shape, overlap).Step();
-  }
-  return s;
+    return shape;
+  });
 }
 
 }  // namespace pipeproof
