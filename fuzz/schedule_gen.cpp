@@ -1,7 +1,9 @@
 #include "fuzz/schedule_gen.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
+#include <random>
 
 namespace pipeproof {
 
@@ -63,6 +65,138 @@ rc::Gen<Schedule> GenArbitrarySchedule() {
       s.program.push_back(*rc::gen::container<std::vector<Action>>(
           *rc::gen::inRange(0, 12), GenAction(s.stages, s.microbatches)));
     }
+    return s;
+  });
+}
+
+namespace {
+
+using Rng = std::mt19937_64;
+
+bool Coin(Rng& rng, double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; }
+int Uniform(Rng& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+
+// A compute task of the step and what must run before it anywhere in the step.
+struct StepTask {
+  Task task;
+  std::vector<int> after;  // indices of tasks it depends on
+};
+
+std::vector<StepTask> StepTasks(const Schedule& s, Rng& rng) {
+  std::vector<StepTask> tasks;
+  std::map<std::tuple<Op, int, int>, int> index;  // (F or backward, stage, mb) -> task
+  auto add = [&](Op op, int stage, int mb, std::vector<int> after) {
+    tasks.push_back({{op, stage, mb}, std::move(after)});
+    return static_cast<int>(tasks.size()) - 1;
+  };
+  for (int m = 0; m < s.microbatches; ++m) {
+    const std::vector<int>& route = s.routes[m];
+    int prev = -1;
+    for (int st : route) {
+      prev = add(Op::kForward, st, m, prev < 0 ? std::vector<int>{} : std::vector<int>{prev});
+      index[{Op::kForward, st, m}] = prev;
+    }
+    int later = -1;  // the backward of the next stage on the route
+    for (auto it = route.rbegin(); it != route.rend(); ++it) {
+      std::vector<int> after{index[{Op::kForward, *it, m}]};
+      if (later >= 0) after.push_back(later);
+      const bool split = Coin(rng, 0.5);
+      later = add(split ? Op::kInputGrad : Op::kBackward, *it, m, after);
+      if (split) add(Op::kWeightGrad, *it, m, {later});
+    }
+  }
+  return tasks;
+}
+
+// Fills s.program from a random order of the step's tasks that respects every dependency.
+void BuildPrograms(Schedule& s, Rng& rng) {
+  const std::vector<StepTask> tasks = StepTasks(s, rng);
+  const int n = static_cast<int>(tasks.size());
+  // Per rank: compute tasks in order; per task: its position on its rank.
+  std::vector<std::vector<Task>> computes(s.ranks);
+  std::vector<int> position(n, -1);
+  std::vector<int> remaining(n);
+  std::vector<std::vector<int>> users(n);
+  for (int t = 0; t < n; ++t) {
+    remaining[t] = static_cast<int>(tasks[t].after.size());
+    for (int d : tasks[t].after) users[d].push_back(t);
+  }
+  std::vector<int> ready;
+  for (int t = 0; t < n; ++t) {
+    if (remaining[t] == 0) ready.push_back(t);
+  }
+  while (!ready.empty()) {
+    const int k = Uniform(rng, 0, static_cast<int>(ready.size()) - 1);
+    const int t = ready[k];
+    ready.erase(ready.begin() + k);
+    const int r = s.placement[tasks[t].task.stage];
+    position[t] = static_cast<int>(computes[r].size());
+    computes[r].push_back(tasks[t].task);
+    for (int u : users[t]) {
+      if (--remaining[u] == 0) ready.push_back(u);
+    }
+  }
+  // Messages: a SEND after the producer, a RECV before the consumer, each either next to it or
+  // anywhere it may go. slots[r][k] holds the SEND/RECVs written just before compute k.
+  std::vector<std::vector<std::vector<Action>>> slots(s.ranks);
+  for (int r = 0; r < s.ranks; ++r) slots[r].resize(computes[r].size() + 1);
+  for (int t = 0; t < n; ++t) {
+    const Task& consumer = tasks[t].task;
+    if (consumer.op == Op::kWeightGrad) continue;
+    for (int d : tasks[t].after) {
+      const Task& producer = tasks[d].task;
+      const int from = s.placement[producer.stage], to = s.placement[consumer.stage];
+      if (from == to || producer.stage == consumer.stage) continue;
+      const bool forward = consumer.op == Op::kForward;
+      const int after = position[d] + 1, before = position[t];
+      const int send_at = Coin(rng, 0.5) ? after : Uniform(rng, after, static_cast<int>(computes[from].size()));
+      const int recv_at = Coin(rng, 0.5) ? before : Uniform(rng, 0, before);
+      slots[from][send_at].push_back(Action::Comm(forward ? Op::kSendF : Op::kSendB, producer.stage, producer.microbatch));
+      slots[to][recv_at].push_back(Action::Comm(forward ? Op::kRecvF : Op::kRecvB, consumer.stage, consumer.microbatch));
+    }
+  }
+  s.program.assign(s.ranks, {});
+  for (int r = 0; r < s.ranks; ++r) {
+    const bool grouped = Coin(rng, 0.5);
+    std::vector<Action>& program = s.program[r];
+    bool pending = false;
+    for (size_t k = 0; k < slots[r].size(); ++k) {
+      std::shuffle(slots[r][k].begin(), slots[r][k].end(), rng);
+      for (const Action& a : slots[r][k]) {
+        program.push_back(a);
+        pending = true;
+        if (grouped && Coin(rng, 0.25)) {
+          program.push_back(Action::Wait());
+          pending = false;
+        }
+      }
+      if (grouped && pending && Coin(rng, 0.8)) {
+        program.push_back(Action::Wait());
+        pending = false;
+      }
+      if (k < computes[r].size()) program.push_back(Action::Compute(computes[r][k].op, computes[r][k].stage, computes[r][k].microbatch));
+    }
+    if (grouped && pending && Coin(rng, 0.9)) program.push_back(Action::Wait());
+  }
+}
+
+}  // namespace
+
+rc::Gen<Schedule> GenWellFormedSchedule() {
+  return rc::gen::exec([] {
+    Schedule s;
+    s.ranks = *rc::gen::inRange(2, 6);
+    s.stages = *rc::gen::inRange(2, 9);
+    s.microbatches = *rc::gen::inRange(1, 6);
+    s.placement = *rc::gen::container<std::vector<int>>(s.stages, rc::gen::inRange(0, s.ranks));
+    s.params.resize(s.stages);
+    std::iota(s.params.begin(), s.params.end(), 0);
+    std::vector<int> forwards(s.stages);
+    std::iota(forwards.begin(), forwards.end(), 0);
+    const std::vector<int> backwards(forwards.rbegin(), forwards.rend());
+    for (int m = 0; m < s.microbatches; ++m) s.routes.push_back(*rc::gen::arbitrary<bool>() ? backwards : forwards);
+    Rng rng(*rc::gen::arbitrary<uint64_t>());
+    BuildPrograms(s, rng);
     return s;
   });
 }

@@ -1,0 +1,92 @@
+// Property suite 2: on random schedules and on random mutations of generated ones, the deadlock
+// verdict of the event simulation equals Z3's, under both communication models; and both equal
+// the step-by-step run of fuzz/schedule_truth.h. Skipped where pipeproof is built without Z3.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "fuzz/property.h"
+#include "fuzz/schedule_gen.h"
+#include "fuzz/schedule_mutation.h"
+#include "fuzz/schedule_truth.h"
+#include "schedule/lower.h"
+#include "verify/verify.h"
+
+namespace pipeproof {
+namespace {
+
+enum class Z3Says { kDeadlockFree, kDeadlock, kNothing };
+
+// Z3's verdict as the deadlock check words it: "Z3 proves it: the timing constraints are
+// satisfiable" (a complete execution exists) or "... unsatisfiable" (none does).
+Z3Says Z3Verdict(const CheckResult& deadlock) {
+  std::string text = deadlock.message;
+  for (const std::string& line : deadlock.details) text += "\n" + line;
+  if (text.find("constraints are unsatisfiable") != std::string::npos) return Z3Says::kDeadlock;
+  if (text.find("constraints are satisfiable") != std::string::npos) return Z3Says::kDeadlockFree;
+  return Z3Says::kNothing;
+}
+
+VerifyOptions Options(CommModel model, bool use_z3) {
+  VerifyOptions o;
+  o.model = model;
+  o.use_z3 = use_z3;
+  return o;
+}
+
+// Verifies `s` once without and once with Z3 and checks that the three deadlock verdicts agree.
+void CheckAgreement(const Schedule& s, CommModel model) {
+  const VerifyReport simulated = Verify(s, Options(model, false));
+  const VerifyReport proven = Verify(s, Options(model, true));
+  const CheckResult* by_simulation = simulated.Find("deadlock");
+  const CheckResult* by_z3 = proven.Find("deadlock");
+  RC_ASSERT(by_simulation != nullptr && by_z3 != nullptr);
+  RC_ASSERT(!by_simulation->skipped());  // the schedule is well formed
+  RC_LOG() << "simulation: " << by_simulation->message << "\nwith Z3: " << by_z3->message << "\n";
+  RC_ASSERT(by_z3->message.find("pipeproof bug") == std::string::npos);
+  const Z3Says z3 = Z3Verdict(*by_z3);
+  RC_ASSERT(z3 != Z3Says::kNothing);
+  const bool runs = by_simulation->ok();
+  RC_ASSERT((z3 == Z3Says::kDeadlockFree) == runs);
+  RC_ASSERT(truth::Run(s, model).runs_to_end == runs);
+  RC_TAG(std::string(CommModelName(model)) + (runs ? " deadlock-free" : " deadlock"));
+}
+
+PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnRandomSchedules, HaveZ3(),
+                      "built without Z3", ()) {
+  const Schedule s = *GenWellFormedSchedule();
+  RC_ASSERT(truth::StructureHolds(s));
+  CheckAgreement(s, *rc::gen::element(CommModel::kNccl, CommModel::kEager));
+}
+
+// The mutation classes that keep a schedule well formed (the others stop at `structure`, where
+// the deadlock question is not asked).
+const std::vector<MutationClass>& WellFormedMutations() {
+  static const std::vector<MutationClass> classes = {
+      MutationClass::kDropComm,       MutationClass::kDropWait,       MutationClass::kDuplicateComm,
+      MutationClass::kSwapAdjacent,   MutationClass::kSwapAny,        MutationClass::kSendMicrobatch,
+      MutationClass::kRecvMicrobatch, MutationClass::kCommAcrossWait, MutationClass::kMoveWait,
+      MutationClass::kReverseGroup,   MutationClass::kStripWaits,     MutationClass::kStripAllWaits,
+      MutationClass::kShuffleRank};
+  return classes;
+}
+
+PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnMutatedGeneratedSchedules, HaveZ3(),
+                      "built without Z3", ()) {
+  GenerateOptions options = *GenValidOptions(8, 3);
+  options.with_comm = true;
+  Schedule s = Generate(options);
+  const int mutations = *rc::gen::inRange(1, 4);
+  for (int k = 0; k < mutations; ++k) {
+    const MutationClass c = *rc::gen::elementOf(WellFormedMutations());
+    const std::string what = Mutate(s, c, *rc::gen::arbitrary<uint64_t>());
+    RC_LOG() << MutationClassName(c) << ": " << (what.empty() ? "(nowhere to apply)" : what) << "\n";
+  }
+  // One rank, or every WAIT stripped from a schedule of one rank: nothing left to communicate,
+  // and a compute-only schedule is lowered instead of checked for deadlock.
+  RC_PRE(HasComm(s) && s.ranks > 1);
+  CheckAgreement(s, *rc::gen::element(CommModel::kNccl, CommModel::kEager));
+}
+
+}  // namespace
+}  // namespace pipeproof

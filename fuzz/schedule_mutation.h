@@ -1,0 +1,51 @@
+// Mutations of schedules for the property suites: the classes of mistake the verifier issue
+// lists (drop or duplicate an action, swap two actions, change a microbatch id in a SEND or RECV,
+// move a SEND or RECV across a WAIT, move a WAIT) and a few more that people make by hand. Each
+// is written here, apart from verify/'s own tests, and is judged by fuzz/schedule_truth.h.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "schedule/schedule.h"
+
+namespace pipeproof {
+
+enum class MutationClass {
+  kDropCompute,       // remove one F/B/I/W/OVERLAP_F_B
+  kDropComm,          // remove one SEND/RECV
+  kDropWait,          // remove one WAIT
+  kDuplicateCompute,  // write one compute twice
+  kDuplicateComm,     // write one SEND/RECV twice
+  kSwapAdjacent,      // exchange two neighbouring actions of a rank
+  kSwapAny,           // exchange two actions of a rank
+  kSendMicrobatch,    // a SEND names another microbatch
+  kRecvMicrobatch,    // a RECV names another microbatch
+  kCommAcrossWait,    // a SEND/RECV moves to the other side of its nearest WAIT
+  kMoveWait,          // a WAIT moves elsewhere in its rank's program
+  kReverseGroup,      // the SEND/RECVs between two WAITs are written in reverse order
+  kWrongRank,         // an action moves to another rank
+  kIWithoutW,         // a B becomes an I whose W never comes
+  kStripWaits,        // one rank loses every WAIT
+  kStripAllWaits,     // every rank loses every WAIT
+  kShuffleRank,       // one rank's program in random order
+};
+
+const std::vector<MutationClass>& AllMutationClasses();
+std::string MutationClassName(MutationClass c);  // "drop-compute", ...
+// How RapidCheck prints a class in a counterexample (found by lookup).
+inline void showValue(MutationClass c, std::ostream& os) { os << MutationClassName(c); }
+
+// Applies one mutation of class `c` to `s` at a place drawn from `seed`. Returns a description
+// ("rank 2: dropped [7] 3B1") or "" when the class has nowhere to apply on this schedule (no
+// WAIT to drop, say); `s` is then unchanged.
+std::string Mutate(Schedule& s, MutationClass c, uint64_t seed);
+
+// The check the verifier must fail for every mutant of a class that always breaks the same rule
+// (dropping a compute always breaks the counts of `structure`), or "" for classes whose effect
+// depends on where they land.
+std::string AlwaysFailingCheck(MutationClass c);
+
+}  // namespace pipeproof

@@ -1,0 +1,391 @@
+#include "fuzz/schedule_truth.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+namespace pipeproof::truth {
+namespace {
+
+// ---- the topology, looked up the slow and obvious way
+
+int RoutePosition(const Schedule& s, int stage, int mb) {
+  const std::vector<int>& route = s.routes[mb];
+  const auto it = std::find(route.begin(), route.end(), stage);
+  return it == route.end() ? -1 : static_cast<int>(it - route.begin());
+}
+
+// The stage before (dir -1) or after (dir +1) `stage` on microbatch mb's route; -1 if none.
+int Neighbour(const Schedule& s, int stage, int mb, int dir) {
+  const int pos = RoutePosition(s, stage, mb);
+  const int at = pos + dir;
+  if (pos < 0 || at < 0 || at >= static_cast<int>(s.routes[mb].size())) return -1;
+  return s.routes[mb][at];
+}
+
+// What a message holds: kind 'A' (activation) or 'G' (gradient), from stage, to stage, mb.
+using Payload = std::tuple<char, int, int, int>;
+
+struct Named {
+  Payload payload;
+  int peer = -1;  // the rank at the other end
+};
+
+// What a SEND/RECV task names and whom it talks to; nullopt without a neighbour.
+std::optional<Named> Names(const Schedule& s, const Task& t) {
+  const int s0 = t.stage, m = t.microbatch;
+  int other = -1;
+  Payload p;
+  switch (t.op) {
+    case Op::kSendF: other = Neighbour(s, s0, m, +1); p = {'A', s0, other, m}; break;
+    case Op::kRecvF: other = Neighbour(s, s0, m, -1); p = {'A', other, s0, m}; break;
+    case Op::kSendB: other = Neighbour(s, s0, m, -1); p = {'G', s0, other, m}; break;
+    case Op::kRecvB: other = Neighbour(s, s0, m, +1); p = {'G', other, s0, m}; break;
+    default: return std::nullopt;
+  }
+  if (other < 0) return std::nullopt;
+  return Named{p, s.placement[other]};
+}
+
+std::vector<Task> Tasks(const Action& a) {
+  std::vector<Task> out;
+  for (int k = 0; k < a.TaskCount(); ++k) out.push_back(a.TaskAt(k));
+  return out;
+}
+
+bool InRange(const Schedule& s, const Task& t) {
+  return t.stage >= 0 && t.stage < s.stages && t.microbatch >= 0 && t.microbatch < s.microbatches;
+}
+
+bool HasWait(const std::vector<Action>& program) {
+  for (const Action& a : program) {
+    if (a.op == Op::kWait) return true;
+  }
+  return false;
+}
+
+// The FIFO pairing: for every SEND/RECV, its partner (rank, index) or (-1, -1).
+struct Pairing {
+  std::map<std::pair<int, int>, std::pair<int, int>> partner;
+  std::pair<int, int> Of(int rank, int index) const {
+    auto it = partner.find({rank, index});
+    return it == partner.end() ? std::pair{-1, -1} : it->second;
+  }
+};
+
+Pairing PairMessages(const Schedule& s) {
+  std::map<std::pair<int, int>, std::vector<int>> sends, recvs;  // (from, to) -> indices
+  for (int r = 0; r < s.ranks; ++r) {
+    for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
+      const Action& a = s.program[r][i];
+      if (!IsComm(a.op)) continue;
+      const Named n = *Names(s, a.TaskAt(0));
+      if (IsSend(a.op)) {
+        sends[{r, n.peer}].push_back(i);
+      } else {
+        recvs[{n.peer, r}].push_back(i);
+      }
+    }
+  }
+  Pairing p;
+  for (const auto& [channel, list] : sends) {
+    const std::vector<int>& other = recvs[channel];
+    for (size_t k = 0; k < list.size() && k < other.size(); ++k) {
+      p.partner[{channel.first, list[k]}] = {channel.second, other[k]};
+      p.partner[{channel.second, other[k]}] = {channel.first, list[k]};
+    }
+  }
+  return p;
+}
+
+// What a rank has computed: ('F' | 'B' | 'I', stage, mb), B and I both marking the backward.
+using Done = std::tuple<char, int, int>;
+
+}  // namespace
+
+std::string Verdict::Describe() const {
+  if (sound()) return "sound";
+  std::string out;
+  auto add = [&](bool ok, const char* name) {
+    if (!ok) out += (out.empty() ? "" : ", ") + std::string(name);
+  };
+  add(structure, "structure");
+  add(matching, "matching");
+  add(inputs, "inputs");
+  add(runs_to_end, "runs_to_end");
+  add(memory, "memory");
+  return out;
+}
+
+bool StructureHolds(const Schedule& s) {
+  if (static_cast<int>(s.program.size()) != s.ranks) return false;
+  if (static_cast<int>(s.placement.size()) != s.stages || static_cast<int>(s.routes.size()) != s.microbatches) {
+    return false;
+  }
+  std::map<std::tuple<Op, int, int>, int> count;
+  for (int r = 0; r < s.ranks; ++r) {
+    for (const Action& a : s.program[r]) {
+      for (const Task& t : Tasks(a)) {
+        if (!InRange(s, t) || RoutePosition(s, t.stage, t.microbatch) < 0 || s.placement[t.stage] != r) return false;
+        if (IsComm(t.op)) {
+          const std::optional<Named> n = Names(s, t);
+          if (!n || n->peer == r) return false;
+        } else {
+          ++count[{t.op, t.stage, t.microbatch}];
+        }
+      }
+    }
+  }
+  for (int m = 0; m < s.microbatches; ++m) {
+    for (int stage : s.routes[m]) {
+      auto n = [&](Op op) { return count[{op, stage, m}]; };
+      const bool full = n(Op::kBackward) == 1 && n(Op::kInputGrad) == 0 && n(Op::kWeightGrad) == 0;
+      const bool split = n(Op::kBackward) == 0 && n(Op::kInputGrad) == 1 && n(Op::kWeightGrad) == 1;
+      if (n(Op::kForward) != 1 || !(full || split)) return false;
+    }
+  }
+  return true;
+}
+
+bool MessagesMatch(const Schedule& s) {
+  const Pairing pairs = PairMessages(s);
+  for (int r = 0; r < s.ranks; ++r) {
+    for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
+      const Action& a = s.program[r][i];
+      if (!IsComm(a.op)) continue;
+      const auto [pr, pi] = pairs.Of(r, i);
+      if (pr < 0) return false;  // left over
+      if (Names(s, a.TaskAt(0))->payload != Names(s, s.program[pr][pi].TaskAt(0))->payload) return false;
+    }
+  }
+  return true;
+}
+
+// The step-by-step run. Each rank's host walks its program; a rank with WAITs collects its
+// SEND/RECVs and posts them as one unit at the next WAIT, which then holds the host until that
+// unit completes; a rank without WAITs posts each SEND/RECV as a unit where it stands and a
+// compute holds the host until the RECVs before it that bring its inputs are done. Posted units
+// queue on the rank's stream. nccl: only the front unit of a stream runs, and an op completes
+// together with its partner when the partner's unit runs too. eager: every posted unit runs, a
+// send completes when posted, a receive when its send is posted.
+Verdict Run(const Schedule& s, CommModel model) {
+  Verdict v;
+  const Pairing pairs = PairMessages(s);
+  const int n = s.ranks;
+  struct Unit {
+    int rank = 0;
+    std::vector<int> ops;
+  };
+  std::vector<Unit> units;
+  std::map<std::pair<int, int>, int> unit_of;  // posted op -> its unit
+  std::set<std::pair<int, int>> op_done;
+  std::vector<std::deque<int>> stream(n);      // posted units not yet complete, in order
+  std::vector<int> pc(n, 0);
+  std::vector<std::vector<int>> collected(n);  // a grouped rank's ops since its last WAIT
+  std::vector<int> held_by(n, -1);             // the unit a WAIT is waiting for
+  std::vector<std::set<Done>> done(n);
+
+  auto unit_complete = [&](int u) {
+    for (int op : units[u].ops) {
+      if (!op_done.count({units[u].rank, op})) return false;
+    }
+    return true;
+  };
+  auto post = [&](int r, std::vector<int> ops) {
+    units.push_back({r, std::move(ops)});
+    const int u = static_cast<int>(units.size()) - 1;
+    for (int op : units[u].ops) unit_of[{r, op}] = u;
+    stream[r].push_back(u);
+    return u;
+  };
+  auto runs = [&](int u) {
+    if (model == CommModel::kEager) return true;
+    const std::deque<int>& q = stream[units[u].rank];
+    return !q.empty() && q.front() == u;
+  };
+  auto posted = [&](std::pair<int, int> op) { return unit_of.count(op) > 0; };
+  // The RECVs before index `before` on rank r that bring `p`: those naming it, and those whose
+  // partner SEND names it. The two differ only where a message is mislabelled, which breaks
+  // matching anyway; for the deadlock question a compute waits for either (verify.h's model).
+  auto receives_of = [&](int r, int before, const Payload& p) {
+    std::vector<int> out;
+    for (int j = 0; j < before; ++j) {
+      const Action& a = s.program[r][j];
+      if (!IsRecv(a.op)) continue;
+      const auto [pr, pi] = pairs.Of(r, j);
+      const bool sent_as_p = pr >= 0 && Names(s, s.program[pr][pi].TaskAt(0))->payload == p;
+      if (Names(s, a.TaskAt(0))->payload == p || sent_as_p) out.push_back(j);
+    }
+    return out;
+  };
+
+  // What a compute task needs: the local results, and the payloads from other ranks.
+  struct Needs {
+    std::vector<Done> local;
+    std::vector<Payload> remote;
+  };
+  auto needs = [&](int r, const Task& t) {
+    Needs out;
+    const int st = t.stage, m = t.microbatch;
+    if (t.op == Op::kForward) {
+      const int prev = Neighbour(s, st, m, -1);
+      if (prev >= 0 && s.placement[prev] == r) out.local.push_back({'F', prev, m});
+      if (prev >= 0 && s.placement[prev] != r) out.remote.push_back({'A', prev, st, m});
+    } else if (t.op == Op::kBackward || t.op == Op::kInputGrad) {
+      out.local.push_back({'F', st, m});
+      const int next = Neighbour(s, st, m, +1);
+      if (next >= 0 && s.placement[next] == r) out.local.push_back({'B', next, m});
+      if (next >= 0 && s.placement[next] != r) out.remote.push_back({'G', next, st, m});
+    } else if (t.op == Op::kWeightGrad) {
+      out.local.push_back({'I', st, m});
+    }
+    return out;
+  };
+
+  // One step of rank r's host; false when it cannot move now.
+  auto step = [&](int r) {
+    const std::vector<Action>& program = s.program[r];
+    const bool grouped = HasWait(program);
+    const int i = pc[r];
+    const Action& a = program[i];
+    if (IsCompute(a.op)) {
+      const std::vector<Task> tasks = Tasks(a);
+      for (const Task& t : tasks) {
+        const Needs need = needs(r, t);
+        for (const Payload& p : need.remote) {
+          const std::vector<int> recvs = receives_of(r, i, p);
+          if (recvs.empty()) {
+            v.inputs = false;  // nothing written before it brings the input
+            continue;
+          }
+          for (int j : recvs) {
+            if (op_done.count({r, j})) continue;
+            if (!grouped) return false;  // waits for its receive
+            v.inputs = false;            // runs without it: no WAIT completed the receive
+          }
+        }
+        // An OVERLAP_F_B's two tasks are independent: neither needs the other's result.
+        for (const Done& d : need.local) {
+          if (!done[r].count(d)) v.inputs = false;
+        }
+      }
+      for (const Task& t : tasks) {
+        const char what = t.op == Op::kForward ? 'F' : t.op == Op::kWeightGrad ? 'W' : 'B';
+        done[r].insert({what, t.stage, t.microbatch});
+        if (t.op == Op::kInputGrad) done[r].insert({'I', t.stage, t.microbatch});
+      }
+    } else if (IsComm(a.op)) {
+      if (IsSend(a.op)) {
+        const auto [kind, from, to, m] = Names(s, a.TaskAt(0))->payload;
+        if (!done[r].count({kind == 'A' ? 'F' : 'B', from, m})) v.inputs = false;
+      }
+      if (grouped) {
+        collected[r].push_back(i);
+      } else {
+        post(r, {i});
+      }
+    } else if (held_by[r] >= 0 || !collected[r].empty()) {  // a WAIT with a group
+      if (held_by[r] < 0) {
+        held_by[r] = post(r, collected[r]);
+        collected[r].clear();
+      }
+      if (!unit_complete(held_by[r])) return false;
+      held_by[r] = -1;
+    }
+    ++pc[r];
+    return true;
+  };
+
+  // Lets every running op complete that can; true if any did.
+  auto communicate = [&] {
+    bool moved = false;
+    for (int u = 0; u < static_cast<int>(units.size()); ++u) {
+      if (!runs(u) || unit_complete(u)) continue;
+      const int r = units[u].rank;
+      for (int op : units[u].ops) {
+        if (op_done.count({r, op})) continue;
+        const std::pair<int, int> other = pairs.Of(r, op);
+        const bool has_partner = other.first >= 0;
+        bool completes;
+        if (model == CommModel::kEager) {
+          completes = IsSend(s.program[r][op].op) || (has_partner && posted(other));
+        } else {
+          completes = has_partner && posted(other) && runs(unit_of[other]);
+        }
+        if (!completes) continue;
+        op_done.insert({r, op});
+        if (model == CommModel::kNccl) op_done.insert(other);  // a rendezvous ends both
+        moved = true;
+      }
+    }
+    for (int r = 0; r < n; ++r) {
+      if (model == CommModel::kEager) {
+        std::erase_if(stream[r], unit_complete);
+      } else {
+        while (!stream[r].empty() && unit_complete(stream[r].front())) stream[r].pop_front();
+      }
+    }
+    return moved;
+  };
+
+  bool moved = true;
+  while (moved) {
+    moved = false;
+    for (int r = 0; r < n; ++r) {
+      while (pc[r] < static_cast<int>(s.program[r].size()) && step(r)) moved = true;
+    }
+    moved = communicate() || moved;
+  }
+  for (int r = 0; r < n; ++r) {
+    if (pc[r] < static_cast<int>(s.program[r].size()) || !collected[r].empty() || !stream[r].empty()) {
+      v.runs_to_end = false;
+    }
+  }
+  return v;
+}
+
+int PeakActivations(const Schedule& s) {
+  int peak = 0;
+  for (const std::vector<Action>& program : s.program) {
+    int live = 0;
+    for (const Action& a : program) {
+      for (const Task& t : Tasks(a)) {  // an OVERLAP_F_B's forward comes first
+        if (t.op == Op::kForward) ++live;
+        if (t.op == Op::kBackward || t.op == Op::kInputGrad) --live;
+        peak = std::max(peak, live);
+      }
+    }
+  }
+  return peak;
+}
+
+int KindBound(const Schedule& s) {
+  size_t longest = 0;
+  for (const auto& route : s.routes) longest = std::max(longest, route.size());
+  if (s.kind == "dualpipe" || s.kind == "dualpipev") return static_cast<int>(longest) + 1;
+  if (s.kind == "1f1b" || s.kind == "zb1p") return s.ranks;
+  if (s.kind == "gpipe") return s.microbatches;
+  if (s.kind == "interleaved-1f1b" && s.ranks > 0 && s.stages % s.ranks == 0) {
+    const int v = s.stages / s.ranks;
+    return std::min(v * s.microbatches, v == 1 ? s.ranks : (v + 1) * s.ranks - 1);
+  }
+  return -1;
+}
+
+Verdict Judge(const Schedule& s, CommModel model) {
+  Verdict v;
+  v.structure = StructureHolds(s);
+  if (!v.structure) return v;
+  v.matching = MessagesMatch(s);
+  const Verdict run = Run(s, model);
+  v.inputs = run.inputs;
+  v.runs_to_end = run.runs_to_end;
+  const int bound = KindBound(s);
+  v.memory = bound < 0 || PeakActivations(s) <= bound;
+  return v;
+}
+
+}  // namespace pipeproof::truth
