@@ -190,7 +190,11 @@ DeadlockVerdict CheckScheduleDeadlock(const std::vector<Trace>& traces, const Tr
     const CallRef waits_for = ts.origin[next.rank][next.index];
     const std::string what = call.valid() ? DescribeCall(traces, call) : fmt::format("rank {} action {} ({})", step.rank, step.index, step.action);
     const std::string whom = waits_for.valid() ? DescribeCall(traces, waits_for) : fmt::format("rank {} action {}", next.rank, next.index);
-    v.text += fmt::format("  {}{}\n    waits for {}\n", what, step.action == "WAIT" ? " and the rest of its group" : "", whom);
+    if (report.cycle.size() == 1) {
+      v.text += fmt::format("  {}\n    never completes: {}\n", what, step.waits_for);
+    } else {
+      v.text += fmt::format("  {}{}\n    waits for {}\n", what, step.action == "WAIT" ? " and the rest of its group" : "", whom);
+    }
     cycle.push_back({{"rank", step.rank}, {"call", call.valid() ? nlohmann::json(call.index) : nlohmann::json(nullptr)},
                      {"action", step.action}, {"waits_for", step.waits_for}});
   }
@@ -263,7 +267,7 @@ std::string ShowTrace(const Trace& t) {
     if (c.flags & kCallError) state += fmt::format(", NCCL error {}", c.result);
     out += fmt::format("  #{} {:.6f} s {} #{}.{}{}: {} {} x {} {} rank {} (comm #{}, stream {:#x}){}: {}\n", i, c.t_call / 1e9,
                        c.flags & kCallInGroup ? "group" : "unit", c.unit, c.index_in_unit,
-                       c.flags & kCallShuffled ? fmt::format(" posted {}th", c.posted_as) : "", send ? "send" : "recv",
+                       c.flags & kCallShuffled ? fmt::format(" posted as #{}", c.posted_as) : "", send ? "send" : "recv",
                        c.count, NcclDataTypeName(c.dtype), send ? "to" : "from", c.peer, c.comm, c.stream,
                        c.delay_us ? fmt::format(", delayed {} us{}", c.delay_us, c.flags & kCallGpuDelay ? " on the GPU" : "") : "",
                        state);

@@ -634,6 +634,12 @@ void OnFatalSignal(int sig, siginfo_t* info, void* context) {
   if (!g_dumping.exchange(true)) {
     WriteEveryTrace(sig);
     g_dumping = false;  // the program's own handler may let it go on; it will be written again
+  } else {
+    // Another thread is writing the traces (a second signal reached another thread, as `timeout`
+    // and launchers send them): passing this one on now could end the process mid-write. Wait
+    // for it, a few seconds at most.
+    const timespec tick = {0, 1'000'000};
+    for (int i = 0; i < 5000 && g_dumping; ++i) nanosleep(&tick, nullptr);
   }
   Chain(sig, info, context);
   errno = saved_errno;

@@ -243,7 +243,7 @@ std::string Pattern(const RunIndex& run, const RunIndex::Channel& ch, size_t k) 
   return "";
 }
 
-void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched) {
+void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched, int64_t& left_open) {
   const size_t s = ch.sends.size(), r = ch.recvs.size(), n = std::min(s, r);
   matched += static_cast<int64_t>(n);
   const std::string where = fmt::format("rank {} -> rank {} on communicator {:#018x}", ch.from, ch.to, ch.comm);
@@ -271,11 +271,18 @@ void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched) 
   if (s != r) {
     const bool sends_left = s > r;
     const CallRef first = sends_left ? CallRef{ch.from, ch.sends[n]} : CallRef{ch.to, ch.recvs[n]};
+    const int other = sends_left ? ch.to : ch.from;
+    if (!Completed(run.call(first)) && run.Has(other) && run.BlockedUnit(other) >= 0) {
+      // The other rank stopped before it got there: the hang explains it, not the matching.
+      left_open += static_cast<int64_t>(sends_left ? s - r : r - s);
+      return;
+    }
     TraceProblem p;
     p.kind = TraceProblem::Kind::kUnmatched;
     p.call = first;
-    p.message = fmt::format("{}: {} {} no {}: {} (rank {} made {} sends, rank {} {} receives)", where,
-                            sends_left ? s - r : r - s, sends_left ? "sends have" : "receives have",
+    const size_t extra = sends_left ? s - r : r - s;
+    p.message = fmt::format("{}: {} {} no {}: {} (rank {} made {} sends, rank {} made {} receives)", where, extra,
+                            sends_left ? (extra == 1 ? "send has" : "sends have") : (extra == 1 ? "receive has" : "receives have"),
                             sends_left ? "receive" : "send", Describe(run, first), ch.from, s, ch.to, r);
     if (!sends_left && !bad.empty()) {
       // A receive without a send after a run of disagreements: the pattern line said why.
@@ -334,21 +341,27 @@ std::vector<Wait> WaitsOf(const RunIndex& run, int rank, int64_t unit) {
         w.why = fmt::format("its partner {} is posted as well, yet neither completed{}", Describe(run, partner),
                             Agree(call, run.call(partner)) ? "" : fmt::format(" ({})", IsSend(call) ? Disagreement(call, run.call(partner)) : Disagreement(run.call(partner), call)));
       } else {
-        w.why = fmt::format("its partner {} completed: this call's completion was never observed", Describe(run, partner));
+        continue;  // its partner completed: the group waits for its other calls, not for this one
       }
     } else if (const int64_t peer_blocked = run.BlockedUnit(res.peer); peer_blocked >= 0) {
       w.on = res.peer;
-      w.why = fmt::format("rank {} has not made the {} it meets (its #{} {} rank {}): it is blocked in group #{}", res.peer,
-                          IsSend(call) ? "ncclRecv" : "ncclSend", res.position, IsSend(call) ? "receive from" : "send to", rank,
-                          peer_blocked);
+      w.why = fmt::format("rank {} has not made the {} it meets (its {} #{} {} rank {}): it is blocked in group #{}", res.peer,
+                          IsSend(call) ? "ncclRecv" : "ncclSend", IsSend(call) ? "receive" : "send", res.position,
+                          IsSend(call) ? "from" : "to", rank, peer_blocked);
     } else {
       const Trace& peer = run.trace(res.peer);
-      w.why = fmt::format("rank {} never makes the {} it meets (its #{} {} rank {}): its trace ends with all {} of its calls completed{}",
-                          res.peer, IsSend(call) ? "ncclRecv" : "ncclSend", res.position,
-                          IsSend(call) ? "receive from" : "send to", rank, peer.calls.size(),
+      w.why = fmt::format("rank {} never makes the {} it meets (its {} #{} {} rank {}): its trace ends with all {} of its calls completed{}",
+                          res.peer, IsSend(call) ? "ncclRecv" : "ncclSend", IsSend(call) ? "receive" : "send", res.position,
+                          IsSend(call) ? "from" : "to", rank, peer.calls.size(),
                           peer.ended_on_signal() ? "" : " (it finished)");
     }
     waits.push_back(std::move(w));
+  }
+  if (waits.empty()) {
+    // Every call still open in the group met a partner that completed: the group's end was not
+    // seen (the process stopped in between, or completion is only known per group).
+    const CallRef first{rank, run.units(rank)[unit].front()};
+    waits.push_back({first, -1, "every call of its group met a partner that completed, yet the group's end was never seen"});
   }
   return waits;
 }
@@ -364,6 +377,11 @@ std::vector<std::vector<int64_t>> UnitsWith(const RunIndex& run, int rank, int p
     if (!with.empty()) out.push_back(std::move(with));
   }
   return out;
+}
+
+std::string Ordinal(size_t n) {
+  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th" : n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+  return fmt::format("{}{}", n, suffix);
 }
 
 // The first call where the orders of `p` and `q` diverge: the first of their groups (counting
@@ -394,7 +412,13 @@ std::vector<std::string> Divergence(const RunIndex& run, int p, int q) {
     }
     if (!odd_a && !odd_b) continue;
     std::vector<std::string> lines;
-    lines.push_back(fmt::format("ranks {} and {} diverge at their group #{} with each other: up to there every group of one met one group of the other", p, q, i));
+    auto group_of = [&](int rank, const std::vector<std::vector<int64_t>>& units) {
+      return i < units.size() ? fmt::format("rank {}'s group #{}", rank, run.call({rank, units[i].front()}).unit)
+                              : fmt::format("rank {}'s end", rank);
+    };
+    lines.push_back(fmt::format("ranks {} and {} diverge at {} and {} (the {} of their groups with calls to each other): up to "
+                                "there every such group of one met exactly one of the other",
+                                p, q, group_of(p, a), group_of(q, b), Ordinal(i + 1)));
     auto explain = [&](int rank, int64_t call) {
       const CallRef partner = run.Partner({rank, call});
       lines.push_back(fmt::format("  {}: {}", Describe(run, {rank, call}),
@@ -562,7 +586,12 @@ TraceCheckReport CheckTraces(const std::vector<Trace>& traces) {
     for (const TraceComm& c : t.comms) comms.insert(c.id);
   }
   report.communicators = static_cast<int64_t>(comms.size());
-  for (const RunIndex::Channel& ch : run.channels()) CheckChannel(run, ch, report.matched);
+  int64_t left_open = 0;
+  for (const RunIndex::Channel& ch : run.channels()) CheckChannel(run, ch, report.matched, left_open);
+  if (left_open) {
+    run.notes().push_back(fmt::format("{} call{} left without a partner because the other rank stopped before it (the hang "
+                                      "explains them)", left_open, left_open == 1 ? " is" : "s are"));
+  }
   CheckErrors(run);
   report.problems = std::move(run.problems());
   report.hang = FindHang(run);

@@ -17,7 +17,7 @@ set_property(GLOBAL APPEND PROPERTY PIPEPROOF_CLI_LIBS pipeproof_trace_check)
 
 pipeproof_test(nccl_trace_test
   SOURCES nccl_trace_test.cpp trace_check_test.cpp
-  LIBS pipeproof_trace_check pipeproof_nccl_trace pipeproof_schedule
+  LIBS pipeproof_trace_check pipeproof_nccl_trace pipeproof_verify pipeproof_schedule
   TIMEOUT 60)
 
 # The interposer. It needs no NCCL and no CUDA to build: it declares the NCCL calls it wraps
