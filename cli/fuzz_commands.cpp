@@ -1,6 +1,259 @@
-// See issue 5.
+// fuzz: the delay-fuzz campaign (fuzz/campaign.h). Keeps drawing a generated schedule and a
+// fault plan, runs it against the reference, and on a failure shrinks it, writes the minimal
+// plan and prints the `pipeproof run ... --replay PLAN` command that reproduces it. Exit 0 when
+// every case passed, 1 when a failure was found, 2 on bad usage.
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
 #include "cli/command.h"
+#include "cli/exit_codes.h"
+#include "fuzz/campaign.h"
 
 namespace pipeproof {
-void AddFuzzCommands(CLI::App&, Commands&) {}
+namespace {
+
+struct FuzzFlags {
+  std::optional<int64_t> iterations;
+  std::string time;
+  uint64_t seed = 1;
+  std::string transport = "threads";
+  std::string launcher = "mpirun --allow-run-as-root --oversubscribe -np {ranks}";
+  std::vector<std::string> kinds;
+  int max_ranks = DrawLimits{}.max_ranks;
+  int microbatch_factor = DrawLimits{}.max_microbatches_per_rank;
+  double max_delay_us = DrawLimits{}.max_delay_mean_us;
+  double controls = 0;
+  int hidden = CaseSettings::SmallModel().shape.hidden;
+  int seq = CaseSettings::SmallModel().shape.seq;
+  int micro_batch_size = CaseSettings::SmallModel().shape.micro_batch_size;
+  std::string dtype = "f64";
+  uint64_t model_seed = 0;
+  double timeout = CaseSettings{}.timeout_s;
+  int max_failures = 1;
+  int shrink_runs = ShrinkOptions{}.max_runs;
+  int shrink_attempts = ShrinkOptions{}.attempts;
+  int replay_checks = 3;
+  std::string out_dir = ".";
+  std::string summary;
+  double progress_interval = 10;
+  bool quiet = false;
+  std::string plant;  // hidden: switch on a planted executor bug (the harness's self-test)
+};
+
+// "90", "90s", "15m", "2h" as seconds.
+double ParseDuration(const std::string& text) {
+  double scale = 1;
+  std::string number = text;
+  if (!number.empty() && std::string("smh").find(number.back()) != std::string::npos) {
+    scale = number.back() == 's' ? 1 : number.back() == 'm' ? 60 : 3600;
+    number.pop_back();
+  }
+  try {
+    size_t used = 0;
+    const double v = std::stod(number, &used);
+    if (used == number.size() && v > 0 && std::isfinite(v)) return v * scale;
+  } catch (const std::exception&) {
+  }
+  throw InputError(fmt::format("--time '{}': expected a duration such as 90s, 15m or 2h", text));
+}
+
+void AddFlags(CLI::App* cmd, FuzzFlags& f) {
+  cmd->add_option("-n,--iterations", f.iterations, "stop after this many cases")->check(CLI::PositiveNumber);
+  cmd->add_option("--time", f.time, "stop after this long (90s, 15m, 2h); without either, run until Ctrl-C");
+  cmd->add_option("--seed", f.seed, "campaign seed: the same seed draws the same cases")->capture_default_str();
+  cmd->add_option("--transport", f.transport,
+                  "threads: ranks as threads of this process; mpi: every case as `mpirun -np R pipeproof "
+                  "run --transport mpi`")
+      ->check(CLI::IsMember({"threads", "mpi"}))
+      ->capture_default_str();
+  cmd->add_option("--launcher", f.launcher, "with --transport mpi: the launcher; {ranks} becomes the case's ranks")
+      ->capture_default_str();
+  cmd->add_option("--kinds", f.kinds, "schedule kinds to draw from (default: every generator)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(GeneratorKinds()));
+  cmd->add_option("--max-ranks", f.max_ranks, "most ranks in a case")->check(CLI::Range(2, 64))->capture_default_str();
+  cmd->add_option("--max-microbatches-per-rank", f.microbatch_factor,
+                  "most microbatches per rank (at least each kind's minimum)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--max-delay", f.max_delay_us, "largest mean delay in microseconds (means are drawn log-uniformly)")
+      ->check(CLI::Range(2.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--controls", f.controls,
+                  "fraction of cases with a negative control (bitflip, swap, drop, kill) that must be caught")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--hidden", f.hidden, "hidden size H of the stage model")->capture_default_str();
+  cmd->add_option("--seq", f.seq, "sequence length L")->capture_default_str();
+  cmd->add_option("--micro-batch-size", f.micro_batch_size, "micro-batch size b")->capture_default_str();
+  cmd->add_option("--dtype", f.dtype, "element type")->check(CLI::IsMember({"f64", "f32"}))->capture_default_str();
+  cmd->add_option("--model-seed", f.model_seed, "seed of the weights and the data")->capture_default_str();
+  cmd->add_option("--timeout", f.timeout, "seconds without progress before a case is declared hung")
+      ->check(CLI::Range(0.01, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--max-failures", f.max_failures, "stop after this many failures (each is shrunk)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--shrink-runs", f.shrink_runs, "most runs spent shrinking one failure")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--shrink-attempts", f.shrink_attempts,
+                  "runs of each shrink candidate (a timing-dependent failure may need more than one)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--replay-checks", f.replay_checks, "run each printed replay command this often to confirm it")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--out", f.out_dir, "directory for the minimal fault plans")->capture_default_str();
+  cmd->add_option("--summary", f.summary, "write the campaign's results as JSON to this file");
+  cmd->add_option("--progress-interval", f.progress_interval,
+                  "seconds between progress lines when the output is not a terminal")
+      ->capture_default_str();
+  cmd->add_flag("-q,--quiet", f.quiet, "no progress lines");
+  // The harness's self-test, never on by default: switches on a known executor bug.
+  cmd->add_option("--plant", f.plant, "")->group("")->check(CLI::IsMember({"release-send-early", "skip-arrival-wait"}));
+}
+
+CampaignOptions OptionsFrom(const FuzzFlags& f) {
+  CampaignOptions o;
+  o.seed = f.seed;
+  o.iterations = f.iterations;
+  if (!f.time.empty()) o.seconds = ParseDuration(f.time);
+  o.max_failures = f.max_failures;
+  if (!f.kinds.empty()) o.limits.kinds = f.kinds;
+  o.limits.max_ranks = f.max_ranks;
+  o.limits.max_microbatches_per_rank = f.microbatch_factor;
+  o.limits.max_delay_mean_us = f.max_delay_us;
+  o.limits.controls = f.controls;
+  ModelConfig& model = o.settings.model;
+  model.shape = {f.hidden, f.seq, f.micro_batch_size};
+  model.dtype = *DTypeFromName(f.dtype);
+  model.seed = f.model_seed;
+  CheckModelConfig(model);
+  o.settings.timeout_s = f.timeout;
+  if (!f.plant.empty()) o.settings.planted_bug = *PlantedBugFromName(f.plant);
+  o.shrink.max_runs = f.shrink_runs;
+  o.shrink.attempts = f.shrink_attempts;
+  o.replay_checks = f.replay_checks;
+  o.out_dir = f.out_dir;
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  o.pipeproof = error ? "pipeproof" : self.string();
+  if (f.transport == "mpi") o.launcher = f.launcher;
+  return o;
+}
+
+std::atomic<bool> g_interrupted{false};
+
+// Prints progress: one line rewritten in place on a terminal, a line every `interval` seconds
+// otherwise.
+class Progress {
+ public:
+  Progress(bool quiet, double interval) : quiet_(quiet), tty_(::isatty(STDOUT_FILENO)), interval_(interval) {}
+
+  void Case(const CampaignStats& stats) {
+    if (quiet_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double since = std::chrono::duration<double>(now - last_).count();
+    if (since < (tty_ ? 0.2 : interval_)) return;
+    last_ = now;
+    Print(stats);
+  }
+
+  void Message(const std::string& text) {
+    EndLine();
+    std::cout << text << '\n' << std::flush;
+  }
+
+  void Final(const CampaignStats& stats) {
+    if (!quiet_) Print(stats);
+    EndLine();
+  }
+
+ private:
+  void Print(const CampaignStats& stats) {
+    if (tty_) {
+      std::cout << "\r\033[K" << "fuzz: " << ProgressLine(stats) << std::flush;
+      open_line_ = true;
+    } else {
+      std::cout << "fuzz: " << ProgressLine(stats) << '\n' << std::flush;
+    }
+  }
+  void EndLine() {
+    if (open_line_) std::cout << '\n';
+    open_line_ = false;
+  }
+
+  bool quiet_, tty_;
+  double interval_;
+  bool open_line_ = false;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+int Fuzz(const FuzzFlags& f) {
+  const CampaignOptions options = OptionsFrom(f);
+  std::unique_ptr<CaseRunner> runner;
+  if (f.transport == "mpi") {
+    CommandRunnerOptions c;
+    c.pipeproof = options.pipeproof;
+    c.transport = "mpi";
+    c.launcher = f.launcher;
+    runner = MakeCommandRunner(c);
+  } else {
+    runner = MakeThreadRunner();
+  }
+  if (options.settings.planted_bug != PlantedBug::kNone) {
+    std::cout << fmt::format("fuzz: PLANTED EXECUTOR BUG {} is on (the harness's self-test)\n",
+                             PlantedBugName(options.settings.planted_bug));
+  }
+  std::cout << fmt::format("fuzz: seed {}, {} transport, kinds {}, up to {} ranks; {}\n", options.seed,
+                           runner->Transport(), fmt::join(options.limits.kinds, ","), options.limits.max_ranks,
+                           options.iterations ? fmt::format("{} cases", *options.iterations)
+                           : options.seconds  ? fmt::format("for {}", f.time)
+                                              : std::string("until Ctrl-C"));
+  Progress progress(f.quiet, f.progress_interval);
+  CampaignEvents events;
+  events.on_case = [&](const CampaignStats& stats) { progress.Case(stats); };
+  events.on_message = [&](const std::string& text) { progress.Message(text); };
+  events.should_stop = [] { return g_interrupted.load(); };
+  g_interrupted = false;
+  auto previous = std::signal(SIGINT, [](int) { g_interrupted = true; });
+  const CampaignResult result = RunCampaign(options, *runner, events);
+  std::signal(SIGINT, previous);
+  progress.Final(result.stats);
+  std::cout << fmt::format("fuzz: {} cases in {:.1f}s ({:.1f} cases/s), {} failures{}; stopped by {}\n",
+                           result.stats.cases, result.stats.seconds, result.stats.CasesPerSecond(),
+                           result.stats.failures,
+                           result.stats.controls ? fmt::format(", {} of {} negative controls caught",
+                                                               result.stats.controls_caught, result.stats.controls)
+                                                 : "",
+                           result.stopped_by);
+  if (!f.summary.empty()) WriteOutput(f.summary, result.Json(options, runner->Transport()));
+  return result.failures.empty() ? kExitOk : kExitCheckFailed;
+}
+
+}  // namespace
+
+void AddFuzzCommands(CLI::App& app, Commands& commands) {
+  auto flags = std::make_shared<FuzzFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "fuzz",
+      "Fuzz the executor: keep drawing a schedule (kind, ranks, microbatches) and a fault plan, run it "
+      "against the reference; shrink any failure and print the `pipeproof run --replay` command that "
+      "reproduces it. Exit 0 no failure, 1 a failure found, 2 bad usage");
+  AddFlags(cmd, *flags);
+  commands.push_back({cmd, [flags] { return Fuzz(*flags); }});
+}
+
 }  // namespace pipeproof
