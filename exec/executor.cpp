@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -289,6 +290,8 @@ class RankExecutor {
   // Waits until a tensor that a unit brings has arrived.
   void AwaitArrival(int index, int64_t unit, const std::string& what) {
     if (unit < 0 || unit < completed_units_) return;
+    // ---- planted bug (test hook, see PlantedBug): the missing event wait ----
+    if (options_.planted_bug == PlantedBug::kSkipArrivalWait && !rank_plan_->grouped) return;
     if (rank_plan_->grouped) {
       throw RankError(fmt::format("{} needs {}, which arrives with group #{}, not yet waited for", Name(index), what, unit));
     }
@@ -549,6 +552,35 @@ class RankExecutor {
 };
 
 }  // namespace
+
+// ---- planted bugs (test hook of the fuzz campaign) ----
+std::string_view PlantedBugName(PlantedBug bug) {
+  switch (bug) {
+    case PlantedBug::kNone: return "none";
+    case PlantedBug::kReleaseSendEarly: return "release-send-early";
+    case PlantedBug::kSkipArrivalWait: return "skip-arrival-wait";
+  }
+  return "?";
+}
+
+std::optional<PlantedBug> PlantedBugFromName(std::string_view name) {
+  for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kReleaseSendEarly, PlantedBug::kSkipArrivalWait}) {
+    if (PlantedBugName(b) == name) return b;
+  }
+  return std::nullopt;
+}
+
+PlantedBug PlantedBugFromEnvironment() {
+  const char* value = std::getenv(kPlantedBugVariable);
+  if (value == nullptr || *value == 0) return PlantedBug::kNone;
+  const std::optional<PlantedBug> bug = PlantedBugFromName(value);
+  if (!bug) {
+    throw InputError(fmt::format("{}={}: not a planted bug (release-send-early, skip-arrival-wait)",
+                                 kPlantedBugVariable, value));
+  }
+  return *bug;
+}
+// ---- planted bugs (end) ----
 
 std::unique_ptr<Device> MakeDevice(const ExecOptions& options, int rank) {
   return options.make_device ? options.make_device(rank) : MakeCpuDevice(options.model.dtype);

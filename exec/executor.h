@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,12 +33,23 @@
 
 namespace pipeproof {
 
+// ---- planted bugs (test hook of the fuzz campaign; begin) ----
 // Known executor bugs that can be switched on, to prove the harness finds them (the fuzz
-// campaign's planted-bug test). Never on in a normal run.
+// campaign's planted-bug test). Never on in a normal run: only ExecOptions::planted_bug or the
+// environment variable PIPEPROOF_PLANTED_BUG switch one on, and the run's fault summary says so.
 enum class PlantedBug {
   kNone,
   kReleaseSendEarly,  // free a send's payload when its unit is posted, not when it completes
+  kSkipArrivalWait,   // on a rank without WAITs, compute on a received input without waiting for it
 };
+std::string_view PlantedBugName(PlantedBug bug);  // "none", "release-send-early", "skip-arrival-wait"
+std::optional<PlantedBug> PlantedBugFromName(std::string_view name);
+// The variable that lets `pipeproof run` (and mpirun's processes) reproduce what the fuzz campaign
+// found with a planted bug: PIPEPROOF_PLANTED_BUG=release-send-early pipeproof run ... --replay P
+inline constexpr const char* kPlantedBugVariable = "PIPEPROOF_PLANTED_BUG";
+// The bug the variable names; kNone when it is unset or empty. InputError for an unknown name.
+PlantedBug PlantedBugFromEnvironment();
+// ---- planted bugs (end) ----
 
 // Makes the device a rank computes on (rank -1: the sequential reference's). Default: the CPU
 // device of the model's dtype.

@@ -271,13 +271,22 @@ RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, Wo
   outcome.schedule_name = options.schedule_name;
   outcome.model = options.exec.model;
   outcome.faults_summary = options.faults.Summary();
+  // ---- planted bugs (test hook of the fuzz campaign, see PlantedBug; begin) ----
+  ExecOptions exec = options.exec;
+  if (exec.planted_bug == PlantedBug::kNone) exec.planted_bug = PlantedBugFromEnvironment();
+  if (exec.planted_bug != PlantedBug::kNone) {
+    if (outcome.faults_summary == "no faults\n") outcome.faults_summary.clear();
+    outcome.faults_summary += fmt::format("PLANTED EXECUTOR BUG: {} (a test hook, {})\n",
+                                          PlantedBugName(exec.planted_bug), kPlantedBugVariable);
+  }
+  // ---- planted bugs (end) ----
   auto on_hang = [&](const Execution& e) {
     RunOutcome fatal = outcome;
     fatal.execution = e;
     Judge(schedule, options, fatal);
     if (options.on_fatal) options.on_fatal(fatal);
   };
-  outcome.execution = world.Execute(plan, options.faults, options.exec, options.watchdog, on_hang);
+  outcome.execution = world.Execute(plan, options.faults, exec, options.watchdog, on_hang);
   outcome.leader = world.leader();
   if (outcome.leader) Judge(schedule, options, outcome);
   const int agreed = world.AgreeOnStatus(outcome.ExitCode());
