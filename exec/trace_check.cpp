@@ -338,8 +338,16 @@ std::vector<Wait> WaitsOf(const RunIndex& run, int rank, int64_t unit) {
         w.why = fmt::format("its partner is {}, which rank {} has not reached: it is blocked in group #{}",
                             Describe(run, partner), res.peer, peer_blocked);
       } else if (peer_blocked == partner_unit) {
-        w.why = fmt::format("its partner {} is posted as well, yet neither completed{}", Describe(run, partner),
-                            Agree(call, run.call(partner)) ? "" : fmt::format(" ({})", IsSend(call) ? Disagreement(call, run.call(partner)) : Disagreement(run.call(partner), call)));
+        const TraceCall& other = run.call(partner);
+        if (other.flags & kCallStopped) {
+          w.on = res.peer;  // the stopped rank is where the waits end
+          w.why = fmt::format("its partner is {}, before which rank {} stopped dead", Describe(run, partner), res.peer);
+        } else if (!(other.flags & kCallPosted)) {
+          w.why = fmt::format("its partner {} was never handed to NCCL", Describe(run, partner));
+        } else {
+          w.why = fmt::format("its partner {} is posted as well, yet neither completed{}", Describe(run, partner),
+                              Agree(call, other) ? "" : fmt::format(" ({})", IsSend(call) ? Disagreement(call, other) : Disagreement(other, call)));
+        }
       } else {
         continue;  // its partner completed: the group waits for its other calls, not for this one
       }
@@ -526,23 +534,44 @@ std::optional<HangReport> FindHang(const RunIndex& run) {
     }
     return h;
   }
-  // No cycle: the waits end at ranks that will never answer. Name them.
-  std::vector<std::string> roots;
+  // No cycle: the waits end at ranks that will never answer. Follow each blocked rank's first
+  // wait on another rank to where it ends, and name what holds up the ranks there.
+  std::map<int, int> next;
   for (const auto& [r, ws] : waits) {
     for (const Wait& w : ws) {
-      if (w.on < 0) roots.push_back(fmt::format("{}: {}", Describe(run, w.call), w.why));
+      if (w.on >= 0) {
+        next[r] = w.on;
+        break;
+      }
     }
   }
-  h.headline = fmt::format("{} rank{} never complete{}", blocked.size(), blocked.size() == 1 ? "" : "s",
-                           blocked.size() == 1 ? "s" : "");
-  h.explanation = roots;
-  std::set<std::pair<int, int>> told;
+  std::map<int, std::vector<std::string>> chains;  // root rank -> the chains that end there
   for (const auto& [r, ws] : waits) {
-    if (ws.empty()) continue;
-    const int peer = run.resolved(ws.front().call).peer;
-    if (peer < 0 || peer == r || !told.insert({std::min(r, peer), std::max(r, peer)}).second) continue;
-    for (std::string& line : Divergence(run, r, peer)) h.explanation.push_back(std::move(line));
+    std::vector<int> chain{r};
+    std::set<int> seen{r};
+    for (auto it = next.find(r); it != next.end() && seen.insert(it->second).second; it = next.find(it->second)) {
+      chain.push_back(it->second);
+    }
+    if (chain.size() > 1) chains[chain.back()].push_back(fmt::format("{}", fmt::join(chain, " -> ")));
   }
+  std::vector<int> roots;
+  for (const auto& [r, ws] : waits) {
+    if (!next.count(r)) roots.push_back(r);
+  }
+  for (int root : roots) {
+    for (const Wait& w : waits[root]) {
+      if (w.on < 0) h.explanation.push_back(fmt::format("{}: {}", Describe(run, w.call), w.why));
+    }
+    if (chains.count(root)) {
+      h.explanation.push_back(fmt::format("  waiting on rank {}: ranks {}", root, fmt::join(chains[root], "; ranks ")));
+    }
+  }
+  const std::string first = roots.empty() ? "" : waits[roots.front()].front().why;
+  h.headline = roots.size() == 1
+                   ? fmt::format("{} rank{} never complete{}; the waits end at rank {} call #{}: {}", blocked.size(),
+                                 blocked.size() == 1 ? "" : "s", blocked.size() == 1 ? "s" : "", roots.front(),
+                                 waits[roots.front()].front().call.index, first)
+                   : fmt::format("{} ranks never complete; the waits end at ranks {}", blocked.size(), fmt::join(roots, ", "));
   return h;
 }
 

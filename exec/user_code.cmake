@@ -84,7 +84,7 @@ if(NOT PIPEPROOF_NCCL STREQUAL "OFF")
   # what it recorded.
   pipeproof_test(nccl_inject_test
     SOURCES nccl_inject_test.cpp
-    LIBS pipeproof_nccl_trace pipeproof_schedule nlohmann_json::nlohmann_json
+    LIBS pipeproof_exec pipeproof_nccl_trace pipeproof_schedule nlohmann_json::nlohmann_json
     TIMEOUT 120)
   target_compile_definitions(nccl_inject_test PRIVATE
     PIPEPROOF_PIPELINE_PROGRAM="$<TARGET_FILE:nccl_pipeline_program>"
