@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
+#include "fuzz/plan_oracle.h"
 #include "fuzz/reader_oracle.h"
 
 namespace pipeproof {
@@ -13,17 +15,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void ReplayDirectory(const std::string& relative, Format format) {
+// Calls check(bytes) on every file in fuzz/<relative>; returns how many there were.
+int ReplayDirectory(const std::string& relative, const std::function<void(std::string_view)>& check) {
   const fs::path dir = fs::path(PIPEPROOF_SOURCE_DIR) / "fuzz" / relative;
-  if (!fs::exists(dir)) return;
+  if (!fs::exists(dir)) return 0;
+  int files = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
     std::ostringstream all;
     all << in.rdbuf();
     SCOPED_TRACE(entry.path().string());
-    CheckReader(format, all.str());  // aborts on a violation
+    check(all.str());  // aborts on a violation
+    ++files;
   }
+  return files;
+}
+
+void ReplayDirectory(const std::string& relative, Format format) {
+  ReplayDirectory(relative, [format](std::string_view data) { CheckReader(format, data); });
 }
 
 TEST(ReaderRegressionsTest, SeedCorpusAndPastFindingsPassTheOracle) {
@@ -32,6 +42,11 @@ TEST(ReaderRegressionsTest, SeedCorpusAndPastFindingsPassTheOracle) {
     ReplayDirectory(std::string("corpus/") + name, format);
     ReplayDirectory(std::string("regressions/") + name, format);
   }
+}
+
+TEST(ReaderRegressionsTest, FaultPlanSeedCorpusAndPastFindingsPassTheOracle) {
+  EXPECT_GT(ReplayDirectory("corpus/plan", CheckPlanReader), 5);
+  ReplayDirectory("regressions/plan", CheckPlanReader);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang, AddressSanitizer and UndefinedBehaviorSanitizer in
-# build-fuzz/, then runs each on its seed corpus (fuzz/corpus/<reader>), for SECONDS (default
-# 60) or, with --runs N, for N inputs from a fixed seed (reproducible: what scripts/test.sh does).
+# Builds the libFuzzer targets (pps, csv, json: the schedule readers; plan: the fault-plan reader)
+# with clang, AddressSanitizer and UndefinedBehaviorSanitizer in build-fuzz/, then runs each on
+# its seed corpus (fuzz/corpus/<target>), for SECONDS (default 60) or, with --runs N, for N
+# inputs from a fixed seed (reproducible: what scripts/test.sh does). Default: every target.
 # A crash, leak, sanitizer report, timeout or oracle violation fails the run; the input that
 # caused it is copied to fuzz/regressions/<reader>/ so the ordinary tests replay it forever.
 #   scripts/fuzz.sh [SECONDS | --runs N] [TARGET...]     e.g. scripts/fuzz.sh 3600 csv
@@ -15,7 +16,7 @@ elif (($#)); then
   shift
 fi
 targets=("$@")
-((${#targets[@]})) || targets=(pps csv json)
+((${#targets[@]})) || targets=(pps csv json plan)
 
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
