@@ -17,6 +17,10 @@
 #include "exec/fault_draw.h"
 #include "exec/mpi_world.h"
 #include "exec/run.h"
+#include "render/perfetto_trace.h"
+#include "render/progress.h"
+#include "render/run_report.h"
+#include "render/timeline_view.h"
 #include "schedule/generate.h"
 #include "schedule/lower.h"
 #include "verify/verify.h"
@@ -65,6 +69,8 @@ struct RunFlags {
   std::string save_plan;
   // Output.
   std::string report;
+  std::string trace;
+  std::string html;
   bool quiet = false;
 };
 
@@ -122,7 +128,15 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--replay", f.replay, "take every fault from this fault plan (JSON) instead of drawing them");
   cmd->add_option("--save-plan", f.save_plan, "write the fault plan of this run (JSON)");
 
-  cmd->add_option("--report", f.report, "write the full report as JSON to this file");
+  cmd->add_option("--report", f.report,
+                  "write the full report as JSON to this file, with the recorded timeline (for "
+                  "pipeproof render --from-run)");
+  cmd->add_option("--trace", f.trace,
+                  "write what ran when as Chrome/Perfetto trace JSON: every rank's computes and "
+                  "communication units with real times, messages as flow arrows");
+  cmd->add_option("--html", f.html,
+                  "write the mismatch report as a self-contained HTML page (summary, per-tensor "
+                  "table, heatmaps of where the errors are)");
   cmd->add_flag("-q,--quiet", f.quiet, "print only the result line (and a hang's dump)");
 }
 
@@ -238,17 +252,37 @@ void Emit(const RunFlags& f, const RunOutcome& outcome, const FaultPlan& plan) {
   if (!f.report.empty()) WriteOutput(f.report, outcome.Json());
 }
 
+// The trace and the HTML report, when asked for (render/ draws them).
+void WritePictures(const RunFlags& f, const RunOutcome& outcome, const Schedule& schedule, const FaultPlan& plan) {
+  if (!f.trace.empty()) {
+    if (outcome.timeline) {
+      WriteOutput(f.trace, PerfettoTrace(RecordedView(schedule, *outcome.timeline, "", outcome.transport)));
+    } else {
+      std::cerr << "pipeproof: --trace " << f.trace << " not written: the run did not complete, so it recorded no "
+                << "timeline (the flight recorder's dump above shows each rank's last actions)\n";
+    }
+  }
+  if (!f.html.empty()) WriteOutput(f.html, RunHtmlReport(outcome, schedule, plan));
+}
+
 int Run(const RunFlags& f) {
   std::unique_ptr<World> world = f.transport == "mpi" ? MakeMpiWorld() : MakeThreadWorld();
   const bool leader = world->leader();
   try {
     std::string name;
     const Schedule schedule = ScheduleFrom(f, name);
+    // A live line while verifying and running long work (nothing for short work or with -q);
+    // finished before anything else is printed.
+    ProgressOptions progress_options;
+    if (f.quiet || !leader) progress_options.mode = ProgressMode::kOff;
+    Progress progress("run", progress_options);
     VerifyOptions verify;
     verify.model = CommModel::kNccl;  // what the executor does
     verify.use_z3 = !f.no_z3;
+    verify.progress = progress.Callback();
     const VerifyReport report = Verify(schedule, verify);
     if (!report.ok) {
+      progress.Finish();
       if (leader) {
         std::cerr << report.Text();
         std::cerr << "pipeproof: error: the schedule fails verification; run refuses to execute it\n";
@@ -258,15 +292,26 @@ int Run(const RunFlags& f) {
     RunOptions options;
     options.exec.model = ModelFrom(f);
     options.exec.flight_capacity = std::max<size_t>(f.flight_tail, 16);
+    options.exec.record_timeline = !f.report.empty() || !f.trace.empty();
+    options.progress = progress.Callback();
+    options.watchdog.progress = progress.Callback();
     options.policy = PolicyFrom(f, options.exec.model.dtype);
     options.watchdog.timeout_s = f.timeout;
     options.watchdog.flight_tail = f.flight_tail;
     options.schedule_name = name;
     options.faults = PlanFrom(f, schedule, options.exec.model, name);
     if (!f.save_plan.empty() && leader) WriteOutput(f.save_plan, options.faults.Json());
-    options.on_fatal = [&](const RunOutcome& outcome) { Emit(f, outcome, options.faults); };
+    options.on_fatal = [&](const RunOutcome& outcome) {
+      progress.Finish();
+      Emit(f, outcome, options.faults);
+      WritePictures(f, outcome, schedule, options.faults);
+    };
     const RunOutcome outcome = RunAndCompare(schedule, options, *world);
-    if (outcome.leader) Emit(f, outcome, options.faults);
+    progress.Finish();
+    if (outcome.leader) {
+      Emit(f, outcome, options.faults);
+      WritePictures(f, outcome, schedule, options.faults);
+    }
     return outcome.ExitCode();
   } catch (const InputError& e) {
     if (leader) std::cerr << (e.location().empty() ? "pipeproof: " : "") << e.what() << '\n';

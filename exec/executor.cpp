@@ -47,6 +47,7 @@ struct PendingUnit {
   std::vector<CommOp> ops;
   std::deque<Tensor> keep_alive;  // a deque: pointers to its tensors stay valid as it grows
   std::shared_ptr<UnitView> view;
+  int64_t posted_by = 0;  // the run-wide action that posted it (for the timeline)
   Tensor* flip_target = nullptr;
   int64_t flip_element = 0;
   int flip_bit = 0;
@@ -164,6 +165,7 @@ class RankExecutor {
     try {
       for (const PassPlan& pass : plan_.passes) RunPass(pass, outcome.result);
       recorder_.SetActivity(RankActivity::kDone, "finished every pass");
+      outcome.result.timeline = spans_.Take();
     } catch (const Killed&) {
       outcome.end = RankEnd::kDead;
     } catch (const Stopped&) {
@@ -259,6 +261,17 @@ class RankExecutor {
       const auto spent = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - begin);
       Sleep(action, static_cast<uint32_t>(static_cast<double>(spent.count()) * (rank_faults_.straggler - 1)));
     }
+    // A straggler's extra time is part of its compute: it models a slower device.
+    RecordSpan(/*comm=*/false, action, -1, begin);
+  }
+
+  // Timeline recording (ExecOptions::record_timeline): a span from `begin` to now.
+  void RecordSpan(bool comm, int64_t action, int64_t unit, Clock::time_point begin) {
+    if (!options_.record_timeline) return;
+    auto ns = [](Clock::time_point t) {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    };
+    spans_.Add({comm, action, unit, ns(begin), ns(Clock::now())});
   }
 
   void Sleep(int64_t action, uint32_t us) {
@@ -399,6 +412,7 @@ class RankExecutor {
                            ? fmt::format("group #{} of {} ops", unit->global, planned.comms.size())
                            : fmt::format("unit #{}", unit->global);
     const int64_t action = base_->action + index;
+    unit->posted_by = action;
 
     std::vector<CommOp> in_program_order;
     std::vector<std::string> names;
@@ -515,6 +529,7 @@ class RankExecutor {
 
   void RunUnit(PendingUnit& unit) {
     if (!rank_plan_->grouped) recorder_.SetStreamUnit(unit.view);
+    const Clock::time_point begin = Clock::now();
     const UnitResult r = transport_.RunUnit(unit.ops, *unit.view->progress);
     if (!rank_plan_->grouped) recorder_.SetStreamUnit(nullptr);
     if (r.status == UnitResult::Status::kStopped) throw Stopped{};
@@ -526,6 +541,7 @@ class RankExecutor {
       recorder_.Record(-1, FlightEventKind::kCorrupted);
     }
     recorder_.Record(-1, FlightEventKind::kUnitComplete, unit.global);
+    RecordSpan(/*comm=*/true, unit.posted_by, unit.global, begin);
     unit.keep_alive.clear();
   }
 
@@ -548,6 +564,7 @@ class RankExecutor {
   std::map<int, StageWeights> weights_;  // by block
   std::map<int, StageWeights> grads_;    // by stage
   int64_t completed_units_ = 0;          // grouped ranks: units of this pass done
+  SpanLog spans_;                        // ExecOptions::record_timeline
   CommStream stream_;                    // last: joined before the tensors above are freed
 };
 
@@ -683,6 +700,10 @@ std::string RankResult::Serialize() const {
     w.Host(g.w2);
   }
   for (int64_t v : {memory.live_bytes, memory.peak_bytes, memory.allocations, memory.reuses}) w.Int(v);
+  w.Int(static_cast<int64_t>(timeline.size()));
+  for (const RecordedSpan& s : timeline) {
+    for (int64_t v : {int64_t{s.comm}, s.action, s.unit, s.begin_ns, s.end_ns}) w.Int(v);
+  }
   return w.Take();
 }
 
@@ -714,6 +735,15 @@ RankResult RankResult::Deserialize(std::string_view bytes) {
   out.memory.peak_bytes = r.Int();
   out.memory.allocations = r.Int();
   out.memory.reuses = r.Int();
+  for (int64_t i = count(); i > 0; --i) {
+    RecordedSpan s;
+    s.comm = r.Int() != 0;
+    s.action = r.Int();
+    s.unit = r.Int();
+    s.begin_ns = r.Int();
+    s.end_ns = r.Int();
+    out.timeline.push_back(s);
+  }
   if (!r.AtEnd()) throw std::runtime_error("rank result: trailing bytes");
   return out;
 }

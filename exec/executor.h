@@ -28,6 +28,7 @@
 #include "exec/fault_plan.h"
 #include "exec/flight_recorder.h"
 #include "exec/run_plan.h"
+#include "exec/run_timeline.h"
 #include "exec/transport.h"
 #include "reference/reference.h"
 
@@ -59,6 +60,7 @@ struct ExecOptions {
   ModelConfig model;
   DeviceFactory make_device;
   size_t flight_capacity = 64;  // events kept per rank
+  bool record_timeline = false;  // keep every compute's and unit's start and end (RankResult::timeline)
   PlantedBug planted_bug = PlantedBug::kNone;
 };
 
@@ -69,6 +71,7 @@ struct RankResult {
   std::vector<std::pair<int, HostTensor>> outputs;      // microbatch -> output, forward-only pass
   std::vector<std::pair<int, BlockGrads>> stage_grads;  // stage -> accumulated weight gradients
   MemoryStats memory;                                   // the rank's device at the end
+  std::vector<RecordedSpan> timeline;                   // ExecOptions::record_timeline: what ran when
 
   std::string Serialize() const;  // for sending to another process
   static RankResult Deserialize(std::string_view bytes);  // throws std::runtime_error

@@ -59,6 +59,7 @@ void FlightRecorder::Record(int64_t action, FlightEventKind kind, int64_t detail
   next_ = (next_ + 1) % ring_.size();
   count_ = std::min(count_ + 1, ring_.size());
   last_progress_ = now;
+  if (kind == FlightEventKind::kFinished) finished_actions_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void FlightRecorder::SetActivity(RankActivity activity, std::string doing,

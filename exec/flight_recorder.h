@@ -4,6 +4,7 @@
 // the state of every op of the unit it waits for) and its last actions.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,8 @@ class FlightRecorder {
   Clock::time_point last_progress() const;
   RankSnapshot Snapshot(size_t tail) const;
   int rank() const { return rank_; }
+  // Actions finished so far (FlightEventKind::kFinished events), for progress lines.
+  int64_t finished_actions() const { return finished_actions_.load(std::memory_order_relaxed); }
 
  private:
   Clock::time_point LastProgressLocked() const;
@@ -113,6 +116,7 @@ class FlightRecorder {
   std::string doing_;
   std::shared_ptr<const UnitView> waiting_on_;
   std::shared_ptr<const UnitView> stream_unit_;
+  std::atomic<int64_t> finished_actions_{0};
 };
 
 // The whole dump: a headline, then every rank's snapshot.

@@ -77,6 +77,7 @@ class ThreadWorld final : public World {
         std::unique_lock lock(mutex);
         if (cv.wait_for(lock, tick, [&] { return finished == n || stop.stopped(); })) break;
       }
+      if (watchdog.progress) watchdog.progress("executing", FinishedActions(recorders), TotalComputes(plan));
       bool busy = false;
       Clock::time_point last = start;
       for (const auto& rec : recorders) {
@@ -118,6 +119,17 @@ class ThreadWorld final : public World {
   }
 
  private:
+  static int64_t FinishedActions(const std::vector<std::unique_ptr<FlightRecorder>>& recorders) {
+    int64_t done = 0;
+    for (const auto& r : recorders) done += r->finished_actions();
+    return done;
+  }
+  static int64_t TotalComputes(const RunPlan& plan) {
+    int64_t total = 0;
+    for (int r = 0; r < plan.ranks; ++r) total += plan.Computes(r);
+    return total;
+  }
+
   static std::vector<RankSnapshot> Snapshots(const std::vector<std::unique_ptr<FlightRecorder>>& recorders, size_t tail) {
     std::vector<RankSnapshot> out;
     for (const auto& r : recorders) out.push_back(r->Snapshot(tail));
@@ -158,15 +170,24 @@ void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
     }
     return;
   }
-  const StepResults run = AssembleResults(schedule, options.exec.model, e.ranks);
+  if (options.exec.record_timeline) {
+    std::vector<std::vector<RecordedSpan>> spans;
+    for (const RankResult& r : e.ranks) spans.push_back(r.timeline);
+    o.timeline = BuildRunTimeline(PlanRun(schedule), spans);
+  }
+  StepResults run = AssembleResults(schedule, options.exec.model, e.ranks);
   const bool exact = options.policy.mode == ComparePolicy::Mode::kExact;
   const AccumulationOrder order =
       AccumulationOrderOf(schedule, exact ? AccumulationMode::kSchedule : AccumulationMode::kNatural);
   const Clock::time_point t0 = Clock::now();
+  if (options.progress) options.progress("sequential reference", 0, 0);
   std::unique_ptr<Device> device = MakeDevice(options.exec, -1);
-  const StepResults reference = RunReference(schedule, options.exec.model, order, *device);
+  StepResults reference = RunReference(schedule, options.exec.model, order, *device);
   o.reference_seconds = Seconds(Clock::now() - t0);
+  if (options.progress) options.progress("comparing", 0, 0);
   o.comparison = CompareStep(schedule, run, reference, options.policy);
+  o.run_results = std::move(run);
+  o.reference_results = std::move(reference);
   const bool ok = o.comparison->ok();
   o.status = ok ? RunStatus::kMatch : RunStatus::kMismatch;
   o.headline = ok ? fmt::format("match: every loss, output and gradient equals the reference{}",
@@ -260,6 +281,7 @@ std::string RunOutcome::Json() const {
   }
   if (comparison) j["comparison"] = nlohmann::json::parse(comparison->Json());
   if (!execution.snapshots.empty()) j["dump"] = nlohmann::json::parse(DumpJson(execution.headline, execution.snapshots));
+  if (timeline) j["timeline"] = nlohmann::json::parse(timeline->Json());
   return j.dump(2) + "\n";
 }
 

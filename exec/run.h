@@ -11,20 +11,28 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "exec/executor.h"
 #include "exec/fault_plan.h"
 #include "exec/flight_recorder.h"
 #include "exec/run_plan.h"
+#include "exec/run_timeline.h"
 #include "reference/mismatch_report.h"
 #include "reference/reference.h"
 
 namespace pipeproof {
 
+// Reports how long work is going: `phase` ("executing", "reference"), `done` of `total` steps
+// (total 0: unknown). Called from the thread that watches the run; must return quickly.
+using ProgressCallback = std::function<void(std::string_view phase, int64_t done, int64_t total)>;
+
 struct WatchdogOptions {
   double timeout_s = 30;   // a hang is declared after this long without progress
   size_t flight_tail = 8;  // events per rank in the dump
+  // Threads transport: called every watchdog tick with the computes finished over all ranks.
+  ProgressCallback progress;
 };
 
 // How an execution ended, on the world's leader.
@@ -74,6 +82,12 @@ struct RunOutcome {
   std::string schedule_name;
   ModelConfig model;
   std::string faults_summary;
+  // ExecOptions::record_timeline and the execution completed: what ran when (also in Json()).
+  std::optional<RunTimeline> timeline;
+  // A completed execution, on the leader: both sides of the comparison, for pictures of where
+  // the tensors differ (render/html_report.h).
+  std::optional<StepResults> run_results;
+  std::optional<StepResults> reference_results;
 
   int ExitCode() const;
   std::string Text() const;  // what `pipeproof run` prints
@@ -89,6 +103,8 @@ struct RunOptions {
   // Called with the outcome of a hang on the process that found it, when the world ends the job
   // right after (MPI): print it and write the report there.
   std::function<void(const RunOutcome&)> on_fatal;
+  // Progress of the long phases (executing, the reference, the comparison); may be empty.
+  ProgressCallback progress;
 };
 
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.

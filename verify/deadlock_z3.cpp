@@ -66,10 +66,13 @@ class Encoding {
   Encoding(const Schedule& s, const RouteIndex& routes, const Messages& messages, CommModel model)
       : s_(s), routes_(routes), messages_(messages), model_(model), receives_(s, messages) {}
 
-  void Build() {
+  void Build(const ProgressCallback& progress) {
     op_start_.resize(s_.ranks);
     op_end_.resize(s_.ranks);
-    for (int r = 0; r < s_.ranks; ++r) EncodeRank(r);
+    for (int r = 0; r < s_.ranks; ++r) {
+      if (progress) progress("deadlock: Z3 encoding", r, s_.ranks);
+      EncodeRank(r);
+    }
     for (int r = 0; r < s_.ranks; ++r) EncodeMessages(r);
   }
 
@@ -294,15 +297,18 @@ std::vector<CycleStep> Encoding::CycleFromCore(const std::vector<int>& core) con
 }  // namespace
 
 std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
-                                     const Messages& messages, CommModel model) {
+                                     const Messages& messages, CommModel model,
+                                     const ProgressCallback& progress) {
   const auto begin = std::chrono::steady_clock::now();
   Encoding encoding(schedule, routes, messages, model);
-  encoding.Build();
+  encoding.Build(progress);
+  if (progress) progress("deadlock: Z3 solving", 0, 0);
   Z3Verdict verdict;
   verdict.variables = encoding.variables();
   verdict.constraints = encoding.constraints();
   std::vector<int> core;
   verdict.deadlock_free = encoding.Solve(&core);
+  if (!verdict.deadlock_free && progress) progress("deadlock: cycle from Z3's unsat core", 0, 0);
   if (!verdict.deadlock_free) verdict.cycle = encoding.CycleFromCore(core);
   verdict.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   return verdict;
@@ -316,7 +322,7 @@ bool Z3Built() { return true; }
 
 namespace pipeproof::verify_internal {
 std::optional<Z3Verdict> ProveWithZ3(const Schedule&, const RouteIndex&, const Messages&,
-                                     CommModel) {
+                                     CommModel, const ProgressCallback&) {
   return std::nullopt;
 }
 bool Z3Built() { return false; }

@@ -125,7 +125,8 @@ struct Z3Verdict {
 };
 // nullopt when this build has no Z3.
 std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
-                                     const Messages& messages, CommModel model);
+                                     const Messages& messages, CommModel model,
+                                     const ProgressCallback& progress = {});
 bool Z3Built();
 
 // ---- memory (memory.cpp)

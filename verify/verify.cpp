@@ -62,7 +62,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   const std::string model(CommModelName(options.model));
   const bool complete = sim.timeline.complete;
   std::optional<Z3Verdict> z3;
-  if (options.use_z3) z3 = ProveWithZ3(s, routes, messages, options.model);
+  if (options.use_z3) z3 = ProveWithZ3(s, routes, messages, options.model, options.progress);
   std::string proof = "Z3 proof skipped (--no-z3)";
   if (z3) {
     proof = fmt::format(
@@ -172,7 +172,11 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   VerifyReport report;
   report.model = options.model;
   report.costs = costs;
+  auto phase = [&](std::string_view name, int k) {
+    if (options.progress) options.progress(name, k, 6);
+  };
 
+  phase("structure", 0);
   report.checks.push_back(CheckStructure(s));
   if (!report.checks.back().ok()) {
     for (const char* name : kLaterChecks) {
@@ -199,10 +203,14 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
 
   const RouteIndex routes(s);
   const Messages messages = MatchMessages(s, routes);
+  phase("dependencies", 1);
   report.checks.push_back(CheckDependencies(s, routes, messages));
+  phase("matching", 2);
   report.checks.push_back(CheckMatching(s, messages));
+  phase("deadlock: event simulation", 3);
   const SimulationResult sim = RunSimulation(s, routes, messages, options.model, costs);
   report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, &report.cycle));
+  phase("memory", 4);
   report.memory = MeasureWithBound(s, options);
   report.checks.push_back(CheckMemory(s, report.memory));
   if (sim.timeline.complete) {

@@ -40,6 +40,8 @@
 // schedule is verified; the report says so.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -87,11 +89,16 @@ struct Costs {
 Costs ParseCosts(std::string_view text, Costs base = {});
 std::string ToString(const Costs& costs);  // "F=1 B=2 I=1 W=1 FB=3 latency=0"
 
+// Reports how long work is going, for a progress line (render/progress.h): `phase` ("memory",
+// "deadlock: Z3 solving"), `done` of `total` steps (total 0: unknown). Must return quickly.
+using ProgressCallback = std::function<void(std::string_view phase, int64_t done, int64_t total)>;
+
 struct VerifyOptions {
   CommModel model = CommModel::kNccl;
   bool use_z3 = true;                  // prove the deadlock verdict with Z3 (when built with it)
   std::optional<int> max_activations;  // memory bound in stage-chunks; default: the kind's bound
   std::optional<Costs> costs;          // timing costs; default: Costs{}
+  ProgressCallback progress;           // may be empty
 };
 
 enum class CheckStatus { kPass, kFail, kSkipped };
