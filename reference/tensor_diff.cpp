@@ -225,7 +225,7 @@ std::string PolicyText(const ComparePolicy& p) {
 TensorComparison Missing(const std::string& name, const StoredTensor& t, const char* where) {
   TensorComparison c;
   c.name = name;
-  c.group = "tensor";
+  c.group = "tensors";
   c.dtype = CompareAs(t.type);
   const auto [rows, cols] = Flattened(t.shape);
   c.rows = static_cast<int>(std::min<int64_t>(rows, std::numeric_limits<int>::max()));
@@ -257,7 +257,7 @@ TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std
     return c;
   }
   TensorComparison c = CompareTensors(name, ToHost(b), ToHost(a), policy);
-  c.group = "tensor";
+  c.group = "tensors";
   if (a.type == b.type) {
     InOwnType(c, b, a, policy);
   } else {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (pps, csv, json: the schedule readers; plan: the fault-plan reader)
+# Builds the libFuzzer targets (pps, csv, json: the schedule readers; plan: the fault-plan reader;
+# safetensors, npy: the tensor-dump readers; nccl_trace: the NCCL trace reader)
 # with clang, AddressSanitizer and UndefinedBehaviorSanitizer in build-fuzz/, then runs each on
 # its seed corpus (fuzz/corpus/<target>), for SECONDS (default 60) or, with --runs N, for N
 # inputs from a fixed seed (reproducible: what scripts/test.sh does). Default: every target.
@@ -16,7 +17,7 @@ elif (($#)); then
   shift
 fi
 targets=("$@")
-((${#targets[@]})) || targets=(pps csv json plan)
+((${#targets[@]})) || targets=(pps csv json plan safetensors npy nccl_trace)
 
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
