@@ -11,6 +11,7 @@ packages=(
   libz3-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
+  librsvg2-bin libxml2-utils chromium  # pictures: PNG through rsvg-convert; SVG and HTML report checks
 )
 
 missing=()
