@@ -24,6 +24,7 @@
 #include "exec/nccl_trace.h"
 #include "exec/trace_check.h"
 #include "reference/tensor_diff.h"
+#include "render/html_report.h"
 #include "reference/tensor_files.h"
 #include "verify/verify.h"
 
@@ -290,6 +291,20 @@ void AddTraceShow(CLI::App* trace, Commands& commands) {
 
 // ---------------------------------------------------------------- diff
 
+// The diff as render/'s HTML mismatch report: the table, and a heatmap per differing tensor.
+std::string DiffHtml(const TensorDiff& diff, const std::vector<ErrorHeatmap>& heatmaps) {
+  HtmlReportContext context;
+  context.title = "pipeproof diff";
+  const int64_t bad = diff.report.MismatchingTensors();
+  context.headline = bad ? fmt::format("MISMATCH: {} of {} tensors differ (exit 1)", bad, diff.report.tensors.size())
+                         : fmt::format("MATCH: all {} tensors agree (exit 0)", diff.report.tensors.size());
+  context.facts = {{"A (reference)", fmt::format("{}: {} tensors", diff.a_path, diff.a_tensors)},
+                   {"B (run)", fmt::format("{}: {} tensors", diff.b_path, diff.b_tensors)},
+                   {"comparison", diff.report.policy.Describe()}};
+  for (const std::string& n : diff.notes) context.details += n + "\n";
+  return MismatchHtml(diff.report, heatmaps, context);
+}
+
 void AddDiff(CLI::App& app, Commands& commands) {
   struct Flags {
     std::string a, b;
@@ -320,10 +335,15 @@ void AddDiff(CLI::App& app, Commands& commands) {
                         options.atol = f->atol;
                         if (f->exact && (f->rtol || f->atol)) throw InputError("--exact and --rtol/--atol exclude each other");
                         for (const std::string& m : f->maps) options.renames.push_back(ParseRename(m));
-                        const TensorDiff diff = DiffTensors(ReadTensorDump(f->a), ReadTensorDump(f->b), options);
+                        std::vector<ErrorHeatmap> heatmaps;
+                        const auto heatmap = [&](const TensorComparison& c, const HostTensor& run, const HostTensor& ref,
+                                                 const ComparePolicy& policy) {
+                          if (!f->html.empty() && !c.ok()) heatmaps.push_back(ComputeHeatmap(c.name, run, ref, policy));
+                        };
+                        const TensorDiff diff = DiffTensors(ReadTensorDump(f->a), ReadTensorDump(f->b), options, heatmap);
                         if (f->json != "-") std::cout << diff.Text(f->max_lines);
                         if (!f->json.empty()) WriteOutput(f->json, diff.Json());
-                        if (!f->html.empty()) WriteOutput(f->html, diff.Html());
+                        if (!f->html.empty()) WriteOutput(f->html, DiffHtml(diff, heatmaps));
                         return diff.ok() ? kExitOk : kExitCheckFailed;
                       }});
 }

@@ -9,7 +9,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "reference/mismatch_report_html.h"
 #include "schedule/schedule.h"  // InputError, Quote
 
 namespace pipeproof {
@@ -249,14 +248,15 @@ std::string MappedName(const std::string& name, const DiffOptions& options) {
 }
 
 TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std::string& name, const ComparePolicy& policy,
-                         DiffEntry& entry) {
+                         DiffEntry& entry, const ComparedPair& visit) {
   if (a.shape != b.shape) {
     TensorComparison c = Missing(name, a, "");
     c.shape_problem = fmt::format("shape {} in A, {} in B", a.ShapeText(), b.ShapeText());
     c.count = c.mismatches = std::max(a.elements(), b.elements());
     return c;
   }
-  TensorComparison c = CompareTensors(name, ToHost(b), ToHost(a), policy);
+  const HostTensor run = ToHost(b), ref = ToHost(a);
+  TensorComparison c = CompareTensors(name, run, ref, policy);
   c.group = "tensors";
   if (a.type == b.type) {
     InOwnType(c, b, a, policy);
@@ -275,12 +275,13 @@ TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std
     if (!plain) note.push_back("first mismatch at " + IndexText(entry.first_index));
   }
   c.note = fmt::format("{}", fmt::join(note, "; "));
+  if (visit) visit(c, run, ref, policy);
   return c;
 }
 
 }  // namespace
 
-TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptions& options) {
+TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptions& options, const ComparedPair& visit) {
   TensorDiff d;
   d.a_path = a.path;
   d.b_path = b.path;
@@ -329,7 +330,7 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
     entry.b_shape = other.shape;
     const ComparePolicy policy = policy_of(t.type);
     const std::string name = target == t.name ? t.name : t.name + " -> " + target;
-    TensorComparison c = Compare(t, other, name, policy, entry);
+    TensorComparison c = Compare(t, other, name, policy, entry, visit);
     if (policy.mode != d.report.policy.mode || policy.rtol != d.report.policy.rtol || policy.atol != d.report.policy.atol) {
       c.note += (c.note.empty() ? "" : "; ") + PolicyText(policy);
     }
@@ -383,13 +384,5 @@ std::string TensorDiff::Json() const {
   return j.dump(2) + "\n";
 }
 
-std::string TensorDiff::Html() const {
-  HtmlPage page;
-  page.title = "pipeproof diff";
-  page.facts = {{"A (reference)", fmt::format("{}: {} tensors, {}", a_path, a_tensors, Size(a_bytes))},
-                {"B (run)", fmt::format("{}: {} tensors, {}", b_path, b_tensors, Size(b_bytes))}};
-  page.notes = notes;
-  return MismatchReportHtml(report, page);
-}
 
 }  // namespace pipeproof

@@ -12,6 +12,7 @@
 // N-dimensional index of the first mismatch.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -56,9 +57,14 @@ struct TensorDiff {
   bool ok() const { return report.ok(); }
   std::string Text(int max_lines = 20) const;
   std::string Json() const;  // the report's JSON, each tensor with its files' types and shapes, plus "a", "b"
-  std::string Html() const;  // the report as a page of its own (reference/mismatch_report_html.h)
 };
 
-TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptions& options);
+// Sees each pair of tensors compared element by element, as the report compared them (B as the
+// run, A as the reference, flattened): how `pipeproof diff --html` draws its heatmaps.
+using ComparedPair = std::function<void(const TensorComparison& comparison, const HostTensor& run,
+                                        const HostTensor& ref, const ComparePolicy& policy)>;
+
+TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptions& options,
+                       const ComparedPair& visit = {});
 
 }  // namespace pipeproof
