@@ -92,24 +92,31 @@ void AddRenderCommands(CLI::App& app, Commands& commands) {
   auto flags = std::make_shared<RenderFlags>();
   CLI::App* cmd = app.add_subcommand(
       "render",
-      "Draw a schedule's timeline (ranks as rows, time left to right, one coloured cell per action) as "
-      "SVG or PNG: simulated under given costs, or as a recorded run ran (--from-run). A deadlocked "
+      "Draw a schedule's timeline (ranks as rows, time left to right, one coloured cell per "
+      "action) as "
+      "SVG or PNG: simulated under given costs, or as a recorded run ran (--from-run). A "
+      "deadlocked "
       "schedule is drawn up to the stuck point with its cycle of blocked actions (exit 1)");
   AddScheduleInputOptions(cmd, *input);
-  cmd->add_option("-o,--output", flags->output, "the picture: OUT.svg, or OUT.png (through rsvg-convert); - for SVG on stdout")
+  cmd->add_option("-o,--output", flags->output,
+                  "the picture: OUT.svg, or OUT.png (through rsvg-convert); - for SVG on stdout")
       ->required();
   cmd->add_option("--comm", flags->comm, "communication model of the simulation")
       ->check(CLI::IsMember({"nccl", "eager"}))
       ->capture_default_str();
-  cmd->add_option("--cost", flags->cost, "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
+  cmd->add_option("--cost", flags->cost,
+                  "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
   cmd->add_option("--latency", flags->latency, "per-message latency (default 0)");
   cmd->add_option("--from-run", flags->from_run,
-                  "draw the timeline recorded by pipeproof run --report REPORT (real times) instead of simulating");
+                  "draw the timeline recorded by pipeproof run --report REPORT (real times) "
+                  "instead of simulating");
   cmd->add_option("--pass", flags->pass, "with --from-run: the pass to draw")
       ->check(CLI::IsMember({"train", "inference", "both"}))
       ->capture_default_str();
-  cmd->add_flag("--show-comm", flags->show_comm, "draw SEND, RECV and WAIT as thin marks under each rank's cells");
-  cmd->add_option("--width", flags->width, "width of the time axis in pixels (default: from the makespan)")
+  cmd->add_flag("--show-comm", flags->show_comm,
+                "draw SEND, RECV and WAIT as thin marks under each rank's cells");
+  cmd->add_option("--width", flags->width,
+                  "width of the time axis in pixels (default: from the makespan)")
       ->check(CLI::Range(100, 100000));
   commands.push_back({cmd, [=] { return Render(*input, *flags); }});
 }

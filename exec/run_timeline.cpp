@@ -28,7 +28,8 @@ int PassOf(const RunPlan& plan, int rank, int64_t action) {
   for (size_t p = 0; p < plan.passes.size(); ++p) {
     const PassPlan& pass = plan.passes[p];
     const int64_t begin = pass.base[rank].action;
-    if (action >= begin && action < begin + static_cast<int64_t>(pass.schedule.program[rank].size())) {
+    if (action >= begin &&
+        action < begin + static_cast<int64_t>(pass.schedule.program[rank].size())) {
       return static_cast<int>(p);
     }
   }
@@ -41,8 +42,8 @@ std::string UnitOps(const PassPlan& pass, int rank, const PlannedUnit& unit) {
   for (int c : unit.comms) {
     const PlannedComm& comm = pass.ranks[rank].comms[c];
     if (!out.empty()) out += ", ";
-    out += fmt::format("{} {} {}", ToString(pass.schedule.program[rank][comm.action]), comm.send ? "->" : "<-",
-                       comm.peer);
+    out += fmt::format("{} {} {}", ToString(pass.schedule.program[rank][comm.action]),
+                       comm.send ? "->" : "<-", comm.peer);
   }
   return out;
 }
@@ -57,7 +58,8 @@ struct MessageEnds {
 
 }  // namespace
 
-RunTimeline BuildRunTimeline(const RunPlan& plan, const std::vector<std::vector<RecordedSpan>>& spans) {
+RunTimeline BuildRunTimeline(const RunPlan& plan,
+                             const std::vector<std::vector<RecordedSpan>>& spans) {
   RunTimeline t;
   t.ranks = plan.ranks;
   int64_t origin = std::numeric_limits<int64_t>::max();
@@ -69,8 +71,9 @@ RunTimeline BuildRunTimeline(const RunPlan& plan, const std::vector<std::vector<
   std::map<std::tuple<int, int, int64_t>, MessageEnds> messages;
   for (int r = 0; r < static_cast<int>(spans.size()) && r < plan.ranks; ++r) {
     std::vector<RecordedSpan> sorted = spans[r];
-    std::stable_sort(sorted.begin(), sorted.end(),
-                     [](const RecordedSpan& a, const RecordedSpan& b) { return a.begin_ns < b.begin_ns; });
+    std::stable_sort(
+        sorted.begin(), sorted.end(),
+        [](const RecordedSpan& a, const RecordedSpan& b) { return a.begin_ns < b.begin_ns; });
     for (const RecordedSpan& s : sorted) {
       const int p = PassOf(plan, r, s.action);
       if (p < 0) continue;
@@ -86,13 +89,15 @@ RunTimeline BuildRunTimeline(const RunPlan& plan, const std::vector<std::vector<
       span.end = seconds(s.end_ns);
       const int span_id = static_cast<int>(t.spans.size());
       const int64_t local_unit = s.unit - base.unit;
-      if (s.comm && local_unit >= 0 && local_unit < static_cast<int64_t>(pass.ranks[r].units.size())) {
+      if (s.comm && local_unit >= 0 &&
+          local_unit < static_cast<int64_t>(pass.ranks[r].units.size())) {
         const PlannedUnit& unit = pass.ranks[r].units[local_unit];
         span.ops = UnitOps(pass, r, unit);
         for (int c : unit.comms) {
           const PlannedComm& comm = pass.ranks[r].comms[c];
           const int from = comm.send ? r : comm.peer, to = comm.send ? comm.peer : r;
-          const int64_t seq = comm.channel_seq + (comm.send ? base.sent[comm.peer] : base.received[comm.peer]);
+          const int64_t seq =
+              comm.channel_seq + (comm.send ? base.sent[comm.peer] : base.received[comm.peer]);
           MessageEnds& ends = messages[{from, to, seq}];
           ends.pass = p;
           ends.payload = comm.payload;
@@ -115,8 +120,9 @@ RunTimeline BuildRunTimeline(const RunPlan& plan, const std::vector<std::vector<
     m.received = t.spans[ends.recv_span].end;
     t.messages.push_back(std::move(m));
   }
-  std::sort(t.messages.begin(), t.messages.end(),
-            [](const RunTimeline::Message& a, const RunTimeline::Message& b) { return a.sent < b.sent; });
+  std::sort(
+      t.messages.begin(), t.messages.end(),
+      [](const RunTimeline::Message& a, const RunTimeline::Message& b) { return a.sent < b.sent; });
   return t;
 }
 
@@ -126,15 +132,22 @@ std::string RunTimeline::Json() const {
   j["time_unit"] = "s";
   j["spans"] = nlohmann::json::array();
   for (const Span& s : spans) {
-    nlohmann::json js = {{"rank", s.rank}, {"stream", s.comm ? "comm" : "compute"}, {"pass", s.pass},
-                         {"index", s.index}, {"action", s.action}, {"start", s.start}, {"end", s.end}};
+    nlohmann::json js = {{"rank", s.rank},     {"stream", s.comm ? "comm" : "compute"},
+                         {"pass", s.pass},     {"index", s.index},
+                         {"action", s.action}, {"start", s.start},
+                         {"end", s.end}};
     if (s.comm) js["ops"] = s.ops;
     j["spans"].push_back(std::move(js));
   }
   j["messages"] = nlohmann::json::array();
   for (const Message& m : messages) {
-    j["messages"].push_back({{"from", m.from}, {"to", m.to}, {"pass", m.pass}, {"payload", m.payload},
-                             {"send_span", m.send_span}, {"recv_span", m.recv_span}, {"sent", m.sent},
+    j["messages"].push_back({{"from", m.from},
+                             {"to", m.to},
+                             {"pass", m.pass},
+                             {"payload", m.payload},
+                             {"send_span", m.send_span},
+                             {"recv_span", m.recv_span},
+                             {"sent", m.sent},
                              {"received", m.received}});
   }
   return j.dump();
@@ -155,7 +168,8 @@ RunTimeline RunTimeline::FromJson(std::string_view text) {
       s.ops = js.value("ops", "");
       s.start = js.at("start").get<double>();
       s.end = js.at("end").get<double>();
-      if (s.rank < 0 || s.rank >= t.ranks) throw std::runtime_error(fmt::format("span of rank {} out of range", s.rank));
+      if (s.rank < 0 || s.rank >= t.ranks)
+        throw std::runtime_error(fmt::format("span of rank {} out of range", s.rank));
       t.spans.push_back(std::move(s));
     }
     for (const auto& jm : j.at("messages")) {

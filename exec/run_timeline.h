@@ -75,6 +75,7 @@ struct RunTimeline {
 };
 
 // `spans[r]`: rank r's recorded spans. A message is listed when both its units were recorded.
-RunTimeline BuildRunTimeline(const RunPlan& plan, const std::vector<std::vector<RecordedSpan>>& spans);
+RunTimeline BuildRunTimeline(const RunPlan& plan,
+                             const std::vector<std::vector<RecordedSpan>>& spans);
 
 }  // namespace pipeproof

@@ -51,7 +51,8 @@ int Field(const std::string& json, const std::string& key) {
 TEST(HtmlReportInBrowser, ChromiumRendersTheNegativeControlsReport) {
   if (RunCommand("command -v chromium").status != 0) GTEST_SKIP() << "chromium is not installed";
   const std::string html = ScratchPath("report.html");
-  const auto run = RunPipeproof("run --kind dualpipe -r 4 -m 8 --corrupt bitflip --seed 3 -q --html " + html);
+  const auto run =
+      RunPipeproof("run --kind dualpipe -r 4 -m 8 --corrupt bitflip --seed 3 -q --html " + html);
   ASSERT_EQ(run.status, 1) << run.out << run.err;
   std::string page = ReadWhole(html);
   const size_t body_end = page.rfind("</body>");
@@ -61,22 +62,28 @@ TEST(HtmlReportInBrowser, ChromiumRendersTheNegativeControlsReport) {
   std::ofstream(measured_page) << page;
 
   const std::string profile = ScratchPath("chromium-profile");
-  const std::string chromium = "chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
-                               "--user-data-dir=" + profile + " --window-size=1400,2000 ";
-  const auto dom = RunCommand(chromium + "--virtual-time-budget=3000 --dump-dom file://" + measured_page);
+  const std::string chromium =
+      "chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
+      "--user-data-dir=" +
+      profile + " --window-size=1400,2000 ";
+  const auto dom =
+      RunCommand(chromium + "--virtual-time-budget=3000 --dump-dom file://" + measured_page);
   ASSERT_EQ(dom.status, 0) << dom.err;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(dom.out, m, std::regex("data-measured=\"([^\"]*)\""))) << dom.out.substr(0, 2000);
+  ASSERT_TRUE(std::regex_search(dom.out, m, std::regex("data-measured=\"([^\"]*)\"")))
+      << dom.out.substr(0, 2000);
   const std::string measured = m[1];
-  EXPECT_EQ(Field(measured, "rows"), 17) << measured;      // every tensor of the run
-  EXPECT_EQ(Field(measured, "suspects"), 2) << measured;   // block 2's two gradients
-  EXPECT_EQ(Field(measured, "maps"), 9) << measured;       // one per mismatching tensor
+  EXPECT_EQ(Field(measured, "rows"), 17) << measured;     // every tensor of the run
+  EXPECT_EQ(Field(measured, "suspects"), 2) << measured;  // block 2's two gradients
+  EXPECT_EQ(Field(measured, "maps"), 9) << measured;      // one per mismatching tensor
   EXPECT_GT(Field(measured, "blocks"), 1000) << measured;
   EXPECT_GT(Field(measured, "tableWidth"), 600) << measured;
   EXPECT_GT(Field(measured, "mapWidth"), 100) << measured;
   EXPECT_GT(Field(measured, "mapHeight"), 100) << measured;
-  EXPECT_NE(measured.find("rgb(255, 217, 217)"), std::string::npos) << "suspect rows painted red: " << measured;
-  EXPECT_NE(measured.find("rgb(142, 16, 16)"), std::string::npos) << "a mismatch headline in dark red: " << measured;
+  EXPECT_NE(measured.find("rgb(255, 217, 217)"), std::string::npos)
+      << "suspect rows painted red: " << measured;
+  EXPECT_NE(measured.find("rgb(142, 16, 16)"), std::string::npos)
+      << "a mismatch headline in dark red: " << measured;
 
   // And it paints: a screenshot of the report as it is.
   const std::string shot = ScratchPath("report.png");

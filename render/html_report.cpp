@@ -18,10 +18,12 @@ using render_internal::Num;
 
 // Whether element i mismatches: the rule of CompareTensors (reference/mismatch_report.cpp),
 // restated here per element; heatmap_test checks that the counts agree with the report's.
-bool Mismatch(const HostTensor& run, const HostTensor& ref, int64_t i, const ComparePolicy& policy, double atol) {
+bool Mismatch(const HostTensor& run, const HostTensor& ref, int64_t i, const ComparePolicy& policy,
+              double atol) {
   const double x = run.At(i), y = ref.At(i);
   if (policy.mode == ComparePolicy::Mode::kExact) {
-    return run.dtype == ref.dtype ? run.BitsAt(i) != ref.BitsAt(i) : !(x == y || (std::isnan(x) && std::isnan(y)));
+    return run.dtype == ref.dtype ? run.BitsAt(i) != ref.BitsAt(i)
+                                  : !(x == y || (std::isnan(x) && std::isnan(y)));
   }
   const bool nan = std::isnan(x) || std::isnan(y);
   return nan || !(std::abs(x - y) <= atol + policy.rtol * std::abs(y) || x == y);
@@ -31,7 +33,8 @@ bool Mismatch(const HostTensor& run, const HostTensor& ref, int64_t i, const Com
 // or less) to dark red (its largest error), on a log scale. Per tensor, because the question a
 // heatmap answers is where in the tensor the errors concentrate; the table gives the magnitudes.
 constexpr double kDecades = 6;
-constexpr std::array<std::array<double, 3>, 3> kRamp = {{{255, 243, 176}, {247, 148, 52}, {160, 10, 10}}};
+constexpr std::array<std::array<double, 3>, 3> kRamp = {
+    {{255, 243, 176}, {247, 148, 52}, {160, 10, 10}}};
 
 std::string RampColour(double t) {
   t = std::clamp(t, 0.0, 1.0);
@@ -39,14 +42,15 @@ std::string RampColour(double t) {
   const size_t k = std::min<size_t>(static_cast<size_t>(pos), kRamp.size() - 2);
   const double f = pos - k;
   std::array<int, 3> c{};
-  for (int i = 0; i < 3; ++i) c[i] = static_cast<int>(std::lround(kRamp[k][i] + f * (kRamp[k + 1][i] - kRamp[k][i])));
+  for (int i = 0; i < 3; ++i)
+    c[i] = static_cast<int>(std::lround(kRamp[k][i] + f * (kRamp[k + 1][i] - kRamp[k][i])));
   return fmt::format("#{:02X}{:02X}{:02X}", c[0], c[1], c[2]);
 }
 
 // The colour of a block whose largest error is `err`, the tensor's largest being `top`.
 std::string BlockColour(double err, int64_t mismatches, double top) {
-  if (std::isnan(err)) return "#5E1A7A";  // a NaN
-  if (mismatches == 0) return "#E6E6E6";  // differs, but within the tolerance
+  if (std::isnan(err)) return "#5E1A7A";               // a NaN
+  if (mismatches == 0) return "#E6E6E6";               // differs, but within the tolerance
   if (!(err > 0) || !(top > 0)) return RampColour(0);  // bits differ, values equal (+0 and -0)
   return RampColour(1 + std::log10(err / top) / kDecades);
 }
@@ -103,14 +107,19 @@ std::string FactsTable(const HtmlReportContext& context) {
 std::string TensorRow(const TensorComparison& t, bool suspect) {
   std::string first = "&#8212;";
   if (t.first_index >= 0) {
-    first = fmt::format("{} run {} ref {}", Escape(t.FirstPosition()), Sci(t.first_run), Sci(t.first_ref));
+    first = fmt::format("{} run {} ref {}", Escape(t.FirstPosition()), Sci(t.first_run),
+                        Sci(t.first_ref));
   }
-  const std::string shape = t.shape_problem.empty() ? fmt::format("{}x{}", t.rows, t.cols) : Escape(t.shape_problem);
+  const std::string shape =
+      t.shape_problem.empty() ? fmt::format("{}x{}", t.rows, t.cols) : Escape(t.shape_problem);
   return fmt::format(
-      "<tr class=\"{}{}\" data-name=\"{}\"><td class=\"name\">{}{}</td><td class=\"note\">{}</td><td>{}</td>"
-      "<td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"note\">{}</td></tr>\n",
-      t.ok() ? "ok" : "bad", suspect ? " suspect" : "", Escape(t.name), suspect ? "<span class=\"mark\">&#9670;</span> " : "",
-      Escape(t.name), Escape(t.note), shape, t.mismatches, t.count, Sci(t.max_abs), Sci(t.max_rel),
+      "<tr class=\"{}{}\" data-name=\"{}\"><td class=\"name\">{}{}</td><td "
+      "class=\"note\">{}</td><td>{}</td>"
+      "<td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td "
+      "class=\"note\">{}</td></tr>\n",
+      t.ok() ? "ok" : "bad", suspect ? " suspect" : "", Escape(t.name),
+      suspect ? "<span class=\"mark\">&#9670;</span> " : "", Escape(t.name), Escape(t.note), shape,
+      t.mismatches, t.count, Sci(t.max_abs), Sci(t.max_rel),
       t.max_ulp ? std::to_string(*t.max_ulp) : "&#8212;", Sci(t.cosine), first);
 }
 
@@ -123,48 +132,60 @@ std::string HeatmapSvg(const ErrorHeatmap& map) {
   const double top_error = TopError(map);
   std::string out = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"heatmap-grid\" width=\"{}\" height=\"{}\" "
-      "data-grid-rows=\"{}\" data-grid-cols=\"{}\">\n<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#FFFFFF\"/>\n",
-      Num(w + 2 * left), Num(h + 2 * top), map.grid_rows, map.grid_cols, Num(left), Num(top), Num(w), Num(h));
+      "data-grid-rows=\"{}\" data-grid-cols=\"{}\">\n<rect x=\"{}\" y=\"{}\" width=\"{}\" "
+      "height=\"{}\" fill=\"#FFFFFF\"/>\n",
+      Num(w + 2 * left), Num(h + 2 * top), map.grid_rows, map.grid_cols, Num(left), Num(top),
+      Num(w), Num(h));
   for (int gr = 0; gr < map.grid_rows; ++gr) {
     for (int gc = 0; gc < map.grid_cols; ++gc) {
       const size_t k = static_cast<size_t>(gr) * map.grid_cols + gc;
       const double err = map.max_abs[k];
       if (map.mismatches[k] == 0 && !(err > 0)) continue;  // equal: stays white
       const int r0 = gr * map.cell_rows, c0 = gc * map.cell_cols;
-      const int r1 = std::min(map.rows, r0 + map.cell_rows) - 1, c1 = std::min(map.cols, c0 + map.cell_cols) - 1;
+      const int r1 = std::min(map.rows, r0 + map.cell_rows) - 1,
+                c1 = std::min(map.cols, c0 + map.cell_cols) - 1;
       const int64_t elements = int64_t{r1 - r0 + 1} * (c1 - c0 + 1);
       out += fmt::format(
-          "<rect class=\"block\" data-mismatches=\"{}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\">"
+          "<rect class=\"block\" data-mismatches=\"{}\" x=\"{}\" y=\"{}\" width=\"{}\" "
+          "height=\"{}\" fill=\"{}\">"
           "<title>rows {}-{}, columns {}-{}: {} of {} differ, max abs {}</title></rect>\n",
           map.mismatches[k], Num(left + gc * px), Num(top + gr * px), Num(px), Num(px),
-          BlockColour(err, map.mismatches[k], top_error), r0, r1, c0, c1, map.mismatches[k], elements, Sci(err));
+          BlockColour(err, map.mismatches[k], top_error), r0, r1, c0, c1, map.mismatches[k],
+          elements, Sci(err));
     }
   }
   if (map.first_index >= 0 && map.cols > 0) {
     const int64_t row = map.first_index / map.cols, col = map.first_index % map.cols;
     out += fmt::format(
-        "<rect class=\"first\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" "
+        "<rect class=\"first\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" "
+        "stroke=\"#000000\" "
         "stroke-width=\"2\"><title>the first mismatching element [{},{}]</title></rect>\n",
-        Num(left + (col / map.cell_cols) * px), Num(top + (row / map.cell_rows) * px), Num(px), Num(px), row, col);
+        Num(left + (col / map.cell_cols) * px), Num(top + (row / map.cell_rows) * px), Num(px),
+        Num(px), row, col);
   }
-  out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888888\"/>\n",
-                     Num(left), Num(top), Num(w), Num(h));
+  out += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888888\"/>\n",
+      Num(left), Num(top), Num(w), Num(h));
   return out + "</svg>\n";
 }
 
 std::string ScaleBar() {
   std::string out =
-      "<p class=\"scale\">Each block shows the largest |run &#8722; ref| among its elements, on a log scale "
-      "relative to the tensor's largest error (given in its caption): <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"330\" height=\"16\" "
+      "<p class=\"scale\">Each block shows the largest |run &#8722; ref| among its elements, on a "
+      "log scale "
+      "relative to the tensor's largest error (given in its caption): <svg "
+      "xmlns=\"http://www.w3.org/2000/svg\" width=\"330\" height=\"16\" "
       "style=\"vertical-align: middle\">";
   const int steps = 32;
   for (int i = 0; i < steps; ++i) {
-    out += fmt::format("<rect x=\"{}\" y=\"2\" width=\"{}\" height=\"12\" fill=\"{}\"/>", Num(40 + i * 8.0), 8,
-                       RampColour(static_cast<double>(i) / (steps - 1)));
+    out += fmt::format("<rect x=\"{}\" y=\"2\" width=\"{}\" height=\"12\" fill=\"{}\"/>",
+                       Num(40 + i * 8.0), 8, RampColour(static_cast<double>(i) / (steps - 1)));
   }
   out += fmt::format(
-      "<text x=\"36\" y=\"13\" font-size=\"11\" text-anchor=\"end\">1e-{:g}</text><text x=\"300\" y=\"13\" "
-      "font-size=\"11\">&#215;1</text></svg> (and below); white: equal; grey: differs within the tolerance; purple: NaN; the "
+      "<text x=\"36\" y=\"13\" font-size=\"11\" text-anchor=\"end\">1e-{:g}</text><text x=\"300\" "
+      "y=\"13\" "
+      "font-size=\"11\">&#215;1</text></svg> (and below); white: equal; grey: differs within the "
+      "tolerance; purple: NaN; the "
       "outlined block holds the first mismatching element.</p>\n",
       kDecades);
   return out;
@@ -202,8 +223,8 @@ ErrorHeatmap ComputeHeatmap(std::string name, const HostTensor& run, const HostT
     const size_t k = static_cast<size_t>(row / map.cell_rows) * map.grid_cols + col / map.cell_cols;
     const double x = run.At(i), y = ref.At(i);
     const double diff = std::isnan(x) != std::isnan(y) ? std::numeric_limits<double>::quiet_NaN()
-                        : std::isnan(x)               ? 0.0
-                                                      : std::abs(x - y);
+                        : std::isnan(x)                ? 0.0
+                                                       : std::abs(x - y);
     if (std::isnan(diff) || std::isnan(map.max_abs[k])) {
       map.max_abs[k] = std::numeric_limits<double>::quiet_NaN();
     } else if (x != y) {
@@ -221,17 +242,20 @@ std::string MismatchHtml(const MismatchReport& report, const std::vector<ErrorHe
                          const HtmlReportContext& context) {
   const std::set<std::string> suspects(context.suspects.begin(), context.suspects.end());
   std::string out = fmt::format(
-      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{}</style>\n"
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
+      "charset=\"utf-8\">\n<title>{}</title>\n<style>{}</style>\n"
       "</head>\n<body>\n<h1>{}</h1>\n",
       Escape(context.title), kStyle, Escape(context.title));
   const bool ok = report.ok() && !report.tensors.empty();
   if (!context.headline.empty()) {
-    out += fmt::format("<p id=\"headline\" class=\"headline {}\">{}</p>\n", ok ? "good" : "bad", Escape(context.headline));
+    out += fmt::format("<p id=\"headline\" class=\"headline {}\">{}</p>\n", ok ? "good" : "bad",
+                       Escape(context.headline));
   }
   out += FactsTable(context);
   if (!context.suspect_note.empty()) {
-    out += fmt::format("<div id=\"suspect\" class=\"suspect-note\"><span class=\"mark\">&#9670;</span> {}</div>\n",
-                       Escape(context.suspect_note));
+    out += fmt::format(
+        "<div id=\"suspect\" class=\"suspect-note\"><span class=\"mark\">&#9670;</span> {}</div>\n",
+        Escape(context.suspect_note));
   }
 
   if (!report.tensors.empty()) {
@@ -239,9 +263,12 @@ std::string MismatchHtml(const MismatchReport& report, const std::vector<ErrorHe
     out += fmt::format("<p>{}: {} of {} tensors differ{}.</p>\n", Escape(report.policy.Describe()),
                        report.MismatchingTensors(), report.tensors.size(),
                        report.MismatchingTensors() > 0 ? ", worst first" : "");
-    out += "<table id=\"tensors\" class=\"tensors\">\n<thead><tr><th>tensor</th><th>where</th><th>shape</th>"
-           "<th>mismatching elements</th><th>max abs</th><th>max rel</th><th>max ULP</th>"
-           "<th>1 &#8722; 2&#931;xy/&#931;(x&#178;+y&#178;)</th><th>first mismatch</th></tr></thead>\n<tbody>\n";
+    out +=
+        "<table id=\"tensors\" "
+        "class=\"tensors\">\n<thead><tr><th>tensor</th><th>where</th><th>shape</th>"
+        "<th>mismatching elements</th><th>max abs</th><th>max rel</th><th>max ULP</th>"
+        "<th>1 &#8722; 2&#931;xy/&#931;(x&#178;+y&#178;)</th><th>first "
+        "mismatch</th></tr></thead>\n<tbody>\n";
     std::vector<const TensorComparison*> order = report.WorstFirst();
     const std::set<const TensorComparison*> listed(order.begin(), order.end());
     for (const TensorComparison& t : report.tensors) {
@@ -258,26 +285,31 @@ std::string MismatchHtml(const MismatchReport& report, const std::vector<ErrorHe
       if (!t->ok() && m.name == t->name && m.grid_rows > 0) maps.push_back(&m);
     }
   }
-  std::stable_partition(maps.begin(), maps.end(), [&](const ErrorHeatmap* m) { return suspects.count(m->name) > 0; });
+  std::stable_partition(maps.begin(), maps.end(),
+                        [&](const ErrorHeatmap* m) { return suspects.count(m->name) > 0; });
   if (!maps.empty()) {
     out += "<h2>Where the errors are</h2>\n" + ScaleBar() + "<div class=\"maps\">\n";
-    const size_t shown = std::min(maps.size(), static_cast<size_t>(std::max(context.max_heatmaps, 0)));
+    const size_t shown =
+        std::min(maps.size(), static_cast<size_t>(std::max(context.max_heatmaps, 0)));
     for (size_t k = 0; k < shown; ++k) {
       const ErrorHeatmap& m = *maps[k];
       const bool suspect = suspects.count(m.name) > 0;
       out += fmt::format(
-          "<figure class=\"heatmap{}\" data-name=\"{}\"><figcaption>{}<b>{}</b> [{}x{}], blocks of {}x{}: {} "
+          "<figure class=\"heatmap{}\" data-name=\"{}\"><figcaption>{}<b>{}</b> [{}x{}], blocks of "
+          "{}x{}: {} "
           "mismatching elements, largest error {}</figcaption>\n{}</figure>\n",
-          suspect ? " suspect" : "", Escape(m.name), suspect ? "<span class=\"mark\">&#9670;</span> " : "",
-          Escape(m.name), m.rows, m.cols, m.cell_rows, m.cell_cols, m.TotalMismatches(), Sci(TopError(m)),
-          HeatmapSvg(m));
+          suspect ? " suspect" : "", Escape(m.name),
+          suspect ? "<span class=\"mark\">&#9670;</span> " : "", Escape(m.name), m.rows, m.cols,
+          m.cell_rows, m.cell_cols, m.TotalMismatches(), Sci(TopError(m)), HeatmapSvg(m));
     }
     out += "</div>\n";
     if (shown < maps.size()) {
-      out += fmt::format("<p>{} more mismatching tensors without a heatmap here.</p>\n", maps.size() - shown);
+      out += fmt::format("<p>{} more mismatching tensors without a heatmap here.</p>\n",
+                         maps.size() - shown);
     }
   }
-  if (!context.details.empty()) out += "<h2>Details</h2>\n<pre class=\"details\">" + Escape(context.details) + "</pre>\n";
+  if (!context.details.empty())
+    out += "<h2>Details</h2>\n<pre class=\"details\">" + Escape(context.details) + "</pre>\n";
   out += "</body>\n</html>\n";
   return out;
 }

@@ -29,8 +29,8 @@ struct ErrorHeatmap {
   int grid_cols = 0;
   int cell_rows = 1;
   int cell_cols = 1;
-  double scale = 0;                 // the reference's largest finite magnitude (errors relative to it)
-  std::vector<double> max_abs;      // per block, row-major: the largest |run - ref| (NaN: a NaN)
+  double scale = 0;             // the reference's largest finite magnitude (errors relative to it)
+  std::vector<double> max_abs;  // per block, row-major: the largest |run - ref| (NaN: a NaN)
   std::vector<int64_t> mismatches;  // per block: elements outside the policy
   int64_t first_index = -1;         // the first mismatching element, -1 if none
 
@@ -40,16 +40,19 @@ struct ErrorHeatmap {
 // Cuts run and ref (same shape; an empty heatmap otherwise) into at most max_grid_rows x
 // max_grid_cols blocks. An element mismatches by the rule of CompareTensors under `policy`.
 ErrorHeatmap ComputeHeatmap(std::string name, const HostTensor& run, const HostTensor& ref,
-                            const ComparePolicy& policy, int max_grid_rows = 32, int max_grid_cols = 48);
+                            const ComparePolicy& policy, int max_grid_rows = 32,
+                            int max_grid_cols = 48);
 
 struct HtmlReportContext {
   std::string title = "pipeproof mismatch report";
-  std::string headline;  // the result line, e.g. "MISMATCH: 9 of 17 tensors differ from the reference"
-  std::vector<std::pair<std::string, std::string>> facts;  // summary rows: ("schedule", "dualpipe, ...")
+  std::string
+      headline;  // the result line, e.g. "MISMATCH: 9 of 17 tensors differ from the reference"
+  std::vector<std::pair<std::string, std::string>>
+      facts;  // summary rows: ("schedule", "dualpipe, ...")
   // Tensors to point at (e.g. the parameter block a corrupted message entered), and why.
   std::vector<std::string> suspects;
   std::string suspect_note;
-  std::string details;   // preformatted text after the table (a hang's dump), may be empty
+  std::string details;    // preformatted text after the table (a hang's dump), may be empty
   int max_heatmaps = 16;  // heatmaps for the worst tensors (suspects first); the rest are counted
 };
 

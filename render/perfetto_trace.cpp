@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <vector>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace pipeproof {
 namespace {
@@ -56,8 +56,12 @@ nlohmann::json Metadata(std::string_view what, int pid, int tid, nlohmann::json 
 std::string PerfettoTrace(const TimelineView& view, const TraceOptions& options) {
   // Times in whole nanoseconds from the view's origin, written as microseconds with three
   // decimals: a nested slice then ends exactly where its parent does after the viewer's rounding.
-  const double scale = view.time_unit.empty() ? options.sim_unit_us : view.time_unit == "ms" ? 1000.0 : 1e6;
-  auto ns = [&](double t) { return static_cast<int64_t>(std::llround((t - view.time_origin) * scale * 1000)); };
+  const double scale = view.time_unit.empty()   ? options.sim_unit_us
+                       : view.time_unit == "ms" ? 1000.0
+                                                : 1e6;
+  auto ns = [&](double t) {
+    return static_cast<int64_t>(std::llround((t - view.time_origin) * scale * 1000));
+  };
   auto us = [](int64_t t) { return static_cast<double>(t) / 1000; };
   // A zero-length unit (a simulation without latency) still gets a sliver of 10 ns, so that a
   // flow arrow has a slice to bind to.
@@ -67,10 +71,17 @@ std::string PerfettoTrace(const TimelineView& view, const TraceOptions& options)
   };
 
   nlohmann::json events = nlohmann::json::array();
-  auto complete = [&](std::string_view name, std::string_view kind, int rank, int tid, int64_t begin, int64_t end,
-                      nlohmann::json args) {
-    events.push_back({{"ph", "X"}, {"name", name}, {"cat", kind}, {"pid", rank}, {"tid", tid}, {"ts", us(begin)},
-                      {"dur", us(end - begin)}, {"cname", ColourName(kind)}, {"args", std::move(args)}});
+  auto complete = [&](std::string_view name, std::string_view kind, int rank, int tid,
+                      int64_t begin, int64_t end, nlohmann::json args) {
+    events.push_back({{"ph", "X"},
+                      {"name", name},
+                      {"cat", kind},
+                      {"pid", rank},
+                      {"tid", tid},
+                      {"ts", us(begin)},
+                      {"dur", us(end - begin)},
+                      {"cname", ColourName(kind)},
+                      {"args", std::move(args)}});
   };
   std::vector<Lanes> lanes(view.ranks);
   std::vector<std::pair<int64_t, int64_t>> slice_of(view.cells.size());
@@ -102,9 +113,11 @@ std::string PerfettoTrace(const TimelineView& view, const TraceOptions& options)
     events.push_back(Metadata("thread_name", r, kComputeThread, {{"name", "compute"}}));
     events.push_back(Metadata("thread_sort_index", r, kComputeThread, {{"sort_index", 0}}));
     for (int lane = 0; lane < std::max(lanes[r].count(), 1); ++lane) {
-      const std::string name = lane == 0 ? "communication" : "communication " + std::to_string(lane + 1);
+      const std::string name =
+          lane == 0 ? "communication" : "communication " + std::to_string(lane + 1);
       events.push_back(Metadata("thread_name", r, kCommThread + lane, {{"name", name}}));
-      events.push_back(Metadata("thread_sort_index", r, kCommThread + lane, {{"sort_index", 1 + lane}}));
+      events.push_back(
+          Metadata("thread_sort_index", r, kCommThread + lane, {{"sort_index", 1 + lane}}));
     }
   }
   for (size_t k = 0; k < view.cells.size(); ++k) {
@@ -122,10 +135,11 @@ std::string PerfettoTrace(const TimelineView& view, const TraceOptions& options)
     complete(c.label, kind, c.rank, tid_of[k], begin, end, args);
     if (c.op == Op::kOverlapFB) {  // its two parts, nested
       const int64_t mid = begin + static_cast<int64_t>(std::llround((end - begin) * c.split));
-      complete(ToString(Task{Op::kForward, c.stage, c.microbatch}), "forward", c.rank, tid_of[k], begin, mid,
-               {{"stage", c.stage}, {"microbatch", c.microbatch}, {"chunk", c.chunk}});
-      complete(ToString(c.back), CellKindName(c.back.op), c.rank, tid_of[k], mid, end,
-               {{"stage", c.back.stage}, {"microbatch", c.back.microbatch}, {"chunk", c.back_chunk}});
+      complete(ToString(Task{Op::kForward, c.stage, c.microbatch}), "forward", c.rank, tid_of[k],
+               begin, mid, {{"stage", c.stage}, {"microbatch", c.microbatch}, {"chunk", c.chunk}});
+      complete(
+          ToString(c.back), CellKindName(c.back.op), c.rank, tid_of[k], mid, end,
+          {{"stage", c.back.stage}, {"microbatch", c.back.microbatch}, {"chunk", c.back_chunk}});
     }
   }
   // A flow's ends sit inside the slices they bind to: just after the sender's unit starts, just
@@ -136,23 +150,34 @@ std::string PerfettoTrace(const TimelineView& view, const TraceOptions& options)
     ++id;
     const auto [send_begin, send_end] = slice_of[m.send_cell];
     const auto [recv_begin, recv_end] = slice_of[m.recv_cell];
-    events.push_back({{"ph", "s"}, {"id", id}, {"name", "message"}, {"cat", "message"}, {"pid", m.from},
-                      {"tid", tid_of[m.send_cell]}, {"ts", us(send_begin + std::min<int64_t>((send_end - send_begin) / 2, 5))},
+    events.push_back({{"ph", "s"},
+                      {"id", id},
+                      {"name", "message"},
+                      {"cat", "message"},
+                      {"pid", m.from},
+                      {"tid", tid_of[m.send_cell]},
+                      {"ts", us(send_begin + std::min<int64_t>((send_end - send_begin) / 2, 5))},
                       {"args", {{"payload", m.what}, {"to", m.to}}}});
     // "bp":"e": bind to the slice that encloses the timestamp (the receiver's unit).
-    events.push_back({{"ph", "f"}, {"bp", "e"}, {"id", id}, {"name", "message"}, {"cat", "message"},
-                      {"pid", m.to}, {"tid", tid_of[m.recv_cell]},
+    events.push_back({{"ph", "f"},
+                      {"bp", "e"},
+                      {"id", id},
+                      {"name", "message"},
+                      {"cat", "message"},
+                      {"pid", m.to},
+                      {"tid", tid_of[m.recv_cell]},
                       {"ts", us(recv_end - std::min<int64_t>((recv_end - recv_begin) / 2, 5))},
                       {"args", {{"payload", m.what}, {"from", m.from}}}});
   }
   nlohmann::json trace;
   trace["traceEvents"] = std::move(events);
   trace["displayTimeUnit"] = "ms";
-  trace["otherData"] = {{"title", view.title},
-                        {"subtitle", view.subtitle},
-                        {"time", view.time_unit.empty()
-                                     ? "simulated: one cost unit = " + nlohmann::json(options.sim_unit_us).dump() + " us"
-                                     : std::string("recorded")}};
+  trace["otherData"] = {
+      {"title", view.title},
+      {"subtitle", view.subtitle},
+      {"time", view.time_unit.empty() ? "simulated: one cost unit = " +
+                                            nlohmann::json(options.sim_unit_us).dump() + " us"
+                                      : std::string("recorded")}};
   return trace.dump() + "\n";
 }
 

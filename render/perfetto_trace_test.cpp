@@ -46,7 +46,8 @@ std::map<std::pair<int, int>, std::vector<Slice>> CheckTraceStructure(const json
     const std::string ph = e.at("ph");
     if (ph == "M") {
       if (e.at("name") == "process_name") named_processes.insert(e.at("pid").get<int>());
-      if (e.at("name") == "thread_name") named_threads.insert({e.at("pid").get<int>(), e.at("tid").get<int>()});
+      if (e.at("name") == "thread_name")
+        named_threads.insert({e.at("pid").get<int>(), e.at("tid").get<int>()});
       EXPECT_TRUE(e.at("args").is_object());
     } else if (ph == "X") {
       EXPECT_TRUE(e.at("name").is_string());
@@ -65,7 +66,8 @@ std::map<std::pair<int, int>, std::vector<Slice>> CheckTraceStructure(const json
   }
   for (const auto& [track, list] : slices) {
     EXPECT_TRUE(named_processes.count(track.first)) << "process " << track.first << " has a name";
-    EXPECT_TRUE(named_threads.count(track)) << "thread " << track.second << " of " << track.first << " has a name";
+    EXPECT_TRUE(named_threads.count(track))
+        << "thread " << track.second << " of " << track.first << " has a name";
   }
   // Slices on one track nest or follow each other; none crosses another.
   for (auto& [track, list] : slices) {
@@ -76,8 +78,8 @@ std::map<std::pair<int, int>, std::vector<Slice>> CheckTraceStructure(const json
     for (const Slice& s : list) {
       while (!open.empty() && open.back() <= s.begin) open.pop_back();
       EXPECT_TRUE(open.empty() || s.end <= open.back())
-          << "slice [" << s.begin << ", " << s.end << ") crosses its parent on pid " << track.first << " tid "
-          << track.second;
+          << "slice [" << s.begin << ", " << s.end << ") crosses its parent on pid " << track.first
+          << " tid " << track.second;
       open.push_back(s.end);
     }
   }
@@ -86,7 +88,8 @@ std::map<std::pair<int, int>, std::vector<Slice>> CheckTraceStructure(const json
   auto inside = [&](const json& e) {
     const auto& list = slices[{e.at("pid").get<int>(), e.at("tid").get<int>()}];
     const int64_t t = Ns(e.at("ts"));
-    return std::any_of(list.begin(), list.end(), [&](const Slice& s) { return s.begin <= t && t <= s.end; });
+    return std::any_of(list.begin(), list.end(),
+                       [&](const Slice& s) { return s.begin <= t && t <= s.end; });
   };
   for (const auto& [id, s] : flow_start) {
     if (!flow_end.count(id)) {
@@ -116,7 +119,8 @@ TEST(PerfettoTrace, SimulationHasEveryActionPerRankAndStreamAndEveryMessage) {
     SCOPED_TRACE(model);
     const Schedule s = Generated("dualpipe", 4, 8);
     const CommModel m = *CommModelFromName(model);
-    const json trace = json::parse(PerfettoTrace(SimulatedView(s, Simulate(s, m, Costs{}), Costs{}, m)));
+    const json trace =
+        json::parse(PerfettoTrace(SimulatedView(s, Simulate(s, m, Costs{}), Costs{}, m)));
     const auto slices = CheckTraceStructure(trace);
     for (int r = 0; r < s.ranks; ++r) {
       int computes = 0, overlaps = 0, comms = 0;
@@ -126,7 +130,8 @@ TEST(PerfettoTrace, SimulationHasEveryActionPerRankAndStreamAndEveryMessage) {
         comms += !IsCompute(a.op);
       }
       // An OVERLAP_F_B is one event with its two parts nested in it.
-      EXPECT_EQ(slices.at({r, 1}).size(), static_cast<size_t>(computes + 2 * overlaps)) << "rank " << r;
+      EXPECT_EQ(slices.at({r, 1}).size(), static_cast<size_t>(computes + 2 * overlaps))
+          << "rank " << r;
       size_t comm_slices = 0;
       for (const auto& [track, list] : slices) {
         if (track.first == r && track.second >= 2) comm_slices += list.size();
@@ -139,7 +144,8 @@ TEST(PerfettoTrace, SimulationHasEveryActionPerRankAndStreamAndEveryMessage) {
     // One cost unit is one millisecond: the makespan of 30 units ends at 30000 us.
     double last = 0;
     for (const json& e : trace.at("traceEvents")) {
-      if (e.at("ph") == "X") last = std::max(last, e.at("ts").get<double>() + e.at("dur").get<double>());
+      if (e.at("ph") == "X")
+        last = std::max(last, e.at("ts").get<double>() + e.at("dur").get<double>());
     }
     EXPECT_NEAR(last, Simulate(s, m, Costs{}).makespan * 1000, 0.02);
   }
@@ -164,13 +170,16 @@ TEST(PerfettoTrace, RealRunHasEveryRanksActionsWithRealDurationsAndItsMessages) 
     ASSERT_EQ(out.ExitCode(), 0) << out.Text();
     ASSERT_TRUE(out.timeline);
     const RunPlan plan = PlanRun(s);
-    const json trace = json::parse(PerfettoTrace(RecordedView(s, *out.timeline, "", out.transport)));
+    const json trace =
+        json::parse(PerfettoTrace(RecordedView(s, *out.timeline, "", out.transport)));
     const auto slices = CheckTraceStructure(trace);
-    std::map<std::pair<int, std::string>, int> compute_events;  // (rank, pass) -> X events of computes
+    std::map<std::pair<int, std::string>, int>
+        compute_events;  // (rank, pass) -> X events of computes
     int flows = 0, units = 0;
     for (const json& e : trace.at("traceEvents")) {
       flows += e.at("ph") == "s";
-      if (e.at("ph") != "X" || !e.at("args").contains("pass")) continue;  // OVERLAP_F_B parts carry no pass
+      if (e.at("ph") != "X" || !e.at("args").contains("pass"))
+        continue;  // OVERLAP_F_B parts carry no pass
       if (e.at("tid") == 1) {
         ++compute_events[{e.at("pid").get<int>(), e.at("args").at("pass").get<std::string>()}];
         EXPECT_GT(e.at("dur").get<double>(), 0) << "a compute takes real time";
@@ -215,7 +224,8 @@ TEST(RunTimeline, TravelsThroughTheReportJsonAndRankResults) {
   EXPECT_EQ(back_result.timeline, r.timeline);
   EXPECT_EQ(back_result.Serialize(), r.Serialize());
   EXPECT_THROW(RunTimelineFromReport("{\"status\": \"hang\"}", nullptr), std::runtime_error);
-  EXPECT_THROW(RunTimeline::FromJson("{\"ranks\": 1, \"spans\": [{\"rank\": 3}]}"), std::runtime_error);
+  EXPECT_THROW(RunTimeline::FromJson("{\"ranks\": 1, \"spans\": [{\"rank\": 3}]}"),
+               std::runtime_error);
 }
 
 TEST(RunTimeline, NotRecordedUnlessAsked) {

@@ -34,7 +34,8 @@ std::string Seconds(double s) {
   if (s < 60) {
     std::snprintf(text, sizeof text, "%.1f s", s);
   } else {
-    std::snprintf(text, sizeof text, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+    std::snprintf(text, sizeof text, "%dm%02ds", static_cast<int>(s) / 60,
+                  static_cast<int>(s) % 60);
   }
   return text;
 }
@@ -55,10 +56,13 @@ std::string FormatProgress(std::string_view task, const ProgressState& state, do
 }
 
 Progress::Progress(std::string task, ProgressOptions options)
-    : task_(std::move(task)), options_(options), mode_(ResolveMode(options.mode, options.fd)),
+    : task_(std::move(task)),
+      options_(options),
+      mode_(ResolveMode(options.mode, options.fd)),
       start_(std::chrono::steady_clock::now()) {
   if (options_.out == nullptr) options_.out = &std::cerr;
-  if (options_.width <= 0 && mode_ == ProgressMode::kLive) options_.width = TerminalWidth(options_.fd);
+  if (options_.width <= 0 && mode_ == ProgressMode::kLive)
+    options_.width = TerminalWidth(options_.fd);
   if (mode_ != ProgressMode::kOff) ticker_ = std::thread([this] { Tick(); });
 }
 
@@ -77,7 +81,8 @@ void Progress::SetNote(std::string_view note) {
 }
 
 std::function<void(std::string_view, int64_t, int64_t)> Progress::Callback() {
-  return [this](std::string_view phase, int64_t done, int64_t total) { Update(phase, done, total); };
+  return
+      [this](std::string_view phase, int64_t done, int64_t total) { Update(phase, done, total); };
 }
 
 double Progress::Elapsed() const {
@@ -85,7 +90,8 @@ double Progress::Elapsed() const {
 }
 
 void Progress::Tick() {
-  const double period = mode_ == ProgressMode::kLive ? options_.live_every_s : options_.plain_every_s;
+  const double period =
+      mode_ == ProgressMode::kLive ? options_.live_every_s : options_.plain_every_s;
   std::unique_lock lock(mutex_);
   // The first line after the quiet time, then one per period.
   auto next = start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -93,8 +99,9 @@ void Progress::Tick() {
   while (!finished_) {
     if (wake_.wait_until(lock, next, [&] { return finished_; })) break;
     Draw(/*last=*/false);
-    next = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                  std::chrono::duration<double>(period));
+    next = std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+               std::chrono::duration<double>(period));
   }
 }
 

@@ -28,7 +28,7 @@
 namespace pipeproof {
 
 enum class ProgressMode {
-  kAuto,   // live on a terminal, plain otherwise; the environment variable below overrides
+  kAuto,  // live on a terminal, plain otherwise; the environment variable below overrides
   kLive,
   kPlain,
   kOff,

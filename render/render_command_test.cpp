@@ -36,7 +36,8 @@ TEST(RenderCommand, DrawsDualPipeAsSvgAndPng) {
   const auto doc = ParseXml(ReadWhole(svg));
   EXPECT_EQ(doc->WithClass("rank-label").size(), 8u);
   EXPECT_NE(doc->WithClass("subtitle").at(0)->text.find("makespan 66"), std::string::npos);
-  if (RunCommand("rsvg-convert --version").status != 0) GTEST_SKIP() << "no rsvg-convert (librsvg2-bin)";
+  if (RunCommand("rsvg-convert --version").status != 0)
+    GTEST_SKIP() << "no rsvg-convert (librsvg2-bin)";
   const std::string png = ScratchPath("dp.png");
   r = RunPipeproof("render " + pps + " -o " + png);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -92,7 +93,8 @@ TEST(RenderCommand, SimulateWritesATrace) {
   ASSERT_EQ(r.status, 0) << r.err;
   const nlohmann::json t = nlohmann::json::parse(ReadWhole(trace));
   int names = 0;
-  for (const auto& e : t.at("traceEvents")) names += e.at("ph") == "M" && e.at("name") == "process_name";
+  for (const auto& e : t.at("traceEvents"))
+    names += e.at("ph") == "M" && e.at("name") == "process_name";
   EXPECT_EQ(names, 4);
 }
 
@@ -111,18 +113,23 @@ TEST(RenderCommand, VerifySvgOfADeadlockHighlightsItsCycle) {
 
 TEST(RenderCommand, NegativeControlHtmlPointsAtTheCorruptedBlock) {
   const std::string html = ScratchPath("bitflip.html");
-  const auto r = RunPipeproof("run --kind dualpipe -r 4 -m 8 --corrupt bitflip --seed 3 -q --html " + html);
+  const auto r =
+      RunPipeproof("run --kind dualpipe -r 4 -m 8 --corrupt bitflip --seed 3 -q --html " + html);
   ASSERT_EQ(r.status, 1) << r.out << r.err;
   const std::string page = ReadWhole(html);
   // Seed 3 flips a bit of message #2 from rank 2 to rank 1: stage 5's output, stage 6's input;
   // stage 6 holds parameter block 2.
-  EXPECT_NE(page.find("enters stage 6 on rank 1, which holds parameter block 2"), std::string::npos);
-  EXPECT_NE(page.find("<tr class=\"bad suspect\" data-name=\"block 2 linear1.weight.grad\">"), std::string::npos);
-  EXPECT_NE(page.find("<tr class=\"bad suspect\" data-name=\"block 2 linear2.weight.grad\">"), std::string::npos);
+  EXPECT_NE(page.find("enters stage 6 on rank 1, which holds parameter block 2"),
+            std::string::npos);
+  EXPECT_NE(page.find("<tr class=\"bad suspect\" data-name=\"block 2 linear1.weight.grad\">"),
+            std::string::npos);
+  EXPECT_NE(page.find("<tr class=\"bad suspect\" data-name=\"block 2 linear2.weight.grad\">"),
+            std::string::npos);
 }
 
 TEST(RenderCommand, ShortWorkPrintsNoProgress) {
-  const auto r = RunCommand(std::string("PIPEPROOF_PROGRESS=plain ") + PIPEPROOF_BINARY + " verify " + kDeadlock);
+  const auto r = RunCommand(std::string("PIPEPROOF_PROGRESS=plain ") + PIPEPROOF_BINARY +
+                            " verify " + kDeadlock);
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "");
 }

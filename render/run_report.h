@@ -18,8 +18,8 @@ namespace pipeproof {
 struct CorruptionSite {
   std::string pass;  // "train" or "inference"
   Payload payload;   // what the message carried
-  int stage = 0;     // the stage that used it: an activation's next stage, a gradient's previous one
-  int block = 0;     // that stage's parameter block
+  int stage = 0;  // the stage that used it: an activation's next stage, a gradient's previous one
+  int block = 0;  // that stage's parameter block
   std::vector<int> tensors;  // indices into the run's MismatchReport of what it enters first
   std::string description;
 };
@@ -34,6 +34,7 @@ std::vector<ErrorHeatmap> StepHeatmaps(const Schedule& schedule, const MismatchR
                                        const StepResults& run, const StepResults& reference);
 
 // The page. Works for every outcome: a hang or a fault has no table, its dump instead.
-std::string RunHtmlReport(const RunOutcome& outcome, const Schedule& schedule, const FaultPlan& faults);
+std::string RunHtmlReport(const RunOutcome& outcome, const Schedule& schedule,
+                          const FaultPlan& faults);
 
 }  // namespace pipeproof

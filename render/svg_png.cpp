@@ -1,7 +1,7 @@
 #include "render/svg_png.h"
 
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,7 +53,9 @@ void WritePng(const std::string& svg, const std::string& png_path, double zoom) 
   namespace fs = std::filesystem;
   std::string name = (fs::temp_directory_path() / "pipeproof-render-XXXXXX.svg").string();
   const int fd = ::mkstemps(name.data(), 4);
-  if (fd < 0) throw InputError(fmt::format("cannot make a temporary file for the SVG: {}", std::strerror(errno)));
+  if (fd < 0)
+    throw InputError(
+        fmt::format("cannot make a temporary file for the SVG: {}", std::strerror(errno)));
   ::close(fd);
   {
     std::ofstream out(name, std::ios::binary);
@@ -64,16 +66,18 @@ void WritePng(const std::string& svg, const std::string& png_path, double zoom) 
     }
   }
   std::string error;
-  const int status = RunQuietly({kConverter, "--zoom", fmt::format("{:g}", zoom), "--background-color", "white",
-                                 "-o", png_path, name},
+  const int status = RunQuietly({kConverter, "--zoom", fmt::format("{:g}", zoom),
+                                 "--background-color", "white", "-o", png_path, name},
                                 &error);
   std::remove(name.c_str());
   if (status == -1) {
-    throw InputError(fmt::format("PNG output needs {} (Debian package librsvg2-bin), which cannot be run: {}; "
-                                 "write .svg instead, or install it (scripts/setup.sh does)",
-                                 kConverter, error.empty() ? "not found" : error));
+    throw InputError(
+        fmt::format("PNG output needs {} (Debian package librsvg2-bin), which cannot be run: {}; "
+                    "write .svg instead, or install it (scripts/setup.sh does)",
+                    kConverter, error.empty() ? "not found" : error));
   }
-  if (status != 0) throw InputError(fmt::format("{} failed (exit {}) writing {}", kConverter, status, png_path));
+  if (status != 0)
+    throw InputError(fmt::format("{} failed (exit {}) writing {}", kConverter, status, png_path));
 }
 
 }  // namespace pipeproof

@@ -81,11 +81,14 @@ double NiceStep(double span, int target) {
 std::string Fmt(double x) { return fmt::format("{:g}", x); }
 
 // Approximate width of text in DejaVu Sans at `size` px (the SVG does not measure).
-double TextWidth(std::string_view text, double size) { return static_cast<double>(text.size()) * size * 0.6; }
+double TextWidth(std::string_view text, double size) {
+  return static_cast<double>(text.size()) * size * 0.6;
+}
 
 class SvgBuilder {
  public:
-  SvgBuilder(const TimelineView& view, const SvgOptions& options) : view_(view), options_(options) {}
+  SvgBuilder(const TimelineView& view, const SvgOptions& options)
+      : view_(view), options_(options) {}
 
   std::string Build() {
     PlanLayout();
@@ -104,19 +107,21 @@ class SvgBuilder {
     double y = layout_.GridBottom(view_.ranks) + 46;
     body_ += Legend(y);
     for (const std::string& note : view_.notes) {
-      body_ += fmt::format("<text class=\"note\" x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>\n", Num(layout_.left),
-                           Num(y), Escape(note));
+      body_ += fmt::format("<text class=\"note\" x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>\n",
+                           Num(layout_.left), Num(y), Escape(note));
       y += 17;
     }
     width_ = std::max(width_, layout_.stuck_x + layout_.stuck_w + 24);
     const double height = y + 10;
     std::string svg = fmt::format(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
+        "{1}\" "
         "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n"
         "<title>{2}</title>\n"
         "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" "
-        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{3}\"/></marker></defs>\n"
+        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" "
+        "fill=\"{3}\"/></marker></defs>\n"
         "<rect x=\"0\" y=\"0\" width=\"{0}\" height=\"{1}\" fill=\"#FFFFFF\"/>\n",
         Num(width_), Num(height), Escape(view_.title), kStuckRed);
     return svg + body_ + "</svg>\n";
@@ -127,8 +132,9 @@ class SvgBuilder {
     Layout& l = layout_;
     l.top = 74;
     // Room for the row labels and the axis label, whichever is wider.
-    l.left = std::max({88.0, TextWidth(fmt::format("Rank {}", view_.ranks - 1), 14) * 1.1 + 16,
-                       TextWidth(view_.time_unit.empty() ? "Time >" : "Time (ms) >", 13) * 1.1 + 16});
+    l.left =
+        std::max({88.0, TextWidth(fmt::format("Rank {}", view_.ranks - 1), 14) * 1.1 + 16,
+                  TextWidth(view_.time_unit.empty() ? "Time >" : "Time (ms) >", 13) * 1.1 + 16});
     l.row_h = view_.ranks <= 16 ? 26 : view_.ranks <= 48 ? 16 : 10;
     // A deadlock's arrows run between the rows: give them room.
     l.pitch = l.row_h + (options_.show_comm ? 7 : 0) + (view_.stuck.empty() ? 0 : 12);
@@ -167,8 +173,10 @@ class SvgBuilder {
 
   std::string Title() const {
     return fmt::format(
-        "<text class=\"title\" x=\"{0}\" y=\"30\" font-size=\"21\" font-weight=\"bold\">{1}</text>\n"
-        "<text class=\"subtitle\" x=\"{0}\" y=\"54\" font-size=\"13\" fill=\"#333333\">{2}</text>\n",
+        "<text class=\"title\" x=\"{0}\" y=\"30\" font-size=\"21\" "
+        "font-weight=\"bold\">{1}</text>\n"
+        "<text class=\"subtitle\" x=\"{0}\" y=\"54\" font-size=\"13\" "
+        "fill=\"#333333\">{2}</text>\n",
         Num(layout_.left), Escape(view_.title), Escape(view_.subtitle));
   }
 
@@ -183,23 +191,29 @@ class SvgBuilder {
       out += fmt::format(
           "<text class=\"rank-label\" x=\"{}\" y=\"{}\" font-size=\"{}\" font-weight=\"bold\" "
           "text-anchor=\"end\">Rank {}</text>\n",
-          Num(l.left - 8), Num(y + l.row_h / 2 + std::min(l.row_h * 0.5, 14.0) * 0.36), Num(std::min(l.row_h * 0.5, 14.0)), r);
+          Num(l.left - 8), Num(y + l.row_h / 2 + std::min(l.row_h * 0.5, 14.0) * 0.36),
+          Num(std::min(l.row_h * 0.5, 14.0)), r);
     }
     // Vertical lines: every cost unit when they are far enough apart, else at the axis ticks.
     const bool every_unit = view_.time_unit.empty() && l.unit_px >= 6;
-    const double step = every_unit ? 1 : NiceStep(view_.makespan, std::max(2, static_cast<int>(l.grid_w / 35)));
+    const double step =
+        every_unit ? 1 : NiceStep(view_.makespan, std::max(2, static_cast<int>(l.grid_w / 35)));
     for (double t = 0; t <= view_.makespan + 1e-9; t += step) {
       const double x = l.X(l.origin + t);
-      out += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{3}\" stroke-width=\"1\"/>\n",
-                         Num(x), Num(l.top), Num(bottom), kGridLine);
+      out += fmt::format(
+          "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{3}\" stroke-width=\"1\"/>\n",
+          Num(x), Num(l.top), Num(bottom), kGridLine);
     }
     for (int r = 0; r <= view_.ranks; ++r) {
       const double y = r == view_.ranks ? bottom : l.RowY(r);
-      out += fmt::format("<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"#BDBDBD\" stroke-width=\"1\"/>\n",
-                         Num(l.left), Num(right), Num(y));
+      out += fmt::format(
+          "<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"#BDBDBD\" "
+          "stroke-width=\"1\"/>\n",
+          Num(l.left), Num(right), Num(y));
     }
     out += fmt::format(
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.2\"/>\n",
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\" "
+        "stroke-width=\"1.2\"/>\n",
         Num(l.left), Num(l.top), Num(l.grid_w), Num(bottom - l.top), kCellStroke);
     return out + "</g>\n";
   }
@@ -211,8 +225,9 @@ class SvgBuilder {
     while (size >= 7 && TextWidth(text, size) + 2 > w) size -= 1;
     if (size < 7) return "";
     return fmt::format(
-        "<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\" fill=\"{}\">{}</text>", Num(x + w / 2),
-        Num(y + layout_.row_h / 2 + size * 0.36), Num(size), dark ? "#FFFFFF" : "#111111", text);
+        "<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\" fill=\"{}\">{}</text>",
+        Num(x + w / 2), Num(y + layout_.row_h / 2 + size * 0.36), Num(size),
+        dark ? "#FFFFFF" : "#111111", text);
   }
 
   std::string Cell(const TimelineCell& c) const {
@@ -222,31 +237,43 @@ class SvgBuilder {
     const double y = l.RowY(c.rank);
     const std::string_view kind = CellKindName(c.op);
     std::string out = fmt::format(
-        "<g class=\"cell\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\" data-chunk=\"{}\" data-stage=\"{}\" "
+        "<g class=\"cell\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\" data-chunk=\"{}\" "
+        "data-stage=\"{}\" "
         "data-mb=\"{}\" data-start=\"{}\" data-end=\"{}\"",
         c.rank, c.index, kind, c.chunk, c.stage, c.microbatch, Fmt(c.start), Fmt(c.end));
     if (c.op == Op::kOverlapFB) {
-      out += fmt::format(" data-back-kind=\"{}\" data-back-chunk=\"{}\" data-back-stage=\"{}\" data-back-mb=\"{}\"",
-                         CellKindName(c.back.op), c.back_chunk, c.back.stage, c.back.microbatch);
+      out += fmt::format(
+          " data-back-kind=\"{}\" data-back-chunk=\"{}\" data-back-stage=\"{}\" "
+          "data-back-mb=\"{}\"",
+          CellKindName(c.back.op), c.back_chunk, c.back.stage, c.back.microbatch);
     }
-    out += fmt::format("><title>{} (rank {}, {} to {}{})</title>", Escape(c.label), c.rank, Fmt(c.start), Fmt(c.end),
-                       view_.time_unit.empty() ? "" : " " + view_.time_unit);
-    const double stroke = l.unit_px * 1 >= 4 ? 0.7 : 0.0;  // borders only where cells are wide enough
+    out +=
+        fmt::format("><title>{} (rank {}, {} to {}{})</title>", Escape(c.label), c.rank,
+                    Fmt(c.start), Fmt(c.end), view_.time_unit.empty() ? "" : " " + view_.time_unit);
+    const double stroke =
+        l.unit_px * 1 >= 4 ? 0.7 : 0.0;  // borders only where cells are wide enough
     if (c.op != Op::kOverlapFB) {
-      out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{}\"/>",
-                         Num(x), Num(y), Num(w), Num(l.row_h), CellFill(kind, c.chunk), kCellStroke, Num(stroke));
+      out += fmt::format(
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"{}\" "
+          "stroke-width=\"{}\"/>",
+          Num(x), Num(y), Num(w), Num(l.row_h), CellFill(kind, c.chunk), kCellStroke, Num(stroke));
       out += Label(x, w, y, c.microbatch, DarkShade(c.chunk));
     } else {
       // One unit, two halves: the forward part and the backward part, one shared border.
       const double wf = w * c.split;
       const std::string_view back_kind = CellKindName(c.back.op);
-      out += fmt::format("<rect class=\"part-forward\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
-                         Num(x), Num(y), Num(wf), Num(l.row_h), CellFill("forward", c.chunk));
-      out += fmt::format("<rect class=\"part-backward\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
-                         Num(x + wf), Num(y), Num(w - wf), Num(l.row_h), CellFill(back_kind, c.back_chunk));
-      out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" stroke-width=\"{}\"/>",
-                         Num(x + 0.6), Num(y + 0.6), Num(std::max(w - 1.2, 0.5)), Num(l.row_h - 1.2),
-                         Num(stroke > 0 ? 1.8 : 0));
+      out += fmt::format(
+          "<rect class=\"part-forward\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
+          Num(x), Num(y), Num(wf), Num(l.row_h), CellFill("forward", c.chunk));
+      out += fmt::format(
+          "<rect class=\"part-backward\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
+          "fill=\"{}\"/>",
+          Num(x + wf), Num(y), Num(w - wf), Num(l.row_h), CellFill(back_kind, c.back_chunk));
+      out += fmt::format(
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" "
+          "stroke-width=\"{}\"/>",
+          Num(x + 0.6), Num(y + 0.6), Num(std::max(w - 1.2, 0.5)), Num(l.row_h - 1.2),
+          Num(stroke > 0 ? 1.8 : 0));
       out += Label(x, wf, y, c.microbatch, DarkShade(c.chunk));
       out += Label(x + wf, w - wf, y, c.back.microbatch, DarkShade(c.back_chunk));
     }
@@ -264,10 +291,11 @@ class SvgBuilder {
     const double w = std::max((c.end - c.start) * l.unit_px, 1.5);
     const double y = l.RowY(c.rank) + l.row_h + 1.5;
     return fmt::format(
-        "<g class=\"comm\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\"><title>{}{}{} ({} to {})</title>"
+        "<g class=\"comm\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\"><title>{}{}{} ({} "
+        "to {})</title>"
         "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/></g>\n",
-        c.rank, c.index, kind, Escape(c.label), c.detail.empty() ? "" : ": ", Escape(c.detail), Fmt(c.start),
-        Fmt(c.end), Num(x), Num(y), Num(w), Num(kCommMarkHeight), fill);
+        c.rank, c.index, kind, Escape(c.label), c.detail.empty() ? "" : ": ", Escape(c.detail),
+        Fmt(c.start), Fmt(c.end), Num(x), Num(y), Num(w), Num(kCommMarkHeight), fill);
   }
 
   // The deadlock: a line at the stuck point, then each rank's blocked actions as boxes, the
@@ -277,10 +305,12 @@ class SvgBuilder {
     std::string out = "<g class=\"deadlock\">\n";
     const double x_line = l.X(view_.stuck_at);
     out += fmt::format(
-        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{3}\" stroke-width=\"2\" stroke-dasharray=\"6,4\"/>\n"
-        "<text x=\"{4}\" y=\"{5}\" font-size=\"12\" fill=\"{3}\" font-weight=\"bold\">stuck at t = {6}</text>\n",
-        Num(x_line), Num(l.top - 6), Num(l.GridBottom(view_.ranks) + 4), kStuckRed, Num(x_line + 4), Num(l.top - 8),
-        Fmt(view_.stuck_at));
+        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{3}\" stroke-width=\"2\" "
+        "stroke-dasharray=\"6,4\"/>\n"
+        "<text x=\"{4}\" y=\"{5}\" font-size=\"12\" fill=\"{3}\" font-weight=\"bold\">stuck at t = "
+        "{6}</text>\n",
+        Num(x_line), Num(l.top - 6), Num(l.GridBottom(view_.ranks) + 4), kStuckRed, Num(x_line + 4),
+        Num(l.top - 8), Fmt(view_.stuck_at));
     std::map<int, std::vector<const StuckAction*>> by_rank;
     for (const StuckAction& s : view_.stuck) by_rank[s.rank].push_back(&s);
     struct Box {
@@ -288,21 +318,28 @@ class SvgBuilder {
     };
     std::map<int, Box> box_of_step;
     for (auto& [rank, list] : by_rank) {
-      std::sort(list.begin(), list.end(), [](const StuckAction* a, const StuckAction* b) { return a->index < b->index; });
+      std::sort(list.begin(), list.end(),
+                [](const StuckAction* a, const StuckAction* b) { return a->index < b->index; });
       for (size_t k = 0; k < list.size(); ++k) {
         const StuckAction& s = *list[k];
-        const Box box{l.stuck_x + 24 + k * (l.stuck_box_w + kStuckGap), l.RowY(rank) + 1, l.stuck_box_w, l.row_h - 2};
+        const Box box{l.stuck_x + 24 + k * (l.stuck_box_w + kStuckGap), l.RowY(rank) + 1,
+                      l.stuck_box_w, l.row_h - 2};
         const bool cycle = s.cycle_step >= 0;
         out += fmt::format(
-            "<g class=\"stuck\" data-rank=\"{}\" data-index=\"{}\" data-cycle-step=\"{}\"><title>rank {} [{}] {}{}{}</title>"
-            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{}\"{}/>",
-            rank, s.index, s.cycle_step, rank, s.index, Escape(s.action), cycle ? " " : ": blocked, not on the cycle",
-            Escape(s.waits_for), Num(box.x), Num(box.y), Num(box.w), Num(box.h), cycle ? "#FFE1E1" : "#F0F0F0",
-            cycle ? kStuckRed : "#8A8A8A", cycle ? "2.5" : "1.2", cycle ? "" : " stroke-dasharray=\"4,3\"");
+            "<g class=\"stuck\" data-rank=\"{}\" data-index=\"{}\" "
+            "data-cycle-step=\"{}\"><title>rank {} [{}] {}{}{}</title>"
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"{}\" stroke=\"{}\" "
+            "stroke-width=\"{}\"{}/>",
+            rank, s.index, s.cycle_step, rank, s.index, Escape(s.action),
+            cycle ? " " : ": blocked, not on the cycle", Escape(s.waits_for), Num(box.x),
+            Num(box.y), Num(box.w), Num(box.h), cycle ? "#FFE1E1" : "#F0F0F0",
+            cycle ? kStuckRed : "#8A8A8A", cycle ? "2.5" : "1.2",
+            cycle ? "" : " stroke-dasharray=\"4,3\"");
         const double size = std::min(box.h * 0.6, 12.0);
-        out += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\" fill=\"{}\"{}>{}</text></g>\n", Num(box.x + 7),
-                           Num(box.y + box.h / 2 + size * 0.36), Num(size), cycle ? "#8E1010" : "#555555",
-                           cycle ? " font-weight=\"bold\"" : "", Escape(StuckText(s)));
+        out += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\" fill=\"{}\"{}>{}</text></g>\n",
+                           Num(box.x + 7), Num(box.y + box.h / 2 + size * 0.36), Num(size),
+                           cycle ? "#8E1010" : "#555555", cycle ? " font-weight=\"bold\"" : "",
+                           Escape(StuckText(s)));
         if (cycle) box_of_step[s.cycle_step] = box;
       }
     }
@@ -316,8 +353,9 @@ class SvgBuilder {
       const Box& b = box_of_step[(k + 1) % n];
       double x1, y1, x2, y2, cx, cy;
       if (a.y == b.y) {
-        const bool below = a.y == lowest &&
-                           std::any_of(box_of_step.begin(), box_of_step.end(), [&](const auto& e) { return e.second.y < a.y; });
+        const bool below =
+            a.y == lowest && std::any_of(box_of_step.begin(), box_of_step.end(),
+                                         [&](const auto& e) { return e.second.y < a.y; });
         x1 = a.x + a.w * (b.x < a.x ? 0.3 : 0.7);
         x2 = b.x + b.w * (b.x < a.x ? 0.7 : 0.3);
         y1 = y2 = below ? a.y + a.h : a.y;
@@ -333,7 +371,8 @@ class SvgBuilder {
         cy = (y1 + y2) / 2;
       }
       out += fmt::format(
-          "<path class=\"waits-for\" d=\"M{},{} Q{},{} {},{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" "
+          "<path class=\"waits-for\" d=\"M{},{} Q{},{} {},{}\" fill=\"none\" stroke=\"{}\" "
+          "stroke-width=\"1.8\" "
           "marker-end=\"url(#arrow)\"/>\n",
           Num(x1), Num(y1), Num(cx), Num(cy), Num(x2), Num(y2), kStuckRed);
     }
@@ -349,11 +388,13 @@ class SvgBuilder {
       const double x = l.X(l.origin + t);
       out += fmt::format(
           "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#444444\"/>"
-          "<text x=\"{0}\" y=\"{3}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#444444\">{4}</text>\n",
+          "<text x=\"{0}\" y=\"{3}\" font-size=\"11\" text-anchor=\"middle\" "
+          "fill=\"#444444\">{4}</text>\n",
           Num(x), Num(y), Num(y + 5), Num(y + 17), Fmt(std::round(t / step) * step));
     }
     out += fmt::format(
-        "<text x=\"{}\" y=\"{}\" font-size=\"13\" font-weight=\"bold\" text-anchor=\"end\">Time{} &#8594;</text>\n",
+        "<text x=\"{}\" y=\"{}\" font-size=\"13\" font-weight=\"bold\" text-anchor=\"end\">Time{} "
+        "&#8594;</text>\n",
         Num(l.left - 8), Num(y + 17), view_.time_unit.empty() ? "" : " (" + view_.time_unit + ")");
     return out + "</g>\n";
   }
@@ -381,12 +422,14 @@ class SvgBuilder {
     };
     auto swatch = [&](std::string_view kind, int chunk, std::string_view fill, double at) {
       return fmt::format(
-          "<g class=\"legend-item\" data-kind=\"{}\" data-chunk=\"{}\"><rect x=\"{}\" y=\"{}\" width=\"{}\" "
+          "<g class=\"legend-item\" data-kind=\"{}\" data-chunk=\"{}\"><rect x=\"{}\" y=\"{}\" "
+          "width=\"{}\" "
           "height=\"{}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"0.8\"/></g>",
           kind, chunk, Num(at), Num(y - sh + 3), Num(sw), Num(sh), fill, kCellStroke);
     };
     auto label = [&](std::string_view text, double at) {
-      return fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"13\">{}</text>\n", Num(at), Num(y), Escape(text));
+      return fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"13\">{}</text>\n", Num(at), Num(y),
+                         Escape(text));
     };
     for (const KindStyle& k : kComputeStyles) {
       if (!present.count(k.kind)) continue;
@@ -399,12 +442,15 @@ class SvgBuilder {
       for (int c = 0; c < chunks; ++c) {
         const double sx = at + c * (2 * sw + 4);
         out += fmt::format(
-            "<g class=\"legend-item\" data-kind=\"overlap-f-b\" data-chunk=\"{}\"><rect x=\"{}\" y=\"{}\" width=\"{}\" "
-            "height=\"{}\" fill=\"{}\"/><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/><rect x=\"{}\" "
-            "y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" stroke-width=\"1.6\"/></g>",
-            c, Num(sx), Num(y - sh + 3), Num(sw * 2 / 3), Num(sh), CellFill("forward", c), Num(sx + sw * 2 / 3),
-            Num(y - sh + 3), Num(sw * 4 / 3), Num(sh), CellFill("backward", c), Num(sx), Num(y - sh + 3), Num(2 * sw),
-            Num(sh));
+            "<g class=\"legend-item\" data-kind=\"overlap-f-b\" data-chunk=\"{}\"><rect x=\"{}\" "
+            "y=\"{}\" width=\"{}\" "
+            "height=\"{}\" fill=\"{}\"/><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
+            "fill=\"{}\"/><rect x=\"{}\" "
+            "y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" "
+            "stroke-width=\"1.6\"/></g>",
+            c, Num(sx), Num(y - sh + 3), Num(sw * 2 / 3), Num(sh), CellFill("forward", c),
+            Num(sx + sw * 2 / 3), Num(y - sh + 3), Num(sw * 4 / 3), Num(sh),
+            CellFill("backward", c), Num(sx), Num(y - sh + 3), Num(2 * sw), Num(sh));
       }
       out += label(kOverlapName, at + chunks * (2 * sw + 4) + 6);
     }
@@ -419,7 +465,8 @@ class SvgBuilder {
         if (!present.count(s.kind)) continue;
         const double at = place(sw + 6 + TextWidth(s.name, 13) + 22);
         out += fmt::format(
-            "<g class=\"legend-item\" data-kind=\"{}\" data-chunk=\"0\"><rect x=\"{}\" y=\"{}\" width=\"{}\" "
+            "<g class=\"legend-item\" data-kind=\"{}\" data-chunk=\"0\"><rect x=\"{}\" y=\"{}\" "
+            "width=\"{}\" "
             "height=\"5\" fill=\"{}\"/></g>",
             s.kind, Num(at), Num(y - 5), Num(sw), s.fill);
         out += label(s.name, at + sw + 6);
@@ -429,10 +476,13 @@ class SvgBuilder {
       const std::string_view name = "blocked: on the deadlock cycle / elsewhere";
       const double at = place(2 * sw + 10 + TextWidth(name, 13) + 22);
       out += fmt::format(
-          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"#FFE1E1\" stroke=\"{}\" stroke-width=\"2.5\"/>"
-          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"#F0F0F0\" stroke=\"#8A8A8A\" "
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"#FFE1E1\" "
+          "stroke=\"{}\" stroke-width=\"2.5\"/>"
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"#F0F0F0\" "
+          "stroke=\"#8A8A8A\" "
           "stroke-dasharray=\"4,3\"/>",
-          Num(at), Num(y - sh + 3), Num(sw), Num(sh), kStuckRed, Num(at + sw + 4), Num(y - sh + 3), Num(sw), Num(sh));
+          Num(at), Num(y - sh + 3), Num(sw), Num(sh), kStuckRed, Num(at + sw + 4), Num(y - sh + 3),
+          Num(sw), Num(sh));
       out += label(name, at + 2 * sw + 10);
     }
     y += 22;
@@ -441,17 +491,21 @@ class SvgBuilder {
       for (int c = 0; c < chunks; ++c) {
         if (c > 0) text += "; ";
         text += fmt::format("{} = {} {}", kShadeNames[c % 3], view_.chunk_name, c);
-        if (c < static_cast<int>(view_.chunk_notes.size())) text += " (" + view_.chunk_notes[c] + ")";
+        if (c < static_cast<int>(view_.chunk_notes.size()))
+          text += " (" + view_.chunk_notes[c] + ")";
       }
       text += ". Numbers are microbatches; an F&B cell shows its forward's, then its backward's.";
-      out += fmt::format("<text class=\"shades\" x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#333333\">{}</text>\n",
-                         Num(layout_.left), Num(y), Escape(text));
+      out += fmt::format(
+          "<text class=\"shades\" x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#333333\">{}</text>\n",
+          Num(layout_.left), Num(y), Escape(text));
       width_ = std::max(width_, layout_.left + TextWidth(text, 12) + 20);
       y += 22;
     } else {
-      const std::string text = "Numbers are microbatches; an F&B cell shows its forward's, then its backward's.";
-      out += fmt::format("<text class=\"shades\" x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#333333\">{}</text>\n",
-                         Num(layout_.left), Num(y), Escape(text));
+      const std::string text =
+          "Numbers are microbatches; an F&B cell shows its forward's, then its backward's.";
+      out += fmt::format(
+          "<text class=\"shades\" x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#333333\">{}</text>\n",
+          Num(layout_.left), Num(y), Escape(text));
       y += 22;
     }
     return out + "</g>\n";

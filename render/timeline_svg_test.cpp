@@ -48,7 +48,8 @@ std::map<std::pair<int, std::string>, int> ComputesByRankAndKind(const Schedule&
 // xmllint as a second opinion on well-formedness, where it is installed (libxml2-utils).
 void ExpectXmllintAccepts(const std::string& svg) {
   if (std::system("command -v xmllint >/dev/null 2>&1") != 0) return;
-  const std::string path = ::testing::TempDir() + "/pipeproof_svg_" + std::to_string(::getpid()) + ".svg";
+  const std::string path =
+      ::testing::TempDir() + "/pipeproof_svg_" + std::to_string(::getpid()) + ".svg";
   std::ofstream(path) << svg;
   EXPECT_EQ(std::system(("xmllint --noout " + path).c_str()), 0) << "xmllint rejects " << path;
   std::remove(path.c_str());
@@ -89,7 +90,8 @@ TEST(TimelineSvg, CellsCarryTheirMicrobatchAndDirection) {
       ASSERT_EQ(texts.size(), 1u) << cell->AllText();
       EXPECT_EQ(texts[0]->text, mb);
     }
-    EXPECT_NE(cell->Named("title").front()->text.find(std::to_string(std::stoi(mb))), std::string::npos);
+    EXPECT_NE(cell->Named("title").front()->text.find(std::to_string(std::stoi(mb))),
+              std::string::npos);
   }
   EXPECT_GT(overlap, 0);
 }
@@ -97,10 +99,12 @@ TEST(TimelineSvg, CellsCarryTheirMicrobatchAndDirection) {
 TEST(TimelineSvg, CellColoursAreTheLegendsAndTheDirectionsDiffer) {
   const Schedule s = Generated("dualpipe", 8, 20);
   const auto doc = ParseXml(TimelineSvg(Simulated(s)));
-  std::map<std::pair<std::string, std::string>, std::vector<std::string>> legend;  // (kind, chunk) -> fills
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>>
+      legend;  // (kind, chunk) -> fills
   for (const XmlElement* item : doc->WithClass("legend-item")) {
     for (const XmlElement* rect : item->Named("rect")) {
-      if (rect->Attr("fill") != "none") legend[{item->Attr("data-kind"), item->Attr("data-chunk")}].push_back(rect->Attr("fill"));
+      if (rect->Attr("fill") != "none")
+        legend[{item->Attr("data-kind"), item->Attr("data-chunk")}].push_back(rect->Attr("fill"));
     }
   }
   for (const char* kind : {"forward", "backward", "input-grad", "weight-grad"}) {
@@ -119,7 +123,8 @@ TEST(TimelineSvg, CellColoursAreTheLegendsAndTheDirectionsDiffer) {
       EXPECT_EQ(cell->WithClass("part-backward")[0]->Attr("fill"),
                 (legend[{cell->Attr("data-back-kind"), cell->Attr("data-back-chunk")}][0]));
     } else {
-      EXPECT_EQ(cell->Named("rect")[0]->Attr("fill"), (legend[{kind, chunk}][0])) << kind << " " << chunk;
+      EXPECT_EQ(cell->Named("rect")[0]->Attr("fill"), (legend[{kind, chunk}][0]))
+          << kind << " " << chunk;
     }
   }
 }
@@ -148,7 +153,8 @@ TEST(TimelineSvg, BubblesAreWhereNoCellIs) {
   const auto doc = ParseXml(TimelineSvg(SimulatedView(s, t, costs, CommModel::kNccl)));
   std::map<int, std::vector<std::pair<double, double>>> spans;
   for (const XmlElement* cell : doc->WithClass("cell")) {
-    spans[std::stoi(cell->Attr("data-rank"))].push_back({cell->Number("data-start"), cell->Number("data-end")});
+    spans[std::stoi(cell->Attr("data-rank"))].push_back(
+        {cell->Number("data-start"), cell->Number("data-end")});
   }
   for (int r = 0; r < 4; ++r) {
     auto& list = spans[r];
@@ -185,12 +191,14 @@ TEST(TimelineSvg, CommunicationMarksOnlyWhenAsked) {
   EXPECT_EQ(rank0, comm) << "every SEND, RECV and WAIT of rank 0";
   EXPECT_EQ(kinds, (std::set<std::string>{"send", "recv", "wait"}));
   std::set<std::string> legend;
-  for (const XmlElement* item : marked->WithClass("legend-item")) legend.insert(item->Attr("data-kind"));
+  for (const XmlElement* item : marked->WithClass("legend-item"))
+    legend.insert(item->Attr("data-kind"));
   EXPECT_TRUE(legend.count("send") && legend.count("recv") && legend.count("wait"));
 }
 
 TEST(TimelineSvg, DeadlockShowsTheCycleOfBlockedActions) {
-  const Schedule s = ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/pytorch_172668.pps", {});
+  const Schedule s =
+      ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/pytorch_172668.pps", {});
   VerifyOptions options;
   options.use_z3 = false;
   const VerifyReport report = Verify(s, options);
@@ -202,7 +210,8 @@ TEST(TimelineSvg, DeadlockShowsTheCycleOfBlockedActions) {
   ExpectXmllintAccepts(svg);
   const auto doc = ParseXml(svg);
   std::map<int, const XmlElement*> by_step;
-  for (const XmlElement* box : doc->WithClass("stuck")) by_step[std::stoi(box->Attr("data-cycle-step"))] = box;
+  for (const XmlElement* box : doc->WithClass("stuck"))
+    by_step[std::stoi(box->Attr("data-cycle-step"))] = box;
   ASSERT_EQ(by_step.size(), 4u);
   for (int k = 0; k < 4; ++k) {
     ASSERT_TRUE(by_step.count(k)) << k;
@@ -210,9 +219,11 @@ TEST(TimelineSvg, DeadlockShowsTheCycleOfBlockedActions) {
     EXPECT_EQ(by_step[k]->Attr("data-index"), std::to_string(report.cycle[k].index));
     EXPECT_NE(by_step[k]->AllText().find(report.cycle[k].action), std::string::npos);
   }
-  EXPECT_EQ(doc->WithClass("waits-for").size(), 4u) << "an arrow from each blocked action to the next";
+  EXPECT_EQ(doc->WithClass("waits-for").size(), 4u)
+      << "an arrow from each blocked action to the next";
   // Up to the stuck point: the computes that ran, none after it.
-  for (const XmlElement* cell : doc->WithClass("cell")) EXPECT_LE(cell->Number("data-end"), view.stuck_at);
+  for (const XmlElement* cell : doc->WithClass("cell"))
+    EXPECT_LE(cell->Number("data-end"), view.stuck_at);
   EXPECT_EQ(doc->WithClass("cell").size(), 3u) << "0F0, 0F1 on rank 0 and 1F0 on rank 1";
   EXPECT_NE(doc->WithClass("title").at(0)->text.find("DEADLOCK"), std::string::npos);
 }

@@ -28,8 +28,8 @@ std::string Runs(const std::vector<int>& sorted) {
 }
 
 std::string Title(const Schedule& s) {
-  return fmt::format("{} · {} ranks · {} stages · {} microbatches", s.kind.empty() ? "schedule" : s.kind,
-                     s.ranks, s.stages, s.microbatches);
+  return fmt::format("{} · {} ranks · {} stages · {} microbatches",
+                     s.kind.empty() ? "schedule" : s.kind, s.ranks, s.stages, s.microbatches);
 }
 
 // Fills the view's chunk naming from the schedule's topology.
@@ -48,7 +48,8 @@ void DescribeChunks(const Schedule& s, TimelineView& view) {
     // The microbatches that stay in this chunk (DualPipe: one direction each).
     for (int m = 0; m < s.microbatches; ++m) {
       const auto& route = s.routes[m];
-      if (!route.empty() && std::all_of(route.begin(), route.end(), [&](int st) { return chunk[st] == c; })) {
+      if (!route.empty() &&
+          std::all_of(route.begin(), route.end(), [&](int st) { return chunk[st] == c; })) {
         microbatches.push_back(m);
       }
     }
@@ -60,16 +61,22 @@ void DescribeChunks(const Schedule& s, TimelineView& view) {
 
 double CostOf(Op op, const Costs& c) {
   switch (op) {
-    case Op::kForward: return c.forward;
-    case Op::kBackward: return c.backward;
-    case Op::kInputGrad: return c.input_grad;
-    case Op::kWeightGrad: return c.weight_grad;
-    default: return 0;
+    case Op::kForward:
+      return c.forward;
+    case Op::kBackward:
+      return c.backward;
+    case Op::kInputGrad:
+      return c.input_grad;
+    case Op::kWeightGrad:
+      return c.weight_grad;
+    default:
+      return 0;
   }
 }
 
 // A cell for action `a`, without its times.
-TimelineCell CellOf(const Schedule& s, const std::vector<int>& chunk, int rank, int index, const Action& a) {
+TimelineCell CellOf(const Schedule& s, const std::vector<int>& chunk, int rank, int index,
+                    const Action& a) {
   TimelineCell cell;
   cell.rank = rank;
   cell.index = index;
@@ -78,7 +85,9 @@ TimelineCell CellOf(const Schedule& s, const std::vector<int>& chunk, int rank, 
   cell.stage = a.stage;
   cell.microbatch = a.microbatch;
   cell.back = a.back;
-  auto chunk_of = [&](int stage) { return stage >= 0 && stage < static_cast<int>(chunk.size()) ? chunk[stage] : 0; };
+  auto chunk_of = [&](int stage) {
+    return stage >= 0 && stage < static_cast<int>(chunk.size()) ? chunk[stage] : 0;
+  };
   if (a.op != Op::kWait) cell.chunk = chunk_of(a.stage);
   if (a.op == Op::kOverlapFB) cell.back_chunk = chunk_of(a.back.stage);
   cell.label = ToString(a);
@@ -93,7 +102,8 @@ void PairMessages(const Schedule& s, TimelineView& view) {
   for (int c = 0; c < static_cast<int>(view.cells.size()); ++c) {
     const TimelineCell& cell = view.cells[c];
     if (!IsComm(cell.op)) continue;
-    const std::optional<Message> m = MessageOf(s, routes, Task{cell.op, cell.stage, cell.microbatch});
+    const std::optional<Message> m =
+        MessageOf(s, routes, Task{cell.op, cell.stage, cell.microbatch});
     if (!m) continue;
     if (IsSend(cell.op)) {
       sends[{cell.rank, m->peer}].push_back(c);
@@ -123,10 +133,13 @@ void PairMessages(const Schedule& s, TimelineView& view) {
 }
 
 // The cells of every action that ran (finite start and end) of a simulated timeline.
-void AddSimulatedCells(const Schedule& s, const Timeline& t, const Costs& costs, TimelineView& view) {
+void AddSimulatedCells(const Schedule& s, const Timeline& t, const Costs& costs,
+                       TimelineView& view) {
   const std::vector<int> chunk = StageChunks(s);
   for (int r = 0; r < s.ranks && r < static_cast<int>(t.ranks.size()); ++r) {
-    for (int i = 0; i < static_cast<int>(s.program[r].size()) && i < static_cast<int>(t.ranks[r].size()); ++i) {
+    for (int i = 0;
+         i < static_cast<int>(s.program[r].size()) && i < static_cast<int>(t.ranks[r].size());
+         ++i) {
       const TimedAction& ta = t.ranks[r][i];
       if (!std::isfinite(ta.start) || !std::isfinite(ta.end)) continue;
       TimelineCell cell = CellOf(s, chunk, r, i, s.program[r][i]);
@@ -157,16 +170,24 @@ std::vector<int> StageChunks(const Schedule& s) {
 
 std::string_view CellKindName(Op op) {
   switch (op) {
-    case Op::kForward: return "forward";
-    case Op::kBackward: return "backward";
-    case Op::kInputGrad: return "input-grad";
-    case Op::kWeightGrad: return "weight-grad";
-    case Op::kOverlapFB: return "overlap-f-b";
+    case Op::kForward:
+      return "forward";
+    case Op::kBackward:
+      return "backward";
+    case Op::kInputGrad:
+      return "input-grad";
+    case Op::kWeightGrad:
+      return "weight-grad";
+    case Op::kOverlapFB:
+      return "overlap-f-b";
     case Op::kSendF:
-    case Op::kSendB: return "send";
+    case Op::kSendB:
+      return "send";
     case Op::kRecvF:
-    case Op::kRecvB: return "recv";
-    case Op::kWait: return "wait";
+    case Op::kRecvB:
+      return "recv";
+    case Op::kWait:
+      return "wait";
   }
   return "?";
 }
@@ -186,16 +207,18 @@ TimelineView SimulatedView(const Schedule& schedule, const Timeline& timeline, c
   for (int r = 0; r < static_cast<int>(timeline.bubble.size()); ++r) {
     if (timeline.bubble[r] > timeline.bubble[worst]) worst = r;
   }
-  view.subtitle = fmt::format("makespan {:g} · bubble ratio {} (largest bubble {:g}, rank {}) · simulated, {} model, {}",
-                              timeline.makespan, Percent(timeline.BubbleRatio()), timeline.MaxBubble(), worst,
-                              CommModelName(model), ToString(costs));
+  view.subtitle = fmt::format(
+      "makespan {:g} · bubble ratio {} (largest bubble {:g}, rank {}) · simulated, {} model, {}",
+      timeline.makespan, Percent(timeline.BubbleRatio()), timeline.MaxBubble(), worst,
+      CommModelName(model), ToString(costs));
   return view;
 }
 
 TimelineView RecordedView(const Schedule& schedule, const RunTimeline& run, std::string_view pass,
                           std::string_view name) {
   if (run.ranks != schedule.ranks) {
-    throw InputError(fmt::format("the recorded run has {} ranks but the schedule has {}", run.ranks, schedule.ranks));
+    throw InputError(fmt::format("the recorded run has {} ranks but the schedule has {}", run.ranks,
+                                 schedule.ranks));
   }
   TimelineView view;
   view.ranks = schedule.ranks;
@@ -231,7 +254,8 @@ TimelineView RecordedView(const Schedule& schedule, const RunTimeline& run, std:
     view.cells.push_back(std::move(cell));
   }
   if (view.cells.empty()) {
-    throw InputError(fmt::format("the recorded run has no {}spans to draw", pass.empty() ? "" : std::string(pass) + " "));
+    throw InputError(fmt::format("the recorded run has no {}spans to draw",
+                                 pass.empty() ? "" : std::string(pass) + " "));
   }
   view.time_origin = first;
   view.makespan = last - first;
@@ -244,12 +268,13 @@ TimelineView RecordedView(const Schedule& schedule, const RunTimeline& run, std:
   view.bubble_ratio = view.makespan > 0 ? idle / (view.ranks * view.makespan) : 0;
   for (const RunTimeline::Message& m : run.messages) {
     if (cell_of_span[m.send_span] < 0 || cell_of_span[m.recv_span] < 0) continue;
-    view.messages.push_back({m.from, m.to, m.sent * 1e3, m.received * 1e3, m.payload, cell_of_span[m.send_span],
-                             cell_of_span[m.recv_span]});
+    view.messages.push_back({m.from, m.to, m.sent * 1e3, m.received * 1e3, m.payload,
+                             cell_of_span[m.send_span], cell_of_span[m.recv_span]});
   }
-  view.subtitle = fmt::format("as it ran{}{}{} · makespan {:.3f} ms · compute idle (bubble ratio) {}",
-                              name.empty() ? "" : " on ", name, pass.empty() ? "" : fmt::format(" · {} pass", pass),
-                              view.makespan, Percent(*view.bubble_ratio));
+  view.subtitle = fmt::format(
+      "as it ran{}{}{} · makespan {:.3f} ms · compute idle (bubble ratio) {}",
+      name.empty() ? "" : " on ", name, pass.empty() ? "" : fmt::format(" · {} pass", pass),
+      view.makespan, Percent(*view.bubble_ratio));
   return view;
 }
 
@@ -262,7 +287,8 @@ RunTimeline RunTimelineFromReport(std::string_view report_json, std::string* tra
   }
   if (!report.is_object() || !report.contains("timeline")) {
     throw std::runtime_error(
-        "the report has no recorded timeline: write it with pipeproof run --report FILE (a run that "
+        "the report has no recorded timeline: write it with pipeproof run --report FILE (a run "
+        "that "
         "hung or failed records none)");
   }
   if (transport) *transport = report.value("transport", "");
@@ -281,7 +307,8 @@ TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
   view.makespan = view.stuck_at;
   std::set<std::pair<int, int>> on_cycle;
   for (size_t k = 0; k < cycle.size(); ++k) {
-    view.stuck.push_back({cycle[k].rank, cycle[k].index, cycle[k].action, cycle[k].waits_for, static_cast<int>(k)});
+    view.stuck.push_back(
+        {cycle[k].rank, cycle[k].index, cycle[k].action, cycle[k].waits_for, static_cast<int>(k)});
     on_cycle.insert({cycle[k].rank, cycle[k].index});
   }
   // Every other rank's first action that never completes: where it is stuck, off the cycle.
@@ -290,12 +317,14 @@ TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
       if (std::isfinite(ta.end)) continue;
       bool rank_on_cycle = false;
       for (const auto& [cr, ci] : on_cycle) rank_on_cycle = rank_on_cycle || cr == r;
-      if (!rank_on_cycle) view.stuck.push_back({r, ta.index, ToString(schedule.program[r][ta.index]), "", -1});
+      if (!rank_on_cycle)
+        view.stuck.push_back({r, ta.index, ToString(schedule.program[r][ta.index]), "", -1});
       break;
     }
   }
   view.subtitle = fmt::format(
-      "under the {} model the execution stops at t = {:g}: {} blocked actions wait for each other in a "
+      "under the {} model the execution stops at t = {:g}: {} blocked actions wait for each other "
+      "in a "
       "cycle (red, numbered in order: each waits for the next)",
       CommModelName(model), view.stuck_at, cycle.size());
   for (size_t k = 0; k < cycle.size(); ++k) {
@@ -310,15 +339,17 @@ TimelineView VerifiedView(const Schedule& input, const VerifyReport& report) {
   CompleteTopology(s);
   if (report.lowered) {
     LoweringResult lowered = Lower(s);
-    if (!lowered.schedule) throw InputError("the compute-only schedule cannot be lowered: " + lowered.problem);
+    if (!lowered.schedule)
+      throw InputError("the compute-only schedule cannot be lowered: " + lowered.problem);
     s = std::move(*lowered.schedule);
   }
   if (!report.cycle.empty()) {
     return DeadlockView(s, Simulate(s, report.model, report.costs), report.cycle, report.model);
   }
   if (report.timeline) return SimulatedView(s, *report.timeline, report.costs, report.model);
-  throw InputError("nothing to draw: the schedule has no timeline (" +
-                   std::string(report.checks.empty() ? "not verified" : report.checks.front().message) + ")");
+  throw InputError(
+      "nothing to draw: the schedule has no timeline (" +
+      std::string(report.checks.empty() ? "not verified" : report.checks.front().message) + ")");
 }
 
 TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs& costs) {

@@ -63,11 +63,12 @@ struct TimelineView {
   // How chunks are named in the legend: "direction" (DualPipe, DualPipeV: two stages per rank
   // on a V), "chunk" (interleaved), or empty when every rank holds one stage.
   std::string chunk_name;
-  int chunks = 1;                   // the most chunks any rank holds
-  std::vector<std::string> chunk_notes;  // per chunk, what it covers ("stages 0-7, microbatches 0-9")
-  std::string time_unit;            // "" for cost units, "ms" for a recorded run
-  double time_origin = 0;           // the time drawn at the left edge
-  double makespan = 0;              // the time drawn at the right edge, from time_origin
+  int chunks = 1;  // the most chunks any rank holds
+  std::vector<std::string>
+      chunk_notes;         // per chunk, what it covers ("stages 0-7, microbatches 0-9")
+  std::string time_unit;   // "" for cost units, "ms" for a recorded run
+  double time_origin = 0;  // the time drawn at the left edge
+  double makespan = 0;     // the time drawn at the right edge, from time_origin
   std::optional<double> bubble_ratio;
   std::vector<TimelineCell> cells;  // compute cells and communication marks
   std::vector<TimelineMessage> messages;

@@ -26,7 +26,8 @@ struct XmlElement {
   }
   double Number(const std::string& key) const { return std::strtod(Attr(key).c_str(), nullptr); }
   // Every element below this one (depth first, this one excluded) that `match` accepts.
-  void Collect(const std::function<bool(const XmlElement&)>& match, std::vector<const XmlElement*>& out) const {
+  void Collect(const std::function<bool(const XmlElement&)>& match,
+               std::vector<const XmlElement*>& out) const {
     for (const auto& c : children) {
       if (match(*c)) out.push_back(c.get());
       c->Collect(match, out);
@@ -60,13 +61,20 @@ inline std::string DecodeEntities(std::string_view s) {
     const size_t end = s.find(';', i);
     if (end == std::string_view::npos) throw std::runtime_error("unterminated entity");
     const std::string_view e = s.substr(i + 1, end - i - 1);
-    if (e == "amp") out += '&';
-    else if (e == "lt") out += '<';
-    else if (e == "gt") out += '>';
-    else if (e == "quot") out += '"';
-    else if (e == "apos") out += '\'';
-    else if (!e.empty() && e[0] == '#') out += '?';  // a character reference; its value does not matter here
-    else throw std::runtime_error("unknown entity &" + std::string(e) + ";");
+    if (e == "amp")
+      out += '&';
+    else if (e == "lt")
+      out += '<';
+    else if (e == "gt")
+      out += '>';
+    else if (e == "quot")
+      out += '"';
+    else if (e == "apos")
+      out += '\'';
+    else if (!e.empty() && e[0] == '#')
+      out += '?';  // a character reference; its value does not matter here
+    else
+      throw std::runtime_error("unknown entity &" + std::string(e) + ";");
     i = end;
   }
   return out;
@@ -78,7 +86,9 @@ inline std::unique_ptr<XmlElement> ParseXml(std::string_view xml) {
   root->name = "#document";
   std::vector<XmlElement*> stack{root.get()};
   size_t i = 0;
-  auto fail = [&](const std::string& what) { throw std::runtime_error(what + " at offset " + std::to_string(i)); };
+  auto fail = [&](const std::string& what) {
+    throw std::runtime_error(what + " at offset " + std::to_string(i));
+  };
   while (i < xml.size()) {
     if (xml[i] != '<') {
       const size_t next = xml.find('<', i);
@@ -105,7 +115,8 @@ inline std::unique_ptr<XmlElement> ParseXml(std::string_view xml) {
     i = end + 1;
     if (!tag.empty() && tag[0] == '/') {
       const std::string name(tag.substr(1));
-      if (stack.size() < 2 || stack.back()->name != name) fail("</" + name + "> closes <" + stack.back()->name + ">");
+      if (stack.size() < 2 || stack.back()->name != name)
+        fail("</" + name + "> closes <" + stack.back()->name + ">");
       stack.pop_back();
       continue;
     }
@@ -120,7 +131,8 @@ inline std::unique_ptr<XmlElement> ParseXml(std::string_view xml) {
       while (p < tag.size() && (tag[p] == ' ' || tag[p] == '\n')) ++p;
       if (p >= tag.size()) break;
       const size_t eq = tag.find('=', p);
-      if (eq == std::string_view::npos || eq + 1 >= tag.size() || tag[eq + 1] != '"') fail("unquoted attribute");
+      if (eq == std::string_view::npos || eq + 1 >= tag.size() || tag[eq + 1] != '"')
+        fail("unquoted attribute");
       const size_t close = tag.find('"', eq + 2);
       if (close == std::string_view::npos) fail("unterminated attribute");
       const std::string key(tag.substr(p, eq - p));
