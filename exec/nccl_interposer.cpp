@@ -19,7 +19,8 @@
 //
 // Counters, as the fault plan names places: a rank's k-th ncclSend/ncclRecv is its k-th
 // communication op (post_delay_us[k] delays it; kill {rank, action k} stops the rank dead before
-// it), and its units are numbered in order: its part of one outermost ncclGroupStart/End, or one
+// it: the NCCL calls are the only actions of a program the interposer sees), and its units are
+// numbered in order: its part of one outermost ncclGroupStart/End, or one
 // call outside any group (unit_orders[...].unit). A unit whose posting order the plan sets is
 // held back until ncclGroupEnd and then handed to NCCL in that order, each (communicator, peer,
 // direction) keeping its calls in program order whatever the plan says (reordering them would

@@ -92,3 +92,30 @@ if(NOT PIPEPROOF_NCCL STREQUAL "OFF")
     PIPEPROOF_STANDIN_NCCL="$<TARGET_FILE:pipeproof_standin_nccl>")
   add_dependencies(nccl_inject_test pipeproof pipeproof_nccl nccl_pipeline_program)
 endif()
+
+# The GPU side (CTest label `gpu`; each test skips, saying why, where there is no GPU): spin
+# kernels and event times on the driver alone, and `pipeproof inject` over the real NCCL with a
+# one-rank program that sends to itself (one GPU suffices).
+if(NOT PIPEPROOF_NCCL STREQUAL "OFF" AND NOT PIPEPROOF_CUDA STREQUAL "OFF")
+  find_library(PIPEPROOF_REAL_NCCL_LIBRARY nccl
+    HINTS ENV NCCL_HOME ENV CUDA_HOME PATH_SUFFIXES lib lib64
+    PATHS /usr/local/cuda/lib64 /usr/local/cuda/lib)
+  pipeproof_test(nccl_gpu_test
+    SOURCES nccl_gpu_test.cpp nccl_gpu.cpp
+    LIBS pipeproof_nccl_trace ${CMAKE_DL_LIBS}
+    LABELS gpu
+    TIMEOUT 120)
+  target_compile_definitions(nccl_gpu_test PRIVATE PIPEPROOF_INTERPOSER_GPU)
+  add_dependencies(nccl_gpu_test pipeproof pipeproof_nccl)
+  if(PIPEPROOF_HAVE_NCCL_H AND PIPEPROOF_REAL_NCCL_LIBRARY)
+    add_executable(nccl_gpu_program nccl_gpu_program.cpp)
+    target_include_directories(nccl_gpu_program SYSTEM PRIVATE
+      ${PIPEPROOF_NCCL_INCLUDE_DIR} ${PIPEPROOF_CUDA_RUNTIME_INCLUDE_DIR})
+    target_link_libraries(nccl_gpu_program PRIVATE ${PIPEPROOF_REAL_NCCL_LIBRARY} ${CMAKE_DL_LIBS})
+    target_compile_definitions(nccl_gpu_test PRIVATE
+      PIPEPROOF_NCCL_GPU_PROGRAM="$<TARGET_FILE:nccl_gpu_program>")
+    add_dependencies(nccl_gpu_test nccl_gpu_program)
+  else()
+    target_compile_definitions(nccl_gpu_test PRIVATE PIPEPROOF_NCCL_GPU_PROGRAM="")
+  endif()
+endif()
