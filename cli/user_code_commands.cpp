@@ -3,7 +3,8 @@
 //   pipeproof inject [--plan PLAN] [--trace-dir DIR] [--delays auto|host|gpu] -- COMMAND...
 //   pipeproof trace check DIR [--deadlock] [--no-z3] [--schedule-out FILE] [--json]
 //   pipeproof trace show FILE|DIR
-//   pipeproof diff A B [--exact] [--rtol R] [--atol A] [--map OLD=NEW]... [--json FILE] [--html FILE]
+//   pipeproof diff A B [--exact] [--rtol R] [--atol A] [--map OLD=NEW]... [--json FILE] [--html
+//   FILE]
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -24,8 +25,8 @@
 #include "exec/nccl_trace.h"
 #include "exec/trace_check.h"
 #include "reference/tensor_diff.h"
-#include "render/html_report.h"
 #include "reference/tensor_files.h"
+#include "render/html_report.h"
 #include "verify/verify.h"
 
 namespace pipeproof {
@@ -57,9 +58,10 @@ std::string FindInterposer(const std::string& given) {
   }
   std::error_code ec;
   if (path.empty() || !fs::is_regular_file(path, ec)) {
-    throw InputError(fmt::format("the NCCL interposer is not at {}: build the target pipeproof_nccl (it is left out with "
-                                 "-DPIPEPROOF_NCCL=OFF), or give --library",
-                                 path.empty() ? "its usual place" : path));
+    throw InputError(fmt::format(
+        "the NCCL interposer is not at {}: build the target pipeproof_nccl (it is left out with "
+        "-DPIPEPROOF_NCCL=OFF), or give --library",
+        path.empty() ? "its usual place" : path));
   }
   return fs::absolute(path).string();
 }
@@ -76,7 +78,9 @@ std::string PrepareTraceDirectory(const std::string& dir) {
       ++removed;
     }
   }
-  if (removed) std::cerr << fmt::format("pipeproof inject: removed {} traces of an earlier run from {}\n", removed, dir);
+  if (removed)
+    std::cerr << fmt::format("pipeproof inject: removed {} traces of an earlier run from {}\n",
+                             removed, dir);
   return fs::absolute(dir).string();
 }
 
@@ -86,7 +90,8 @@ void ForwardSignal(int sig) {
 }
 
 // Runs `command` with `env` added; returns its exit status (128 + N when signal N ended it).
-int RunWithEnvironment(const std::vector<std::string>& command, const std::vector<std::pair<std::string, std::string>>& env) {
+int RunWithEnvironment(const std::vector<std::string>& command,
+                       const std::vector<std::pair<std::string, std::string>>& env) {
   int error_pipe[2];
   if (pipe2(error_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::strerror(errno));
   const pid_t child = fork();
@@ -116,51 +121,60 @@ int RunWithEnvironment(const std::vector<std::string>& command, const std::vecto
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
-  if (exec_failed) throw InputError(fmt::format("cannot run {}: {}", command.front(), std::strerror(exec_errno)));
+  if (exec_failed)
+    throw InputError(fmt::format("cannot run {}: {}", command.front(), std::strerror(exec_errno)));
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void AddInject(CLI::App& app, Commands& commands) {
   auto f = std::make_shared<InjectFlags>();
-  CLI::App* cmd = app.add_subcommand(
-      "inject",
-      "Run a program that uses NCCL under the interposer: its point-to-point calls follow a fault plan and are "
-      "traced per rank (works through torchrun and mpirun: children inherit it). Exits with the program's status");
-  cmd->add_option("--plan", f->plan,
-                  "fault plan (JSON, as `pipeproof run --save-plan` writes): delays before the k-th "
-                  "ncclSend/ncclRecv of a rank, posting orders of its groups, a rank that stops dead");
-  cmd->add_option("--trace-dir", f->trace_dir, "where each rank's trace goes (emptied of old traces first)")
+  CLI::App* cmd = app.add_subcommand("inject",
+                                     "Run a program that uses NCCL under the interposer: its "
+                                     "point-to-point calls follow a fault plan and are "
+                                     "traced per rank (works through torchrun and mpirun: children "
+                                     "inherit it). Exits with the program's status");
+  cmd->add_option(
+      "--plan", f->plan,
+      "fault plan (JSON, as `pipeproof run --save-plan` writes): delays before the k-th "
+      "ncclSend/ncclRecv of a rank, posting orders of its groups, a rank that stops dead");
+  cmd->add_option("--trace-dir", f->trace_dir,
+                  "where each rank's trace goes (emptied of old traces first)")
       ->capture_default_str();
   cmd->add_option("--delays", f->delays,
-                  "auto: spin kernels on the call's stream where CUDA works, host sleeps elsewhere; host; gpu")
+                  "auto: spin kernels on the call's stream where CUDA works, host sleeps "
+                  "elsewhere; host; gpu")
       ->check(CLI::IsMember({"auto", "host", "gpu"}))
       ->capture_default_str();
-  cmd->add_option("--library", f->library, "the interposer (default: lib/libpipeproof_nccl.so next to bin/pipeproof)");
+  cmd->add_option("--library", f->library,
+                  "the interposer (default: lib/libpipeproof_nccl.so next to bin/pipeproof)");
   cmd->add_flag("--quiet", f->quiet, "no notices from the interposer");
   cmd->add_option("COMMAND", f->command, "the program and its arguments, after --")->required();
-  commands.push_back({cmd, [f] {
-                        const std::string library = FindInterposer(f->library);
-                        std::vector<std::pair<std::string, std::string>> env;
-                        if (!f->plan.empty()) {
-                          const FaultPlan plan = ReadFaultPlan(f->plan);  // bad plans stop here, with exit 2
-                          std::cerr << "pipeproof inject: fault plan " << f->plan << ": " << plan.Summary();
-                          env.push_back({"PIPEPROOF_NCCL_PLAN", fs::absolute(f->plan).string()});
-                        }
-                        const std::string dir = PrepareTraceDirectory(f->trace_dir);
-                        const char* preload = getenv("LD_PRELOAD");
-                        env.push_back({"LD_PRELOAD", preload && *preload ? library + ":" + preload : library});
-                        env.push_back({"PIPEPROOF_NCCL_TRACE_DIR", dir});
-                        env.push_back({"PIPEPROOF_NCCL_DELAYS", f->delays});
-                        if (f->quiet) env.push_back({"PIPEPROOF_NCCL_QUIET", "1"});
-                        const int status = RunWithEnvironment(f->command, env);
-                        int traces = 0;
-                        std::error_code ec;
-                        for (const auto& e : fs::directory_iterator(dir, ec)) traces += e.path().string().ends_with(kTraceFileSuffix);
-                        std::cerr << fmt::format("pipeproof inject: {} exited with status {}; {} rank traces in {} "
-                                                 "(pipeproof trace check {})\n",
-                                                 f->command.front(), status, traces, dir, dir);
-                        return status;
-                      }});
+  commands.push_back(
+      {cmd, [f] {
+         const std::string library = FindInterposer(f->library);
+         std::vector<std::pair<std::string, std::string>> env;
+         if (!f->plan.empty()) {
+           const FaultPlan plan = ReadFaultPlan(f->plan);  // bad plans stop here, with exit 2
+           std::cerr << "pipeproof inject: fault plan " << f->plan << ": " << plan.Summary();
+           env.push_back({"PIPEPROOF_NCCL_PLAN", fs::absolute(f->plan).string()});
+         }
+         const std::string dir = PrepareTraceDirectory(f->trace_dir);
+         const char* preload = getenv("LD_PRELOAD");
+         env.push_back({"LD_PRELOAD", preload && *preload ? library + ":" + preload : library});
+         env.push_back({"PIPEPROOF_NCCL_TRACE_DIR", dir});
+         env.push_back({"PIPEPROOF_NCCL_DELAYS", f->delays});
+         if (f->quiet) env.push_back({"PIPEPROOF_NCCL_QUIET", "1"});
+         const int status = RunWithEnvironment(f->command, env);
+         int traces = 0;
+         std::error_code ec;
+         for (const auto& e : fs::directory_iterator(dir, ec))
+           traces += e.path().string().ends_with(kTraceFileSuffix);
+         std::cerr << fmt::format(
+             "pipeproof inject: {} exited with status {}; {} rank traces in {} "
+             "(pipeproof trace check {})\n",
+             f->command.front(), status, traces, dir, dir);
+         return status;
+       }});
 }
 
 // ---------------------------------------------------------------- trace
@@ -172,7 +186,8 @@ struct DeadlockVerdict {
 };
 
 // The verifier's deadlock check on the calls as a schedule, its cycle told in calls.
-DeadlockVerdict CheckScheduleDeadlock(const std::vector<Trace>& traces, const TraceSchedule& ts, bool use_z3) {
+DeadlockVerdict CheckScheduleDeadlock(const std::vector<Trace>& traces, const TraceSchedule& ts,
+                                      bool use_z3) {
   VerifyOptions options;
   options.model = CommModel::kNccl;
   options.use_z3 = use_z3;
@@ -180,8 +195,10 @@ DeadlockVerdict CheckScheduleDeadlock(const std::vector<Trace>& traces, const Tr
   const CheckResult* check = report.Find("deadlock");
   DeadlockVerdict v;
   v.ok = check && check->ok();
-  v.text = fmt::format("deadlock (the calls as a schedule under the nccl model: rendezvous sends, one in-order stream per rank): {}\n",
-                       v.ok ? "none: this call order completes under every timing" : "this call order can deadlock");
+  v.text = fmt::format(
+      "deadlock (the calls as a schedule under the nccl model: rendezvous sends, one in-order "
+      "stream per rank): {}\n",
+      v.ok ? "none: this call order completes under every timing" : "this call order can deadlock");
   if (check) v.text += "  verifier: " + check->message + "\n";
   nlohmann::json cycle = nlohmann::json::array();
   for (size_t k = 0; k < report.cycle.size(); ++k) {
@@ -189,18 +206,28 @@ DeadlockVerdict CheckScheduleDeadlock(const std::vector<Trace>& traces, const Tr
     const CycleStep& next = report.cycle[(k + 1) % report.cycle.size()];
     const CallRef call = ts.origin[step.rank][step.index];
     const CallRef waits_for = ts.origin[next.rank][next.index];
-    const std::string what = call.valid() ? DescribeCall(traces, call) : fmt::format("rank {} action {} ({})", step.rank, step.index, step.action);
-    const std::string whom = waits_for.valid() ? DescribeCall(traces, waits_for) : fmt::format("rank {} action {}", next.rank, next.index);
+    const std::string what =
+        call.valid() ? DescribeCall(traces, call)
+                     : fmt::format("rank {} action {} ({})", step.rank, step.index, step.action);
+    const std::string whom = waits_for.valid()
+                                 ? DescribeCall(traces, waits_for)
+                                 : fmt::format("rank {} action {}", next.rank, next.index);
     if (report.cycle.size() == 1) {
       v.text += fmt::format("  {}\n    never completes: {}\n", what, step.waits_for);
     } else {
-      v.text += fmt::format("  {}{}\n    waits for {}\n", what, step.action == "WAIT" ? " and the rest of its group" : "", whom);
+      v.text += fmt::format("  {}{}\n    waits for {}\n", what,
+                            step.action == "WAIT" ? " and the rest of its group" : "", whom);
     }
-    cycle.push_back({{"rank", step.rank}, {"call", call.valid() ? nlohmann::json(call.index) : nlohmann::json(nullptr)},
-                     {"action", step.action}, {"waits_for", step.waits_for}});
+    cycle.push_back({{"rank", step.rank},
+                     {"call", call.valid() ? nlohmann::json(call.index) : nlohmann::json(nullptr)},
+                     {"action", step.action},
+                     {"waits_for", step.waits_for}});
   }
   for (const std::string& n : ts.notes) v.text += "  note: " + n + "\n";
-  v.json = {{"ok", v.ok}, {"message", check ? check->message : ""}, {"cycle", cycle}, {"notes", ts.notes}};
+  v.json = {{"ok", v.ok},
+            {"message", check ? check->message : ""},
+            {"cycle", cycle},
+            {"notes", ts.notes}};
   return v;
 }
 
@@ -213,16 +240,19 @@ void AddTraceCheck(CLI::App* trace, Commands& commands) {
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
-  CLI::App* cmd = trace->add_subcommand(
-      "check",
-      "Check the traces of one run: sends and receives pair up in count and type, and where the run hung, "
-      "which rank waits on which call and where the ranks' orders diverge. Exit 0 clean, 1 a problem, 2 bad input");
+  CLI::App* cmd = trace->add_subcommand("check",
+                                        "Check the traces of one run: sends and receives pair up "
+                                        "in count and type, and where the run hung, "
+                                        "which rank waits on which call and where the ranks' "
+                                        "orders diverge. Exit 0 clean, 1 a problem, 2 bad input");
   cmd->add_option("DIR", f->dir, "the --trace-dir of `pipeproof inject`")->required();
-  cmd->add_flag("--deadlock", f->deadlock,
-                "also turn the calls into a schedule and run the verifier's deadlock check (nccl model): can "
-                "this call order deadlock under some timing, even if this run did not?");
+  cmd->add_flag(
+      "--deadlock", f->deadlock,
+      "also turn the calls into a schedule and run the verifier's deadlock check (nccl model): can "
+      "this call order deadlock under some timing, even if this run did not?");
   cmd->add_flag("--no-z3", f->no_z3, "with --deadlock: skip the Z3 proof of the verdict");
-  cmd->add_option("--schedule-out", f->schedule_out, "write the calls as a pipeproof schedule (.pps)");
+  cmd->add_option("--schedule-out", f->schedule_out,
+                  "write the calls as a pipeproof schedule (.pps)");
   cmd->add_flag("--json", f->json, "print JSON");
   commands.push_back({cmd, [f] {
                         const std::vector<Trace> traces = ReadTraceDirectory(f->dir);
@@ -230,7 +260,8 @@ void AddTraceCheck(CLI::App* trace, Commands& commands) {
                         std::optional<DeadlockVerdict> deadlock;
                         if (f->deadlock || !f->schedule_out.empty()) {
                           const TraceSchedule ts = ScheduleFromTraces(traces);
-                          if (!f->schedule_out.empty()) WriteOutput(f->schedule_out, WriteSchedule(ts.schedule, Format::kPps));
+                          if (!f->schedule_out.empty())
+                            WriteOutput(f->schedule_out, WriteSchedule(ts.schedule, Format::kPps));
                           if (f->deadlock) deadlock = CheckScheduleDeadlock(traces, ts, !f->no_z3);
                         }
                         const bool ok = report.ok() && (!deadlock || deadlock->ok);
@@ -248,42 +279,54 @@ void AddTraceCheck(CLI::App* trace, Commands& commands) {
 }
 
 std::string ShowTrace(const Trace& t) {
-  std::string out = fmt::format("{}: rank {}, pid {} on {}, {} communicators, {} calls{}\n", t.path, t.rank(), t.header.pid,
-                                t.host(), t.comms.size(), t.calls.size(),
-                                t.ended_on_signal() ? fmt::format(", written when signal {} ended the process", t.header.end_signal) : "");
+  std::string out = fmt::format(
+      "{}: rank {}, pid {} on {}, {} communicators, {} calls{}\n", t.path, t.rank(), t.header.pid,
+      t.host(), t.comms.size(), t.calls.size(),
+      t.ended_on_signal()
+          ? fmt::format(", written when signal {} ended the process", t.header.end_signal)
+          : "");
   for (size_t i = 0; i < t.comms.size(); ++i) {
     const TraceComm& c = t.comms[i];
-    out += fmt::format("  communicator #{}: id {:#018x}, rank {} of {}, {}{}{}\n", i, c.id, c.rank, c.nranks,
-                       CommOriginName(static_cast<CommOrigin>(c.origin)),
+    out += fmt::format("  communicator #{}: id {:#018x}, rank {} of {}, {}{}{}\n", i, c.id, c.rank,
+                       c.nranks, CommOriginName(static_cast<CommOrigin>(c.origin)),
                        c.parent_id ? fmt::format(" of {:#018x}", c.parent_id) : "",
-                       c.flags & kCommDestroyed ? ", destroyed" : c.flags & kCommAborted ? ", aborted" : "");
+                       c.flags & kCommDestroyed ? ", destroyed"
+                       : c.flags & kCommAborted ? ", aborted"
+                                                : "");
   }
   for (size_t i = 0; i < t.calls.size(); ++i) {
     const TraceCall& c = t.calls[i];
     const bool send = c.kind == static_cast<uint8_t>(CallKind::kSend);
     std::string state = c.flags & kCallStopped ? "stopped dead before it"
-                        : c.flags & kCallCompleted ? fmt::format("completed at {:.6f} s", c.t_complete / 1e9)
-                        : c.flags & kCallPosted    ? "posted, never completed"
-                                                   : "never posted";
+                        : c.flags & kCallCompleted
+                            ? fmt::format("completed at {:.6f} s", c.t_complete / 1e9)
+                        : c.flags & kCallPosted ? "posted, never completed"
+                                                : "never posted";
     if (c.flags & kCallError) state += fmt::format(", NCCL error {}", c.result);
-    out += fmt::format("  #{} {:.6f} s {} #{}.{}{}: {} {} x {} {} rank {} (comm #{}, stream {:#x}){}: {}\n", i, c.t_call / 1e9,
-                       c.flags & kCallInGroup ? "group" : "unit", c.unit, c.index_in_unit,
-                       c.flags & kCallShuffled ? fmt::format(" posted as #{}", c.posted_as) : "", send ? "send" : "recv",
-                       c.count, NcclDataTypeName(c.dtype), send ? "to" : "from", c.peer, c.comm, c.stream,
-                       c.delay_us ? fmt::format(", delayed {} us{}", c.delay_us, c.flags & kCallGpuDelay ? " on the GPU" : "") : "",
-                       state);
+    out += fmt::format(
+        "  #{} {:.6f} s {} #{}.{}{}: {} {} x {} {} rank {} (comm #{}, stream {:#x}){}: {}\n", i,
+        c.t_call / 1e9, c.flags & kCallInGroup ? "group" : "unit", c.unit, c.index_in_unit,
+        c.flags & kCallShuffled ? fmt::format(" posted as #{}", c.posted_as) : "",
+        send ? "send" : "recv", c.count, NcclDataTypeName(c.dtype), send ? "to" : "from", c.peer,
+        c.comm, c.stream,
+        c.delay_us ? fmt::format(", delayed {} us{}", c.delay_us,
+                                 c.flags & kCallGpuDelay ? " on the GPU" : "")
+                   : "",
+        state);
   }
   return out;
 }
 
 void AddTraceShow(CLI::App* trace, Commands& commands) {
   auto path = std::make_shared<std::string>();
-  CLI::App* cmd = trace->add_subcommand("show", "Print a trace (or every trace in a directory) call by call");
+  CLI::App* cmd =
+      trace->add_subcommand("show", "Print a trace (or every trace in a directory) call by call");
   cmd->add_option("PATH", *path, "a .pptrace file or a trace directory")->required();
   commands.push_back({cmd, [path] {
                         std::error_code ec;
                         const std::vector<Trace> traces =
-                            fs::is_directory(*path, ec) ? ReadTraceDirectory(*path) : std::vector<Trace>{ReadTrace(*path)};
+                            fs::is_directory(*path, ec) ? ReadTraceDirectory(*path)
+                                                        : std::vector<Trace>{ReadTrace(*path)};
                         for (const Trace& t : traces) std::cout << ShowTrace(t);
                         return kExitOk;
                       }});
@@ -296,8 +339,10 @@ std::string DiffHtml(const TensorDiff& diff, const std::vector<ErrorHeatmap>& he
   HtmlReportContext context;
   context.title = "pipeproof diff";
   const int64_t bad = diff.report.MismatchingTensors();
-  context.headline = bad ? fmt::format("MISMATCH: {} of {} tensors differ (exit 1)", bad, diff.report.tensors.size())
-                         : fmt::format("MATCH: all {} tensors agree (exit 0)", diff.report.tensors.size());
+  context.headline =
+      bad ? fmt::format("MISMATCH: {} of {} tensors differ (exit 1)", bad,
+                        diff.report.tensors.size())
+          : fmt::format("MATCH: all {} tensors agree (exit 0)", diff.report.tensors.size());
   context.facts = {{"A (reference)", fmt::format("{}: {} tensors", diff.a_path, diff.a_tensors)},
                    {"B (run)", fmt::format("{}: {} tensors", diff.b_path, diff.b_tensors)},
                    {"comparison", diff.report.policy.Describe()}};
@@ -315,32 +360,41 @@ void AddDiff(CLI::App& app, Commands& commands) {
     int max_lines = 20;
   };
   auto f = std::make_shared<Flags>();
-  CLI::App* cmd = app.add_subcommand(
-      "diff",
-      "Compare two tensor dumps (safetensors or .npy; files or directories) tensor by tensor: max abs and rel "
-      "error, cosine measure, ULP, mismatch count and first index. Exit 0 all match, 1 a mismatch, 2 bad input");
+  CLI::App* cmd = app.add_subcommand("diff",
+                                     "Compare two tensor dumps (safetensors or .npy; files or "
+                                     "directories) tensor by tensor: max abs and rel "
+                                     "error, cosine measure, ULP, mismatch count and first index. "
+                                     "Exit 0 all match, 1 a mismatch, 2 bad input");
   cmd->add_option("A", f->a, "the reference dump (e.g. a single-device run)")->required();
   cmd->add_option("B", f->b, "the dump under test (e.g. the pipelined run)")->required();
   cmd->add_flag("--exact", f->exact, "every element bit for bit (default: per-type tolerances)");
   cmd->add_option("--rtol", f->rtol, "relative tolerance for every float type");
-  cmd->add_option("--atol", f->atol, "absolute tolerance, as a fraction of the tensor's largest |A|");
-  cmd->add_option("--map", f->maps, "OLD=NEW: A's tensor OLD is B's NEW; OLD*=NEW* for a prefix (repeatable)");
+  cmd->add_option("--atol", f->atol,
+                  "absolute tolerance, as a fraction of the tensor's largest |A|");
+  cmd->add_option("--map", f->maps,
+                  "OLD=NEW: A's tensor OLD is B's NEW; OLD*=NEW* for a prefix (repeatable)");
   cmd->add_option("--json", f->json, "also write the report as JSON to this file (- for stdout)");
   cmd->add_option("--html", f->html, "also write the report as an HTML page to this file");
-  cmd->add_option("--max-lines", f->max_lines, "mismatching tensors listed in the text")->capture_default_str();
+  cmd->add_option("--max-lines", f->max_lines, "mismatching tensors listed in the text")
+      ->capture_default_str();
   commands.push_back({cmd, [f] {
                         DiffOptions options;
                         options.exact = f->exact;
                         options.rtol = f->rtol;
                         options.atol = f->atol;
-                        if (f->exact && (f->rtol || f->atol)) throw InputError("--exact and --rtol/--atol exclude each other");
-                        for (const std::string& m : f->maps) options.renames.push_back(ParseRename(m));
+                        if (f->exact && (f->rtol || f->atol))
+                          throw InputError("--exact and --rtol/--atol exclude each other");
+                        for (const std::string& m : f->maps)
+                          options.renames.push_back(ParseRename(m));
                         std::vector<ErrorHeatmap> heatmaps;
-                        const auto heatmap = [&](const TensorComparison& c, const HostTensor& run, const HostTensor& ref,
+                        const auto heatmap = [&](const TensorComparison& c, const HostTensor& run,
+                                                 const HostTensor& ref,
                                                  const ComparePolicy& policy) {
-                          if (!f->html.empty() && !c.ok()) heatmaps.push_back(ComputeHeatmap(c.name, run, ref, policy));
+                          if (!f->html.empty() && !c.ok())
+                            heatmaps.push_back(ComputeHeatmap(c.name, run, ref, policy));
                         };
-                        const TensorDiff diff = DiffTensors(ReadTensorDump(f->a), ReadTensorDump(f->b), options, heatmap);
+                        const TensorDiff diff = DiffTensors(ReadTensorDump(f->a),
+                                                            ReadTensorDump(f->b), options, heatmap);
                         if (f->json != "-") std::cout << diff.Text(f->max_lines);
                         if (!f->json.empty()) WriteOutput(f->json, diff.Json());
                         if (!f->html.empty()) WriteOutput(f->html, DiffHtml(diff, heatmaps));

@@ -161,7 +161,8 @@ bool Gpu::Spin(void* stream, uint32_t us) {
   if (!s || impl_->cu.CtxPushCurrent(s->context) != kSuccess) return false;
   uint64_t ns = uint64_t{us} * 1000;
   void* args[] = {&ns};
-  const bool ok = impl_->cu.LaunchKernel(s->spin, 1, 1, 1, 1, 1, 1, 0, stream, args, nullptr) == kSuccess;
+  const bool ok =
+      impl_->cu.LaunchKernel(s->spin, 1, 1, 1, 1, 1, 1, 0, stream, args, nullptr) == kSuccess;
   CUcontext popped;
   impl_->cu.CtxPopCurrent(&popped);
   return ok;

@@ -39,9 +39,10 @@ struct Driver {
       return fn != nullptr;
     };
     return get(Init, "cuInit") && get(DeviceGetCount, "cuDeviceGetCount") &&
-           get(PrimaryCtxRetain, "cuDevicePrimaryCtxRetain") && get(CtxSetCurrent, "cuCtxSetCurrent") &&
-           get(StreamCreate, "cuStreamCreate") && get(StreamSynchronize, "cuStreamSynchronize") &&
-           get(MemAlloc, "cuMemAlloc_v2") && get(MemcpyHtoD, "cuMemcpyHtoD_v2") && get(MemcpyDtoH, "cuMemcpyDtoH_v2");
+           get(PrimaryCtxRetain, "cuDevicePrimaryCtxRetain") &&
+           get(CtxSetCurrent, "cuCtxSetCurrent") && get(StreamCreate, "cuStreamCreate") &&
+           get(StreamSynchronize, "cuStreamSynchronize") && get(MemAlloc, "cuMemAlloc_v2") &&
+           get(MemcpyHtoD, "cuMemcpyHtoD_v2") && get(MemcpyDtoH, "cuMemcpyDtoH_v2");
   }
 };
 
@@ -89,7 +90,8 @@ int main(int argc, char** argv) {
     Cu(cu.MemAlloc(&recv, n * 4), "cuMemAlloc");
     Cu(cu.MemcpyHtoD(send, host.data(), n * 4), "cuMemcpyHtoD");
     Nccl(ncclGroupStart(), "ncclGroupStart");
-    Nccl(ncclSend(reinterpret_cast<const void*>(send), n, ncclFloat32, 0, comm, stream), "ncclSend");
+    Nccl(ncclSend(reinterpret_cast<const void*>(send), n, ncclFloat32, 0, comm, stream),
+         "ncclSend");
     Nccl(ncclRecv(reinterpret_cast<void*>(recv), n, ncclFloat32, 0, comm, stream), "ncclRecv");
     Nccl(ncclGroupEnd(), "ncclGroupEnd");
     Cu(cu.StreamSynchronize(stream), "cuStreamSynchronize");

@@ -34,12 +34,14 @@ bool MakeContextCurrent() {
   auto retain = reinterpret_cast<Retain>(dlsym(lib, "cuDevicePrimaryCtxRetain"));
   auto set_current = reinterpret_cast<SetCurrent>(dlsym(lib, "cuCtxSetCurrent"));
   void* ctx = nullptr;
-  return init && retain && set_current && init(0) == 0 && retain(&ctx, 0) == 0 && set_current(ctx) == 0;
+  return init && retain && set_current && init(0) == 0 && retain(&ctx, 0) == 0 &&
+         set_current(ctx) == 0;
 }
 
 TEST(NcclGpuTest, SpinKernelDelaysTheStreamAndEventsTimeIt) {
   interposer::Gpu* gpu = interposer::Gpu::Get(&NowNs);
-  if (!gpu || !MakeContextCurrent()) GTEST_SKIP() << "no usable GPU here (libcuda.so.1 missing, or no device)";
+  if (!gpu || !MakeContextCurrent())
+    GTEST_SKIP() << "no usable GPU here (libcuda.so.1 missing, or no device)";
   interposer::Gpu::Event before, after;
   ASSERT_TRUE(gpu->Record(nullptr, &before));
   ASSERT_TRUE(gpu->Spin(nullptr, 20000));
@@ -57,12 +59,15 @@ TEST(NcclGpuTest, SpinKernelDelaysTheStreamAndEventsTimeIt) {
 }
 
 TEST(NcclGpuTest, RealNcclUnderInjectWithGpuDelays) {
-  if (std::string(PIPEPROOF_NCCL_GPU_PROGRAM).empty()) GTEST_SKIP() << "built without nccl.h and libnccl";
+  if (std::string(PIPEPROOF_NCCL_GPU_PROGRAM).empty())
+    GTEST_SKIP() << "built without nccl.h and libnccl";
   const std::string dir = testing::ScratchPath("gpu_traces");
   const std::string plan = testing::ScratchPath("gpu_plan.json");
-  std::ofstream(plan) << R"({"format": "pipeproof fault plan", "version": 1, "ranks": [{"post_delay_us": [0, 0, 20000]}]})";
-  const auto r = testing::RunPipeproof("inject --quiet --delays gpu --plan " + plan + " --trace-dir " + dir + " -- " +
-                                       PIPEPROOF_NCCL_GPU_PROGRAM + " 4");
+  std::ofstream(plan)
+      << R"({"format": "pipeproof fault plan", "version": 1, "ranks": [{"post_delay_us": [0, 0, 20000]}]})";
+  const auto r =
+      testing::RunPipeproof("inject --quiet --delays gpu --plan " + plan + " --trace-dir " + dir +
+                            " -- " + PIPEPROOF_NCCL_GPU_PROGRAM + " 4");
   if (r.status == 77) GTEST_SKIP() << "no GPU here: " << r.err;
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   const std::vector<Trace> traces = ReadTraceDirectory(dir);
@@ -73,7 +78,8 @@ TEST(NcclGpuTest, RealNcclUnderInjectWithGpuDelays) {
   ASSERT_EQ(t.calls.size(), 8u);
   for (const TraceCall& c : t.calls) EXPECT_TRUE(c.flags & kCallCompleted);
   EXPECT_TRUE(t.calls[2].flags & kCallGpuDelay);
-  EXPECT_GE(t.calls[2].t_complete - t.calls[2].t_call, 20'000'000u) << "the group completed after the delay on the GPU";
+  EXPECT_GE(t.calls[2].t_complete - t.calls[2].t_call, 20'000'000u)
+      << "the group completed after the delay on the GPU";
   const auto check = testing::RunPipeproof("trace check " + dir);
   EXPECT_EQ(check.status, 0) << check.out;
 }

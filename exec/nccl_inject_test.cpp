@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -28,10 +28,13 @@ using testing::CommandOutput;
 using testing::RunCommand;
 using testing::ScratchPath;
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+bool Has(const std::string& text, const std::string& what) {
+  return text.find(what) != std::string::npos;
+}
 
 // Ranks come from the communicator, not from a launcher's variables the test may run under.
-const std::string kCleanEnv = "env -u RANK -u OMPI_COMM_WORLD_RANK -u PMI_RANK -u SLURM_PROCID -u PIPEPROOF_RANK ";
+const std::string kCleanEnv =
+    "env -u RANK -u OMPI_COMM_WORLD_RANK -u PMI_RANK -u SLURM_PROCID -u PIPEPROOF_RANK ";
 
 struct InjectedRun {
   CommandOutput out;
@@ -40,12 +43,14 @@ struct InjectedRun {
 };
 
 // `pipeproof inject [inject_args] -- program program_args`, with `env` in front.
-InjectedRun Inject(const std::string& name, const std::string& inject_args, const std::string& program_args,
-           const std::string& env = "", const std::string& prefix = "") {
+InjectedRun Inject(const std::string& name, const std::string& inject_args,
+                   const std::string& program_args, const std::string& env = "",
+                   const std::string& prefix = "") {
   InjectedRun r;
   r.dir = ScratchPath(name);
-  r.out = RunCommand(prefix + kCleanEnv + env + " " + PIPEPROOF_BINARY + " inject --quiet --delays host --trace-dir " + r.dir +
-                     " " + inject_args + " -- " + PIPEPROOF_PIPELINE_PROGRAM + " " + program_args);
+  r.out = RunCommand(prefix + kCleanEnv + env + " " + PIPEPROOF_BINARY +
+                     " inject --quiet --delays host --trace-dir " + r.dir + " " + inject_args +
+                     " -- " + PIPEPROOF_PIPELINE_PROGRAM + " " + program_args);
   r.traces = ReadTraceDirectory(r.dir);
   return r;
 }
@@ -86,13 +91,15 @@ std::vector<std::tuple<bool, int, uint64_t>> ExpectedCalls(const Schedule& s, in
 }
 
 TEST(NcclInjectTest, ForwardsEveryCallAndTracesIt) {
-  const CommandOutput plain = RunCommand(std::string(PIPEPROOF_PIPELINE_PROGRAM) + " " + kDualPipe + " --inference");
+  const CommandOutput plain =
+      RunCommand(std::string(PIPEPROOF_PIPELINE_PROGRAM) + " " + kDualPipe + " --inference");
   ASSERT_EQ(plain.status, 0) << plain.err;
   ASSERT_TRUE(Has(plain.out, "mixups 0"));
   const Schedule s = DualPipe();
   for (const std::string init : {"rank", "all", "split"}) {
     SCOPED_TRACE(init);
-    const InjectedRun r = Inject("forward_" + init, "", std::string(kDualPipe) + " --inference --init " + init);
+    const InjectedRun r =
+        Inject("forward_" + init, "", std::string(kDualPipe) + " --inference --init " + init);
     ASSERT_EQ(r.out.status, 0) << r.out.err;
     EXPECT_EQ(r.out.out, plain.out) << "the program computed something else under the interposer";
     ASSERT_EQ(r.traces.size(), 4u);
@@ -102,8 +109,10 @@ TEST(NcclInjectTest, ForwardsEveryCallAndTracesIt) {
       for (size_t k = 0; k < expected.size(); ++k) {
         const TraceCall& c = t.calls[k];
         const auto [send, peer, count] = expected[k];
-        EXPECT_EQ(c.kind, static_cast<uint8_t>(send ? CallKind::kSend : CallKind::kRecv)) << "rank " << t.rank() << " call " << k;
-        EXPECT_EQ(c.peer, init == "split" ? 3 - peer : peer) << "rank " << t.rank() << " call " << k;
+        EXPECT_EQ(c.kind, static_cast<uint8_t>(send ? CallKind::kSend : CallKind::kRecv))
+            << "rank " << t.rank() << " call " << k;
+        EXPECT_EQ(c.peer, init == "split" ? 3 - peer : peer)
+            << "rank " << t.rank() << " call " << k;
         EXPECT_EQ(c.count, count);
         EXPECT_EQ(c.dtype, 8);  // float64
         EXPECT_EQ(c.flags, kCallInGroup | kCallPosted | kCallCompleted);
@@ -112,9 +121,9 @@ TEST(NcclInjectTest, ForwardsEveryCallAndTracesIt) {
       }
       const TraceComm& comm = t.comms[t.calls[0].comm];
       EXPECT_EQ(comm.nranks, 4);
-      EXPECT_EQ(comm.origin, static_cast<uint8_t>(init == "rank"    ? CommOrigin::kInitRank
-                                                   : init == "all" ? CommOrigin::kInitAll
-                                                                   : CommOrigin::kSplit));
+      EXPECT_EQ(comm.origin, static_cast<uint8_t>(init == "rank"  ? CommOrigin::kInitRank
+                                                  : init == "all" ? CommOrigin::kInitAll
+                                                                  : CommOrigin::kSplit));
       EXPECT_EQ(comm.rank, init == "split" ? 3 - t.rank() : t.rank());
       EXPECT_TRUE(comm.flags & kCommDestroyed);
       EXPECT_FALSE(t.ended_on_signal());
@@ -129,18 +138,22 @@ TEST(NcclInjectTest, ForwardsEveryCallAndTracesIt) {
 TEST(NcclInjectTest, PlansSavedByRunApplyToTheSameCalls) {
   // The program runs DualPipe's calls as `pipeproof run` does: a plan it saves names them.
   const std::string plan = ScratchPath("run_plan.json");
-  const CommandOutput saved = testing::RunPipeproof(std::string("run ") + kDualPipe +
-                                                    " --delay exp:100us --delay-at post --shuffle --seed 7 --save-plan " + plan);
+  const CommandOutput saved = testing::RunPipeproof(
+      std::string("run ") + kDualPipe +
+      " --delay exp:100us --delay-at post --shuffle --seed 7 --save-plan " + plan);
   ASSERT_EQ(saved.status, 0) << saved.out << saved.err;
-  const CommandOutput plain = RunCommand(std::string(PIPEPROOF_PIPELINE_PROGRAM) + " " + kDualPipe + " --inference");
-  const InjectedRun r = Inject("run_plan", "--plan " + plan, std::string(kDualPipe) + " --inference");
+  const CommandOutput plain =
+      RunCommand(std::string(PIPEPROOF_PIPELINE_PROGRAM) + " " + kDualPipe + " --inference");
+  const InjectedRun r =
+      Inject("run_plan", "--plan " + plan, std::string(kDualPipe) + " --inference");
   ASSERT_EQ(r.out.status, 0) << r.out.err;
   EXPECT_EQ(r.out.out, plain.out);
   const FaultPlan faults = ReadFaultPlan(plan);
   int shuffled_units = 0;
   for (const Trace& t : r.traces) {
     const RankFaults& f = faults.Rank(t.rank());
-    ASSERT_EQ(t.calls.size(), f.post_delay_us.size()) << "the plan counts the calls the program makes";
+    ASSERT_EQ(t.calls.size(), f.post_delay_us.size())
+        << "the plan counts the calls the program makes";
     for (size_t k = 0; k < t.calls.size(); ++k) EXPECT_EQ(t.calls[k].delay_us, f.post_delay_us[k]);
     for (const auto& u : f.unit_orders) {
       std::vector<uint32_t> posted;
@@ -148,7 +161,8 @@ TEST(NcclInjectTest, PlansSavedByRunApplyToTheSameCalls) {
         if (c.unit == static_cast<uint64_t>(u.unit)) posted.push_back(c.posted_as);
       }
       ASSERT_EQ(posted.size(), u.order.size());
-      for (size_t k = 0; k < u.order.size(); ++k) EXPECT_EQ(posted[u.order[k]], k) << "rank " << t.rank() << " unit " << u.unit;
+      for (size_t k = 0; k < u.order.size(); ++k)
+        EXPECT_EQ(posted[u.order[k]], k) << "rank " << t.rank() << " unit " << u.unit;
       ++shuffled_units;
     }
   }
@@ -157,22 +171,27 @@ TEST(NcclInjectTest, PlansSavedByRunApplyToTheSameCalls) {
 }
 
 TEST(NcclInjectTest, DelaysLandBeforeThePlannedCall) {
-  const std::string plan = WriteFile("delay_plan.json", R"({"format": "pipeproof fault plan", "version": 1, "ranks": [
+  const std::string plan =
+      WriteFile("delay_plan.json", R"({"format": "pipeproof fault plan", "version": 1, "ranks": [
     {}, {"post_delay_us": [0, 0, 0, 0, 0, 300000]}]})");
   const auto start = std::chrono::steady_clock::now();
   const InjectedRun r = Inject("delay", "--plan " + plan, kDualPipe);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(r.out.status, 0) << r.out.err;
   EXPECT_GE(seconds, 0.3);
   for (const Trace& t : r.traces) {
     for (size_t k = 0; k < t.calls.size(); ++k) {
-      EXPECT_EQ(t.calls[k].delay_us, t.rank() == 1 && k == 5 ? 300000u : 0u) << "rank " << t.rank() << " call " << k;
+      EXPECT_EQ(t.calls[k].delay_us, t.rank() == 1 && k == 5 ? 300000u : 0u)
+          << "rank " << t.rank() << " call " << k;
     }
   }
   const Trace& one = r.traces[1];
   ASSERT_GT(one.calls.size(), 6u);
-  EXPECT_GE(one.calls[6].t_call - one.calls[5].t_call, 300'000'000u) << "call #6 came before #5's delay was over";
-  EXPECT_LT(one.calls[5].t_call - one.calls[4].t_call, 300'000'000u) << "the delay came before call #5 was made";
+  EXPECT_GE(one.calls[6].t_call - one.calls[5].t_call, 300'000'000u)
+      << "call #6 came before #5's delay was over";
+  EXPECT_LT(one.calls[5].t_call - one.calls[4].t_call, 300'000'000u)
+      << "the delay came before call #5 was made";
   EXPECT_FALSE(one.header.flags & kTraceGpuDelays);
 }
 
@@ -200,7 +219,9 @@ std::vector<std::string> PostsOfRank0(const std::string& log) {
     int rank, peer;
     char kind[8];
     unsigned long long count;
-    if (std::sscanf(line.c_str(), "rank %d post %7s peer %d count %llu", &rank, kind, &peer, &count) == 4 && rank == 0) {
+    if (std::sscanf(line.c_str(), "rank %d post %7s peer %d count %llu", &rank, kind, &peer,
+                    &count) == 4 &&
+        rank == 0) {
       posts.push_back(std::string(kind) + " " + std::to_string(count));
     }
   }
@@ -219,20 +240,24 @@ TEST(NcclInjectTest, ShufflesFollowThePlanAndKeepEachChannelInOrder) {
   }
   // A legal order is followed as it is; reversing the unit would reorder both sends and both
   // receives of one channel, so each channel keeps its order in the slots the plan gives it.
-  const std::vector<std::pair<std::string, std::vector<int>>> cases = {{"[2, 0, 3, 1]", {2, 0, 3, 1}},
-                                                                       {"[3, 2, 1, 0]", {2, 3, 0, 1}}};
+  const std::vector<std::pair<std::string, std::vector<int>>> cases = {
+      {"[2, 0, 3, 1]", {2, 0, 3, 1}}, {"[3, 2, 1, 0]", {2, 3, 0, 1}}};
   for (const auto& [order, posted] : cases) {
     SCOPED_TRACE(order);
-    const std::string plan = WriteFile("shuffle_plan.json", R"({"format": "pipeproof fault plan", "version": 1, "ranks": [
-      {"unit_orders": [{"unit": )" + std::to_string(unit) + R"(, "order": )" + order + "}]}]}");
+    const std::string plan = WriteFile(
+        "shuffle_plan.json", R"({"format": "pipeproof fault plan", "version": 1, "ranks": [
+      {"unit_orders": [{"unit": )" +
+                                 std::to_string(unit) + R"(, "order": )" + order + "}]}]}");
     const std::string log = ScratchPath("standin.log");
     std::filesystem::remove(log);
-    const InjectedRun r = Inject("shuffle", "--plan " + plan, kDualPipe, "PIPEPROOF_STANDIN_LOG=" + log);
+    const InjectedRun r =
+        Inject("shuffle", "--plan " + plan, kDualPipe, "PIPEPROOF_STANDIN_LOG=" + log);
     ASSERT_EQ(r.out.status, 0) << r.out.err;
     EXPECT_EQ(r.out.out, plain.out.out);
     const std::vector<std::string> posts = PostsOfRank0(testing::ReadWhole(log));
     ASSERT_GE(posts.size(), first + 4);
-    for (int k = 0; k < 4; ++k) EXPECT_EQ(posts[first + k], program_order[posted[k]]) << "post " << k;
+    for (int k = 0; k < 4; ++k)
+      EXPECT_EQ(posts[first + k], program_order[posted[k]]) << "post " << k;
     for (int k = 0; k < 4; ++k) {
       const TraceCall& c = r.traces[0].calls[first + posted[k]];
       EXPECT_EQ(c.posted_as, static_cast<uint32_t>(k));
@@ -260,28 +285,33 @@ TEST(NcclInjectTest, SignalsStillWriteEveryTrace) {
   }
   {
     SCOPED_TRACE("SIGTERM mid-run");
-    // 20 ms before every call: the run would take a few seconds; it is ended after half of one.
+    // 50 ms before every call: the run would take two seconds; it is ended after one.
     std::string delays = "[";
-    for (int k = 0; k < 48; ++k) delays += (k ? ", " : "") + std::string("20000");
+    for (int k = 0; k < 48; ++k) delays += (k ? ", " : "") + std::string("50000");
     delays += "]";
     std::string ranks;
-    for (int r = 0; r < 4; ++r) ranks += (r ? ", " : "") + std::string("{\"post_delay_us\": ") + delays + "}";
-    const std::string plan = WriteFile("slow_plan.json", R"({"format": "pipeproof fault plan", "version": 1, "ranks": [)" + ranks + "]}");
-    const InjectedRun r = Inject("term", "--plan " + plan, kDualPipe, "", "timeout -s TERM 0.5 ");
+    for (int r = 0; r < 4; ++r)
+      ranks += (r ? ", " : "") + std::string("{\"post_delay_us\": ") + delays + "}";
+    const std::string plan =
+        WriteFile("slow_plan.json",
+                  R"({"format": "pipeproof fault plan", "version": 1, "ranks": [)" + ranks + "]}");
+    const InjectedRun r = Inject("term", "--plan " + plan, kDualPipe, "", "timeout -s TERM 1 ");
     EXPECT_EQ(r.out.status, 124) << r.out.err;
     ASSERT_EQ(r.traces.size(), 4u);
     for (const Trace& t : r.traces) {
       EXPECT_EQ(t.header.end_signal, SIGTERM);
       EXPECT_GT(t.calls.size(), 0u);
       const Schedule s = DualPipe();
-      const auto all = std::count_if(s.program[t.rank()].begin(), s.program[t.rank()].end(), [](const Action& a) { return IsComm(a.op); });
+      const auto all = std::count_if(s.program[t.rank()].begin(), s.program[t.rank()].end(),
+                                     [](const Action& a) { return IsComm(a.op); });
       EXPECT_LT(t.calls.size(), static_cast<size_t>(all)) << "the run was not cut short";
     }
   }
 }
 
 TEST(NcclInjectTest, StoppedRankIsWhereTheHangStarts) {
-  const std::string plan = WriteFile("kill_plan.json", R"({"format": "pipeproof fault plan", "version": 1,
+  const std::string plan =
+      WriteFile("kill_plan.json", R"({"format": "pipeproof fault plan", "version": 1,
     "kill": {"rank": 2, "action": 4}})");
   const InjectedRun r = Inject("kill", "--plan " + plan, kDualPipe, "", "timeout -s TERM 1 ");
   EXPECT_EQ(r.out.status, 124);
@@ -295,7 +325,8 @@ TEST(NcclInjectTest, StoppedRankIsWhereTheHangStarts) {
 }
 
 // The DualPipe schedule with rank `rank`'s program changed by `edit`.
-std::string Planted(const std::string& name, int rank, const std::function<void(std::vector<Action>&)>& edit) {
+std::string Planted(const std::string& name, int rank,
+                    const std::function<void(std::vector<Action>&)>& edit) {
   Schedule s = DualPipe();
   edit(s.program[rank]);
   return WriteFile(name + ".pps", WritePps(s));
@@ -321,7 +352,8 @@ TEST(NcclInjectTest, TraceCheckFindsASwappedSend) {
   EXPECT_EQ(p["kind"], "mismatch");
   EXPECT_EQ(p["call"]["rank"], 0);
   EXPECT_EQ(p["partner"]["rank"], 1);
-  EXPECT_TRUE(Has(p["details"][0].get<std::string>(), "messages #0 and #1 are swapped")) << check.out;
+  EXPECT_TRUE(Has(p["details"][0].get<std::string>(), "messages #0 and #1 are swapped"))
+      << check.out;
 }
 
 TEST(NcclInjectTest, TraceCheckFindsAMissingReceive) {
@@ -346,18 +378,23 @@ TEST(NcclInjectTest, TraceCheckFindsTheCross) {
   const CommandOutput check = Check(hung);
   EXPECT_EQ(check.status, 1);
   EXPECT_TRUE(Has(check.out, "hang: ranks 0 and 1 wait for each other: a cross")) << check.out;
-  EXPECT_TRUE(Has(check.out, "rank 0 call #1 (ncclSend 65 x float64 = 520 B to rank 1, group #1)")) << check.out;
-  EXPECT_TRUE(Has(check.out, "each rank sends to the other before it receives, in separate groups")) << check.out;
+  EXPECT_TRUE(Has(check.out, "rank 0 call #1 (ncclSend 65 x float64 = 520 B to rank 1, group #1)"))
+      << check.out;
+  EXPECT_TRUE(Has(check.out, "each rank sends to the other before it receives, in separate groups"))
+      << check.out;
 
   // With small sends buffered (as NCCL may buffer them) the same program completes; the run
   // looks clean, and only the schedule check shows the order can deadlock.
-  const InjectedRun lucky = Inject("cross_eager", "", "--schedule " + cross, "PIPEPROOF_STANDIN_EAGER_BYTES=65536");
+  const InjectedRun lucky =
+      Inject("cross_eager", "", "--schedule " + cross, "PIPEPROOF_STANDIN_EAGER_BYTES=65536");
   EXPECT_EQ(lucky.out.status, 0) << lucky.out.err;
   EXPECT_EQ(Check(lucky).status, 0);
   const CommandOutput deadlock = Check(lucky, "--deadlock");
   EXPECT_EQ(deadlock.status, 1);
   EXPECT_TRUE(Has(deadlock.out, "this call order can deadlock")) << deadlock.out;
-  EXPECT_TRUE(Has(deadlock.out, "rank 0 call #1 (ncclSend 65 x float64 = 520 B to rank 1, group #1)")) << deadlock.out;
+  EXPECT_TRUE(
+      Has(deadlock.out, "rank 0 call #1 (ncclSend 65 x float64 = 520 B to rank 1, group #1)"))
+      << deadlock.out;
 }
 
 }  // namespace

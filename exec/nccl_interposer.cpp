@@ -121,7 +121,8 @@ void* OpenRealLibrary() {
 
 // The real `name`, never this library's own `self` (null for calls it does not wrap).
 void* ResolveReal(const char* name, void* self) {
-  static void* const explicit_library = getenv("PIPEPROOF_NCCL_LIBRARY") ? OpenRealLibrary() : nullptr;
+  static void* const explicit_library =
+      getenv("PIPEPROOF_NCCL_LIBRARY") ? OpenRealLibrary() : nullptr;
   if (explicit_library) {
     void* fn = dlsym(explicit_library, name);
     if (fn && fn != self) return fn;
@@ -134,9 +135,9 @@ void* ResolveReal(const char* name, void* self) {
   return nullptr;
 }
 
-#define PIPEPROOF_REAL(name)                                                                     \
-  static const auto real_##name = reinterpret_cast<decltype(&::name)>(                          \
-      ::pipeproof::interposer::ResolveReal(#name, reinterpret_cast<void*>(&::name)));           \
+#define PIPEPROOF_REAL(name)                                                          \
+  static const auto real_##name = reinterpret_cast<decltype(&::name)>(                \
+      ::pipeproof::interposer::ResolveReal(#name, reinterpret_cast<void*>(&::name))); \
   if (!real_##name) return ncclSystemError
 
 // ---------------------------------------------------------------- records
@@ -163,13 +164,16 @@ class RecordLog {
   uint64_t Publish() { return size_.fetch_add(1, std::memory_order_release); }
 
   uint64_t size() const { return size_.load(std::memory_order_acquire); }
-  T& At(uint64_t i) { return chunks_[i / kChunkRecords].load(std::memory_order_acquire)[i % kChunkRecords]; }
+  T& At(uint64_t i) {
+    return chunks_[i / kChunkRecords].load(std::memory_order_acquire)[i % kChunkRecords];
+  }
 
   // Calls `fn(const T*, count)` for the first `n` records, chunk by chunk.
   template <typename Fn>
   void ForEachChunk(uint64_t n, Fn fn) const {
     for (uint64_t at = 0; at < n; at += kChunkRecords) {
-      fn(chunks_[at / kChunkRecords].load(std::memory_order_acquire), std::min<uint64_t>(kChunkRecords, n - at));
+      fn(chunks_[at / kChunkRecords].load(std::memory_order_acquire),
+         std::min<uint64_t>(kChunkRecords, n - at));
     }
   }
 
@@ -241,7 +245,7 @@ struct RankState {
   std::mutex mutex;  // appends, counters and record updates
   RecordLog<TraceCall, 16384> calls;
   RecordLog<TraceComm, 16> comms;
-  uint64_t next_op = 0;    // the k of the next ncclSend/ncclRecv (counts dropped calls too)
+  uint64_t next_op = 0;  // the k of the next ncclSend/ncclRecv (counts dropped calls too)
   uint64_t next_unit = 0;
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint32_t> flags{0};  // TraceFlag bits learned while running
@@ -311,7 +315,8 @@ class IdHash {
 };
 
 std::optional<int> RankFromEnvironment() {
-  for (const char* name : {"PIPEPROOF_RANK", "RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+  for (const char* name :
+       {"PIPEPROOF_RANK", "RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"}) {
     const char* v = getenv(name);
     if (!v || !*v) continue;
     char* end = nullptr;
@@ -344,13 +349,21 @@ class Process {
   std::array<std::atomic<RankState*>, kMaxRanks> ranks{};
 
   // Registers a communicator this process made; returns its state.
-  CommState* RegisterRoot(ncclComm_t handle, uint64_t id, CommOrigin origin, int rank, int nranks) {
+  // The rank that a communicator being made belongs to, set up before the real init runs: init
+  // is collective, so every rank of a process then has its state (and later its trace) before
+  // any rank can make a call, crash, or be killed.
+  RankState* RankOfRoot(uint64_t id, CommOrigin origin, int rank) {
     int world;
     {
       std::lock_guard lock(mutex_);
       world = WorldRankOfRoot(id, origin, rank);
     }
-    return Register(handle, RankFor(world), id, 0, origin, rank, nranks);
+    return RankFor(world);
+  }
+
+  CommState* RegisterRoot(ncclComm_t handle, RankState* owner, uint64_t id, CommOrigin origin,
+                          int rank, int nranks) {
+    return Register(handle, owner, id, 0, origin, rank, nranks);
   }
 
   CommState* RegisterChild(ncclComm_t handle, CommState& parent, uint64_t id, CommOrigin origin) {
@@ -391,13 +404,13 @@ class Process {
 
   // Rank and size of a communicator whose init may still be in progress; -1 while unknown.
   static void QueryRanks(ncclComm_t handle, int* rank, int* nranks) {
-    static const auto user_rank = reinterpret_cast<decltype(&::ncclCommUserRank)>(
-        ResolveReal("ncclCommUserRank", nullptr));
-    static const auto count = reinterpret_cast<decltype(&::ncclCommCount)>(
-        ResolveReal("ncclCommCount", nullptr));
+    static const auto user_rank =
+        reinterpret_cast<decltype(&::ncclCommUserRank)>(ResolveReal("ncclCommUserRank", nullptr));
+    static const auto count =
+        reinterpret_cast<decltype(&::ncclCommCount)>(ResolveReal("ncclCommCount", nullptr));
     int r = -1, n = -1;
-    if (user_rank && count && user_rank(handle, &r) == ncclSuccess && count(handle, &n) == ncclSuccess &&
-        n >= 1 && r >= 0 && r < n) {
+    if (user_rank && count && user_rank(handle, &r) == ncclSuccess &&
+        count(handle, &n) == ncclSuccess && n >= 1 && r >= 0 && r < n) {
       *rank = r;
       *nranks = n;
     }
@@ -428,11 +441,15 @@ class Process {
     }
     DelayMode mode = DelayMode::kAuto;
     if (const char* m = getenv("PIPEPROOF_NCCL_DELAYS"); m && *m) {
-      if (std::strcmp(m, "host") == 0) mode = DelayMode::kHost;
-      else if (std::strcmp(m, "gpu") == 0) mode = DelayMode::kGpu;
+      if (std::strcmp(m, "host") == 0)
+        mode = DelayMode::kHost;
+      else if (std::strcmp(m, "gpu") == 0)
+        mode = DelayMode::kGpu;
     }
     if (mode != DelayMode::kHost) gpu = Gpu::Get(&Now);
-    if (mode == DelayMode::kGpu && !gpu) Say("PIPEPROOF_NCCL_DELAYS=gpu, but CUDA is not usable here: host sleeps and host timestamps instead");
+    if (mode == DelayMode::kGpu && !gpu)
+      Say("PIPEPROOF_NCCL_DELAYS=gpu, but CUDA is not usable here: host sleeps and host timestamps "
+          "instead");
     env_rank_ = RankFromEnvironment();
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -446,8 +463,10 @@ class Process {
     std::vector<std::string> ignored;
     bool deliver = false, compute = false, straggler = false;
     for (const RankFaults& f : plan.ranks) {
-      deliver |= std::any_of(f.deliver_delay_us.begin(), f.deliver_delay_us.end(), [](uint32_t d) { return d; });
-      compute |= std::any_of(f.compute_delay_us.begin(), f.compute_delay_us.end(), [](uint32_t d) { return d; });
+      deliver |= std::any_of(f.deliver_delay_us.begin(), f.deliver_delay_us.end(),
+                             [](uint32_t d) { return d; });
+      compute |= std::any_of(f.compute_delay_us.begin(), f.compute_delay_us.end(),
+                             [](uint32_t d) { return d; });
       straggler |= f.straggler != 1;
     }
     if (deliver) ignored.push_back("delays before delivery");
@@ -458,7 +477,8 @@ class Process {
     if (ignored.empty()) return;
     std::string list;
     for (const auto& s : ignored) list += (list.empty() ? "" : ", ") + s;
-    Say("the plan's %s cannot be placed in a program pipeproof did not write: ignored", list.c_str());
+    Say("the plan's %s cannot be placed in a program pipeproof did not write: ignored",
+        list.c_str());
   }
 
   // Under mutex_.
@@ -481,12 +501,15 @@ class Process {
     r->rank = world;
     r->header = MakeTraceHeader(world, static_cast<uint32_t>(getpid()), g_epoch_realtime, host_);
     if (!trace_dir.empty()) {
-      const std::string path = trace_dir + "/" + TraceFileName(world, static_cast<uint32_t>(getpid()));
+      const std::string path =
+          trace_dir + "/" + TraceFileName(world, static_cast<uint32_t>(getpid()));
       std::snprintf(r->path, sizeof r->path, "%s", path.c_str());
     }
     r->faults = &plan.Rank(world);
-    for (const auto& u : r->faults->unit_orders) r->unit_orders[static_cast<uint64_t>(u.unit)] = &u.order;
-    if (plan.kill && plan.kill->rank == world) r->kill_before = static_cast<uint64_t>(plan.kill->action);
+    for (const auto& u : r->faults->unit_orders)
+      r->unit_orders[static_cast<uint64_t>(u.unit)] = &u.order;
+    if (plan.kill && plan.kill->rank == world)
+      r->kill_before = static_cast<uint64_t>(plan.kill->action);
     if (gpu) r->flags |= kTraceGpuCompletion;
     ranks[world].store(r, std::memory_order_release);
     Announce(*r);
@@ -497,16 +520,19 @@ class Process {
     std::string faults = "no faults";
     if (have_plan) {
       const RankFaults& f = *r.faults;
-      const auto delays = std::count_if(f.post_delay_us.begin(), f.post_delay_us.end(), [](uint32_t d) { return d; });
-      faults = std::to_string(delays) + " delayed calls, " + std::to_string(f.unit_orders.size()) + " reordered groups";
+      const auto delays = std::count_if(f.post_delay_us.begin(), f.post_delay_us.end(),
+                                        [](uint32_t d) { return d; });
+      faults = std::to_string(delays) + " delayed calls, " + std::to_string(f.unit_orders.size()) +
+               " reordered groups";
       if (r.kill_before) faults += ", stops dead before call #" + std::to_string(*r.kill_before);
       faults += gpu ? " (delays on the GPU)" : " (delays on the host)";
     }
-    Say("rank %d (pid %d): %s; trace: %s", r.rank, int(getpid()), faults.c_str(), r.path[0] ? r.path : "not written (no PIPEPROOF_NCCL_TRACE_DIR)");
+    Say("rank %d (pid %d): %s; trace: %s", r.rank, int(getpid()), faults.c_str(),
+        r.path[0] ? r.path : "not written (no PIPEPROOF_NCCL_TRACE_DIR)");
   }
 
-  CommState* Register(ncclComm_t handle, RankState* owner, uint64_t id, uint64_t parent_id, CommOrigin origin,
-                      int rank, int nranks) {
+  CommState* Register(ncclComm_t handle, RankState* owner, uint64_t id, uint64_t parent_id,
+                      CommOrigin origin, int rank, int nranks) {
     auto* c = new CommState{handle, owner, 0, id, rank, nranks, 0};
     {
       std::lock_guard lock(owner->mutex);
@@ -536,8 +562,8 @@ class Process {
 
   int DeviceOf(ncclComm_t handle) const {
     if (!gpu) return -1;
-    static const auto cu_device = reinterpret_cast<decltype(&::ncclCommCuDevice)>(
-        ResolveReal("ncclCommCuDevice", nullptr));
+    static const auto cu_device =
+        reinterpret_cast<decltype(&::ncclCommCuDevice)>(ResolveReal("ncclCommCuDevice", nullptr));
     int device = -1;
     if (!cu_device || cu_device(handle, &device) != ncclSuccess) return -1;
     return device;
@@ -552,7 +578,9 @@ class Process {
       std::lock_guard lock(mutex_);
       world = env_rank_ ? *env_rank_ : process_rank_ ? *process_rank_ : std::max(rank, 0);
     }
-    Say("communicator %p was made before tracing began; its peers cannot be matched across processes", static_cast<void*>(handle));
+    Say("communicator %p was made before tracing began; its peers cannot be matched across "
+        "processes",
+        static_cast<void*>(handle));
     return Register(handle, RankFor(world), id, 0, CommOrigin::kUnknown, rank, nranks);
   }
 
@@ -668,7 +696,8 @@ void WriteTracesAtExit() {
   if (p.disabled) return;
   for (auto& slot : p.ranks) {
     if (RankState* r = slot.load(std::memory_order_acquire)) {
-      std::unique_lock lock(r->mutex, std::try_to_lock);  // a thread stuck inside NCCL may hold none, but never wait
+      std::unique_lock lock(
+          r->mutex, std::try_to_lock);  // a thread stuck inside NCCL may hold none, but never wait
       if (lock.owns_lock()) p.DrainCompletions(*r, /*wait=*/true);
     }
   }
@@ -713,8 +742,8 @@ thread_local ThreadGroup t_group;
 
 [[noreturn]] void StopDead(RankState& r, uint64_t call) {
   if (call != kNoRecord) {
-    Say("rank %d stops dead before its call #%llu, as the fault plan says; the program will hang", r.rank,
-        static_cast<unsigned long long>(call));
+    Say("rank %d stops dead before its call #%llu, as the fault plan says; the program will hang",
+        r.rank, static_cast<unsigned long long>(call));
   }
   for (;;) pause();
 }
@@ -797,14 +826,15 @@ std::vector<int> PostingOrder(const GroupUnit& u) {
   for (int i = 0; i < n; ++i) order[i] = i;
   if (!u.planned_order || static_cast<int>(u.planned_order->size()) != n) {
     if (u.planned_order) {
-      Say("rank %d: the plan orders %zu calls in unit %llu, the program made %d: posted as called", u.rank->rank,
-          u.planned_order->size(), static_cast<unsigned long long>(u.unit), n);
+      Say("rank %d: the plan orders %zu calls in unit %llu, the program made %d: posted as called",
+          u.rank->rank, u.planned_order->size(), static_cast<unsigned long long>(u.unit), n);
     }
     return order;
   }
   using Channel = std::tuple<ncclComm_t, CallKind, int>;
   std::map<Channel, std::deque<int>> channels;
-  for (int i = 0; i < n; ++i) channels[{u.held[i].comm, u.held[i].kind, u.held[i].peer}].push_back(i);
+  for (int i = 0; i < n; ++i)
+    channels[{u.held[i].comm, u.held[i].kind, u.held[i].peer}].push_back(i);
   for (int k = 0; k < n; ++k) {
     const Op& planned = u.held[(*u.planned_order)[k]];
     auto& queue = channels[{planned.comm, planned.kind, planned.peer}];
@@ -842,7 +872,8 @@ ncclResult_t Intercept(CallKind kind, const void* send_buffer, void* recv_buffer
       group_unit = &UnitInGroup(r);
       if (group_unit->size == 0) {
         group_unit->unit = r.next_unit++;
-        if (auto it = r.unit_orders.find(group_unit->unit); it != r.unit_orders.end()) group_unit->planned_order = it->second;
+        if (auto it = r.unit_orders.find(group_unit->unit); it != r.unit_orders.end())
+          group_unit->planned_order = it->second;
       }
       unit = group_unit->unit;
       index_in_unit = group_unit->size++;
@@ -877,7 +908,8 @@ ncclResult_t Intercept(CallKind kind, const void* send_buffer, void* recv_buffer
     return result;
   }
   group_unit->calls.push_back(op.call);
-  if (std::find(group_unit->streams.begin(), group_unit->streams.end(), stream) == group_unit->streams.end()) {
+  if (std::find(group_unit->streams.begin(), group_unit->streams.end(), stream) ==
+      group_unit->streams.end()) {
     group_unit->streams.push_back(stream);
   }
   if (group_unit->planned_order) {
@@ -913,7 +945,9 @@ void CompleteGroup(Process& p, ncclResult_t result) {
       {
         std::lock_guard lock(u.rank->mutex);
         for (uint64_t call : u.calls) {
-          if (call != kNoRecord && reinterpret_cast<cudaStream_t>(u.rank->calls.At(call).stream) == stream) on_stream.push_back(call);
+          if (call != kNoRecord &&
+              reinterpret_cast<cudaStream_t>(u.rank->calls.At(call).stream) == stream)
+            on_stream.push_back(call);
         }
       }
       Complete(p, *u.rank, on_stream, stream);
@@ -932,14 +966,16 @@ using pipeproof::interposer::CommState;
 using pipeproof::interposer::IdHash;
 using pipeproof::interposer::Process;
 
-PIPEPROOF_EXPORT ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer,
-                                       ncclComm_t comm, cudaStream_t stream) {
-  return pipeproof::interposer::Intercept(CallKind::kSend, sendbuff, nullptr, count, datatype, peer, comm, stream);
+PIPEPROOF_EXPORT ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype,
+                                       int peer, ncclComm_t comm, cudaStream_t stream) {
+  return pipeproof::interposer::Intercept(CallKind::kSend, sendbuff, nullptr, count, datatype, peer,
+                                          comm, stream);
 }
 
-PIPEPROOF_EXPORT ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer,
-                                       ncclComm_t comm, cudaStream_t stream) {
-  return pipeproof::interposer::Intercept(CallKind::kRecv, nullptr, recvbuff, count, datatype, peer, comm, stream);
+PIPEPROOF_EXPORT ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype,
+                                       int peer, ncclComm_t comm, cudaStream_t stream) {
+  return pipeproof::interposer::Intercept(CallKind::kRecv, nullptr, recvbuff, count, datatype, peer,
+                                          comm, stream);
 }
 
 PIPEPROOF_EXPORT ncclResult_t ncclGroupStart() {
@@ -961,33 +997,46 @@ PIPEPROOF_EXPORT ncclResult_t ncclGroupEnd() {
   return held != ncclSuccess ? held : result;
 }
 
-PIPEPROOF_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId commId, int rank) {
+PIPEPROOF_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId commId,
+                                               int rank) {
   PIPEPROOF_REAL(ncclCommInitRank);
+  Process& p = Process::Get();
+  const uint64_t id = IdHash().Add(commId).Get();
+  auto* owner = p.RankOfRoot(id, CommOrigin::kInitRank, rank);
   const ncclResult_t result = real_ncclCommInitRank(comm, nranks, commId, rank);
   if ((result == ncclSuccess || result == ncclInProgress) && comm && *comm) {
-    Process::Get().RegisterRoot(*comm, IdHash().Add(commId).Get(), CommOrigin::kInitRank, rank, nranks);
+    p.RegisterRoot(*comm, owner, id, CommOrigin::kInitRank, rank, nranks);
   }
   return result;
 }
 
-PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId commId, int rank,
+PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks,
+                                                     ncclUniqueId commId, int rank,
                                                      ncclConfig_t* config) {
   PIPEPROOF_REAL(ncclCommInitRankConfig);
+  Process& p = Process::Get();
+  const uint64_t id = IdHash().Add(commId).Get();
+  auto* owner = p.RankOfRoot(id, CommOrigin::kInitRankConfig, rank);
   const ncclResult_t result = real_ncclCommInitRankConfig(comm, nranks, commId, rank, config);
   if ((result == ncclSuccess || result == ncclInProgress) && comm && *comm) {
-    Process::Get().RegisterRoot(*comm, IdHash().Add(commId).Get(), CommOrigin::kInitRankConfig, rank, nranks);
+    p.RegisterRoot(*comm, owner, id, CommOrigin::kInitRankConfig, rank, nranks);
   }
   return result;
 }
 
 #if !defined(PIPEPROOF_HAVE_NCCL_H) || NCCL_VERSION_CODE >= NCCL_VERSION(2, 23, 0)
-PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankScalable(ncclComm_t* newcomm, int nranks, int myrank, int nId,
-                                                       ncclUniqueId* commIds, ncclConfig_t* config) {
+PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankScalable(ncclComm_t* newcomm, int nranks, int myrank,
+                                                       int nId, ncclUniqueId* commIds,
+                                                       ncclConfig_t* config) {
   PIPEPROOF_REAL(ncclCommInitRankScalable);
-  const ncclResult_t result = real_ncclCommInitRankScalable(newcomm, nranks, myrank, nId, commIds, config);
-  if ((result == ncclSuccess || result == ncclInProgress) && newcomm && *newcomm && commIds && nId > 0) {
-    Process::Get().RegisterRoot(*newcomm, IdHash().Add(commIds, sizeof(ncclUniqueId) * size_t(nId)).Get(),
-                                CommOrigin::kInitScalable, myrank, nranks);
+  Process& p = Process::Get();
+  const uint64_t id =
+      commIds && nId > 0 ? IdHash().Add(commIds, sizeof(ncclUniqueId) * size_t(nId)).Get() : 1;
+  auto* owner = p.RankOfRoot(id, CommOrigin::kInitScalable, myrank);
+  const ncclResult_t result =
+      real_ncclCommInitRankScalable(newcomm, nranks, myrank, nId, commIds, config);
+  if ((result == ncclSuccess || result == ncclInProgress) && newcomm && *newcomm) {
+    p.RegisterRoot(*newcomm, owner, id, CommOrigin::kInitScalable, myrank, nranks);
   }
   return result;
 }
@@ -995,19 +1044,21 @@ PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankScalable(ncclComm_t* newcomm, int 
 
 PIPEPROOF_EXPORT ncclResult_t ncclCommInitAll(ncclComm_t* comm, int ndev, const int* devlist) {
   PIPEPROOF_REAL(ncclCommInitAll);
+  Process& p = Process::Get();
+  const uint64_t id = p.NextInitAllId();
+  std::vector<pipeproof::interposer::RankState*> owners;
+  for (int i = 0; i < ndev; ++i) owners.push_back(p.RankOfRoot(id, CommOrigin::kInitAll, i));
   const ncclResult_t result = real_ncclCommInitAll(comm, ndev, devlist);
   if (result == ncclSuccess && comm) {
-    Process& p = Process::Get();
-    const uint64_t id = p.NextInitAllId();
     for (int i = 0; i < ndev; ++i) {
-      if (comm[i]) p.RegisterRoot(comm[i], id, CommOrigin::kInitAll, i, ndev);
+      if (comm[i]) p.RegisterRoot(comm[i], owners[i], id, CommOrigin::kInitAll, i, ndev);
     }
   }
   return result;
 }
 
-PIPEPROOF_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm,
-                                            ncclConfig_t* config) {
+PIPEPROOF_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key,
+                                            ncclComm_t* newcomm, ncclConfig_t* config) {
   PIPEPROOF_REAL(ncclCommSplit);
   Process& p = Process::Get();
   CommState* parent = p.Lookup(comm);
@@ -1025,8 +1076,9 @@ PIPEPROOF_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key,
 }
 
 #if !defined(PIPEPROOF_HAVE_NCCL_H) || NCCL_VERSION_CODE >= NCCL_VERSION(2, 27, 0)
-PIPEPROOF_EXPORT ncclResult_t ncclCommShrink(ncclComm_t comm, int* excludeRanksList, int excludeRanksCount,
-                                             ncclComm_t* newcomm, ncclConfig_t* config, int shrinkFlags) {
+PIPEPROOF_EXPORT ncclResult_t ncclCommShrink(ncclComm_t comm, int* excludeRanksList,
+                                             int excludeRanksCount, ncclComm_t* newcomm,
+                                             ncclConfig_t* config, int shrinkFlags) {
   PIPEPROOF_REAL(ncclCommShrink);
   Process& p = Process::Get();
   CommState* parent = p.Lookup(comm);
@@ -1035,11 +1087,13 @@ PIPEPROOF_EXPORT ncclResult_t ncclCommShrink(ncclComm_t comm, int* excludeRanksL
     std::lock_guard lock(parent->owner->mutex);
     sequence = parent->children++;
   }
-  const ncclResult_t result = real_ncclCommShrink(comm, excludeRanksList, excludeRanksCount, newcomm, config, shrinkFlags);
+  const ncclResult_t result =
+      real_ncclCommShrink(comm, excludeRanksList, excludeRanksCount, newcomm, config, shrinkFlags);
   if ((result == ncclSuccess || result == ncclInProgress) && newcomm && *newcomm) {
     IdHash id;
     id.Add(parent->id).Add(sequence).Add(uint64_t{0x5368726b});  // "Shrk": apart from splits
-    if (excludeRanksList && excludeRanksCount > 0) id.Add(excludeRanksList, sizeof(int) * size_t(excludeRanksCount));
+    if (excludeRanksList && excludeRanksCount > 0)
+      id.Add(excludeRanksList, sizeof(int) * size_t(excludeRanksCount));
     p.RegisterChild(*newcomm, *parent, id.Get(), CommOrigin::kShrink);
   }
   return result;
@@ -1076,7 +1130,8 @@ ncclResult_t EndCommunicator(ncclComm_t comm, ncclResult_t (*real)(ncclComm_t), 
 
 PIPEPROOF_EXPORT ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   PIPEPROOF_REAL(ncclCommDestroy);
-  return pipeproof::interposer::EndCommunicator(comm, real_ncclCommDestroy, pipeproof::kCommDestroyed);
+  return pipeproof::interposer::EndCommunicator(comm, real_ncclCommDestroy,
+                                                pipeproof::kCommDestroyed);
 }
 
 PIPEPROOF_EXPORT ncclResult_t ncclCommAbort(ncclComm_t comm) {

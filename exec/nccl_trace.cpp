@@ -16,20 +16,27 @@ namespace pipeproof {
 
 std::string_view CommOriginName(CommOrigin origin) {
   switch (origin) {
-    case CommOrigin::kInitRank: return "ncclCommInitRank";
-    case CommOrigin::kInitRankConfig: return "ncclCommInitRankConfig";
-    case CommOrigin::kInitAll: return "ncclCommInitAll";
-    case CommOrigin::kSplit: return "ncclCommSplit";
-    case CommOrigin::kShrink: return "ncclCommShrink";
-    case CommOrigin::kInitScalable: return "ncclCommInitRankScalable";
-    case CommOrigin::kUnknown: return "unknown origin";
+    case CommOrigin::kInitRank:
+      return "ncclCommInitRank";
+    case CommOrigin::kInitRankConfig:
+      return "ncclCommInitRankConfig";
+    case CommOrigin::kInitAll:
+      return "ncclCommInitAll";
+    case CommOrigin::kSplit:
+      return "ncclCommSplit";
+    case CommOrigin::kShrink:
+      return "ncclCommShrink";
+    case CommOrigin::kInitScalable:
+      return "ncclCommInitRankScalable";
+    case CommOrigin::kUnknown:
+      return "unknown origin";
   }
   return "?";
 }
 
 std::string_view NcclDataTypeName(uint8_t dtype) {
   static constexpr std::string_view kNames[kNcclDataTypes] = {
-      "int8", "uint8", "int32", "uint32", "int64", "uint64",
+      "int8",    "uint8",   "int32",   "uint32",   "int64",      "uint64",
       "float16", "float32", "float64", "bfloat16", "float8e4m3", "float8e5m2"};
   if (dtype < kNcclDataTypes) return kNames[dtype];
   return "unknown dtype";
@@ -71,15 +78,17 @@ std::string EncodeTrace(const Trace& trace) {
   TraceHeader h = trace.header;
   h.comm_count = static_cast<uint32_t>(trace.comms.size());
   h.call_count = trace.calls.size();
-  std::string out(sizeof h + trace.comms.size() * sizeof(TraceComm) +
-                      trace.calls.size() * sizeof(TraceCall),
-                  '\0');
+  std::string out(
+      sizeof h + trace.comms.size() * sizeof(TraceComm) + trace.calls.size() * sizeof(TraceCall),
+      '\0');
   char* p = out.data();
   std::memcpy(p, &h, sizeof h);
   p += sizeof h;
-  if (!trace.comms.empty()) std::memcpy(p, trace.comms.data(), trace.comms.size() * sizeof(TraceComm));
+  if (!trace.comms.empty())
+    std::memcpy(p, trace.comms.data(), trace.comms.size() * sizeof(TraceComm));
   p += trace.comms.size() * sizeof(TraceComm);
-  if (!trace.calls.empty()) std::memcpy(p, trace.calls.data(), trace.calls.size() * sizeof(TraceCall));
+  if (!trace.calls.empty())
+    std::memcpy(p, trace.calls.data(), trace.calls.size() * sizeof(TraceCall));
   return out;
 }
 
@@ -103,9 +112,11 @@ class TraceReader {
     const size_t comms_at = sizeof(TraceHeader);
     const size_t calls_at = comms_at + size_t{t.header.comm_count} * sizeof(TraceComm);
     t.comms.resize(t.header.comm_count);
-    if (!t.comms.empty()) std::memcpy(t.comms.data(), bytes_.data() + comms_at, t.comms.size() * sizeof(TraceComm));
+    if (!t.comms.empty())
+      std::memcpy(t.comms.data(), bytes_.data() + comms_at, t.comms.size() * sizeof(TraceComm));
     t.calls.resize(t.header.call_count);
-    if (!t.calls.empty()) std::memcpy(t.calls.data(), bytes_.data() + calls_at, t.calls.size() * sizeof(TraceCall));
+    if (!t.calls.empty())
+      std::memcpy(t.calls.data(), bytes_.data() + calls_at, t.calls.size() * sizeof(TraceCall));
     for (size_t i = 0; i < t.comms.size(); ++i) CheckComm(t.comms, i);
     CheckCalls(t);
     return t;
@@ -136,16 +147,21 @@ class TraceReader {
                        h.comm_bytes, h.call_bytes, sizeof(TraceHeader), sizeof(TraceComm),
                        sizeof(TraceCall)));
     }
-    if (h.rank < 0 || h.rank >= kMaxRanks) Fail(fmt::format("rank {} is out of range 0..{}", h.rank, kMaxRanks - 1));
-    if (h.comm_count > kMaxComms) Fail(fmt::format("{} communicators: more than {}", h.comm_count, kMaxComms));
-    if (h.call_count > kMaxCalls) Fail(fmt::format("{} calls: more than {}", h.call_count, kMaxCalls));
+    if (h.rank < 0 || h.rank >= kMaxRanks)
+      Fail(fmt::format("rank {} is out of range 0..{}", h.rank, kMaxRanks - 1));
+    if (h.comm_count > kMaxComms)
+      Fail(fmt::format("{} communicators: more than {}", h.comm_count, kMaxComms));
+    if (h.call_count > kMaxCalls)
+      Fail(fmt::format("{} calls: more than {}", h.call_count, kMaxCalls));
     const uint64_t expected = sizeof(TraceHeader) + uint64_t{h.comm_count} * sizeof(TraceComm) +
                               h.call_count * sizeof(TraceCall);
     if (bytes_.size() != expected) {
-      Fail(fmt::format("the header announces {} communicators and {} calls ({} bytes), the file has {} bytes",
-                       h.comm_count, h.call_count, expected, bytes_.size()));
+      Fail(fmt::format(
+          "the header announces {} communicators and {} calls ({} bytes), the file has {} bytes",
+          h.comm_count, h.call_count, expected, bytes_.size()));
     }
-    if (h.flags & ~kTraceKnownFlags) Fail(fmt::format("unknown header flags {:#x}", h.flags & ~kTraceKnownFlags));
+    if (h.flags & ~kTraceKnownFlags)
+      Fail(fmt::format("unknown header flags {:#x}", h.flags & ~kTraceKnownFlags));
     const bool on_signal = h.flags & kTraceWrittenOnSignal;
     if (on_signal != (h.end_signal != 0) || h.end_signal < 0 || h.end_signal > 64) {
       Fail(fmt::format("end signal {} does not fit the header's flags", h.end_signal));
@@ -158,24 +174,30 @@ class TraceReader {
     if (host_len == sizeof h.host) Fail("the host name is not NUL-terminated");
     for (size_t i = 0; i < sizeof h.host; ++i) {
       const char c = h.host[i];
-      if (i < host_len ? (c < 0x20 || c >= 0x7f) : c != 0) Fail("the host name holds bytes other than printable ASCII and NUL padding");
+      if (i < host_len ? (c < 0x20 || c >= 0x7f) : c != 0)
+        Fail("the host name holds bytes other than printable ASCII and NUL padding");
     }
     return h;
   }
 
   void CheckComm(const std::vector<TraceComm>& comms, size_t i) const {
     const TraceComm& c = comms[i];
-    auto fail = [&](const std::string& what) { Fail(fmt::format("communicator #{}: {}", i, what)); };
+    auto fail = [&](const std::string& what) {
+      Fail(fmt::format("communicator #{}: {}", i, what));
+    };
     if (c.id == 0) fail("id 0");
     for (size_t j = 0; j < i; ++j) {
       if (comms[j].id == c.id) fail(fmt::format("the same id {:#x} as communicator #{}", c.id, j));
     }
-    if (c.origin == 0 || c.origin > kMaxCommOrigin) fail(fmt::format("origin {} is not known", c.origin));
+    if (c.origin == 0 || c.origin > kMaxCommOrigin)
+      fail(fmt::format("origin {} is not known", c.origin));
     const auto origin = static_cast<CommOrigin>(c.origin);
     const bool child = origin == CommOrigin::kSplit || origin == CommOrigin::kShrink;
-    if (child != (c.parent_id != 0)) fail("a parent id goes with ncclCommSplit/ncclCommShrink, and only with them");
+    if (child != (c.parent_id != 0))
+      fail("a parent id goes with ncclCommSplit/ncclCommShrink, and only with them");
     if (c.nranks == -1 || c.rank == -1) {
-      if (c.nranks != -1 || c.rank != -1) fail(fmt::format("rank {} of {} ranks", c.rank, c.nranks));
+      if (c.nranks != -1 || c.rank != -1)
+        fail(fmt::format("rank {} of {} ranks", c.rank, c.nranks));
     } else if (c.nranks < 1 || c.nranks > kMaxCommRanks || c.rank < 0 || c.rank >= c.nranks) {
       fail(fmt::format("rank {} of {} ranks", c.rank, c.nranks));
     }
@@ -196,16 +218,20 @@ class TraceReader {
     for (size_t i = 0; i < t.calls.size(); ++i) {
       const TraceCall& c = t.calls[i];
       auto fail = [&](const std::string& what) { Fail(fmt::format("call #{}: {}", i, what)); };
-      if (c.kind != static_cast<uint8_t>(CallKind::kSend) && c.kind != static_cast<uint8_t>(CallKind::kRecv)) {
+      if (c.kind != static_cast<uint8_t>(CallKind::kSend) &&
+          c.kind != static_cast<uint8_t>(CallKind::kRecv)) {
         fail(fmt::format("kind {} is neither send (1) nor receive (2)", c.kind));
       }
       if (c.dtype >= 32) fail(fmt::format("dtype {} is not an NCCL data type", c.dtype));
       if (c.flags & ~kTraceKnownCallFlags) fail(fmt::format("unknown flags {:#x}", c.flags));
-      if (((c.flags & kCallError) != 0) != (c.result != 0)) fail(fmt::format("result {} does not fit its error flag", c.result));
-      if (c.comm >= t.comms.size()) fail(fmt::format("communicator #{} of {}", c.comm, t.comms.size()));
+      if (((c.flags & kCallError) != 0) != (c.result != 0))
+        fail(fmt::format("result {} does not fit its error flag", c.result));
+      if (c.comm >= t.comms.size())
+        fail(fmt::format("communicator #{} of {}", c.comm, t.comms.size()));
       const TraceComm& comm = t.comms[c.comm];
       if (c.peer < 0 || (comm.nranks > 0 && c.peer >= comm.nranks)) {
-        fail(fmt::format("peer {} is not a rank of communicator #{} ({} ranks)", c.peer, c.comm, comm.nranks));
+        fail(fmt::format("peer {} is not a rank of communicator #{} ({} ranks)", c.peer, c.comm,
+                         comm.nranks));
       }
       if (c.count > kMaxCount) fail(fmt::format("count {} is beyond any buffer", c.count));
       if (c.t_call < last_t_call) fail("made before the call recorded ahead of it");
@@ -216,22 +242,30 @@ class TraceReader {
       if (c.unit == units.size()) {
         units.push_back({0, in_group, {}});
       } else if (units[c.unit].in_group != in_group || !in_group) {
-        fail(fmt::format("joins unit {}, which {}", c.unit, units[c.unit].in_group ? "is a group and it is not in one" : "is a lone call"));
+        fail(fmt::format(
+            "joins unit {}, which {}", c.unit,
+            units[c.unit].in_group ? "is a group and it is not in one" : "is a lone call"));
       }
       UnitSeen& u = units[c.unit];
-      if (c.index_in_unit != u.size) fail(fmt::format("index {} in unit {}; expected {}", c.index_in_unit, c.unit, u.size));
+      if (c.index_in_unit != u.size)
+        fail(fmt::format("index {} in unit {}; expected {}", c.index_in_unit, c.unit, u.size));
       ++u.size;
       const bool posted = c.flags & kCallPosted;
-      if (posted == (c.posted_as == kNotPosted)) fail("its posting place does not fit its posted flag");
-      if (posted && !u.posted.insert(c.posted_as).second) fail(fmt::format("posted in place {} of unit {} twice", c.posted_as, c.unit));
+      if (posted == (c.posted_as == kNotPosted))
+        fail("its posting place does not fit its posted flag");
+      if (posted && !u.posted.insert(c.posted_as).second)
+        fail(fmt::format("posted in place {} of unit {} twice", c.posted_as, c.unit));
       const bool completed = c.flags & kCallCompleted;
       if (completed && !posted) fail("completed without being posted");
-      if (completed ? c.t_complete < c.t_call : c.t_complete != 0) fail("its completion time does not fit its call time and flags");
-      if ((c.flags & kCallStopped) && (posted || i + 1 != t.calls.size())) fail("the rank stopped dead here, yet the call was posted or more calls follow");
+      if (completed ? c.t_complete < c.t_call : c.t_complete != 0)
+        fail("its completion time does not fit its call time and flags");
+      if ((c.flags & kCallStopped) && (posted || i + 1 != t.calls.size()))
+        fail("the rank stopped dead here, yet the call was posted or more calls follow");
     }
     for (size_t u = 0; u < units.size(); ++u) {
       for (uint32_t place : units[u].posted) {
-        if (place >= units[u].size) Fail(fmt::format("unit {}: posted in place {} of its {} calls", u, place, units[u].size));
+        if (place >= units[u].size)
+          Fail(fmt::format("unit {}: posted in place {} of its {} calls", u, place, units[u].size));
       }
     }
   }
@@ -242,7 +276,9 @@ class TraceReader {
 
 }  // namespace
 
-Trace ParseTrace(std::string_view bytes, std::string_view name) { return TraceReader(bytes, name).Read(); }
+Trace ParseTrace(std::string_view bytes, std::string_view name) {
+  return TraceReader(bytes, name).Read();
+}
 
 Trace ReadTrace(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -258,13 +294,15 @@ std::vector<Trace> ReadTraceDirectory(const std::string& dir) {
   if (!fs::is_directory(dir, ec)) throw InputError("not a directory of traces", dir);
   std::vector<std::string> paths;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file() && entry.path().string().ends_with(kTraceFileSuffix)) paths.push_back(entry.path().string());
+    if (entry.is_regular_file() && entry.path().string().ends_with(kTraceFileSuffix))
+      paths.push_back(entry.path().string());
   }
   if (ec) throw InputError(fmt::format("cannot list the directory: {}", ec.message()), dir);
   if (paths.empty()) {
-    throw InputError(fmt::format("no *{} files: was the program run under `pipeproof inject --trace-dir {}`?",
-                                 kTraceFileSuffix, dir),
-                     dir);
+    throw InputError(
+        fmt::format("no *{} files: was the program run under `pipeproof inject --trace-dir {}`?",
+                    kTraceFileSuffix, dir),
+        dir);
   }
   std::sort(paths.begin(), paths.end());
   std::vector<Trace> traces;
@@ -272,15 +310,17 @@ std::vector<Trace> ReadTraceDirectory(const std::string& dir) {
   for (const std::string& p : paths) {
     Trace t = ReadTrace(p);
     if (auto [it, fresh] = by_rank.emplace(t.rank(), p); !fresh) {
-      throw InputError(fmt::format("{} and {} both hold rank {}: two processes claimed one rank (set "
-                                   "PIPEPROOF_RANK, or RANK as torchrun does, for each process), or "
-                                   "traces of two runs share the directory",
-                                   it->second, p, t.rank()),
-                       dir);
+      throw InputError(
+          fmt::format("{} and {} both hold rank {}: two processes claimed one rank (set "
+                      "PIPEPROOF_RANK, or RANK as torchrun does, for each process), or "
+                      "traces of two runs share the directory",
+                      it->second, p, t.rank()),
+          dir);
     }
     traces.push_back(std::move(t));
   }
-  std::sort(traces.begin(), traces.end(), [](const Trace& a, const Trace& b) { return a.rank() < b.rank(); });
+  std::sort(traces.begin(), traces.end(),
+            [](const Trace& a, const Trace& b) { return a.rank() < b.rank(); });
   return traces;
 }
 

@@ -59,13 +59,13 @@ struct TraceHeader {
   int32_t rank;           // the rank this file is about (see exec/nccl_interposer.cpp for how)
   uint32_t pid;
   uint32_t comm_count;
-  uint32_t flags;         // TraceFlag
+  uint32_t flags;  // TraceFlag
   uint64_t call_count;
   uint64_t epoch_realtime_ns;  // CLOCK_REALTIME at time zero
   int32_t end_signal;          // the signal that ended the process (with kTraceWrittenOnSignal)
   uint32_t reserved0;
-  uint64_t dropped_calls;      // calls not recorded (with kTraceCallsDropped)
-  char host[64];               // host name, NUL-terminated, zero-padded
+  uint64_t dropped_calls;  // calls not recorded (with kTraceCallsDropped)
+  char host[64];           // host name, NUL-terminated, zero-padded
 };
 static_assert(sizeof(TraceHeader) == 128);
 
@@ -99,7 +99,7 @@ struct TraceComm {
   uint8_t origin;      // CommOrigin
   uint8_t flags;       // TraceCommFlag
   uint16_t reserved0;
-  int32_t device;      // CUDA device, -1 when unknown
+  int32_t device;  // CUDA device, -1 when unknown
   uint64_t reserved1;
 };
 static_assert(sizeof(TraceComm) == 48);
@@ -120,16 +120,16 @@ inline constexpr uint8_t kTraceKnownCallFlags = 0x7F;
 inline constexpr uint32_t kNotPosted = 0xFFFFFFFFu;
 
 struct TraceCall {
-  uint8_t kind;    // CallKind
-  uint8_t dtype;   // ncclDataType_t
-  uint8_t flags;   // TraceCallFlag
-  uint8_t result;  // ncclResult_t, with kCallError
-  uint32_t comm;   // index into the file's communicators
-  int32_t peer;    // rank in the communicator
-  uint32_t delay_us;  // injected before posting it
-  uint64_t count;     // elements
-  uint64_t stream;    // cudaStream_t
-  uint64_t unit;      // the rank's unit counter
+  uint8_t kind;            // CallKind
+  uint8_t dtype;           // ncclDataType_t
+  uint8_t flags;           // TraceCallFlag
+  uint8_t result;          // ncclResult_t, with kCallError
+  uint32_t comm;           // index into the file's communicators
+  int32_t peer;            // rank in the communicator
+  uint32_t delay_us;       // injected before posting it
+  uint64_t count;          // elements
+  uint64_t stream;         // cudaStream_t
+  uint64_t unit;           // the rank's unit counter
   uint32_t index_in_unit;  // its place in the unit in call order
   uint32_t posted_as;      // its place in the unit's posting order, kNotPosted if never posted
   uint64_t t_call;         // ns since the epoch: when the program made the call
@@ -140,7 +140,7 @@ static_assert(sizeof(TraceCall) == 64);
 // NCCL's element types as ncclDataType_t numbers them (stable across NCCL 2.x).
 inline constexpr int kNcclDataTypes = 12;
 std::string_view NcclDataTypeName(uint8_t dtype);  // "float32", "bfloat16", ... "dtype 17"
-int NcclDataTypeSize(uint8_t dtype);                // bytes per element, 0 when unknown
+int NcclDataTypeSize(uint8_t dtype);               // bytes per element, 0 when unknown
 
 // A whole trace file, decoded.
 struct Trace {

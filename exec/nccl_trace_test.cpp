@@ -18,7 +18,10 @@ using testing::Send;
 using testing::TraceBuilder;
 
 Trace Sample() {
-  return TraceBuilder(1, 2).Unit({Send(0), Recv(0, 128)}).Unit({Send(0)}, /*completed=*/false, /*group=*/false).Build();
+  return TraceBuilder(1, 2)
+      .Unit({Send(0), Recv(0, 128)})
+      .Unit({Send(0)}, /*completed=*/false, /*group=*/false)
+      .Build();
 }
 
 std::string ErrorOf(const std::string& bytes) {
@@ -54,14 +57,18 @@ TEST(NcclTraceTest, RefusesWhatTheInterposerCannotWrite) {
   const uint8_t three = 3, bad_flags = 0x80;
   const uint64_t unit5 = 5;
   EXPECT_NE(ErrorOf("short").find("shorter than its 128-byte header"), std::string::npos);
-  EXPECT_NE(ErrorOf(patched(0, "XXXXXXXX", 8)).find("not a pipeproof NCCL trace"), std::string::npos);
+  EXPECT_NE(ErrorOf(patched(0, "XXXXXXXX", 8)).find("not a pipeproof NCCL trace"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(patched(8, &seven, 2)).find("version 7"), std::string::npos);
   EXPECT_NE(ErrorOf(good.substr(0, good.size() - 1)).find("the file has"), std::string::npos);
   EXPECT_NE(ErrorOf(patched(kCalls + 0, &three, 1)).find("call #0: kind 3"), std::string::npos);
-  EXPECT_NE(ErrorOf(patched(kCalls + 2, &bad_flags, 1)).find("call #0: unknown flags"), std::string::npos);
-  EXPECT_NE(ErrorOf(patched(kCalls + 4, &big, 4)).find("call #0: communicator #99"), std::string::npos);
+  EXPECT_NE(ErrorOf(patched(kCalls + 2, &bad_flags, 1)).find("call #0: unknown flags"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(patched(kCalls + 4, &big, 4)).find("call #0: communicator #99"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(patched(kCalls + 8, &big, 4)).find("peer 99 is not a rank"), std::string::npos);
-  EXPECT_NE(ErrorOf(patched(kCalls + 64 + 32, &unit5, 8)).find("unit 5 skips unit"), std::string::npos);
+  EXPECT_NE(ErrorOf(patched(kCalls + 64 + 32, &unit5, 8)).find("unit 5 skips unit"),
+            std::string::npos);
   // Two calls posted in one place of their group.
   const uint32_t zero = 0;
   EXPECT_NE(ErrorOf(patched(kCalls + 64 + 44, &zero, 4)).find("twice"), std::string::npos);
@@ -69,7 +76,8 @@ TEST(NcclTraceTest, RefusesWhatTheInterposerCannotWrite) {
   const uint32_t not_posted = kNotPosted;
   EXPECT_NE(ErrorOf(patched(kCalls + 44, &not_posted, 4)).find("posting place"), std::string::npos);
   for (size_t cut = 0; cut < good.size(); cut += 7) {
-    testing::CheckTraceReader(good.substr(0, cut));  // aborts on anything but InputError or a round trip
+    testing::CheckTraceReader(
+        good.substr(0, cut));  // aborts on anything but InputError or a round trip
   }
 }
 

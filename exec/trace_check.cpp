@@ -13,11 +13,16 @@ namespace pipeproof {
 
 std::string_view TraceProblemKindName(TraceProblem::Kind kind) {
   switch (kind) {
-    case TraceProblem::Kind::kMissingTrace: return "missing trace";
-    case TraceProblem::Kind::kMismatch: return "mismatch";
-    case TraceProblem::Kind::kUnmatched: return "unmatched";
-    case TraceProblem::Kind::kError: return "error";
-    case TraceProblem::Kind::kInconsistent: return "inconsistent";
+    case TraceProblem::Kind::kMissingTrace:
+      return "missing trace";
+    case TraceProblem::Kind::kMismatch:
+      return "mismatch";
+    case TraceProblem::Kind::kUnmatched:
+      return "unmatched";
+    case TraceProblem::Kind::kError:
+      return "error";
+    case TraceProblem::Kind::kInconsistent:
+      return "inconsistent";
   }
   return "?";
 }
@@ -48,7 +53,7 @@ class RunIndex {
     std::vector<int64_t> recvs;  // call indices in the receiver's trace
   };
   struct Resolved {
-    int peer = -1;          // the peer's trace rank; -1 when it has none
+    int peer = -1;  // the peer's trace rank; -1 when it has none
     int64_t channel = -1;
     int64_t position = -1;  // place among the channel's sends (or receives)
   };
@@ -66,7 +71,9 @@ class RunIndex {
   }
 
   const std::vector<Trace>& traces() const { return traces_; }
-  bool Has(int rank) const { return rank >= 0 && rank < static_cast<int>(by_rank_.size()) && by_rank_[rank] >= 0; }
+  bool Has(int rank) const {
+    return rank >= 0 && rank < static_cast<int>(by_rank_.size()) && by_rank_[rank] >= 0;
+  }
   const Trace& trace(int rank) const { return traces_[by_rank_[rank]]; }
   const TraceCall& call(const CallRef& c) const { return trace(c.rank).calls[c.index]; }
   const Resolved& resolved(const CallRef& c) const { return resolved_[by_rank_[c.rank]][c.index]; }
@@ -116,20 +123,26 @@ class RunIndex {
         }
         Members& m = members_[c.id];
         if (m.nranks && m.nranks != c.nranks) {
-          notes_.push_back(fmt::format("communicator {:#018x} has {} ranks in one trace and {} in another", c.id, m.nranks, c.nranks));
+          notes_.push_back(
+              fmt::format("communicator {:#018x} has {} ranks in one trace and {} in another", c.id,
+                          m.nranks, c.nranks));
         }
         m.nranks = c.nranks;
         auto [it, fresh] = m.rank_of.emplace(c.rank, t.rank());
         if (!fresh && it->second != t.rank()) {
           TraceProblem p;
           p.kind = TraceProblem::Kind::kInconsistent;
-          p.message = fmt::format("ranks {} and {} both claim rank {} of communicator {:#018x}", it->second, t.rank(), c.rank, c.id);
+          p.message = fmt::format("ranks {} and {} both claim rank {} of communicator {:#018x}",
+                                  it->second, t.rank(), c.rank, c.id);
           problems_.push_back(std::move(p));
         }
       }
     }
     for (uint64_t id : unresolved) {
-      notes_.push_back(fmt::format("communicator {:#018x} never told its size (its init had not completed): calls on it are not matched", id));
+      notes_.push_back(
+          fmt::format("communicator {:#018x} never told its size (its init had not completed): "
+                      "calls on it are not matched",
+                      id));
     }
   }
 
@@ -162,9 +175,11 @@ class RunIndex {
       const auto& [id, comm_rank] = where;
       TraceProblem p;
       p.kind = TraceProblem::Kind::kMissingTrace;
-      p.message = fmt::format("rank {} of communicator {:#018x} left no trace: {} calls to or from it cannot be checked "
-                              "(did that process die by SIGKILL, or run without the interposer?)",
-                              comm_rank, id, calls);
+      p.message = fmt::format(
+          "rank {} of communicator {:#018x} left no trace: {} calls to or from it cannot be "
+          "checked "
+          "(did that process die by SIGKILL, or run without the interposer?)",
+          comm_rank, id, calls);
       problems_.push_back(std::move(p));
     }
   }
@@ -191,7 +206,8 @@ class RunIndex {
 };
 
 std::string UnitName(const TraceCall& c) {
-  return c.flags & kCallInGroup ? fmt::format("group #{}", c.unit) : fmt::format("lone call, unit #{}", c.unit);
+  return c.flags & kCallInGroup ? fmt::format("group #{}", c.unit)
+                                : fmt::format("lone call, unit #{}", c.unit);
 }
 
 std::string Describe(const RunIndex& run, const CallRef& ref) {
@@ -200,18 +216,23 @@ std::string Describe(const RunIndex& run, const CallRef& ref) {
   const std::string peer = r.peer >= 0 ? fmt::format("rank {}", r.peer)
                                        : fmt::format("communicator rank {} (no trace)", c.peer);
   const int size = NcclDataTypeSize(c.dtype);
-  return fmt::format("rank {} call #{} ({} {} x {}{} {} {}, {})", ref.rank, ref.index, IsSend(c) ? "ncclSend" : "ncclRecv",
-                     c.count, NcclDataTypeName(c.dtype), size ? " = " + Bytes(c.count * size) : "",
-                     IsSend(c) ? "to" : "from", peer, UnitName(c));
+  return fmt::format("rank {} call #{} ({} {} x {}{} {} {}, {})", ref.rank, ref.index,
+                     IsSend(c) ? "ncclSend" : "ncclRecv", c.count, NcclDataTypeName(c.dtype),
+                     size ? " = " + Bytes(c.count * size) : "", IsSend(c) ? "to" : "from", peer,
+                     UnitName(c));
 }
 
-bool Agree(const TraceCall& a, const TraceCall& b) { return a.count == b.count && a.dtype == b.dtype; }
+bool Agree(const TraceCall& a, const TraceCall& b) {
+  return a.count == b.count && a.dtype == b.dtype;
+}
 
 std::string Disagreement(const TraceCall& send, const TraceCall& recv) {
   std::vector<std::string> parts;
-  if (send.count != recv.count) parts.push_back(fmt::format("count {} sent, {} expected", send.count, recv.count));
+  if (send.count != recv.count)
+    parts.push_back(fmt::format("count {} sent, {} expected", send.count, recv.count));
   if (send.dtype != recv.dtype) {
-    parts.push_back(fmt::format("{} sent, {} expected", NcclDataTypeName(send.dtype), NcclDataTypeName(recv.dtype)));
+    parts.push_back(fmt::format("{} sent, {} expected", NcclDataTypeName(send.dtype),
+                                NcclDataTypeName(recv.dtype)));
   }
   return fmt::format("{}", fmt::join(parts, "; "));
 }
@@ -229,24 +250,32 @@ std::string Pattern(const RunIndex& run, const RunIndex::Channel& ch, size_t k) 
   };
   if (k + 1 < n && Agree(send(k), recv(k + 1)) && Agree(send(k + 1), recv(k)) &&
       all_from(k + 2, n, [&](size_t i) { return Agree(send(i), recv(i)); })) {
-    return fmt::format("messages #{} and #{} are swapped: rank {} sends them in the other order than rank {} receives them",
-                       k, k + 1, ch.from, ch.to);
+    return fmt::format(
+        "messages #{} and #{} are swapped: rank {} sends them in the other order than rank {} "
+        "receives them",
+        k, k + 1, ch.from, ch.to);
   }
   if (s > r && all_from(k, r, [&](size_t i) { return Agree(send(i + 1), recv(i)); })) {
-    return fmt::format("rank {} is missing a receive for message #{}: its receives from there on meet rank {}'s sends one later",
-                       ch.to, k, ch.from);
+    return fmt::format(
+        "rank {} is missing a receive for message #{}: its receives from there on meet rank {}'s "
+        "sends one later",
+        ch.to, k, ch.from);
   }
   if (r > s && all_from(k, s, [&](size_t i) { return Agree(send(i), recv(i + 1)); })) {
-    return fmt::format("rank {} is missing a send for message #{}: its sends from there on meet rank {}'s receives one later",
-                       ch.from, k, ch.to);
+    return fmt::format(
+        "rank {} is missing a send for message #{}: its sends from there on meet rank {}'s "
+        "receives one later",
+        ch.from, k, ch.to);
   }
   return "";
 }
 
-void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched, int64_t& left_open) {
+void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched,
+                  int64_t& left_open) {
   const size_t s = ch.sends.size(), r = ch.recvs.size(), n = std::min(s, r);
   matched += static_cast<int64_t>(n);
-  const std::string where = fmt::format("rank {} -> rank {} on communicator {:#018x}", ch.from, ch.to, ch.comm);
+  const std::string where =
+      fmt::format("rank {} -> rank {} on communicator {:#018x}", ch.from, ch.to, ch.comm);
   std::vector<size_t> bad;
   for (size_t i = 0; i < n; ++i) {
     if (!Agree(run.call({ch.from, ch.sends[i]}), run.call({ch.to, ch.recvs[i]}))) bad.push_back(i);
@@ -259,11 +288,15 @@ void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched, 
     p.call = send;
     p.partner = recv;
     p.message = fmt::format("{}: message #{} disagrees ({}): {} meets {}", where, k,
-                            Disagreement(run.call(send), run.call(recv)), Describe(run, send), Describe(run, recv));
+                            Disagreement(run.call(send), run.call(recv)), Describe(run, send),
+                            Describe(run, recv));
     if (std::string pattern = Pattern(run, ch, k); !pattern.empty()) p.details.push_back(pattern);
-    if (bad.size() > 1) p.details.push_back(fmt::format("{} of the {} messages on this channel disagree", bad.size(), n));
+    if (bad.size() > 1)
+      p.details.push_back(
+          fmt::format("{} of the {} messages on this channel disagree", bad.size(), n));
     for (size_t j = 1; j < bad.size() && j < 4; ++j) {
-      p.details.push_back(fmt::format("message #{}: {} meets {}", bad[j], Describe(run, {ch.from, ch.sends[bad[j]]}),
+      p.details.push_back(fmt::format("message #{}: {} meets {}", bad[j],
+                                      Describe(run, {ch.from, ch.sends[bad[j]]}),
                                       Describe(run, {ch.to, ch.recvs[bad[j]]})));
     }
     run.problems().push_back(std::move(p));
@@ -281,9 +314,11 @@ void CheckChannel(RunIndex& run, const RunIndex::Channel& ch, int64_t& matched, 
     p.kind = TraceProblem::Kind::kUnmatched;
     p.call = first;
     const size_t extra = sends_left ? s - r : r - s;
-    p.message = fmt::format("{}: {} {} no {}: {} (rank {} made {} sends, rank {} made {} receives)", where, extra,
-                            sends_left ? (extra == 1 ? "send has" : "sends have") : (extra == 1 ? "receive has" : "receives have"),
-                            sends_left ? "receive" : "send", Describe(run, first), ch.from, s, ch.to, r);
+    p.message = fmt::format(
+        "{}: {} {} no {}: {} (rank {} made {} sends, rank {} made {} receives)", where, extra,
+        sends_left ? (extra == 1 ? "send has" : "sends have")
+                   : (extra == 1 ? "receive has" : "receives have"),
+        sends_left ? "receive" : "send", Describe(run, first), ch.from, s, ch.to, r);
     if (!sends_left && !bad.empty()) {
       // A receive without a send after a run of disagreements: the pattern line said why.
     }
@@ -301,8 +336,9 @@ void CheckErrors(RunIndex& run) {
     TraceProblem p;
     p.kind = TraceProblem::Kind::kError;
     p.call = {t.rank(), failed.front()};
-    p.message = fmt::format("NCCL returned error {} for {}{}", t.calls[failed.front()].result, Describe(run, p.call),
-                            failed.size() > 1 ? fmt::format(" and for {} later calls", failed.size() - 1) : "");
+    p.message = fmt::format(
+        "NCCL returned error {} for {}{}", t.calls[failed.front()].result, Describe(run, p.call),
+        failed.size() > 1 ? fmt::format(" and for {} later calls", failed.size() - 1) : "");
     run.problems().push_back(std::move(p));
   }
 }
@@ -335,33 +371,42 @@ std::vector<Wait> WaitsOf(const RunIndex& run, int rank, int64_t unit) {
       const int64_t peer_blocked = run.BlockedUnit(res.peer);
       if (peer_blocked >= 0 && partner_unit > peer_blocked) {
         w.on = res.peer;
-        w.why = fmt::format("its partner is {}, which rank {} has not reached: it is blocked in group #{}",
-                            Describe(run, partner), res.peer, peer_blocked);
+        w.why = fmt::format(
+            "its partner is {}, which rank {} has not reached: it is blocked in group #{}",
+            Describe(run, partner), res.peer, peer_blocked);
       } else if (peer_blocked == partner_unit) {
         const TraceCall& other = run.call(partner);
         if (other.flags & kCallStopped) {
           w.on = res.peer;  // the stopped rank is where the waits end
-          w.why = fmt::format("its partner is {}, before which rank {} stopped dead", Describe(run, partner), res.peer);
+          w.why = fmt::format("its partner is {}, before which rank {} stopped dead",
+                              Describe(run, partner), res.peer);
         } else if (!(other.flags & kCallPosted)) {
           w.why = fmt::format("its partner {} was never handed to NCCL", Describe(run, partner));
         } else {
-          w.why = fmt::format("its partner {} is posted as well, yet neither completed{}", Describe(run, partner),
-                              Agree(call, other) ? "" : fmt::format(" ({})", IsSend(call) ? Disagreement(call, other) : Disagreement(other, call)));
+          w.why = fmt::format(
+              "its partner {} is posted as well, yet neither completed{}", Describe(run, partner),
+              Agree(call, other) ? ""
+                                 : fmt::format(" ({})", IsSend(call) ? Disagreement(call, other)
+                                                                     : Disagreement(other, call)));
         }
       } else {
         continue;  // its partner completed: the group waits for its other calls, not for this one
       }
     } else if (const int64_t peer_blocked = run.BlockedUnit(res.peer); peer_blocked >= 0) {
       w.on = res.peer;
-      w.why = fmt::format("rank {} has not made the {} it meets (its {} #{} {} rank {}): it is blocked in group #{}", res.peer,
-                          IsSend(call) ? "ncclRecv" : "ncclSend", IsSend(call) ? "receive" : "send", res.position,
-                          IsSend(call) ? "from" : "to", rank, peer_blocked);
+      w.why = fmt::format(
+          "rank {} has not made the {} it meets (its {} #{} {} rank {}): it is blocked in group "
+          "#{}",
+          res.peer, IsSend(call) ? "ncclRecv" : "ncclSend", IsSend(call) ? "receive" : "send",
+          res.position, IsSend(call) ? "from" : "to", rank, peer_blocked);
     } else {
       const Trace& peer = run.trace(res.peer);
-      w.why = fmt::format("rank {} never makes the {} it meets (its {} #{} {} rank {}): its trace ends with all {} of its calls completed{}",
-                          res.peer, IsSend(call) ? "ncclRecv" : "ncclSend", IsSend(call) ? "receive" : "send", res.position,
-                          IsSend(call) ? "from" : "to", rank, peer.calls.size(),
-                          peer.ended_on_signal() ? "" : " (it finished)");
+      w.why = fmt::format(
+          "rank {} never makes the {} it meets (its {} #{} {} rank {}): its trace ends with all {} "
+          "of its calls completed{}",
+          res.peer, IsSend(call) ? "ncclRecv" : "ncclSend", IsSend(call) ? "receive" : "send",
+          res.position, IsSend(call) ? "from" : "to", rank, peer.calls.size(),
+          peer.ended_on_signal() ? "" : " (it finished)");
     }
     waits.push_back(std::move(w));
   }
@@ -369,7 +414,9 @@ std::vector<Wait> WaitsOf(const RunIndex& run, int rank, int64_t unit) {
     // Every call still open in the group met a partner that completed: the group's end was not
     // seen (the process stopped in between, or completion is only known per group).
     const CallRef first{rank, run.units(rank)[unit].front()};
-    waits.push_back({first, -1, "every call of its group met a partner that completed, yet the group's end was never seen"});
+    waits.push_back({first, -1,
+                     "every call of its group met a partner that completed, yet the group's end "
+                     "was never seen"});
   }
   return waits;
 }
@@ -388,7 +435,11 @@ std::vector<std::vector<int64_t>> UnitsWith(const RunIndex& run, int rank, int p
 }
 
 std::string Ordinal(size_t n) {
-  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th" : n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th"
+                       : n % 10 == 1                    ? "st"
+                       : n % 10 == 2                    ? "nd"
+                       : n % 10 == 3                    ? "rd"
+                                                        : "th";
   return fmt::format("{}{}", n, suffix);
 }
 
@@ -398,7 +449,8 @@ std::vector<std::string> Divergence(const RunIndex& run, int p, int q) {
   const auto a = UnitsWith(run, p, q), b = UnitsWith(run, q, p);
   auto partner_in = [&](int from, int64_t call, int to, const std::vector<int64_t>& unit) {
     const CallRef partner = run.Partner({from, call});
-    return partner.valid() && partner.rank == to && std::find(unit.begin(), unit.end(), partner.index) != unit.end();
+    return partner.valid() && partner.rank == to &&
+           std::find(unit.begin(), unit.end(), partner.index) != unit.end();
   };
   for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
     std::optional<int64_t> odd_a, odd_b;
@@ -421,26 +473,34 @@ std::vector<std::string> Divergence(const RunIndex& run, int p, int q) {
     if (!odd_a && !odd_b) continue;
     std::vector<std::string> lines;
     auto group_of = [&](int rank, const std::vector<std::vector<int64_t>>& units) {
-      return i < units.size() ? fmt::format("rank {}'s group #{}", rank, run.call({rank, units[i].front()}).unit)
-                              : fmt::format("rank {}'s end", rank);
+      return i < units.size()
+                 ? fmt::format("rank {}'s group #{}", rank, run.call({rank, units[i].front()}).unit)
+                 : fmt::format("rank {}'s end", rank);
     };
-    lines.push_back(fmt::format("ranks {} and {} diverge at {} and {} (the {} of their groups with calls to each other): up to "
-                                "there every such group of one met exactly one of the other",
-                                p, q, group_of(p, a), group_of(q, b), Ordinal(i + 1)));
+    lines.push_back(
+        fmt::format("ranks {} and {} diverge at {} and {} (the {} of their groups with calls to "
+                    "each other): up to "
+                    "there every such group of one met exactly one of the other",
+                    p, q, group_of(p, a), group_of(q, b), Ordinal(i + 1)));
     auto explain = [&](int rank, int64_t call) {
       const CallRef partner = run.Partner({rank, call});
       lines.push_back(fmt::format("  {}: {}", Describe(run, {rank, call}),
-                                  partner.valid() ? "meets " + Describe(run, partner) : std::string("meets no call of the other rank")));
+                                  partner.valid()
+                                      ? "meets " + Describe(run, partner)
+                                      : std::string("meets no call of the other rank")));
     };
     if (odd_a) explain(p, *odd_a);
     if (odd_b) explain(q, *odd_b);
     if (odd_a && odd_b) {
       const bool a_send = IsSend(run.call({p, *odd_a})), b_send = IsSend(run.call({q, *odd_b}));
       if (a_send == b_send) {
-        lines.push_back(fmt::format(
-            "each rank {} the other before it {}, in separate groups: under NCCL's rendezvous both wait for a call the other "
-            "makes only later. Put the send and the receive into one group (batch_isend_irecv), or let one rank {} first",
-            a_send ? "sends to" : "receives from", a_send ? "receives" : "sends", a_send ? "receive" : "send"));
+        lines.push_back(
+            fmt::format("each rank {} the other before it {}, in separate groups: under NCCL's "
+                        "rendezvous both wait for a call the other "
+                        "makes only later. Put the send and the receive into one group "
+                        "(batch_isend_irecv), or let one rank {} first",
+                        a_send ? "sends to" : "receives from", a_send ? "receives" : "sends",
+                        a_send ? "receive" : "send"));
       }
     }
     return lines;
@@ -496,16 +556,19 @@ std::optional<HangReport> FindHang(const RunIndex& run) {
     const int r = t.rank();
     auto it = blocked.find(r);
     if (it == blocked.end()) {
-      h.ranks.push_back(t.calls.empty() ? fmt::format("rank {}: made no point-to-point call", r)
-                                        : fmt::format("rank {}: all {} calls completed; the last, #{}, at {}", r, t.calls.size(),
-                                                      t.calls.size() - 1, Seconds(t.calls.back().t_call)));
+      h.ranks.push_back(t.calls.empty()
+                            ? fmt::format("rank {}: made no point-to-point call", r)
+                            : fmt::format("rank {}: all {} calls completed; the last, #{}, at {}",
+                                          r, t.calls.size(), t.calls.size() - 1,
+                                          Seconds(t.calls.back().t_call)));
       continue;
     }
     const auto& unit = run.units(r)[it->second];
     const TraceCall& first = t.calls[unit.front()];
-    h.ranks.push_back(fmt::format("rank {}: blocked in {} (calls #{}..#{}, made at {}){}", r, UnitName(first), unit.front(),
-                                  unit.back(), Seconds(first.t_call),
-                                  t.ended_on_signal() ? fmt::format(" when signal {} ended it", t.header.end_signal) : ""));
+    h.ranks.push_back(fmt::format(
+        "rank {}: blocked in {} (calls #{}..#{}, made at {}){}", r, UnitName(first), unit.front(),
+        unit.back(), Seconds(first.t_call),
+        t.ended_on_signal() ? fmt::format(" when signal {} ended it", t.header.end_signal) : ""));
     waits[r] = WaitsOf(run, r, it->second);
     for (const Wait& w : waits[r]) {
       h.ranks.push_back(fmt::format("    waits in {}: {}", Describe(run, w.call), w.why));
@@ -525,8 +588,10 @@ std::optional<HangReport> FindHang(const RunIndex& run) {
     }
     std::vector<std::string> names;
     for (int r : cycle) names.push_back(std::to_string(r));
-    h.headline = cycle.size() == 2 ? fmt::format("ranks {} and {} wait for each other: a cross", cycle[0], cycle[1])
-                                   : fmt::format("ranks {} wait for each other in a cycle", fmt::join(names, " -> "));
+    h.headline =
+        cycle.size() == 2
+            ? fmt::format("ranks {} and {} wait for each other: a cross", cycle[0], cycle[1])
+            : fmt::format("ranks {} wait for each other in a cycle", fmt::join(names, " -> "));
     for (size_t k = 0; k < cycle.size(); ++k) {
       const int p = cycle[k], q = cycle[(k + 1) % cycle.size()];
       if (cycle.size() == 2 && k == 1) break;  // one pair, told once
@@ -549,10 +614,12 @@ std::optional<HangReport> FindHang(const RunIndex& run) {
   for (const auto& [r, ws] : waits) {
     std::vector<int> chain{r};
     std::set<int> seen{r};
-    for (auto it = next.find(r); it != next.end() && seen.insert(it->second).second; it = next.find(it->second)) {
+    for (auto it = next.find(r); it != next.end() && seen.insert(it->second).second;
+         it = next.find(it->second)) {
       chain.push_back(it->second);
     }
-    if (chain.size() > 1) chains[chain.back()].push_back(fmt::format("{}", fmt::join(chain, " -> ")));
+    if (chain.size() > 1)
+      chains[chain.back()].push_back(fmt::format("{}", fmt::join(chain, " -> ")));
   }
   std::vector<int> roots;
   for (const auto& [r, ws] : waits) {
@@ -563,28 +630,38 @@ std::optional<HangReport> FindHang(const RunIndex& run) {
       if (w.on < 0) h.explanation.push_back(fmt::format("{}: {}", Describe(run, w.call), w.why));
     }
     if (chains.count(root)) {
-      h.explanation.push_back(fmt::format("  waiting on rank {}: ranks {}", root, fmt::join(chains[root], "; ranks ")));
+      h.explanation.push_back(
+          fmt::format("  waiting on rank {}: ranks {}", root, fmt::join(chains[root], "; ranks ")));
     }
   }
   const std::string first = roots.empty() ? "" : waits[roots.front()].front().why;
-  h.headline = roots.size() == 1
-                   ? fmt::format("{} rank{} never complete{}; the waits end at rank {} call #{}: {}", blocked.size(),
-                                 blocked.size() == 1 ? "" : "s", blocked.size() == 1 ? "s" : "", roots.front(),
-                                 waits[roots.front()].front().call.index, first)
-                   : fmt::format("{} ranks never complete; the waits end at ranks {}", blocked.size(), fmt::join(roots, ", "));
+  h.headline =
+      roots.size() == 1
+          ? fmt::format("{} rank{} never complete{}; the waits end at rank {} call #{}: {}",
+                        blocked.size(), blocked.size() == 1 ? "" : "s",
+                        blocked.size() == 1 ? "s" : "", roots.front(),
+                        waits[roots.front()].front().call.index, first)
+          : fmt::format("{} ranks never complete; the waits end at ranks {}", blocked.size(),
+                        fmt::join(roots, ", "));
   return h;
 }
 
 void AddNotes(const RunIndex& run, std::vector<std::string>& notes) {
   bool host_completion = false;
   for (const Trace& t : run.traces()) {
-    if (t.ended_on_signal()) notes.push_back(fmt::format("rank {}'s trace was written when signal {} ended its process", t.rank(), t.header.end_signal));
-    if (t.header.dropped_calls) notes.push_back(fmt::format("rank {} made {} calls more than its trace holds", t.rank(), t.header.dropped_calls));
+    if (t.ended_on_signal())
+      notes.push_back(fmt::format("rank {}'s trace was written when signal {} ended its process",
+                                  t.rank(), t.header.end_signal));
+    if (t.header.dropped_calls)
+      notes.push_back(fmt::format("rank {} made {} calls more than its trace holds", t.rank(),
+                                  t.header.dropped_calls));
     host_completion |= !(t.header.flags & kTraceGpuCompletion) && !t.calls.empty();
   }
   if (host_completion) {
-    notes.push_back("completion times are when calls returned to the host (no CUDA events): with a real GPU a call that NCCL queued "
-                    "counts as completed, so a hang on the GPU shows only in the schedule check (--deadlock)");
+    notes.push_back(
+        "completion times are when calls returned to the host (no CUDA events): with a real GPU a "
+        "call that NCCL queued "
+        "counts as completed, so a hang on the GPU shows only in the schedule check (--deadlock)");
   }
 }
 
@@ -607,7 +684,8 @@ TraceCheckReport CheckTraces(const std::vector<Trace>& traces) {
     s.path = t.path;
     s.calls = static_cast<int64_t>(t.calls.size());
     s.units = static_cast<int64_t>(run.units(t.rank()).size());
-    s.pending = std::count_if(t.calls.begin(), t.calls.end(), [](const TraceCall& c) { return !Completed(c); });
+    s.pending = std::count_if(t.calls.begin(), t.calls.end(),
+                              [](const TraceCall& c) { return !Completed(c); });
     s.end_signal = t.header.end_signal;
     s.gpu_completion = t.header.flags & kTraceGpuCompletion;
     report.ranks.push_back(s);
@@ -616,10 +694,13 @@ TraceCheckReport CheckTraces(const std::vector<Trace>& traces) {
   }
   report.communicators = static_cast<int64_t>(comms.size());
   int64_t left_open = 0;
-  for (const RunIndex::Channel& ch : run.channels()) CheckChannel(run, ch, report.matched, left_open);
+  for (const RunIndex::Channel& ch : run.channels())
+    CheckChannel(run, ch, report.matched, left_open);
   if (left_open) {
-    run.notes().push_back(fmt::format("{} call{} left without a partner because the other rank stopped before it (the hang "
-                                      "explains them)", left_open, left_open == 1 ? " is" : "s are"));
+    run.notes().push_back(fmt::format(
+        "{} call{} left without a partner because the other rank stopped before it (the hang "
+        "explains them)",
+        left_open, left_open == 1 ? " is" : "s are"));
   }
   CheckErrors(run);
   report.problems = std::move(run.problems());
@@ -630,16 +711,19 @@ TraceCheckReport CheckTraces(const std::vector<Trace>& traces) {
 }
 
 std::string TraceCheckReport::Text() const {
-  std::string out = fmt::format("{} rank{}, {} communicator{}, {} calls, {} send/receive pairs\n", ranks.size(),
-                                ranks.size() == 1 ? "" : "s", communicators, communicators == 1 ? "" : "s", calls, matched);
+  std::string out = fmt::format("{} rank{}, {} communicator{}, {} calls, {} send/receive pairs\n",
+                                ranks.size(), ranks.size() == 1 ? "" : "s", communicators,
+                                communicators == 1 ? "" : "s", calls, matched);
   for (const RankSummary& r : ranks) {
-    out += fmt::format("  rank {}: {} calls in {} units{}  ({}, pid {} on {})\n", r.rank, r.calls, r.units,
-                       r.pending ? fmt::format(", {} never completed", r.pending) : "", r.path, r.pid, r.host);
+    out += fmt::format("  rank {}: {} calls in {} units{}  ({}, pid {} on {})\n", r.rank, r.calls,
+                       r.units, r.pending ? fmt::format(", {} never completed", r.pending) : "",
+                       r.path, r.pid, r.host);
   }
   if (problems.empty()) {
     out += "matching: every send meets a receive of the same count and type\n";
   } else {
-    out += fmt::format("matching: {} problem{}\n", problems.size(), problems.size() == 1 ? "" : "s");
+    out +=
+        fmt::format("matching: {} problem{}\n", problems.size(), problems.size() == 1 ? "" : "s");
     for (const TraceProblem& p : problems) {
       out += fmt::format("  {}: {}\n", TraceProblemKindName(p.kind), p.message);
       for (const std::string& d : p.details) out += "    " + d + "\n";
@@ -651,7 +735,8 @@ std::string TraceCheckReport::Text() const {
     if (!hang->cycle.empty()) {
       out += "  the cycle:\n";
       for (const HangStep& s : hang->cycle) {
-        out += fmt::format("    rank {} call #{} waits for rank {}: {}\n", s.rank, s.call.index, s.waits_for_rank, s.why);
+        out += fmt::format("    rank {} call #{} waits for rank {}: {}\n", s.rank, s.call.index,
+                           s.waits_for_rank, s.why);
       }
     }
     for (const std::string& line : hang->explanation) out += "  " + line + "\n";
@@ -668,25 +753,42 @@ std::string TraceCheckReport::Json() const {
   j["ok"] = ok();
   j["ranks"] = json::array();
   for (const RankSummary& r : ranks) {
-    j["ranks"].push_back({{"rank", r.rank}, {"pid", r.pid}, {"host", r.host}, {"path", r.path}, {"calls", r.calls},
-                          {"units", r.units}, {"pending", r.pending}, {"end_signal", r.end_signal},
+    j["ranks"].push_back({{"rank", r.rank},
+                          {"pid", r.pid},
+                          {"host", r.host},
+                          {"path", r.path},
+                          {"calls", r.calls},
+                          {"units", r.units},
+                          {"pending", r.pending},
+                          {"end_signal", r.end_signal},
                           {"gpu_completion", r.gpu_completion}});
   }
   j["communicators"] = communicators;
   j["calls"] = calls;
   j["matched"] = matched;
-  auto ref = [](const CallRef& c) { return c.valid() ? json{{"rank", c.rank}, {"call", c.index}} : json(nullptr); };
+  auto ref = [](const CallRef& c) {
+    return c.valid() ? json{{"rank", c.rank}, {"call", c.index}} : json(nullptr);
+  };
   j["problems"] = json::array();
   for (const TraceProblem& p : problems) {
-    j["problems"].push_back({{"kind", TraceProblemKindName(p.kind)}, {"message", p.message}, {"details", p.details},
-                             {"call", ref(p.call)}, {"partner", ref(p.partner)}});
+    j["problems"].push_back({{"kind", TraceProblemKindName(p.kind)},
+                             {"message", p.message},
+                             {"details", p.details},
+                             {"call", ref(p.call)},
+                             {"partner", ref(p.partner)}});
   }
   if (hang) {
     json cycle = json::array();
     for (const HangStep& s : hang->cycle) {
-      cycle.push_back({{"rank", s.rank}, {"call", s.call.index}, {"waits_for", s.waits_for_rank}, {"why", s.why}});
+      cycle.push_back({{"rank", s.rank},
+                       {"call", s.call.index},
+                       {"waits_for", s.waits_for_rank},
+                       {"why", s.why}});
     }
-    j["hang"] = {{"headline", hang->headline}, {"ranks", hang->ranks}, {"cycle", cycle}, {"explanation", hang->explanation}};
+    j["hang"] = {{"headline", hang->headline},
+                 {"ranks", hang->ranks},
+                 {"cycle", cycle},
+                 {"explanation", hang->explanation}};
   } else {
     j["hang"] = nullptr;
   }
@@ -701,7 +803,8 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
   TraceSchedule out;
   int R = 0;
   for (const Trace& t : traces) R = std::max(R, t.rank() + 1);
-  if (R < 2) throw InputError("the traces hold fewer than two ranks: there is no communication to schedule");
+  if (R < 2)
+    throw InputError("the traces hold fewer than two ranks: there is no communication to schedule");
   // Microbatch ids: one per message, in the order the sender made its sends (then the
   // receives left without a send, in the order the receiver made them).
   std::map<std::pair<int, int64_t>, int> message_of;  // (rank, call) -> microbatch
@@ -729,8 +832,10 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
   const int64_t M = static_cast<int64_t>(route_of.size());
   if (M == 0) throw InputError("the traces hold no message between two ranks to schedule");
   if (int64_t{R} * M > kMaxStageMicrobatches) {
-    throw InputError(fmt::format("{} messages over {} ranks are more than the schedule model holds (ranks x messages <= {}): check a shorter run",
-                                 M, R, kMaxStageMicrobatches));
+    throw InputError(
+        fmt::format("{} messages over {} ranks are more than the schedule model holds (ranks x "
+                    "messages <= {}): check a shorter run",
+                    M, R, kMaxStageMicrobatches));
   }
   Schedule& s = out.schedule;
   s.ranks = R;
@@ -752,7 +857,8 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
     for (const auto& unit : run.units(r)) {
       std::vector<std::pair<int64_t, int>> ops;  // (call, microbatch)
       for (int64_t i : unit) {
-        if (auto it = message_of.find({r, i}); it != message_of.end()) ops.push_back({i, it->second});
+        if (auto it = message_of.find({r, i}); it != message_of.end())
+          ops.push_back({i, it->second});
       }
       if (ops.empty()) continue;
       for (const auto& [i, m] : ops) {
@@ -776,7 +882,8 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
   // The sender's computes of receives that no send meets, and the receiver's of messages it
   // never received.
   std::vector<bool> sent(M, false);
-  for (const auto& [call, m] : message_of) sent[m] = sent[m] || IsSend(run.call({call.first, call.second}));
+  for (const auto& [call, m] : message_of)
+    sent[m] = sent[m] || IsSend(run.call({call.first, call.second}));
   for (int m = 0; m < M; ++m) {
     if (sent[m]) continue;
     const int from = route_of[m].first;
@@ -790,13 +897,19 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
     emit(to, Action::Compute(Op::kBackward, to, m));
   }
   if (int64_t{0} + s.ActionCount() > kMaxActions) {
-    throw InputError(fmt::format("the traces make {} actions, more than the schedule model holds ({})", s.ActionCount(), kMaxActions));
+    throw InputError(
+        fmt::format("the traces make {} actions, more than the schedule model holds ({})",
+                    s.ActionCount(), kMaxActions));
   }
   for (const auto& [from, to] : merged_pairs) {
-    out.notes.push_back(fmt::format("several communicators carry messages from rank {} to rank {}: the schedule merges them into one "
-                                    "ordered channel, as if they were one communicator", from, to));
+    out.notes.push_back(
+        fmt::format("several communicators carry messages from rank {} to rank {}: the schedule "
+                    "merges them into one "
+                    "ordered channel, as if they were one communicator",
+                    from, to));
   }
-  if (self_sends) out.notes.push_back(fmt::format("{} calls a rank made to itself are left out", self_sends));
+  if (self_sends)
+    out.notes.push_back(fmt::format("{} calls a rank made to itself are left out", self_sends));
   return out;
 }
 

@@ -38,11 +38,11 @@ struct CallRef {
 
 struct TraceProblem {
   enum class Kind {
-    kMissingTrace,    // a communicator member left no trace: its calls cannot be checked
-    kMismatch,        // a send and its receive disagree in count or data type
-    kUnmatched,       // a call with no partner
-    kError,           // NCCL returned an error for calls
-    kInconsistent,    // the traces contradict each other (two ranks claim one communicator rank)
+    kMissingTrace,  // a communicator member left no trace: its calls cannot be checked
+    kMismatch,      // a send and its receive disagree in count or data type
+    kUnmatched,     // a call with no partner
+    kError,         // NCCL returned an error for calls
+    kInconsistent,  // the traces contradict each other (two ranks claim one communicator rank)
   };
   Kind kind = Kind::kMismatch;
   std::string message;  // one line
@@ -61,9 +61,9 @@ struct HangStep {
 };
 
 struct HangReport {
-  std::string headline;             // "ranks 0 and 1 wait for each other: a cross"
-  std::vector<std::string> ranks;   // one line per rank: blocked where, or finished
-  std::vector<HangStep> cycle;      // empty when the waits end at a rank that will never answer
+  std::string headline;            // "ranks 0 and 1 wait for each other: a cross"
+  std::vector<std::string> ranks;  // one line per rank: blocked where, or finished
+  std::vector<HangStep> cycle;     // empty when the waits end at a rank that will never answer
   std::vector<std::string> explanation;  // the cross, the divergence, what to do
 };
 
@@ -89,7 +89,8 @@ struct TraceCheckReport {
 
   bool ok() const { return problems.empty() && !hang; }
   std::string Text() const;
-  std::string Json() const;  // {"ok", "ranks", "communicators", "calls", "matched", "problems", "hang", "notes"}
+  std::string Json()
+      const;  // {"ok", "ranks", "communicators", "calls", "matched", "problems", "hang", "notes"}
 };
 
 TraceCheckReport CheckTraces(const std::vector<Trace>& traces);

@@ -12,12 +12,15 @@ using testing::Recv;
 using testing::Send;
 using testing::TraceBuilder;
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+bool Has(const std::string& text, const std::string& what) {
+  return text.find(what) != std::string::npos;
+}
 
 // Two ranks ping-ponging: rank 0 sends, rank 1 answers, twice.
 std::vector<Trace> PingPong() {
-  return {TraceBuilder(0, 2).Unit({Send(1)}).Unit({Recv(1)}).Unit({Send(1, 32), Recv(1, 32)}).Build(),
-          TraceBuilder(1, 2).Unit({Recv(0)}).Unit({Send(0)}).Unit({Recv(0, 32), Send(0, 32)}).Build()};
+  return {
+      TraceBuilder(0, 2).Unit({Send(1)}).Unit({Recv(1)}).Unit({Send(1, 32), Recv(1, 32)}).Build(),
+      TraceBuilder(1, 2).Unit({Recv(0)}).Unit({Send(0)}).Unit({Recv(0, 32), Send(0, 32)}).Build()};
 }
 
 TEST(TraceCheckTest, MatchingRunIsClean) {
@@ -41,8 +44,9 @@ TEST(TraceCheckTest, SizeMismatchNamesBothCalls) {
 }
 
 TEST(TraceCheckTest, SwappedSendsAreRecognized) {
-  const std::vector<Trace> t = {TraceBuilder(0, 2).Unit({Send(1, 65)}).Unit({Send(1, 64)}).Unit({Send(1, 66)}).Build(),
-                                TraceBuilder(1, 2).Unit({Recv(0, 64)}).Unit({Recv(0, 65)}).Unit({Recv(0, 66)}).Build()};
+  const std::vector<Trace> t = {
+      TraceBuilder(0, 2).Unit({Send(1, 65)}).Unit({Send(1, 64)}).Unit({Send(1, 66)}).Build(),
+      TraceBuilder(1, 2).Unit({Recv(0, 64)}).Unit({Recv(0, 65)}).Unit({Recv(0, 66)}).Build()};
   const TraceCheckReport r = CheckTraces(t);
   ASSERT_EQ(r.problems.size(), 1u) << r.Text();
   EXPECT_TRUE(Has(r.Text(), "messages #0 and #1 are swapped")) << r.Text();
@@ -53,7 +57,12 @@ TEST(TraceCheckTest, MissingReceiveIsRecognizedAndTheHangPointsAtIt) {
   // Rank 1 skips the receive of the 64-element message: its receives meet the sends one later,
   // and rank 0's last send waits for a receive that rank 1, finished, never makes.
   const std::vector<Trace> t = {
-      TraceBuilder(0, 2).Unit({Send(1, 64)}).Unit({Send(1, 65)}).Unit({Send(1, 66)}, /*completed=*/false).OnSignal(15).Build(),
+      TraceBuilder(0, 2)
+          .Unit({Send(1, 64)})
+          .Unit({Send(1, 65)})
+          .Unit({Send(1, 66)}, /*completed=*/false)
+          .OnSignal(15)
+          .Build(),
       TraceBuilder(1, 2).Unit({Recv(0, 65)}).Unit({Recv(0, 66)}).OnSignal(15).Build()};
   const TraceCheckReport r = CheckTraces(t);
   EXPECT_FALSE(r.ok());
@@ -67,9 +76,18 @@ TEST(TraceCheckTest, MissingReceiveIsRecognizedAndTheHangPointsAtIt) {
 
 TEST(TraceCheckTest, CrossIsTheCycleAndTheDivergence) {
   // After one message each way, both ranks send in a group of their own before receiving.
-  const std::vector<Trace> t = {
-      TraceBuilder(0, 2).Unit({Send(1)}).Unit({Recv(1)}).Unit({Send(1, 65)}, false).OnSignal(15).Build(),
-      TraceBuilder(1, 2).Unit({Recv(0)}).Unit({Send(0)}).Unit({Send(0, 66)}, false).OnSignal(15).Build()};
+  const std::vector<Trace> t = {TraceBuilder(0, 2)
+                                    .Unit({Send(1)})
+                                    .Unit({Recv(1)})
+                                    .Unit({Send(1, 65)}, false)
+                                    .OnSignal(15)
+                                    .Build(),
+                                TraceBuilder(1, 2)
+                                    .Unit({Recv(0)})
+                                    .Unit({Send(0)})
+                                    .Unit({Send(0, 66)}, false)
+                                    .OnSignal(15)
+                                    .Build()};
   const TraceCheckReport r = CheckTraces(t);
   ASSERT_TRUE(r.hang) << r.Text();
   EXPECT_EQ(r.hang->headline, "ranks 0 and 1 wait for each other: a cross");
@@ -78,8 +96,11 @@ TEST(TraceCheckTest, CrossIsTheCycleAndTheDivergence) {
   EXPECT_EQ(r.hang->cycle[0].waits_for_rank, 1);
   EXPECT_EQ(r.hang->cycle[1].call, (CallRef{1, 2}));
   const std::string text = r.Text();
-  EXPECT_TRUE(Has(text, "diverge at rank 0's group #2 and rank 1's group #2 (the 3rd of their groups")) << text;
-  EXPECT_TRUE(Has(text, "each rank sends to the other before it receives, in separate groups")) << text;
+  EXPECT_TRUE(
+      Has(text, "diverge at rank 0's group #2 and rank 1's group #2 (the 3rd of their groups"))
+      << text;
+  EXPECT_TRUE(Has(text, "each rank sends to the other before it receives, in separate groups"))
+      << text;
   // The calls a hang left open are the hang's, not matching problems.
   EXPECT_TRUE(r.problems.empty()) << text;
 }
@@ -87,8 +108,9 @@ TEST(TraceCheckTest, CrossIsTheCycleAndTheDivergence) {
 TEST(TraceCheckTest, SplitCommunicatorRanksAreMappedToTraces) {
   // The communicator numbers the ranks the other way round: peer 0 of rank 1 is rank 1 itself's
   // partner rank 0 only through the mapping.
-  const std::vector<Trace> t = {TraceBuilder(0, 2, 0xABC, /*comm_rank=*/1).Unit({Send(0, 8)}).Build(),
-                                TraceBuilder(1, 2, 0xABC, /*comm_rank=*/0).Unit({Recv(1, 8)}).Build()};
+  const std::vector<Trace> t = {
+      TraceBuilder(0, 2, 0xABC, /*comm_rank=*/1).Unit({Send(0, 8)}).Build(),
+      TraceBuilder(1, 2, 0xABC, /*comm_rank=*/0).Unit({Recv(1, 8)}).Build()};
   const TraceCheckReport r = CheckTraces(t);
   EXPECT_TRUE(r.ok()) << r.Text();
   EXPECT_EQ(r.matched, 1);

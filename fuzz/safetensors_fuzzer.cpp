@@ -1,4 +1,5 @@
-// libFuzzer target: the safetensors reader on arbitrary bytes (see reference/tensor_files_oracle.h).
+// libFuzzer target: the safetensors reader on arbitrary bytes (see
+// reference/tensor_files_oracle.h).
 #include <cstddef>
 #include <cstdint>
 

@@ -16,7 +16,9 @@ namespace pipeproof {
 std::pair<std::string, std::string> ParseRename(const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
-    throw InputError(fmt::format("--map {}: expected OLD=NEW (A's name = B's name), or OLD*=NEW* for a prefix", Quote(text)));
+    throw InputError(
+        fmt::format("--map {}: expected OLD=NEW (A's name = B's name), or OLD*=NEW* for a prefix",
+                    Quote(text)));
   }
   std::string from = text.substr(0, eq), to = text.substr(eq + 1);
   if (from.ends_with('*') != to.ends_with('*')) {
@@ -28,13 +30,20 @@ std::pair<std::string, std::string> ParseRename(const std::string& text) {
 ComparePolicy DefaultPolicy(ElementType type) {
   using Mode = ComparePolicy::Mode;
   switch (type) {
-    case ElementType::kF64: return ComparePolicy::Tolerance(DType::kF64);
-    case ElementType::kF32: return ComparePolicy::Tolerance(DType::kF32);
-    case ElementType::kBF16: return ComparePolicy::Tolerance(DType::kBF16);
-    case ElementType::kF16: return {Mode::kTolerance, 2e-3, 1e-3};
-    case ElementType::kF8E4M3: return {Mode::kTolerance, 0.25, 0.125};
-    case ElementType::kF8E5M2: return {Mode::kTolerance, 0.5, 0.25};
-    default: return {Mode::kTolerance, 0, 0};  // integers: equal values
+    case ElementType::kF64:
+      return ComparePolicy::Tolerance(DType::kF64);
+    case ElementType::kF32:
+      return ComparePolicy::Tolerance(DType::kF32);
+    case ElementType::kBF16:
+      return ComparePolicy::Tolerance(DType::kBF16);
+    case ElementType::kF16:
+      return {Mode::kTolerance, 2e-3, 1e-3};
+    case ElementType::kF8E4M3:
+      return {Mode::kTolerance, 0.25, 0.125};
+    case ElementType::kF8E5M2:
+      return {Mode::kTolerance, 0.5, 0.25};
+    default:
+      return {Mode::kTolerance, 0, 0};  // integers: equal values
   }
 }
 
@@ -57,7 +66,8 @@ float HalfToFloat(uint16_t h) {
   if (exponent == 0) {
     magnitude = std::ldexp(static_cast<float>(mantissa), -24);
   } else if (exponent == 31) {
-    magnitude = mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    magnitude =
+        mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
   } else {
     magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
   }
@@ -85,15 +95,20 @@ float E5M2ToFloat(uint8_t b) { return HalfToFloat(static_cast<uint16_t>(b) << 8)
 uint64_t RawBits(const StoredTensor& t, int64_t i) {
   const char* p = t.bytes().data() + i * ElementSize(t.type);
   switch (ElementSize(t.type)) {
-    case 1: return Load<uint8_t>(p);
-    case 2: return Load<uint16_t>(p);
-    case 4: return Load<uint32_t>(p);
-    default: return Load<uint64_t>(p);
+    case 1:
+      return Load<uint8_t>(p);
+    case 2:
+      return Load<uint16_t>(p);
+    case 4:
+      return Load<uint32_t>(p);
+    default:
+      return Load<uint64_t>(p);
   }
 }
 
 bool IsSigned(ElementType t) {
-  return t == ElementType::kI8 || t == ElementType::kI16 || t == ElementType::kI32 || t == ElementType::kI64;
+  return t == ElementType::kI8 || t == ElementType::kI16 || t == ElementType::kI32 ||
+         t == ElementType::kI64;
 }
 
 int64_t SignExtend(uint64_t bits, int bytes) {
@@ -104,13 +119,17 @@ int64_t SignExtend(uint64_t bits, int bytes) {
 // The report's element type a file type is compared as.
 DType CompareAs(ElementType t) {
   switch (t) {
-    case ElementType::kF64: return DType::kF64;
-    case ElementType::kBF16: return DType::kBF16;
+    case ElementType::kF64:
+      return DType::kF64;
+    case ElementType::kBF16:
+      return DType::kBF16;
     case ElementType::kF32:
     case ElementType::kF16:
     case ElementType::kF8E4M3:
-    case ElementType::kF8E5M2: return DType::kF32;
-    default: return DType::kF64;  // integers and bool, exactly up to 2^53
+    case ElementType::kF8E5M2:
+      return DType::kF32;
+    default:
+      return DType::kF64;  // integers and bool, exactly up to 2^53
   }
 }
 
@@ -126,7 +145,9 @@ HostTensor ToHost(const StoredTensor& t) {
   const auto [rows, cols] = Flattened(t.shape);
   constexpr int64_t kMaxDim = std::numeric_limits<int>::max();
   if (rows > kMaxDim || cols > kMaxDim) {
-    throw InputError(fmt::format("tensor {} of shape {}: more than {} rows or columns when flattened", Quote(t.name), t.ShapeText(), kMaxDim));
+    throw InputError(
+        fmt::format("tensor {} of shape {}: more than {} rows or columns when flattened",
+                    Quote(t.name), t.ShapeText(), kMaxDim));
   }
   HostTensor h;
   h.dtype = CompareAs(t.type);
@@ -134,7 +155,8 @@ HostTensor ToHost(const StoredTensor& t) {
   h.cols = static_cast<int>(cols);
   const int64_t n = t.elements();
   const std::string_view bytes = t.bytes();
-  if ((t.type == ElementType::kF64 || t.type == ElementType::kF32 || t.type == ElementType::kBF16)) {
+  if ((t.type == ElementType::kF64 || t.type == ElementType::kF32 ||
+       t.type == ElementType::kBF16)) {
     h.bytes.assign(bytes.begin(), bytes.end());
     return h;
   }
@@ -142,12 +164,13 @@ HostTensor ToHost(const StoredTensor& t) {
   for (int64_t i = 0; i < n; ++i) {
     const uint64_t bits = RawBits(t, i);
     if (h.dtype == DType::kF32) {
-      float v = t.type == ElementType::kF16 ? HalfToFloat(static_cast<uint16_t>(bits))
+      float v = t.type == ElementType::kF16      ? HalfToFloat(static_cast<uint16_t>(bits))
                 : t.type == ElementType::kF8E4M3 ? E4M3ToFloat(static_cast<uint8_t>(bits))
-                                                  : E5M2ToFloat(static_cast<uint8_t>(bits));
+                                                 : E5M2ToFloat(static_cast<uint8_t>(bits));
       std::memcpy(h.bytes.data() + 4 * i, &v, 4);
     } else {
-      const double v = IsSigned(t.type) ? static_cast<double>(SignExtend(bits, ElementSize(t.type))) : static_cast<double>(bits);
+      const double v = IsSigned(t.type) ? static_cast<double>(SignExtend(bits, ElementSize(t.type)))
+                                        : static_cast<double>(bits);
       std::memcpy(h.bytes.data() + 8 * i, &v, 8);
     }
   }
@@ -159,29 +182,38 @@ uint64_t NativeUlp(ElementType type, uint64_t a, uint64_t b) {
   if (!IsFloat(type)) {
     if (IsSigned(type)) {
       const int64_t x = SignExtend(a, ElementSize(type)), y = SignExtend(b, ElementSize(type));
-      return x > y ? static_cast<uint64_t>(x) - static_cast<uint64_t>(y) : static_cast<uint64_t>(y) - static_cast<uint64_t>(x);
+      return x > y ? static_cast<uint64_t>(x) - static_cast<uint64_t>(y)
+                   : static_cast<uint64_t>(y) - static_cast<uint64_t>(x);
     }
     return a > b ? a - b : b - a;
   }
   const uint64_t sign = uint64_t{1} << (8 * ElementSize(type) - 1);
-  auto ordered = [&](uint64_t bits) { return (bits & sign) ? sign - 1 - (bits & (sign - 1)) : bits + sign; };
+  auto ordered = [&](uint64_t bits) {
+    return (bits & sign) ? sign - 1 - (bits & (sign - 1)) : bits + sign;
+  };
   const uint64_t x = ordered(a), y = ordered(b);
   return x > y ? x - y : y - x;
 }
 
 bool IsNan(ElementType type, uint64_t bits) {
   switch (type) {
-    case ElementType::kF16: return (bits & 0x7c00) == 0x7c00 && (bits & 0x3ff);
-    case ElementType::kF8E4M3: return (bits & 0x7f) == 0x7f;
-    case ElementType::kF8E5M2: return (bits & 0x7c) == 0x7c && (bits & 3);
-    default: return false;
+    case ElementType::kF16:
+      return (bits & 0x7c00) == 0x7c00 && (bits & 0x3ff);
+    case ElementType::kF8E4M3:
+      return (bits & 0x7f) == 0x7f;
+    case ElementType::kF8E5M2:
+      return (bits & 0x7c) == 0x7c && (bits & 3);
+    default:
+      return false;
   }
 }
 
 // Fixes what widening loses: ULPs in the file's own type; integer exactness beyond 2^53.
-void InOwnType(TensorComparison& c, const StoredTensor& run, const StoredTensor& ref, const ComparePolicy& policy) {
+void InOwnType(TensorComparison& c, const StoredTensor& run, const StoredTensor& ref,
+               const ComparePolicy& policy) {
   const ElementType type = ref.type;
-  const bool native = type == ElementType::kF64 || type == ElementType::kF32 || type == ElementType::kBF16;
+  const bool native =
+      type == ElementType::kF64 || type == ElementType::kF32 || type == ElementType::kBF16;
   if (native) return;
   const int64_t n = ref.elements();
   if (!IsFloat(type) && policy.mode == ComparePolicy::Mode::kExact) {
@@ -213,7 +245,9 @@ std::vector<int64_t> IndexOf(int64_t flat, const std::vector<int64_t>& shape) {
   return index;
 }
 
-std::string IndexText(const std::vector<int64_t>& index) { return fmt::format("[{}]", fmt::join(index, ",")); }
+std::string IndexText(const std::vector<int64_t>& index) {
+  return fmt::format("[{}]", fmt::join(index, ","));
+}
 
 std::string PolicyText(const ComparePolicy& p) {
   if (p.mode == ComparePolicy::Mode::kExact) return "exact";
@@ -247,8 +281,8 @@ std::string MappedName(const std::string& name, const DiffOptions& options) {
   return name;
 }
 
-TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std::string& name, const ComparePolicy& policy,
-                         DiffEntry& entry, const ComparedPair& visit) {
+TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std::string& name,
+                         const ComparePolicy& policy, DiffEntry& entry, const ComparedPair& visit) {
   if (a.shape != b.shape) {
     TensorComparison c = Missing(name, a, "");
     c.shape_problem = fmt::format("shape {} in A, {} in B", a.ShapeText(), b.ShapeText());
@@ -264,11 +298,13 @@ TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std
     c.max_ulp.reset();  // no common unit
   }
   std::vector<std::string> note;
-  const bool plain = a.type == b.type && a.shape.size() == 2 &&
-                     (a.type == ElementType::kF64 || a.type == ElementType::kF32 || a.type == ElementType::kBF16);
+  const bool plain =
+      a.type == b.type && a.shape.size() == 2 &&
+      (a.type == ElementType::kF64 || a.type == ElementType::kF32 || a.type == ElementType::kBF16);
   if (!plain) {
     note.push_back(a.type == b.type ? fmt::format("{} {}", ElementTypeName(a.type), a.ShapeText())
-                                    : fmt::format("{} in A, {} in B, {}", ElementTypeName(a.type), ElementTypeName(b.type), a.ShapeText()));
+                                    : fmt::format("{} in A, {} in B, {}", ElementTypeName(a.type),
+                                                  ElementTypeName(b.type), a.ShapeText()));
   }
   if (c.first_index >= 0) {
     entry.first_index = IndexOf(c.first_index, a.shape);
@@ -281,7 +317,8 @@ TensorComparison Compare(const StoredTensor& a, const StoredTensor& b, const std
 
 }  // namespace
 
-TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptions& options, const ComparedPair& visit) {
+TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptions& options,
+                       const ComparedPair& visit) {
   TensorDiff d;
   d.a_path = a.path;
   d.b_path = b.path;
@@ -319,7 +356,8 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
     DiffEntry entry{t.name, "", t.type, std::nullopt, t.shape, {}, {}};
     auto it = in_b.find(target);
     if (it == in_b.end()) {
-      d.report.tensors.push_back(Missing(t.name, t, "only in A: B has no tensor of this name (--map OLD=NEW renames)"));
+      d.report.tensors.push_back(
+          Missing(t.name, t, "only in A: B has no tensor of this name (--map OLD=NEW renames)"));
       d.entries.push_back(std::move(entry));
       continue;
     }
@@ -331,7 +369,8 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
     const ComparePolicy policy = policy_of(t.type);
     const std::string name = target == t.name ? t.name : t.name + " -> " + target;
     TensorComparison c = Compare(t, other, name, policy, entry, visit);
-    if (policy.mode != d.report.policy.mode || policy.rtol != d.report.policy.rtol || policy.atol != d.report.policy.atol) {
+    if (policy.mode != d.report.policy.mode || policy.rtol != d.report.policy.rtol ||
+        policy.atol != d.report.policy.atol) {
       c.note += (c.note.empty() ? "" : "; ") + PolicyText(policy);
     }
     d.report.tensors.push_back(std::move(c));
@@ -354,8 +393,9 @@ std::string Size(uint64_t n) {
 }  // namespace
 
 std::string TensorDiff::Text(int max_lines) const {
-  std::string out = fmt::format("A (reference): {}: {} tensors, {}\nB (run):       {}: {} tensors, {}\n", a_path, a_tensors,
-                                Size(a_bytes), b_path, b_tensors, Size(b_bytes));
+  std::string out =
+      fmt::format("A (reference): {}: {} tensors, {}\nB (run):       {}: {} tensors, {}\n", a_path,
+                  a_tensors, Size(a_bytes), b_path, b_tensors, Size(b_bytes));
   out += report.Text(max_lines);
   for (const std::string& n : notes) out += "note: " + n + "\n";
   return out;
@@ -373,9 +413,12 @@ std::string TensorDiff::Json() const {
     auto it = by_name.find(t["name"].get<std::string>());
     if (it == by_name.end()) continue;
     const DiffEntry& e = *it->second;
-    auto side = [](const std::string& name, const std::optional<ElementType>& type, const std::vector<int64_t>& shape) {
-      return name.empty() ? nlohmann::json(nullptr)
-                          : nlohmann::json{{"name", name}, {"dtype", ElementTypeName(*type)}, {"shape", shape}};
+    auto side = [](const std::string& name, const std::optional<ElementType>& type,
+                   const std::vector<int64_t>& shape) {
+      return name.empty()
+                 ? nlohmann::json(nullptr)
+                 : nlohmann::json{
+                       {"name", name}, {"dtype", ElementTypeName(*type)}, {"shape", shape}};
     };
     t["a"] = side(e.a_name, e.a_type, e.a_shape);
     t["b"] = side(e.b_name, e.b_type, e.b_shape);
@@ -383,6 +426,5 @@ std::string TensorDiff::Json() const {
   }
   return j.dump(2) + "\n";
 }
-
 
 }  // namespace pipeproof

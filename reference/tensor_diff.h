@@ -24,8 +24,8 @@
 namespace pipeproof {
 
 struct DiffOptions {
-  bool exact = false;           // bit for bit; else per-type tolerances (below)
-  std::optional<double> rtol;   // override every float type's default
+  bool exact = false;          // bit for bit; else per-type tolerances (below)
+  std::optional<double> rtol;  // override every float type's default
   std::optional<double> atol;
   // A's name -> B's name. "old*=new*" maps every name that starts with "old".
   std::vector<std::pair<std::string, std::string>> renames;
@@ -40,10 +40,10 @@ std::pair<std::string, std::string> ParseRename(const std::string& text);
 ComparePolicy DefaultPolicy(ElementType type);
 
 struct DiffEntry {
-  std::string a_name, b_name;           // empty where the tensor is missing on that side
+  std::string a_name, b_name;  // empty where the tensor is missing on that side
   std::optional<ElementType> a_type, b_type;
   std::vector<int64_t> a_shape, b_shape;
-  std::vector<int64_t> first_index;     // N-dimensional index of the first mismatch
+  std::vector<int64_t> first_index;  // N-dimensional index of the first mismatch
 };
 
 struct TensorDiff {
@@ -56,7 +56,8 @@ struct TensorDiff {
 
   bool ok() const { return report.ok(); }
   std::string Text(int max_lines = 20) const;
-  std::string Json() const;  // the report's JSON, each tensor with its files' types and shapes, plus "a", "b"
+  std::string Json()
+      const;  // the report's JSON, each tensor with its files' types and shapes, plus "a", "b"
 };
 
 // Sees each pair of tensors compared element by element, as the report compared them (B as the

@@ -45,8 +45,9 @@ TEST(TensorDiffTest, PointsAtTheElementInItsOwnShapeAndType) {
   std::vector<uint16_t> a(2 * 3 * 4, 0x3c00);  // f16 1.0
   std::vector<uint16_t> b = a;
   b[1 * 12 + 2 * 4 + 3] = 0x3c01;  // the next f16 after 1.0, at [1,2,3]
-  const TensorDiff d = DiffTensors(Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(a))}),
-                                   Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(b))}), Exact());
+  const TensorDiff d =
+      DiffTensors(Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(a))}),
+                  Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(b))}), Exact());
   ASSERT_FALSE(d.ok());
   const TensorComparison& c = d.report.tensors[0];
   EXPECT_EQ(c.mismatches, 1);
@@ -65,8 +66,9 @@ TEST(TensorDiffTest, PointsAtTheElementInItsOwnShapeAndType) {
 
 TEST(TensorDiffTest, WideIntegersCompareBitForBit) {
   const int64_t big = (int64_t{1} << 60) + 1;
-  const TensorDiff d = DiffTensors(Dump({MakeTensor("i", ElementType::kI64, {2}, Raw<int64_t>({big, -3}))}),
-                                   Dump({MakeTensor("i", ElementType::kI64, {2}, Raw<int64_t>({big + 1, -3}))}), Exact());
+  const TensorDiff d = DiffTensors(
+      Dump({MakeTensor("i", ElementType::kI64, {2}, Raw<int64_t>({big, -3}))}),
+      Dump({MakeTensor("i", ElementType::kI64, {2}, Raw<int64_t>({big + 1, -3}))}), Exact());
   ASSERT_FALSE(d.ok()) << "2^60 + 1 and 2^60 + 2 are one double apart from nothing";
   EXPECT_EQ(d.report.tensors[0].first_index, 0);
   EXPECT_EQ(*d.report.tensors[0].max_ulp, 1u);
@@ -97,12 +99,14 @@ TEST(TensorDiffTest, EveryComparedPairIsShownToTheCaller) {
   const auto a = MakeTensor("w", ElementType::kF16, {2, 1}, Raw<uint16_t>({0x3c00, 0x4000}));
   const auto b = MakeTensor("w", ElementType::kF16, {2, 1}, Raw<uint16_t>({0x3c00, 0x4200}));
   int seen = 0;
-  DiffTensors(Dump({a}), Dump({b}), {}, [&](const TensorComparison& c, const HostTensor& run, const HostTensor& ref, const ComparePolicy&) {
-    ++seen;
-    EXPECT_EQ(c.name, "w");
-    EXPECT_EQ(run.At(1), 3.0);  // B is the run
-    EXPECT_EQ(ref.At(1), 2.0);
-  });
+  DiffTensors(Dump({a}), Dump({b}), {},
+              [&](const TensorComparison& c, const HostTensor& run, const HostTensor& ref,
+                  const ComparePolicy&) {
+                ++seen;
+                EXPECT_EQ(c.name, "w");
+                EXPECT_EQ(run.At(1), 3.0);  // B is the run
+                EXPECT_EQ(ref.At(1), 2.0);
+              });
   EXPECT_EQ(seen, 1);
 }
 
@@ -126,17 +130,22 @@ TEST(TensorDiffTest, DiffFindsOneFlippedBitInALargeDump) {
   std::ofstream(dir + "/a.safetensors", std::ios::binary) << a;
   // Bit 0 of element [1234, 567] of the second tensor: one ULP, visible only bit for bit.
   std::string b = a;
-  const size_t data = 8 + (static_cast<size_t>(static_cast<unsigned char>(a[0])) | size_t(static_cast<unsigned char>(a[1])) << 8);
+  const size_t data = 8 + (static_cast<size_t>(static_cast<unsigned char>(a[0])) |
+                           size_t(static_cast<unsigned char>(a[1])) << 8);
   const size_t at = data + size_t{2048} * 4096 * 4 + (size_t{1234} * 4096 + 567) * 4;
   b[at] ^= 1;
   std::ofstream(dir + "/b.safetensors", std::ios::binary) << b;
 
-  const auto exact = testing::RunPipeproof("diff " + dir + "/a.safetensors " + dir + "/b.safetensors --exact --json " + dir +
+  const auto exact = testing::RunPipeproof("diff " + dir + "/a.safetensors " + dir +
+                                           "/b.safetensors --exact --json " + dir +
                                            "/r.json --html " + dir + "/r.html");
   EXPECT_EQ(exact.status, 1) << exact.out << exact.err;
   EXPECT_LT(exact.seconds, 10);
   EXPECT_NE(exact.out.find("1 of 2 tensors differ"), std::string::npos) << exact.out;
-  EXPECT_NE(exact.out.find("layers.1.mlp.weight [2048x4096]: 1 of 8388608 differ; first [1234,567]"), std::string::npos) << exact.out;
+  EXPECT_NE(
+      exact.out.find("layers.1.mlp.weight [2048x4096]: 1 of 8388608 differ; first [1234,567]"),
+      std::string::npos)
+      << exact.out;
   EXPECT_NE(exact.out.find("max ulp 1"), std::string::npos) << exact.out;
   const auto j = nlohmann::json::parse(testing::ReadWhole(dir + "/r.json"));
   EXPECT_EQ(j["tensors"][0]["name"], "layers.1.mlp.weight");
@@ -145,15 +154,17 @@ TEST(TensorDiffTest, DiffFindsOneFlippedBitInALargeDump) {
   EXPECT_NE(html.find("MISMATCH: 1 of 2 tensors differ"), std::string::npos);
   EXPECT_NE(html.find("<svg"), std::string::npos) << "a heatmap of the differing tensor";
   // The default tolerance does not see one ULP; it sees a flip in the top of the mantissa.
-  EXPECT_EQ(testing::RunPipeproof("diff " + dir + "/a.safetensors " + dir + "/b.safetensors").status, 0);
+  EXPECT_EQ(
+      testing::RunPipeproof("diff " + dir + "/a.safetensors " + dir + "/b.safetensors").status, 0);
   b[at] ^= 1;
   b[at + 2] ^= 0x40;  // mantissa bit 22
   std::ofstream(dir + "/b.safetensors", std::ios::binary) << b;
-  const auto tolerance = testing::RunPipeproof("diff " + dir + "/a.safetensors " + dir + "/b.safetensors");
+  const auto tolerance =
+      testing::RunPipeproof("diff " + dir + "/a.safetensors " + dir + "/b.safetensors");
   EXPECT_EQ(tolerance.status, 1) << tolerance.out;
   EXPECT_NE(tolerance.out.find("first [1234,567]"), std::string::npos) << tolerance.out;
-  std::printf("pipeproof diff --exact on 2 x %.0f MiB: %.2f s; with tolerances: %.2f s\n", a.size() / 1048576.0, exact.seconds,
-              tolerance.seconds);
+  std::printf("pipeproof diff --exact on 2 x %.0f MiB: %.2f s; with tolerances: %.2f s\n",
+              a.size() / 1048576.0, exact.seconds, tolerance.seconds);
   fs::remove_all(dir);
 }
 

@@ -24,13 +24,13 @@ struct TypeInfo {
 };
 
 constexpr TypeInfo kTypes[] = {
-    {ElementType::kBool, "BOOL", 1, 'b'},     {ElementType::kU8, "U8", 1, 'u'},
-    {ElementType::kI8, "I8", 1, 'i'},         {ElementType::kU16, "U16", 2, 'u'},
-    {ElementType::kI16, "I16", 2, 'i'},       {ElementType::kU32, "U32", 4, 'u'},
-    {ElementType::kI32, "I32", 4, 'i'},       {ElementType::kU64, "U64", 8, 'u'},
-    {ElementType::kI64, "I64", 8, 'i'},       {ElementType::kF8E4M3, "F8_E4M3", 1, 0},
-    {ElementType::kF8E5M2, "F8_E5M2", 1, 0},  {ElementType::kF16, "F16", 2, 'f'},
-    {ElementType::kBF16, "BF16", 2, 'V'},     {ElementType::kF32, "F32", 4, 'f'},
+    {ElementType::kBool, "BOOL", 1, 'b'},    {ElementType::kU8, "U8", 1, 'u'},
+    {ElementType::kI8, "I8", 1, 'i'},        {ElementType::kU16, "U16", 2, 'u'},
+    {ElementType::kI16, "I16", 2, 'i'},      {ElementType::kU32, "U32", 4, 'u'},
+    {ElementType::kI32, "I32", 4, 'i'},      {ElementType::kU64, "U64", 8, 'u'},
+    {ElementType::kI64, "I64", 8, 'i'},      {ElementType::kF8E4M3, "F8_E4M3", 1, 0},
+    {ElementType::kF8E5M2, "F8_E5M2", 1, 0}, {ElementType::kF16, "F16", 2, 'f'},
+    {ElementType::kBF16, "BF16", 2, 'V'},    {ElementType::kF32, "F32", 4, 'f'},
     {ElementType::kF64, "F64", 8, 'f'},
 };
 
@@ -67,7 +67,8 @@ bool SameTensor(const StoredTensor& a, const StoredTensor& b) {
   return a.name == b.name && a.type == b.type && a.shape == b.shape && a.bytes() == b.bytes();
 }
 
-StoredTensor MakeTensor(std::string name, ElementType type, std::vector<int64_t> shape, std::string bytes) {
+StoredTensor MakeTensor(std::string name, ElementType type, std::vector<int64_t> shape,
+                        std::string bytes) {
   StoredTensor t;
   t.name = std::move(name);
   t.type = type;
@@ -99,11 +100,15 @@ class SafetensorsReader {
 
   SafetensorsFile Read() {
     const std::string& b = *bytes_;
-    if (b.size() < 8) Fail(fmt::format("{} bytes: too short for the 8-byte header length", b.size()));
+    if (b.size() < 8)
+      Fail(fmt::format("{} bytes: too short for the 8-byte header length", b.size()));
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(b[i]);
-    if (n > kMaxSafetensorsHeader) Fail(fmt::format("header length {} is beyond the format's limit of {} bytes", n, kMaxSafetensorsHeader));
-    if (n > b.size() - 8) Fail(fmt::format("header length {} runs past the end of the {}-byte file", n, b.size()));
+    if (n > kMaxSafetensorsHeader)
+      Fail(fmt::format("header length {} is beyond the format's limit of {} bytes", n,
+                       kMaxSafetensorsHeader));
+    if (n > b.size() - 8)
+      Fail(fmt::format("header length {} runs past the end of the {}-byte file", n, b.size()));
     const std::string_view header(b.data() + 8, n);
     const size_t data_begin = 8 + n;
     const uint64_t data_size = b.size() - data_begin;
@@ -121,12 +126,16 @@ class SafetensorsReader {
   }
 
  private:
-  [[noreturn]] void Fail(const std::string& what) const { throw InputError(what, std::string(name_)); }
+  [[noreturn]] void Fail(const std::string& what) const {
+    throw InputError(what, std::string(name_));
+  }
 
   nlohmann::json ParseHeader(std::string_view header) const {
-    if (header.empty() || header.front() != '{') Fail("the header is not a JSON object (it must start with '{')");
+    if (header.empty() || header.front() != '{')
+      Fail("the header is not a JSON object (it must start with '{')");
     const size_t end = header.rfind('}');
-    if (end == std::string_view::npos || header.find_first_not_of(' ', end + 1) != std::string_view::npos) {
+    if (end == std::string_view::npos ||
+        header.find_first_not_of(' ', end + 1) != std::string_view::npos) {
       Fail("the header must end with '}', padded with spaces only");
     }
     // Keys repeated within one object: refused (nlohmann would keep the last silently).
@@ -136,7 +145,8 @@ class SafetensorsReader {
       using E = nlohmann::json::parse_event_t;
       if (event == E::object_start) keys.emplace_back();
       if (event == E::object_end && !keys.empty()) keys.pop_back();
-      if (event == E::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      if (event == E::key && !keys.empty() &&
+          !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
         duplicate = parsed.get<std::string>();
       }
       return true;
@@ -149,7 +159,8 @@ class SafetensorsReader {
       if (auto colon = what.find("]: "); colon != std::string::npos) what = what.substr(colon + 3);
       Fail("the header is not valid JSON: " + what);
     }
-    if (!duplicate.empty()) Fail(fmt::format("key {} appears twice in one object of the header", Quote(duplicate)));
+    if (!duplicate.empty())
+      Fail(fmt::format("key {} appears twice in one object of the header", Quote(duplicate)));
     if (!j.is_object()) Fail("the header is not a JSON object");
     return j;
   }
@@ -170,11 +181,13 @@ class SafetensorsReader {
     return v.get<uint64_t>();
   }
 
-  StoredTensor Entry(const std::string& name, const nlohmann::json& v, size_t data_begin, uint64_t data_size) const {
+  StoredTensor Entry(const std::string& name, const nlohmann::json& v, size_t data_begin,
+                     uint64_t data_size) const {
     const std::string where = "tensor " + Quote(name);
     if (!v.is_object()) Fail(where + ": expected an object with dtype, shape and data_offsets");
     for (const auto& [k, _] : v.items()) {
-      if (k != "dtype" && k != "shape" && k != "data_offsets") Fail(fmt::format("{}: unknown key {}", where, Quote(k)));
+      if (k != "dtype" && k != "shape" && k != "data_offsets")
+        Fail(fmt::format("{}: unknown key {}", where, Quote(k)));
     }
     for (const char* k : {"dtype", "shape", "data_offsets"}) {
       if (!v.contains(k)) Fail(fmt::format("{}: missing \"{}\"", where, k));
@@ -182,30 +195,38 @@ class SafetensorsReader {
     const nlohmann::json& dtype = v["dtype"];
     if (!dtype.is_string()) Fail(where + ": dtype must be a string");
     const auto type = ElementTypeFromName(dtype.get<std::string>());
-    if (!type) Fail(fmt::format("{}: dtype {} is not one pipeproof reads (BOOL, U8..U64, I8..I64, F8_E4M3, F8_E5M2, F16, BF16, F32, F64)", where, Quote(dtype.get<std::string>())));
+    if (!type)
+      Fail(
+          fmt::format("{}: dtype {} is not one pipeproof reads (BOOL, U8..U64, I8..I64, F8_E4M3, "
+                      "F8_E5M2, F16, BF16, F32, F64)",
+                      where, Quote(dtype.get<std::string>())));
     const nlohmann::json& shape = v["shape"];
-    if (!shape.is_array() || shape.size() > kMaxRank) Fail(fmt::format("{}: shape must be an array of at most {} dimensions", where, kMaxRank));
+    if (!shape.is_array() || shape.size() > kMaxRank)
+      Fail(fmt::format("{}: shape must be an array of at most {} dimensions", where, kMaxRank));
     StoredTensor t;
     t.name = name;
     t.type = *type;
     for (size_t i = 0; i < shape.size(); ++i) {
       const uint64_t d = Unsigned(shape[i], fmt::format("{}: shape[{}]", where, i));
-      if (d > static_cast<uint64_t>(kMaxElements)) Fail(fmt::format("{}: shape[{}] = {} is too large", where, i, d));
+      if (d > static_cast<uint64_t>(kMaxElements))
+        Fail(fmt::format("{}: shape[{}] = {} is too large", where, i, d));
       t.shape.push_back(static_cast<int64_t>(d));
     }
     const auto elements = Elements(t.shape);
     if (!elements) Fail(fmt::format("{}: shape {} has too many elements", where, t.ShapeText()));
     const nlohmann::json& offsets = v["data_offsets"];
-    if (!offsets.is_array() || offsets.size() != 2) Fail(where + ": data_offsets must be [begin, end]");
+    if (!offsets.is_array() || offsets.size() != 2)
+      Fail(where + ": data_offsets must be [begin, end]");
     const uint64_t begin = Unsigned(offsets[0], where + ": data_offsets[0]");
     const uint64_t end = Unsigned(offsets[1], where + ": data_offsets[1]");
     if (begin > end || end > data_size) {
-      Fail(fmt::format("{}: data_offsets [{}, {}] are not a range within the {} bytes of data", where, begin, end, data_size));
+      Fail(fmt::format("{}: data_offsets [{}, {}] are not a range within the {} bytes of data",
+                       where, begin, end, data_size));
     }
     const uint64_t expected = static_cast<uint64_t>(*elements) * ElementSize(t.type);
     if (end - begin != expected) {
-      Fail(fmt::format("{}: {} {} elements of shape {} take {} bytes, data_offsets give {}", where, *elements,
-                       ElementTypeName(t.type), t.ShapeText(), expected, end - begin));
+      Fail(fmt::format("{}: {} {} elements of shape {} take {} bytes, data_offsets give {}", where,
+                       *elements, ElementTypeName(t.type), t.ShapeText(), expected, end - begin));
     }
     t.storage = bytes_;
     t.offset = data_begin + begin;
@@ -213,20 +234,26 @@ class SafetensorsReader {
     return t;
   }
 
-  void CheckTiling(std::vector<StoredTensor>& tensors, size_t data_begin, uint64_t data_size) const {
-    std::stable_sort(tensors.begin(), tensors.end(), [](const StoredTensor& a, const StoredTensor& b) {
-      return std::pair(a.offset, a.size) < std::pair(b.offset, b.size);
-    });
+  void CheckTiling(std::vector<StoredTensor>& tensors, size_t data_begin,
+                   uint64_t data_size) const {
+    std::stable_sort(tensors.begin(), tensors.end(),
+                     [](const StoredTensor& a, const StoredTensor& b) {
+                       return std::pair(a.offset, a.size) < std::pair(b.offset, b.size);
+                     });
     uint64_t cursor = 0;
     for (const StoredTensor& t : tensors) {
       const uint64_t begin = t.offset - data_begin;
       if (begin != cursor) {
-        Fail(fmt::format("tensor {} starts at byte {} of the data, but the tensors before it end at byte {}: the tensors "
-                         "must tile the data with no gap and no overlap", Quote(t.name), begin, cursor));
+        Fail(
+            fmt::format("tensor {} starts at byte {} of the data, but the tensors before it end at "
+                        "byte {}: the tensors "
+                        "must tile the data with no gap and no overlap",
+                        Quote(t.name), begin, cursor));
       }
       cursor = begin + t.size;
     }
-    if (cursor != data_size) Fail(fmt::format("{} bytes after the last tensor belong to none", data_size - cursor));
+    if (cursor != data_size)
+      Fail(fmt::format("{} bytes after the last tensor belong to none", data_size - cursor));
   }
 
   std::shared_ptr<const std::string> bytes_;
@@ -282,9 +309,11 @@ class NpyHeaderParser {
       }
     }
     ++i_;
-    if (!have_descr || !have_order || !have_shape) Fail("the header must have 'descr', 'fortran_order' and 'shape'");
+    if (!have_descr || !have_order || !have_shape)
+      Fail("the header must have 'descr', 'fortran_order' and 'shape'");
     while (i_ < s_.size() && s_[i_] == ' ') ++i_;
-    if (i_ + 1 != s_.size() || s_[i_] != '\n') Fail("the header must end with spaces and one '\\n'");
+    if (i_ + 1 != s_.size() || s_[i_] != '\n')
+      Fail("the header must end with spaces and one '\\n'");
     return h;
   }
 
@@ -307,7 +336,8 @@ class NpyHeaderParser {
     if (end == std::string_view::npos) Fail("unterminated string");
     std::string out(s_.substr(i_, end - i_));
     for (char c : out) {
-      if (c < 0x20 || c > 0x7e || c == '\\') Fail("only plain ASCII is expected in a header string");
+      if (c < 0x20 || c > 0x7e || c == '\\')
+        Fail("only plain ASCII is expected in a header string");
     }
     i_ = end + 1;
     return out;
@@ -353,7 +383,8 @@ class NpyHeaderParser {
       }
     }
     ++i_;
-    if (dims.size() == 1 && !comma_after_last) Fail("a one-dimensional shape is written (n,): (n) is not a tuple");
+    if (dims.size() == 1 && !comma_after_last)
+      Fail("a one-dimensional shape is written (n,): (n) is not a tuple");
     return dims;
   }
 
@@ -409,34 +440,44 @@ SafetensorsFile ParseSafetensors(std::shared_ptr<const std::string> bytes, std::
   return SafetensorsReader(std::move(bytes), name).Read();
 }
 
-StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view name, std::string tensor_name) {
+StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view name,
+                      std::string tensor_name) {
   const std::string& b = *bytes;
-  auto fail = [&](const std::string& what) -> InputError { return InputError(what, std::string(name)); };
+  auto fail = [&](const std::string& what) -> InputError {
+    return InputError(what, std::string(name));
+  };
   if (b.size() < 10 || b.compare(0, 6, kNpyMagic) != 0) {
-    if (b.compare(0, 2, "PK") == 0) throw fail("a zip archive (.npz?): unpack it, pipeproof reads .npy and .safetensors");
+    if (b.compare(0, 2, "PK") == 0)
+      throw fail("a zip archive (.npz?): unpack it, pipeproof reads .npy and .safetensors");
     throw fail("not a .npy file (it does not start with \"\\x93NUMPY\")");
   }
   const int major = static_cast<unsigned char>(b[6]), minor = static_cast<unsigned char>(b[7]);
-  if (major < 1 || major > 3 || minor != 0) throw fail(fmt::format(".npy version {}.{} is not known (1.0, 2.0, 3.0 are)", major, minor));
+  if (major < 1 || major > 3 || minor != 0)
+    throw fail(fmt::format(".npy version {}.{} is not known (1.0, 2.0, 3.0 are)", major, minor));
   const size_t length_bytes = major == 1 ? 2 : 4;
   if (b.size() < 8 + length_bytes) throw fail("truncated before the header length");
   uint64_t header_length = 0;
-  for (size_t i = length_bytes; i-- > 0;) header_length = header_length << 8 | static_cast<unsigned char>(b[8 + i]);
+  for (size_t i = length_bytes; i-- > 0;)
+    header_length = header_length << 8 | static_cast<unsigned char>(b[8 + i]);
   const size_t header_begin = 8 + length_bytes;
-  if (header_length > b.size() - header_begin) throw fail(fmt::format("header length {} runs past the end of the file", header_length));
-  const auto h = NpyHeaderParser(std::string_view(b).substr(header_begin, header_length), name).Parse();
+  if (header_length > b.size() - header_begin)
+    throw fail(fmt::format("header length {} runs past the end of the file", header_length));
+  const auto h =
+      NpyHeaderParser(std::string_view(b).substr(header_begin, header_length), name).Parse();
   const auto type = TypeFromDescr(h.descr);
   if (!type) {
-    throw fail(fmt::format("descr {} is not one pipeproof reads: little-endian f2/f4/f8, i1..i8, u1..u8, b1, or '<V2' "
-                           "(bfloat16)", Quote(h.descr)));
+    throw fail(fmt::format(
+        "descr {} is not one pipeproof reads: little-endian f2/f4/f8, i1..i8, u1..u8, b1, or '<V2' "
+        "(bfloat16)",
+        Quote(h.descr)));
   }
   const auto elements = Elements(h.shape);
   if (!elements) throw fail("the shape has too many elements");
   const size_t data_begin = header_begin + header_length;
   const uint64_t expected = static_cast<uint64_t>(*elements) * ElementSize(*type);
   if (b.size() - data_begin != expected) {
-    throw fail(fmt::format("{} elements of {} take {} bytes; the file has {} after its header", *elements, h.descr, expected,
-                           b.size() - data_begin));
+    throw fail(fmt::format("{} elements of {} take {} bytes; the file has {} after its header",
+                           *elements, h.descr, expected, b.size() - data_begin));
   }
   StoredTensor t;
   t.name = std::move(tensor_name);
@@ -459,11 +500,14 @@ std::string WriteSafetensors(const SafetensorsFile& file) {
   if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
   uint64_t at = 0;
   for (const StoredTensor& t : file.tensors) {
-    header[t.name] = {{"dtype", ElementTypeName(t.type)}, {"shape", t.shape}, {"data_offsets", {at, at + t.size}}};
+    header[t.name] = {{"dtype", ElementTypeName(t.type)},
+                      {"shape", t.shape},
+                      {"data_offsets", {at, at + t.size}}};
     at += t.size;
   }
   std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned, as the library writes it
+  text.append((8 - text.size() % 8) % 8,
+              ' ');  // the data starts 8-byte aligned, as the library writes it
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
   out += text;
@@ -475,7 +519,8 @@ std::string WriteNpy(const StoredTensor& t) {
   std::string shape;
   for (int64_t d : t.shape) shape += fmt::format("{}, ", d);
   if (shape.size() > 2) shape.resize(shape.size() - (t.shape.size() == 1 ? 1 : 2));
-  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}", DescrOf(t.type), shape);
+  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}",
+                                 DescrOf(t.type), shape);
   const size_t unpadded = 6 + 2 + 2 + dict.size() + 1;
   dict.append((64 - unpadded % 64) % 64, ' ');
   dict += '\n';
@@ -532,7 +577,8 @@ TensorDump ReadTensorDump(const std::string& path) {
   if (fs::is_directory(path, ec)) {
     std::vector<fs::path> files;
     int64_t skipped = 0;
-    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    for (auto it = fs::recursive_directory_iterator(path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (!it->is_regular_file()) continue;
       const std::string p = it->path().string();
       if (HasSuffix(p, ".safetensors") || HasSuffix(p, ".npy")) {
@@ -549,7 +595,9 @@ TensorDump ReadTensorDump(const std::string& path) {
       const std::string r = relative.string();
       AddFile(dump, f, r.substr(0, r.size() - (HasSuffix(r, ".npy") ? 4 : 12)));
     }
-    if (skipped) dump.notes.push_back(fmt::format("{}: {} files that are neither .safetensors nor .npy were skipped", path, skipped));
+    if (skipped)
+      dump.notes.push_back(fmt::format(
+          "{}: {} files that are neither .safetensors nor .npy were skipped", path, skipped));
   } else if (fs::is_regular_file(path, ec)) {
     if (!HasSuffix(path, ".safetensors") && !HasSuffix(path, ".npy")) {
       // Decide by content: a safetensors header length, or the .npy magic.
@@ -568,7 +616,8 @@ TensorDump ReadTensorDump(const std::string& path) {
   }
   std::set<std::string> names;
   for (const StoredTensor& t : dump.tensors) {
-    if (!names.insert(t.name).second) throw InputError(fmt::format("two tensors are named {}", Quote(t.name)), path);
+    if (!names.insert(t.name).second)
+      throw InputError(fmt::format("two tensors are named {}", Quote(t.name)), path);
   }
   return dump;
 }

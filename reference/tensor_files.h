@@ -30,8 +30,21 @@
 namespace pipeproof {
 
 enum class ElementType : uint8_t {
-  kBool, kU8, kI8, kU16, kI16, kU32, kI32, kU64, kI64,
-  kF8E4M3, kF8E5M2, kF16, kBF16, kF32, kF64,
+  kBool,
+  kU8,
+  kI8,
+  kU16,
+  kI16,
+  kU32,
+  kI32,
+  kU64,
+  kI64,
+  kF8E4M3,
+  kF8E5M2,
+  kF16,
+  kBF16,
+  kF32,
+  kF64,
 };
 std::string_view ElementTypeName(ElementType type);  // safetensors' spelling: "F32", "BF16", "BOOL"
 std::optional<ElementType> ElementTypeFromName(std::string_view name);
@@ -61,12 +74,14 @@ struct SafetensorsFile {
 // Strict readers: InputError ("NAME: error: tensor 'w': ...") on anything outside the format;
 // never a crash on any input.
 SafetensorsFile ParseSafetensors(std::shared_ptr<const std::string> bytes, std::string_view name);
-StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view name, std::string tensor_name);
+StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view name,
+                      std::string tensor_name);
 
 // Writers: what the readers read back to the same tensors.
 std::string WriteSafetensors(const SafetensorsFile& file);
 std::string WriteNpy(const StoredTensor& tensor);  // version 1.0, C order; bf16 as '<V2'
-StoredTensor MakeTensor(std::string name, ElementType type, std::vector<int64_t> shape, std::string bytes);
+StoredTensor MakeTensor(std::string name, ElementType type, std::vector<int64_t> shape,
+                        std::string bytes);
 
 // A dump: one file, or a directory searched recursively for *.safetensors and *.npy. Names: a
 // safetensors file's tensors by their own names, a lone .npy by its file name without ".npy"; in

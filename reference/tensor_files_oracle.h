@@ -30,10 +30,13 @@ inline void CheckSafetensorsReader(std::string_view data) {
     std::fprintf(stderr, "%s\n", e.what());
     OracleFails("the safetensors reader threw something else than InputError");
   }
-  const SafetensorsFile again = ParseSafetensors(std::make_shared<const std::string>(WriteSafetensors(file)), "written");
-  if (again.tensors.size() != file.tensors.size() || again.metadata != file.metadata) OracleFails("safetensors round trip changed the file");
+  const SafetensorsFile again =
+      ParseSafetensors(std::make_shared<const std::string>(WriteSafetensors(file)), "written");
+  if (again.tensors.size() != file.tensors.size() || again.metadata != file.metadata)
+    OracleFails("safetensors round trip changed the file");
   for (size_t i = 0; i < file.tensors.size(); ++i) {
-    if (!SameTensor(file.tensors[i], again.tensors[i])) OracleFails("safetensors round trip changed a tensor");
+    if (!SameTensor(file.tensors[i], again.tensors[i]))
+      OracleFails("safetensors round trip changed a tensor");
   }
 }
 
@@ -47,7 +50,8 @@ inline void CheckNpyReader(std::string_view data) {
     std::fprintf(stderr, "%s\n", e.what());
     OracleFails("the .npy reader threw something else than InputError");
   }
-  const StoredTensor again = ParseNpy(std::make_shared<const std::string>(WriteNpy(tensor)), "written", "t");
+  const StoredTensor again =
+      ParseNpy(std::make_shared<const std::string>(WriteNpy(tensor)), "written", "t");
   if (!SameTensor(tensor, again)) OracleFails(".npy round trip changed the tensor");
 }
 

@@ -19,7 +19,9 @@ std::string Floats(std::initializer_list<float> values) {
   return b;
 }
 
-std::shared_ptr<const std::string> Bytes(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+std::shared_ptr<const std::string> Bytes(std::string s) {
+  return std::make_shared<const std::string>(std::move(s));
+}
 
 // A safetensors file with this header and `data`.
 std::string Safetensors(const std::string& header, const std::string& data) {
@@ -48,32 +50,48 @@ TEST(TensorFilesTest, SafetensorsRoundTrip) {
   const SafetensorsFile back = ParseSafetensors(Bytes(bytes), "f");
   ASSERT_EQ(back.tensors.size(), 3u);
   EXPECT_EQ(back.metadata, f.metadata);
-  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(SameTensor(back.tensors[i], f.tensors[i])) << f.tensors[i].name;
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_TRUE(SameTensor(back.tensors[i], f.tensors[i])) << f.tensors[i].name;
 }
 
 TEST(TensorFilesTest, SafetensorsRefusesWhatTheSpecForbids) {
   const std::string data = Floats({1, 2});
   const std::string entry = R"("dtype":"F32","shape":[2],"data_offsets":[0,8])";
   EXPECT_EQ(SafetensorsError("{\"a\":{" + entry + "}}  ", data), "");  // spaces may pad the header
-  EXPECT_NE(SafetensorsError("{\"a\":{" + entry + "}}\n", data).find("padded with spaces only"), std::string::npos);
-  EXPECT_NE(SafetensorsError(" {\"a\":{" + entry + "}}", data).find("must start with '{'"), std::string::npos);
-  EXPECT_NE(SafetensorsError("{\"a\":{" + entry + "},\"a\":{" + entry + "}}", data).find("appears twice"), std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data).find("take 12 bytes"),
+  EXPECT_NE(SafetensorsError("{\"a\":{" + entry + "}}\n", data).find("padded with spaces only"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data).find("no gap and no overlap"),
+  EXPECT_NE(SafetensorsError(" {\"a\":{" + entry + "}}", data).find("must start with '{'"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data).find("belong to none"),
+  EXPECT_NE(
+      SafetensorsError("{\"a\":{" + entry + "},\"a\":{" + entry + "}}", data).find("appears twice"),
+      std::string::npos);
+  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data)
+                .find("take 12 bytes"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data)
+  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data)
                 .find("no gap and no overlap"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})", data).find("not one pipeproof reads"),
+  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data)
+                .find("belong to none"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data).find("non-negative"),
+  EXPECT_NE(
+      SafetensorsError(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+          data)
+          .find("no gap and no overlap"),
+      std::string::npos);
+  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})", data)
+                .find("not one pipeproof reads"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", data).find("unknown key"),
+  EXPECT_NE(SafetensorsError(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data)
+                .find("non-negative"),
             std::string::npos);
-  EXPECT_NE(SafetensorsError(R"({"__metadata__":{"k":1}})", "").find("expected a string"), std::string::npos);
+  EXPECT_NE(
+      SafetensorsError(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", data)
+          .find("unknown key"),
+      std::string::npos);
+  EXPECT_NE(SafetensorsError(R"({"__metadata__":{"k":1}})", "").find("expected a string"),
+            std::string::npos);
   std::string huge(8, '\xff');
   EXPECT_THROW(ParseSafetensors(Bytes(huge), "f"), InputError);
 }
@@ -101,18 +119,28 @@ std::string Npy(const std::string& dict, const std::string& data) {
 }
 
 TEST(TensorFilesTest, NpyReadsWhatNumpyWrites) {
-  const StoredTensor t = ParseNpy(Bytes(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", Floats({1, 2, 3, 4}))), "a", "a");
+  const StoredTensor t =
+      ParseNpy(Bytes(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+                         Floats({1, 2, 3, 4}))),
+               "a", "a");
   EXPECT_EQ(t.type, ElementType::kF32);
   EXPECT_EQ(t.shape, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(t.bytes(), Floats({1, 2, 3, 4}));
   // Column-major data comes out in row-major order.
-  const StoredTensor f = ParseNpy(Bytes(Npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", Floats({1, 3, 2, 4}))), "a", "a");
+  const StoredTensor f =
+      ParseNpy(Bytes(Npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }",
+                         Floats({1, 3, 2, 4}))),
+               "a", "a");
   EXPECT_EQ(f.bytes(), Floats({1, 2, 3, 4}));
   // Raw 2-byte elements are bfloat16; Python 2's long dimensions read.
-  const StoredTensor b = ParseNpy(Bytes(Npy("{'descr': '<V2', 'fortran_order': False, 'shape': (3L,), }", std::string(6, '\0'))), "a", "a");
+  const StoredTensor b =
+      ParseNpy(Bytes(Npy("{'descr': '<V2', 'fortran_order': False, 'shape': (3L,), }",
+                         std::string(6, '\0'))),
+               "a", "a");
   EXPECT_EQ(b.type, ElementType::kBF16);
   EXPECT_EQ(b.shape, (std::vector<int64_t>{3}));
-  const StoredTensor scalar = ParseNpy(Bytes(Npy("{'descr': '|b1', 'fortran_order': False, 'shape': (), }", "\x01")), "a", "a");
+  const StoredTensor scalar = ParseNpy(
+      Bytes(Npy("{'descr': '|b1', 'fortran_order': False, 'shape': (), }", "\x01")), "a", "a");
   EXPECT_EQ(scalar.elements(), 1);
   // What the writer writes reads back.
   const StoredTensor again = ParseNpy(Bytes(WriteNpy(f)), "a", "a");
@@ -120,19 +148,27 @@ TEST(TensorFilesTest, NpyReadsWhatNumpyWrites) {
 }
 
 TEST(TensorFilesTest, NpyRefusesWhatItCannotReadFaithfully) {
-  EXPECT_NE(NpyError(Npy("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", "abcd")).find("not one pipeproof reads"),
+  EXPECT_NE(NpyError(Npy("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", "abcd"))
+                .find("not one pipeproof reads"),
             std::string::npos);
-  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2), }", "abcdefgh")).find("(n) is not a tuple"),
+  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2), }", "abcdefgh"))
+                .find("(n) is not a tuple"),
             std::string::npos);
-  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", "abcd")).find("unknown key"),
+  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", "abcd"))
+                .find("unknown key"),
             std::string::npos);
-  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'shape': (1,), }", "abcd")).find("must have"), std::string::npos);
-  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", "abcd")).find("take 8 bytes"),
+  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'shape': (1,), }", "abcd")).find("must have"),
             std::string::npos);
-  EXPECT_NE(NpyError(Npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", "abcd")).find("quoted string"),
+  EXPECT_NE(NpyError(Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", "abcd"))
+                .find("take 8 bytes"),
             std::string::npos);
+  EXPECT_NE(
+      NpyError(Npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", "abcd"))
+          .find("quoted string"),
+      std::string::npos);
   EXPECT_NE(NpyError("PK\x03\x04 an npz").find("zip archive"), std::string::npos);
-  EXPECT_NE(NpyError(std::string("\x93NUMPY\x04\x00", 8) + "xx").find("version 4.0"), std::string::npos);
+  EXPECT_NE(NpyError(std::string("\x93NUMPY\x04\x00", 8) + "xx").find("version 4.0"),
+            std::string::npos);
 }
 
 TEST(TensorFilesTest, DumpsNameTensorsSoThatFilesAndDirectoriesMatch) {
@@ -161,7 +197,8 @@ TEST(TensorFilesTest, DumpsNameTensorsSoThatFilesAndDirectoriesMatch) {
 TEST(TensorFilesTest, SeedCorporaAndRegressionsPassTheOracle) {
   for (const std::string format : {"safetensors", "npy"}) {
     for (const std::string kind : {"corpus", "regressions"}) {
-      const std::filesystem::path d = std::filesystem::path(PIPEPROOF_SOURCE_DIR) / "fuzz" / kind / format;
+      const std::filesystem::path d =
+          std::filesystem::path(PIPEPROOF_SOURCE_DIR) / "fuzz" / kind / format;
       if (!std::filesystem::exists(d)) continue;
       for (const auto& e : std::filesystem::directory_iterator(d)) {
         std::ifstream in(e.path(), std::ios::binary);

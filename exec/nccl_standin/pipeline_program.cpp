@@ -59,7 +59,8 @@ struct Options {
 
 std::pair<int, int> RankAndCall(const char* text) {
   int r = 0, k = 0;
-  if (std::sscanf(text, "%d:%d", &r, &k) != 2) Usage(std::string("expected RANK:CALL, got ") + text);
+  if (std::sscanf(text, "%d:%d", &r, &k) != 2)
+    Usage(std::string("expected RANK:CALL, got ") + text);
   return {r, k};
 }
 
@@ -71,18 +72,29 @@ Options Parse(int argc, char** argv) {
       if (i + 1 >= argc) Usage(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--kind") o.kind = value();
-    else if (a == "-r") o.ranks = std::atoi(value());
-    else if (a == "-m") o.microbatches = std::atoi(value());
-    else if (a == "--schedule") o.schedule_path = value();
-    else if (a == "--inference") o.inference = true;
-    else if (a == "--init") o.init = value();
-    else if (a == "--elements") o.elements = std::atoi(value());
-    else if (a == "--abort-at") o.abort_at = RankAndCall(value());
-    else if (a == "--segv-at") o.segv_at = RankAndCall(value());
-    else Usage("unknown argument " + a);
+    if (a == "--kind")
+      o.kind = value();
+    else if (a == "-r")
+      o.ranks = std::atoi(value());
+    else if (a == "-m")
+      o.microbatches = std::atoi(value());
+    else if (a == "--schedule")
+      o.schedule_path = value();
+    else if (a == "--inference")
+      o.inference = true;
+    else if (a == "--init")
+      o.init = value();
+    else if (a == "--elements")
+      o.elements = std::atoi(value());
+    else if (a == "--abort-at")
+      o.abort_at = RankAndCall(value());
+    else if (a == "--segv-at")
+      o.segv_at = RankAndCall(value());
+    else
+      Usage("unknown argument " + a);
   }
-  if (o.kind.empty() == o.schedule_path.empty()) Usage("give --kind KIND -r R -m M, or --schedule FILE");
+  if (o.kind.empty() == o.schedule_path.empty())
+    Usage("give --kind KIND -r R -m M, or --schedule FILE");
   if (o.init != "rank" && o.init != "all" && o.init != "split") Usage("--init rank|all|split");
   return o;
 }
@@ -151,11 +163,20 @@ class RankProgram {
     Pending p{IsSend(a.op), m->peer, m->payload, nullptr};
     const Key key{a.stage, a.microbatch};
     switch (a.op) {
-      case Op::kSendF: p.buffer = &Outgoing(activations_[key], p.payload); break;
-      case Op::kSendB: p.buffer = &Outgoing(input_grads_[key], p.payload); break;
-      case Op::kRecvF: p.buffer = &(received_inputs_[key] = std::vector<double>(Elements(a.microbatch))); break;
-      case Op::kRecvB: p.buffer = &(received_grads_[key] = std::vector<double>(Elements(a.microbatch))); break;
-      default: break;
+      case Op::kSendF:
+        p.buffer = &Outgoing(activations_[key], p.payload);
+        break;
+      case Op::kSendB:
+        p.buffer = &Outgoing(input_grads_[key], p.payload);
+        break;
+      case Op::kRecvF:
+        p.buffer = &(received_inputs_[key] = std::vector<double>(Elements(a.microbatch)));
+        break;
+      case Op::kRecvB:
+        p.buffer = &(received_grads_[key] = std::vector<double>(Elements(a.microbatch)));
+        break;
+      default:
+        break;
     }
     return p;
   }
@@ -196,7 +217,8 @@ class RankProgram {
 
   void BeforeCall() {
     const int k = calls_++;
-    if (options_.abort_at && options_.abort_at->first == rank_ && options_.abort_at->second == k) std::abort();
+    if (options_.abort_at && options_.abort_at->first == rank_ && options_.abort_at->second == k)
+      std::abort();
     if (options_.segv_at && options_.segv_at->first == rank_ && options_.segv_at->second == k) {
       volatile int* nowhere = nullptr;
       *nowhere = 1;
@@ -208,7 +230,8 @@ class RankProgram {
     const int prev = routes.Prev(stage, mb);
     if (prev >= 0) {
       if (auto it = activations_.find({prev, mb}); it != activations_.end()) return it->second;
-      if (auto it = received_inputs_.find({stage, mb}); it != received_inputs_.end()) return it->second;
+      if (auto it = received_inputs_.find({stage, mb}); it != received_inputs_.end())
+        return it->second;
     }
     std::vector<double> x(Elements(mb));
     for (size_t i = 0; i < x.size(); ++i) x[i] = mb + 0.001 * double(i);
@@ -219,7 +242,8 @@ class RankProgram {
     const int next = routes.Next(stage, mb);
     if (next >= 0) {
       if (auto it = input_grads_.find({next, mb}); it != input_grads_.end()) return it->second;
-      if (auto it = received_grads_.find({stage, mb}); it != received_grads_.end()) return it->second;
+      if (auto it = received_grads_.find({stage, mb}); it != received_grads_.end())
+        return it->second;
       return std::vector<double>(Elements(mb), 0.0);
     }
     return activations_[{stage, mb}];  // the loss's gradient, up to a constant
@@ -244,8 +268,11 @@ class RankProgram {
         if (t.op == Op::kBackward) WeightGrad(routes, t.stage, t.microbatch);
         break;
       }
-      case Op::kWeightGrad: WeightGrad(routes, t.stage, t.microbatch); break;
-      default: break;
+      case Op::kWeightGrad:
+        WeightGrad(routes, t.stage, t.microbatch);
+        break;
+      default:
+        break;
     }
   }
 
@@ -307,7 +334,8 @@ int Main(int argc, char** argv) {
       ncclComm_t root = comms[r];
       if (options.init != "all") Check(ncclCommInitRank(&root, R, id, r), "ncclCommInitRank");
       ncclComm_t comm = root;
-      if (options.init == "split") Check(ncclCommSplit(root, 0, R - 1 - r, &comm, nullptr), "ncclCommSplit");
+      if (options.init == "split")
+        Check(ncclCommSplit(root, 0, R - 1 - r, &comm, nullptr), "ncclCommSplit");
       RankProgram program(options, r, comm, options.init == "split" ? R : 0);
       for (const Schedule& pass : passes) program.RunPass(pass);
       checksums[r] = program.checksum();

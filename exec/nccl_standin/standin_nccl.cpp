@@ -11,8 +11,10 @@
 // Switches for tests (environment):
 //   PIPEPROOF_STANDIN_EAGER_BYTES=N  sends of at most N bytes complete once posted, as NCCL's
 //                                    buffered small messages may (a cross then does not hang)
-//   PIPEPROOF_STANDIN_LOG=FILE       one line per posted call: "rank R post send|recv peer P count C"
-//   PIPEPROOF_STANDIN_NULL=1         every call returns at once (to time the interposer alone)
+//   PIPEPROOF_STANDIN_LOG=FILE       one line per posted call: "rank R post send|recv peer P count
+//   C" PIPEPROOF_STANDIN_NULL=1         every call returns at once (to time the interposer alone)
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,8 +29,6 @@
 #include <tuple>
 #include <vector>
 
-#include <unistd.h>
-
 #include "exec/nccl_api.h"
 
 #define STANDIN_EXPORT extern "C" __attribute__((visibility("default")))
@@ -37,10 +37,20 @@ namespace {
 
 size_t TypeSize(ncclDataType_t t) {
   switch (t) {
-    case ncclInt8: case ncclUint8: case ncclFloat8e4m3: case ncclFloat8e5m2: return 1;
-    case ncclFloat16: case ncclBfloat16: return 2;
-    case ncclInt32: case ncclUint32: case ncclFloat32: return 4;
-    default: return 8;
+    case ncclInt8:
+    case ncclUint8:
+    case ncclFloat8e4m3:
+    case ncclFloat8e5m2:
+      return 1;
+    case ncclFloat16:
+    case ncclBfloat16:
+      return 2;
+    case ncclInt32:
+    case ncclUint32:
+    case ncclFloat32:
+      return 4;
+    default:
+      return 8;
   }
 }
 
@@ -66,7 +76,7 @@ struct Transfer {
 struct SplitRound {
   int arrived = 0;
   std::vector<std::tuple<int, int, int>> members;  // (color, key, rank)
-  std::map<int, struct Clique*> children;           // color -> clique
+  std::map<int, struct Clique*> children;          // color -> clique
 };
 
 struct Clique {
@@ -157,7 +167,8 @@ std::shared_ptr<Transfer> PostOne(const Call& call) {
   Log(*call.comm, call.send, call.peer, call.count);
   if (call.send && t->bytes <= g_eager_bytes) {
     t->eager_copy = true;
-    t->copy.assign(static_cast<const char*>(call.send_buffer), static_cast<const char*>(call.send_buffer) + t->bytes);
+    t->copy.assign(static_cast<const char*>(call.send_buffer),
+                   static_cast<const char*>(call.send_buffer) + t->bytes);
   }
   const int from = call.send ? call.comm->rank : call.peer;
   const int to = call.send ? call.peer : call.comm->rank;
@@ -194,7 +205,8 @@ thread_local ThreadGroup t_group;
 
 ncclResult_t Enqueue(const Call& call) {
   if (g_null) return ncclSuccess;
-  if (!call.comm || call.peer < 0 || call.peer >= call.comm->clique->nranks) return ncclInvalidArgument;
+  if (!call.comm || call.peer < 0 || call.peer >= call.comm->clique->nranks)
+    return ncclInvalidArgument;
   if (t_group.depth > 0) {
     t_group.calls.push_back(call);
     return ncclSuccess;
@@ -242,11 +254,13 @@ STANDIN_EXPORT ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
     std::lock_guard lock(registry().mutex);
     n = ++registry().next_id;
   }
-  std::snprintf(id->internal, sizeof id->internal, "standin-%d-%llu", int(getpid()), static_cast<unsigned long long>(n));
+  std::snprintf(id->internal, sizeof id->internal, "standin-%d-%llu", int(getpid()),
+                static_cast<unsigned long long>(n));
   return ncclSuccess;
 }
 
-STANDIN_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
+STANDIN_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id,
+                                             int rank) {
   if (!comm || nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
   std::vector<char> key(id.internal, id.internal + sizeof id.internal);
   const bool in_group = t_group.depth > 0;
@@ -256,8 +270,8 @@ STANDIN_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclU
   return ncclSuccess;
 }
 
-STANDIN_EXPORT ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank,
-                                                   ncclConfig_t*) {
+STANDIN_EXPORT ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId id,
+                                                   int rank, ncclConfig_t*) {
   return ncclCommInitRank(comm, nranks, id, rank);
 }
 
@@ -269,7 +283,8 @@ STANDIN_EXPORT ncclResult_t ncclCommInitAll(ncclComm_t* comms, int ndev, const i
   return ncclSuccess;
 }
 
-STANDIN_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm, ncclConfig_t*) {
+STANDIN_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm,
+                                          ncclConfig_t*) {
   if (!comm || !newcomm) return ncclInvalidArgument;
   Clique& parent = *comm->clique;
   const uint64_t round_id = comm->splits++;
@@ -299,7 +314,8 @@ STANDIN_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, n
     if (c == color) members.push_back({k, r});
   }
   std::sort(members.begin(), members.end());
-  const int rank = static_cast<int>(std::find(members.begin(), members.end(), std::pair{key, comm->rank}) - members.begin());
+  const int rank = static_cast<int>(
+      std::find(members.begin(), members.end(), std::pair{key, comm->rank}) - members.begin());
   *newcomm = new ncclComm{round.children[color], rank};
   return ncclSuccess;
 }
@@ -338,13 +354,13 @@ STANDIN_EXPORT ncclResult_t ncclCommCuDevice(const ncclComm_t comm, int* device)
   return ncclSuccess;
 }
 
-STANDIN_EXPORT ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer,
-                                     ncclComm_t comm, cudaStream_t) {
+STANDIN_EXPORT ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype,
+                                     int peer, ncclComm_t comm, cudaStream_t) {
   return Enqueue({comm, true, sendbuff, nullptr, count, datatype, peer});
 }
 
-STANDIN_EXPORT ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer,
-                                     ncclComm_t comm, cudaStream_t) {
+STANDIN_EXPORT ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype,
+                                     int peer, ncclComm_t comm, cudaStream_t) {
   return Enqueue({comm, false, nullptr, recvbuff, count, datatype, peer});
 }
 
