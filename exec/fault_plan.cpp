@@ -166,16 +166,19 @@ std::string FaultPlan::Json() const {
   if (kill) j["kill"] = {{"rank", kill->rank}, {"action", kill->action}};
   // One line per key and per rank: dense arrays one number after another read better than one
   // number per line.
+  // Names come from file names, which need not be UTF-8: such bytes are written as U+FFFD
+  // rather than failing the whole plan.
+  auto dump = [](const JsonValue& v) { return v.dump(-1, ' ', false, JsonValue::error_handler_t::replace); };
   std::string text = "{\n";
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it != j.begin()) text += ",\n";
-    text += fmt::format(" {}: ", JsonValue(it.key()).dump());
+    text += fmt::format(" {}: ", dump(JsonValue(it.key())));
     if (it.key() == "ranks" && !it->empty()) {
       text += "[\n";
-      for (size_t r = 0; r < it->size(); ++r) text += fmt::format("  {}{}\n", (*it)[r].dump(), r + 1 < it->size() ? "," : "");
+      for (size_t r = 0; r < it->size(); ++r) text += fmt::format("  {}{}\n", dump((*it)[r]), r + 1 < it->size() ? "," : "");
       text += " ]";
     } else {
-      text += it->dump();
+      text += dump(*it);
     }
   }
   return text + "\n}\n";
