@@ -156,7 +156,9 @@ class RecordLog {
     if (chunk >= kMaxChunks) return nullptr;
     T* c = chunks_[chunk].load(std::memory_order_relaxed);
     if (!c) {
-      c = new T[kChunkRecords]();
+      // Zeroed pages from the kernel: the records are plain data, and nothing needs a memset.
+      c = static_cast<T*>(calloc(kChunkRecords, sizeof(T)));
+      if (!c) return nullptr;
       chunks_[chunk].store(c, std::memory_order_release);
     }
     return &c[n % kChunkRecords];
@@ -721,6 +723,7 @@ struct Op {
   RankState* rank;
   uint64_t call;  // record index, or kNoRecord
   uint32_t delay_us;
+  bool held = false;  // held back until ncclGroupEnd for a planned order
 };
 
 // A rank's part of the group this thread has open.
@@ -734,9 +737,17 @@ struct GroupUnit {
   std::vector<cudaStream_t> streams;
 };
 
+// This thread's open group. Its units are kept from group to group (only `used` of them are in
+// this one), so that a group costs no allocation once the first few have run.
 struct ThreadGroup {
   int depth = 0;
   std::vector<GroupUnit> units;
+  size_t used = 0;
+  std::vector<uint64_t> scratch;
+
+  GroupUnit* begin() { return units.data(); }
+  GroupUnit* end() { return units.data() + used; }
+  void Reset() { used = 0; }
 };
 thread_local ThreadGroup t_group;
 
@@ -787,8 +798,10 @@ ncclResult_t Forward(const Op& op) {
 }
 
 ncclResult_t Post(Process& p, Op& op, uint32_t place, bool shuffled) {
-  Delay(p, op);
-  MarkPosted(*op.rank, op.call, place, shuffled);
+  if (op.delay_us || shuffled || op.held) {  // else recorded as posted already
+    Delay(p, op);
+    MarkPosted(*op.rank, op.call, place, shuffled);
+  }
   const ncclResult_t result = Forward(op);
   MarkResult(*op.rank, op.call, result);
   return result;
@@ -808,13 +821,19 @@ void Complete(Process& p, RankState& r, const std::vector<uint64_t>& calls, cuda
 }
 
 GroupUnit& UnitInGroup(RankState& r) {
-  for (GroupUnit& u : t_group.units) {
+  for (GroupUnit& u : t_group) {
     if (u.rank == &r) return u;
   }
-  GroupUnit u;
+  if (t_group.used == t_group.units.size()) t_group.units.emplace_back();
+  GroupUnit& u = t_group.units[t_group.used++];
   u.rank = &r;
-  t_group.units.push_back(std::move(u));
-  return t_group.units.back();
+  u.unit = 0;
+  u.size = 0;
+  u.planned_order = nullptr;
+  u.held.clear();
+  u.calls.clear();
+  u.streams.clear();
+  return u;
 }
 
 // The order in which to post a held-back unit's ops: the plan's, except that the ops of each
@@ -893,7 +912,12 @@ ncclResult_t Intercept(CallKind kind, const void* send_buffer, void* recv_buffer
       slot->stream = reinterpret_cast<uint64_t>(stream);
       slot->unit = unit;
       slot->index_in_unit = index_in_unit;
-      slot->posted_as = kNotPosted;
+      // Posted at once, as called, unless a delay comes first or the plan holds it back (the
+      // common case costs no second visit to the record).
+      const bool posted_now =
+          op.delay_us == 0 && !(group_unit && group_unit->planned_order) && !stop;
+      slot->posted_as = posted_now ? index_in_unit : kNotPosted;
+      if (posted_now) slot->flags |= kCallPosted;
       slot->t_call = Now();
       op.call = r.calls.Publish();
     } else {
@@ -904,7 +928,13 @@ ncclResult_t Intercept(CallKind kind, const void* send_buffer, void* recv_buffer
   if (stop) StopDead(r, op.call);
   if (!in_group) {
     const ncclResult_t result = Post(p, op, 0, false);
-    if (result == ncclSuccess || result == ncclInProgress) Complete(p, r, {op.call}, stream);
+    if (result != ncclSuccess && result != ncclInProgress) return result;
+    if (p.gpu) {
+      Complete(p, r, {op.call}, stream);
+    } else if (op.call != kNoRecord) {
+      std::lock_guard lock(r.mutex);
+      SetCompleted(r, op.call, Now());
+    }
     return result;
   }
   group_unit->calls.push_back(op.call);
@@ -913,6 +943,7 @@ ncclResult_t Intercept(CallKind kind, const void* send_buffer, void* recv_buffer
     group_unit->streams.push_back(stream);
   }
   if (group_unit->planned_order) {
+    op.held = true;
     group_unit->held.push_back(op);  // posted at ncclGroupEnd, in the plan's order
     return ncclSuccess;
   }
@@ -922,7 +953,7 @@ ncclResult_t Intercept(CallKind kind, const void* send_buffer, void* recv_buffer
 // Posts the held-back units, in their planned orders. The first error, if any.
 ncclResult_t PostHeldUnits(Process& p) {
   ncclResult_t first_error = ncclSuccess;
-  for (GroupUnit& u : t_group.units) {
+  for (GroupUnit& u : t_group) {
     if (!u.planned_order) continue;
     const std::vector<int> order = PostingOrder(u);
     const bool shuffled = !std::is_sorted(order.begin(), order.end());
@@ -935,13 +966,18 @@ ncclResult_t PostHeldUnits(Process& p) {
 }
 
 void CompleteGroup(Process& p, ncclResult_t result) {
-  for (GroupUnit& u : t_group.units) {
+  for (GroupUnit& u : t_group) {
     if (result != ncclSuccess && result != ncclInProgress) {
       for (uint64_t call : u.calls) MarkResult(*u.rank, call, result);
       continue;
     }
+    if (u.streams.size() == 1) {  // the usual group: one stream, every call
+      Complete(p, *u.rank, u.calls, u.streams.front());
+      continue;
+    }
     for (cudaStream_t stream : u.streams) {
-      std::vector<uint64_t> on_stream;
+      std::vector<uint64_t>& on_stream = t_group.scratch;
+      on_stream.clear();
       {
         std::lock_guard lock(u.rank->mutex);
         for (uint64_t call : u.calls) {
@@ -993,7 +1029,7 @@ PIPEPROOF_EXPORT ncclResult_t ncclGroupEnd() {
   const ncclResult_t held = pipeproof::interposer::PostHeldUnits(p);
   const ncclResult_t result = real_ncclGroupEnd();
   pipeproof::interposer::CompleteGroup(p, held != ncclSuccess ? held : result);
-  group.units.clear();
+  group.Reset();
   return held != ncclSuccess ? held : result;
 }
 

@@ -50,6 +50,9 @@ if(NOT PIPEPROOF_NCCL STREQUAL "OFF")
   # Only the wrapped NCCL calls leave the library; its C++ runtime and fmt stay inside it, so it
   # does not meet the program's own (a conda environment's libstdc++, say).
   set_target_properties(pipeproof_nccl PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  # Preloaded, never dlopen()ed late: its thread-locals can live in the static TLS block, which
+  # spares a __tls_get_addr call on every access in every wrapped call.
+  target_compile_options(pipeproof_nccl PRIVATE -ftls-model=initial-exec)
   target_link_libraries(pipeproof_nccl PRIVATE
     fmt::fmt-header-only nlohmann_json::nlohmann_json Threads::Threads ${CMAKE_DL_LIBS})
   target_link_options(pipeproof_nccl PRIVATE
@@ -118,4 +121,11 @@ if(NOT PIPEPROOF_NCCL STREQUAL "OFF" AND NOT PIPEPROOF_CUDA STREQUAL "OFF")
   else()
     target_compile_definitions(nccl_gpu_test PRIVATE PIPEPROOF_NCCL_GPU_PROGRAM="")
   endif()
+endif()
+
+# What the interposer costs per call (not a test): see exec/nccl_standin/overhead_bench.cpp.
+if(TARGET pipeproof_standin_nccl)
+  add_executable(nccl_overhead_bench nccl_standin/overhead_bench.cpp)
+  target_include_directories(nccl_overhead_bench PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(nccl_overhead_bench PRIVATE pipeproof_standin_nccl)
 endif()
