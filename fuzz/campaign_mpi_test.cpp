@@ -1,0 +1,47 @@
+// `pipeproof fuzz --transport mpi`: every case runs as `mpirun -np R pipeproof run --transport
+// mpi ... --replay PLAN`; a planted bug is found there too, and the printed replay command (an
+// mpirun command line) reproduces it. CTest label `mpi`.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command_test_util.h"
+
+namespace pipeproof {
+namespace {
+
+const std::string kLauncher =
+    std::string(" --launcher '") + PIPEPROOF_MPIEXEC + " --allow-run-as-root --oversubscribe -np {ranks}'";
+
+bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+
+TEST(FuzzMpiTest, CasesRunUnderMpirunAndPass) {
+  const std::string summary = testing::ScratchPath("mpi-summary.json");
+  const testing::CommandOutput r =
+      testing::RunPipeproof("fuzz --transport mpi -n 3 --seed 5 --max-ranks 3 --summary " + summary + kLauncher);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const nlohmann::json j = nlohmann::json::parse(testing::ReadWhole(summary));
+  EXPECT_EQ(j["transport"], "mpi");
+  EXPECT_EQ(j["cases"], 3);
+  EXPECT_EQ(j["failures"], 0);
+}
+
+TEST(FuzzMpiTest, APlantedBugIsFoundAndItsMpirunReplayReproducesIt) {
+  const std::string dir = testing::ScratchPath("mpi-plans");
+  const testing::CommandOutput r = testing::RunPipeproof(
+      "fuzz --transport mpi --plant release-send-early -n 20 --seed 3 --max-ranks 3 --replay-checks 1 --out " + dir +
+      kLauncher);
+  ASSERT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_TRUE(Has(r.out, "reproduced it 1 of 1 times")) << r.out;
+  const size_t at = r.out.find("reproduce with:\n  ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const size_t start = at + std::string("reproduce with:\n  ").size();
+  const std::string command = r.out.substr(start, r.out.find('\n', start) - start);
+  EXPECT_TRUE(Has(command, "--allow-run-as-root --oversubscribe -np 2 ")) << command;
+  EXPECT_TRUE(Has(command, "run --transport mpi ")) << command;
+  const testing::CommandOutput replay = testing::RunCommand(command);
+  EXPECT_EQ(replay.status, 1) << command << "\n" << replay.out << replay.err;
+}
+
+}  // namespace
+}  // namespace pipeproof
