@@ -8,7 +8,10 @@
 
 #if defined(PIPEPROOF_HAVE_NCCL_H)
 #include <nccl.h>
+// Calls newer than some NCCL 2.x releases are wrapped only when the header declares them.
+#define PIPEPROOF_NCCL_AT_LEAST(major, minor) (NCCL_VERSION_CODE >= NCCL_VERSION(major, minor, 0))
 #else
+#define PIPEPROOF_NCCL_AT_LEAST(major, minor) 1
 
 #include <stddef.h>
 

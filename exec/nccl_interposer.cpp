@@ -1060,7 +1060,7 @@ PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nrank
   return result;
 }
 
-#if !defined(PIPEPROOF_HAVE_NCCL_H) || NCCL_VERSION_CODE >= NCCL_VERSION(2, 23, 0)
+#if PIPEPROOF_NCCL_AT_LEAST(2, 23)
 PIPEPROOF_EXPORT ncclResult_t ncclCommInitRankScalable(ncclComm_t* newcomm, int nranks, int myrank,
                                                        int nId, ncclUniqueId* commIds,
                                                        ncclConfig_t* config) {
@@ -1111,7 +1111,7 @@ PIPEPROOF_EXPORT ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key,
   return result;
 }
 
-#if !defined(PIPEPROOF_HAVE_NCCL_H) || NCCL_VERSION_CODE >= NCCL_VERSION(2, 27, 0)
+#if PIPEPROOF_NCCL_AT_LEAST(2, 27)
 PIPEPROOF_EXPORT ncclResult_t ncclCommShrink(ncclComm_t comm, int* excludeRanksList,
                                              int excludeRanksCount, ncclComm_t* newcomm,
                                              ncclConfig_t* config, int shrinkFlags) {

@@ -716,6 +716,10 @@ CampaignResult RunCampaign(const CampaignOptions& options, CaseRunner& runner, c
     CampaignCase c = DrawCase(options.seed, number, options.limits);
     const FaultPlan plan = PlanForCase(c, options.settings);
     const CaseOutcome outcome = RunCase(runner, c, plan, options.settings);
+    if (events.should_stop && events.should_stop()) {  // Ctrl-C reached the case's processes too
+      result.stopped_by = "interrupted";
+      break;
+    }
     ++stats.cases;
     KindCount& kind = stats.by_kind[c.schedule.kind];
     ++kind.cases;
