@@ -14,11 +14,7 @@ namespace pipeproof {
 namespace {
 
 Schedule Make(const std::string& kind, int ranks, int microbatches) {
-  GenerateOptions options;
-  options.kind = kind;
-  options.ranks = ranks;
-  options.microbatches = microbatches;
-  return Generate(options);
+  return Generate({.kind = kind, .ranks = ranks, .microbatches = microbatches});
 }
 
 void Count(benchmark::State& state, const Schedule& s) {

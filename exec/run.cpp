@@ -223,16 +223,17 @@ int RunOutcome::ExitCode() const {
   return 3;
 }
 
-namespace {
-std::string_view StatusName(RunStatus s) {
+std::string_view RunStatusName(RunStatus s) {
   switch (s) {
     case RunStatus::kMatch: return "match";
     case RunStatus::kMismatch: return "mismatch";
     case RunStatus::kHang: return "hang";
     case RunStatus::kFault: return "fault";
   }
-  return "?";
+  return "fault";
 }
+
+namespace {
 
 std::string Indent(const std::string& text, const std::string& prefix) {
   std::string out;
@@ -262,7 +263,7 @@ std::string RunOutcome::Text() const {
 
 std::string RunOutcome::Json() const {
   nlohmann::json j;
-  j["status"] = StatusName(status);
+  j["status"] = RunStatusName(status);
   j["exit"] = ExitCode();
   j["headline"] = headline;
   j["schedule"] = schedule_name;

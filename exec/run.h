@@ -68,6 +68,7 @@ enum class RunStatus {
   kHang,      // exit 3: the watchdog stopped a hang (a caught drop or kill included)
   kFault,     // exit 3: a rank failed, or a negative control went uncaught
 };
+std::string_view RunStatusName(RunStatus status);  // "match", "mismatch", "hang", "fault"
 
 struct RunOutcome {
   RunStatus status = RunStatus::kMatch;

@@ -200,16 +200,6 @@ double TimeoutOf(const CampaignCase& c, const CaseSettings& settings) {
   return c.HasControl() ? settings.control_timeout_s : settings.timeout_s;
 }
 
-std::string_view StatusName(RunStatus s) {
-  switch (s) {
-    case RunStatus::kMatch: return "match";
-    case RunStatus::kMismatch: return "mismatch";
-    case RunStatus::kHang: return "hang";
-    case RunStatus::kFault: return "fault";
-  }
-  return "fault";
-}
-
 class ThreadRunner final : public CaseRunner {
  public:
   std::string Transport() const override { return "threads"; }
@@ -226,7 +216,7 @@ class ThreadRunner final : public CaseRunner {
     std::unique_ptr<World> world = MakeThreadWorld();
     const RunOutcome run = RunAndCompare(CaseSchedule(c), o, *world);
     CaseOutcome out;
-    const std::string_view status = StatusName(run.status);
+    const std::string_view status = RunStatusName(run.status);
     out.verdict = plan.HasNegativeControl() ? ControlVerdict(status, run.control_caught) : LegalVerdict(status);
     out.exit_code = run.ExitCode();
     out.headline = run.headline;

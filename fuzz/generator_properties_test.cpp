@@ -62,11 +62,8 @@ PIPEPROOF_PROPERTY(GeneratorProperties, DualPipeLargestBubbleIsThePapersFormula,
   const int microbatches = 2 * *rc::gen::inRange(ranks, 4 * ranks + 1);  // 2R..8R, even
   const UniformCosts costs = *rc::gen::element(UniformCosts{1, 2, 1, 3}, UniformCosts{2, 3, 1, 4.2});
   const CommModel model = *rc::gen::element(CommModel::kNccl, CommModel::kEager);
-  GenerateOptions o;
-  o.kind = "dualpipe";
-  o.ranks = ranks;
-  o.microbatches = microbatches;
-  const Timeline t = Simulate(Generate(o), model, costs.ToCosts());
+  const Schedule s = Generate({.kind = "dualpipe", .ranks = ranks, .microbatches = microbatches});
+  const Timeline t = Simulate(s, model, costs.ToCosts());
   RC_ASSERT(t.complete);
   const double formula = (ranks / 2 - 1) * (costs.fb + costs.b - 3 * costs.w);
   RC_ASSERT(std::abs(t.MaxBubble() - formula) < 1e-9);
@@ -77,11 +74,8 @@ PIPEPROOF_PROPERTY(GeneratorProperties, OneFOneBBubbleIsRMinusOneTimesFPlusB, ()
   const int microbatches = *rc::gen::inRange(1, 8 * ranks + 1);
   const UniformCosts costs = *rc::gen::element(UniformCosts{1, 2, 1, 3}, UniformCosts{2, 3, 1, 4.2});
   const CommModel model = *rc::gen::element(CommModel::kNccl, CommModel::kEager);
-  GenerateOptions o;
-  o.kind = "1f1b";
-  o.ranks = ranks;
-  o.microbatches = microbatches;
-  const Timeline t = Simulate(Generate(o), model, costs.ToCosts());
+  const Schedule s = Generate({.kind = "1f1b", .ranks = ranks, .microbatches = microbatches});
+  const Timeline t = Simulate(s, model, costs.ToCosts());
   RC_ASSERT(t.complete);
   const double formula = (ranks - 1) * (costs.f + costs.b);
   for (double bubble : t.bubble) RC_ASSERT(std::abs(bubble - formula) < 1e-9);

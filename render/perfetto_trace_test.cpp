@@ -20,11 +20,7 @@ namespace {
 using nlohmann::json;
 
 Schedule Generated(const std::string& kind, int ranks, int microbatches) {
-  GenerateOptions g;
-  g.kind = kind;
-  g.ranks = ranks;
-  g.microbatches = microbatches;
-  return Generate(g);
+  return Generate({.kind = kind, .ranks = ranks, .microbatches = microbatches});
 }
 
 struct Slice {

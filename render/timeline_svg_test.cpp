@@ -23,11 +23,7 @@ using testing::ParseXml;
 using testing::XmlElement;
 
 Schedule Generated(const std::string& kind, int ranks, int microbatches) {
-  GenerateOptions g;
-  g.kind = kind;
-  g.ranks = ranks;
-  g.microbatches = microbatches;
-  return Generate(g);
+  return Generate({.kind = kind, .ranks = ranks, .microbatches = microbatches});
 }
 
 TimelineView Simulated(const Schedule& s, const Costs& costs = {}) {

@@ -59,20 +59,6 @@ void DescribeChunks(const Schedule& s, TimelineView& view) {
   }
 }
 
-double CostOf(Op op, const Costs& c) {
-  switch (op) {
-    case Op::kForward:
-      return c.forward;
-    case Op::kBackward:
-      return c.backward;
-    case Op::kInputGrad:
-      return c.input_grad;
-    case Op::kWeightGrad:
-      return c.weight_grad;
-    default:
-      return 0;
-  }
-}
 
 // A cell for action `a`, without its times.
 TimelineCell CellOf(const Schedule& s, const std::vector<int>& chunk, int rank, int index,

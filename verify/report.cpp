@@ -262,6 +262,23 @@ std::string ToString(const Costs& c) {
                      Number(c.latency));
 }
 
+double CostOf(Op op, const Costs& c) {
+  switch (op) {
+    case Op::kForward:
+      return c.forward;
+    case Op::kBackward:
+      return c.backward;
+    case Op::kInputGrad:
+      return c.input_grad;
+    case Op::kWeightGrad:
+      return c.weight_grad;
+    case Op::kOverlapFB:
+      return c.overlap_fb;
+    default:
+      return 0;
+  }
+}
+
 double Timeline::MaxBubble() const {
   return bubble.empty() ? 0 : *std::max_element(bubble.begin(), bubble.end());
 }

@@ -66,22 +66,6 @@ struct Unit {
   bool grouped;
 };
 
-double CostOf(const Action& a, const Costs& c) {
-  switch (a.op) {
-    case Op::kForward:
-      return c.forward;
-    case Op::kBackward:
-      return c.backward;
-    case Op::kInputGrad:
-      return c.input_grad;
-    case Op::kWeightGrad:
-      return c.weight_grad;
-    case Op::kOverlapFB:
-      return c.overlap_fb;
-    default:
-      return 0;
-  }
-}
 
 class ExecutionGraph {
  public:
@@ -221,7 +205,7 @@ class ExecutionGraph {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        const int v = AddNode(NodeKind::kCompute, r, i, CostOf(a, costs_));
+        const int v = AddNode(NodeKind::kCompute, r, i, CostOf(a.op, costs_));
         compute_node_[r][i] = v;
         if (last_compute >= 0) AddEdge(last_compute, v, Reason::kComputeOrder);
         if (group_blocks_next_compute) AddEdge(units_[prev_unit].end, v, Reason::kHostAtWait);

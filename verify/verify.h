@@ -88,6 +88,8 @@ struct Costs {
 // F or B is given. Throws InputError naming the bad item.
 Costs ParseCosts(std::string_view text, Costs base = {});
 std::string ToString(const Costs& costs);  // "F=1 B=2 I=1 W=1 FB=3 latency=0"
+// What one compute action of kind `op` costs (0 for SEND/RECV/WAIT).
+double CostOf(Op op, const Costs& costs);
 
 // Reports how long work is going, for a progress line (render/progress.h): `phase` ("memory",
 // "deadlock: Z3 solving"), `done` of `total` steps (total 0: unknown). Must return quickly.

@@ -15,12 +15,7 @@ namespace pipeproof::testing {
 Schedule Pps(const std::string& text) { return ParsePps(text, "test.pps"); }
 
 Schedule Generated(const std::string& kind, int ranks, int microbatches, bool overlap) {
-  GenerateOptions o;
-  o.kind = kind;
-  o.ranks = ranks;
-  o.microbatches = microbatches;
-  o.overlap = overlap;
-  return Generate(o);
+  return Generate({.kind = kind, .ranks = ranks, .microbatches = microbatches, .overlap = overlap});
 }
 
 const std::vector<std::string>& CheckNames() {
