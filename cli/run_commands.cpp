@@ -17,6 +17,10 @@
 #include "exec/fault_draw.h"
 #include "exec/mpi_world.h"
 #include "exec/run.h"
+#ifdef PIPEPROOF_HAVE_CUDA
+#include "exec/streams_transport.h"
+#include "reference/cuda_device.h"
+#endif
 #include "render/perfetto_trace.h"
 #include "render/progress.h"
 #include "render/run_report.h"
@@ -53,6 +57,7 @@ struct RunFlags {
   std::optional<double> rtol;
   std::optional<double> atol;
   // Execution.
+  std::string device = "cpu";
   std::string transport = "threads";
   double timeout = 30;
   size_t flight_tail = 8;
@@ -94,7 +99,9 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--hidden", f.hidden, "hidden size H of the stage model")->capture_default_str();
   cmd->add_option("--seq", f.seq, "sequence length L")->capture_default_str();
   cmd->add_option("--micro-batch-size", f.micro_batch_size, "micro-batch size b")->capture_default_str();
-  cmd->add_option("--dtype", f.dtype, "element type")->check(CLI::IsMember({"f64", "f32"}))->capture_default_str();
+  cmd->add_option("--dtype", f.dtype, "element type (cpu: f64, f32; cuda: f32, bf16)")
+      ->check(CLI::IsMember({"f64", "f32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--model-seed", f.model_seed, "seed of the weights and the data")->capture_default_str();
 
   cmd->add_flag("--exact", f.exact, "results must equal the reference bit for bit (the default)");
@@ -104,10 +111,15 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--rtol", f.rtol, "relative tolerance (with --tolerance)");
   cmd->add_option("--atol", f.atol, "absolute tolerance, as a fraction of the tensor's largest reference value (with --tolerance)");
 
+  cmd->add_option("--device", f.device,
+                  "where every rank and the sequential reference compute: cpu, or cuda (one GPU; "
+                  "the ranks are threads whose messages are device copies: the streams transport)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_option("--transport", f.transport,
-                  "threads: ranks as threads of this process; mpi: one rank per process, under "
-                  "mpirun -np RANKS")
-      ->check(CLI::IsMember({"threads", "mpi"}))
+                  "threads: ranks as threads of this process (with --device cuda: streams); mpi: "
+                  "one rank per process, under mpirun -np RANKS")
+      ->check(CLI::IsMember({"threads", "streams", "mpi"}))
       ->capture_default_str();
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a hang is declared")
       ->check(CLI::Range(0.01, 86400.0))
@@ -265,8 +277,48 @@ void WritePictures(const RunFlags& f, const RunOutcome& outcome, const Schedule&
   if (!f.html.empty()) WriteOutput(f.html, RunHtmlReport(outcome, schedule, plan));
 }
 
+// Refuses a device, dtype and transport that do not go together, or a GPU run where there is no
+// GPU (InputError: exit 2, before anything runs).
+void CheckDevice(const RunFlags& f) {
+  if (f.device == "cpu") {
+    if (f.dtype == "bf16") throw InputError("--dtype bf16 computes on the GPU: add --device cuda");
+    if (f.transport == "streams") throw InputError("--transport streams runs on the GPU: add --device cuda");
+    return;
+  }
+  if (f.dtype == "f64") throw InputError("--device cuda computes in f32 or bf16: add --dtype f32 or --dtype bf16");
+  if (f.transport == "mpi") {
+    throw InputError("--device cuda runs its ranks as threads on one GPU (the streams transport); it "
+                     "does not go with --transport mpi");
+  }
+#ifdef PIPEPROOF_HAVE_CUDA
+  const CudaProbe probe = ProbeCuda();
+  if (!probe.usable) throw InputError("--device cuda: " + probe.why);
+#else
+  throw InputError("--device cuda: this pipeproof was built without CUDA (configure it where the CUDA "
+                   "toolkit is installed, with -DPIPEPROOF_CUDA=ON to insist)");
+#endif
+}
+
+std::unique_ptr<World> MakeWorld(const RunFlags& f) {
+  if (f.transport == "mpi") return MakeMpiWorld();
+#ifdef PIPEPROOF_HAVE_CUDA
+  if (f.device == "cuda") return MakeStreamsWorld();
+#endif
+  return MakeThreadWorld();
+}
+
+// The ranks' and the reference's device: every one the same kind, so that exact mode compares
+// the same kernels on both sides.
+DeviceFactory DeviceFrom(const RunFlags& f, DType dtype) {
+#ifdef PIPEPROOF_HAVE_CUDA
+  if (f.device == "cuda") return [dtype](int) { return MakeCudaDevice(dtype); };
+#endif
+  return nullptr;  // the CPU device of the model's dtype
+}
+
 int Run(const RunFlags& f) {
-  std::unique_ptr<World> world = f.transport == "mpi" ? MakeMpiWorld() : MakeThreadWorld();
+  CheckDevice(f);
+  std::unique_ptr<World> world = MakeWorld(f);
   const bool leader = world->leader();
   try {
     std::string name;
@@ -291,6 +343,7 @@ int Run(const RunFlags& f) {
     }
     RunOptions options;
     options.exec.model = ModelFrom(f);
+    options.exec.make_device = DeviceFrom(f, options.exec.model.dtype);
     options.exec.flight_capacity = std::max<size_t>(f.flight_tail, 16);
     options.exec.record_timeline = !f.report.empty() || !f.trace.empty();
     options.progress = progress.Callback();
@@ -325,7 +378,8 @@ void AddRunCommands(CLI::App& app, Commands& commands) {
   auto flags = std::make_shared<RunFlags>();
   CLI::App* cmd = app.add_subcommand(
       "run",
-      "Verify a schedule, run it on real ranks (threads or MPI processes) under injected faults and "
+      "Verify a schedule, run it on real ranks (threads, MPI processes or one GPU's streams) under "
+      "injected faults and "
       "compare everything with the sequential reference. Exit 0 match, 1 mismatch, 2 bad input or "
       "a schedule that fails verification, 3 hang, dead rank or runtime fault");
   AddFlags(cmd, *flags);

@@ -258,6 +258,9 @@ class RankExecutor {
     }
     recorder_.Record(action, FlightEventKind::kFinished);
     if (rank_faults_.straggler > 1) {
+      // On a GPU the kernels are only queued by now: time them too, so that a straggler is slowed
+      // in proportion to its real compute.
+      device_.Synchronize();
       const auto spent = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - begin);
       Sleep(action, static_cast<uint32_t>(static_cast<double>(spent.count()) * (rank_faults_.straggler - 1)));
     }
@@ -400,9 +403,6 @@ class RankExecutor {
   // Binds every op of unit `u` to its tensor, applies the fault plan, and runs it: inline for a
   // WAIT group (the rank blocks at the WAIT anyway), on the stream for a lone op.
   void Post(int u, int index) {
-    // Posting makes the communication stream wait for every compute queued so far (a no-op on
-    // the CPU, where computes are done when they return).
-    device_.Synchronize();
     const PlannedUnit& planned = rank_plan_->units[u];
     auto unit = std::make_unique<PendingUnit>();
     unit->local = u;
@@ -449,6 +449,11 @@ class RankExecutor {
     SwapIfPlanned(in_program_order, sends, action);
     Order(*unit, in_program_order, names);
     if (options_.planted_bug == PlantedBug::kReleaseSendEarly) unit->keep_alive.clear();
+    // Posting waits for every compute queued so far (a no-op on the CPU, where computes are done
+    // when they return): the payloads the sends carry, and any poisoning fill of the buffers the
+    // receives were just given, are then complete before another stream copies them.
+    // ---- planted bug (test hook, see PlantedBug): the missing compute event ----
+    if (options_.planted_bug != PlantedBug::kSkipComputeEvent) device_.Synchronize();
     recorder_.Record(action, FlightEventKind::kUnitPosted, unit->global);
     if (rank_plan_->grouped) {
       recorder_.SetActivity(RankActivity::kBlocked, Name(index), unit->view);
@@ -576,12 +581,14 @@ std::string_view PlantedBugName(PlantedBug bug) {
     case PlantedBug::kNone: return "none";
     case PlantedBug::kReleaseSendEarly: return "release-send-early";
     case PlantedBug::kSkipArrivalWait: return "skip-arrival-wait";
+    case PlantedBug::kSkipComputeEvent: return "skip-compute-event";
   }
   return "?";
 }
 
 std::optional<PlantedBug> PlantedBugFromName(std::string_view name) {
-  for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kReleaseSendEarly, PlantedBug::kSkipArrivalWait}) {
+  for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kReleaseSendEarly, PlantedBug::kSkipArrivalWait,
+                       PlantedBug::kSkipComputeEvent}) {
     if (PlantedBugName(b) == name) return b;
   }
   return std::nullopt;
@@ -592,7 +599,8 @@ PlantedBug PlantedBugFromEnvironment() {
   if (value == nullptr || *value == 0) return PlantedBug::kNone;
   const std::optional<PlantedBug> bug = PlantedBugFromName(value);
   if (!bug) {
-    throw InputError(fmt::format("{}={}: not a planted bug (release-send-early, skip-arrival-wait)",
+    throw InputError(fmt::format("{}={}: not a planted bug (release-send-early, skip-arrival-wait, "
+                                 "skip-compute-event)",
                                  kPlantedBugVariable, value));
   }
   return *bug;

@@ -8,7 +8,9 @@
 //     blocks until it completes. A rank without WAITs hands each SEND/RECV as its own unit to
 //     its communication stream, a thread that runs units one at a time in program order; a
 //     compute then waits only for the unit that brings its input, and the pass ends when the
-//     stream is empty. Either way a unit is posted only after every earlier compute finished.
+//     stream is empty. Either way a unit is posted only after every earlier compute finished:
+//     on a GPU the rank waits for its compute stream (Device::Synchronize) before posting, so a
+//     send's copy never reads a payload that a kernel is still writing.
 //   - Buffers are freed as soon as the schedule allows: a sent payload when its unit completes,
 //     the forward's saved tensors at I/B, the weight-gradient stash at W. Freed memory returns to
 //     the device's pool (and is NaN-poisoned when the plan says so), so a buffer used after it
@@ -42,8 +44,13 @@ enum class PlantedBug {
   kNone,
   kReleaseSendEarly,  // free a send's payload when its unit is posted, not when it completes
   kSkipArrivalWait,   // on a rank without WAITs, compute on a received input without waiting for it
+  // Post a unit without waiting for the computes queued before it (the compute-stream event a
+  // GPU's communication needs): on the CPU a no-op, on a GPU a race between a send's copy and the
+  // kernel still producing its payload.
+  kSkipComputeEvent,
 };
-std::string_view PlantedBugName(PlantedBug bug);  // "none", "release-send-early", "skip-arrival-wait"
+// "none", "release-send-early", "skip-arrival-wait", "skip-compute-event"
+std::string_view PlantedBugName(PlantedBug bug);
 std::optional<PlantedBug> PlantedBugFromName(std::string_view name);
 // The variable that lets `pipeproof run` (and mpirun's processes) reproduce what the fuzz campaign
 // found with a planted bug: PIPEPROOF_PLANTED_BUG=release-send-early pipeproof run ... --replay P

@@ -17,8 +17,13 @@ struct PostedOp {
   size_t index = 0;
   bool matched = false;
   Clock::time_point complete_at{};
+  // The copier's copy, shared by both ends; null when the bytes are already there.
+  std::shared_ptr<MessageCopier::Pending> copy;
   std::string error;
 };
+
+// How often a unit waiting for a device copy checks on it.
+constexpr auto kCopyPoll = std::chrono::microseconds(20);
 
 struct Channel {
   std::deque<PostedOp*> sends;
@@ -30,27 +35,37 @@ struct Channel {
 struct InProcessFabric::State {
   int ranks = 0;
   StopSignal* stop = nullptr;
+  std::shared_ptr<MessageCopier> copier;
   std::mutex mutex;
   std::condition_variable cv;
   std::vector<Channel> channels;  // [from * ranks + to]
 
   Channel& Between(int from, int to) { return channels[static_cast<size_t>(from) * ranks + to]; }
 
-  // Both ends are posted: copy, and complete both after the receive's delivery delay.
-  void Match(PostedOp& send, PostedOp& recv) {
-    const Clock::time_point at = Clock::now() + std::chrono::microseconds(recv.op->deliver_delay_us);
+  // Both ends are posted: copy, and complete both after the receive's delivery delay (on the host,
+  // or within the copier's device work).
+  void Match(int from, int to, PostedOp& send, PostedOp& recv) {
+    const Clock::time_point delivered = Clock::now() + std::chrono::microseconds(recv.op->deliver_delay_us);
+    std::shared_ptr<MessageCopier::Pending> copy;
     if (send.op->bytes != recv.op->bytes) {
       const std::string error = fmt::format("message size mismatch: the sender sends {} bytes, the "
                                             "receiver expects {}", send.op->bytes, recv.op->bytes);
       send.error = recv.error = error;
+    } else if (copier) {
+      try {
+        copy = copier->Start(from, to, recv.op->data, send.op->data, send.op->bytes, recv.op->deliver_delay_us);
+      } catch (const std::exception& e) {
+        send.error = recv.error = e.what();
+      }
     } else {
       std::memcpy(recv.op->data, send.op->data, send.op->bytes);
     }
     for (PostedOp* p : {&send, &recv}) {
       p->matched = true;
-      p->complete_at = at;
+      p->complete_at = copier ? Clock::now() : delivered;
+      p->copy = copy;
       p->progress->ops[p->index].store(OpProgress::kArriving);
-      p->progress->DelayUntil(at);
+      p->progress->DelayUntil(delivered);  // busy, not stuck, while the delay runs
     }
   }
 
@@ -66,7 +81,7 @@ struct InProcessFabric::State {
     }
     PostedOp* other = theirs.front();
     theirs.pop_front();
-    op.send ? Match(posted, *other) : Match(*other, posted);
+    op.send ? Match(rank, op.peer, posted, *other) : Match(op.peer, rank, *other, posted);
   }
 
   // A stopped unit takes its unmatched ops back out of the channels before its frame goes away.
@@ -137,6 +152,12 @@ class InProcessEndpoint final : public Transport {
         } else if (p.complete_at > now) {
           all = false;
           next = std::min(next, p.complete_at);
+        } else if (p.copy && !p.copy->Done(p.error)) {
+          all = false;
+          next = std::min(next, now + kCopyPoll);
+        } else if (!p.error.empty()) {
+          s.Withdraw(rank_, posted, count);
+          return {UnitResult::Status::kFailed, p.error};
         } else {
           progress.ops[p.index].store(OpProgress::kComplete);
         }
@@ -157,8 +178,10 @@ class InProcessEndpoint final : public Transport {
 
 }  // namespace
 
-InProcessFabric::InProcessFabric(int ranks, StopSignal& stop) : state_(std::make_shared<State>()) {
+InProcessFabric::InProcessFabric(int ranks, StopSignal& stop, std::shared_ptr<MessageCopier> copier)
+    : state_(std::make_shared<State>()) {
   state_->ranks = ranks;
+  state_->copier = std::move(copier);
   state_->stop = &stop;
   state_->channels.resize(static_cast<size_t>(ranks) * ranks);
   std::weak_ptr<State> weak = state_;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
+#include <cstring>
 #include <future>
 #include <thread>
 
@@ -87,6 +90,77 @@ TEST(InProcessFabricTest, SizeMismatchFailsBothEnds) {
   EXPECT_EQ(r.status, UnitResult::Status::kFailed);
   EXPECT_NE(r.error.find("size mismatch"), std::string::npos);
   EXPECT_EQ(send.get().status, UnitResult::Status::kFailed);
+}
+
+// A stand-in for a device copier: copies at once but says "not done" until released, and can
+// fail instead. Records what it was asked to copy.
+class HeldCopier final : public MessageCopier {
+ public:
+  struct Held final : Pending {
+    HeldCopier* owner;
+    explicit Held(HeldCopier* o) : owner(o) {}
+    bool Done(std::string& error) override {
+      if (!owner->released.load()) return false;
+      error = owner->failure;
+      return true;
+    }
+  };
+  std::unique_ptr<Pending> Start(int from, int to, void* dst, const void* src, size_t bytes,
+                                 uint32_t delay_us) override {
+    std::memcpy(dst, src, bytes);
+    starts.push_back({from, to, static_cast<int>(delay_us)});
+    return std::make_unique<Held>(this);
+  }
+  std::atomic<bool> released{false};
+  std::string failure;
+  std::vector<std::array<int, 3>> starts;  // written under the fabric's lock
+};
+
+TEST(InProcessFabricTest, ACopiersCopyHoldsBothEndsUntilItIsDone) {
+  StopSignal stop;
+  auto copier = std::make_shared<HeldCopier>();
+  InProcessFabric fabric(2, stop, copier);
+  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+  double x = 7, in = 0;
+  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Send(1, x)}); });
+  auto recv = std::async(std::launch::async, [&] { return RunOps(*b, {Recv(0, in, 250)}); });
+  EXPECT_EQ(send.wait_for(50ms), std::future_status::timeout);
+  EXPECT_EQ(recv.wait_for(1ms), std::future_status::timeout);
+  copier->released = true;
+  EXPECT_EQ(send.get().status, UnitResult::Status::kComplete);
+  EXPECT_EQ(recv.get().status, UnitResult::Status::kComplete);
+  EXPECT_EQ(in, 7);
+  ASSERT_EQ(copier->starts.size(), 1u);
+  EXPECT_EQ(copier->starts[0], (std::array<int, 3>{0, 1, 250})) << "from, to, the delivery delay";
+}
+
+TEST(InProcessFabricTest, AFailedCopyFailsBothEnds) {
+  StopSignal stop;
+  auto copier = std::make_shared<HeldCopier>();
+  copier->failure = "device copy failed: an illegal memory access";
+  copier->released = true;
+  InProcessFabric fabric(2, stop, copier);
+  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+  double x = 7, in = 0;
+  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Send(1, x)}); });
+  const UnitResult r = RunOps(*b, {Recv(0, in)});
+  EXPECT_EQ(r.status, UnitResult::Status::kFailed);
+  EXPECT_EQ(r.error, copier->failure);
+  EXPECT_EQ(send.get().status, UnitResult::Status::kFailed);
+}
+
+TEST(InProcessFabricTest, AStopEndsAWaitForACopy) {
+  StopSignal stop;
+  auto copier = std::make_shared<HeldCopier>();
+  InProcessFabric fabric(2, stop, copier);
+  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+  double x = 7, in = 0;
+  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Send(1, x)}); });
+  auto recv = std::async(std::launch::async, [&] { return RunOps(*b, {Recv(0, in)}); });
+  EXPECT_EQ(recv.wait_for(50ms), std::future_status::timeout);
+  stop.Stop();
+  EXPECT_EQ(send.get().status, UnitResult::Status::kStopped);
+  EXPECT_EQ(recv.get().status, UnitResult::Status::kStopped);
 }
 
 TEST(StopSignalTest, SleepsEndEarlyOnStopAndForgottenWakersStayQuiet) {

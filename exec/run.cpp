@@ -29,7 +29,9 @@ std::string Census(const std::vector<RankSnapshot>& ranks) {
 // Ranks as threads of this process, over the in-process fabric; the calling thread watches.
 class ThreadWorld final : public World {
  public:
-  std::string TransportName() const override { return "threads"; }
+  ThreadWorld(std::string name, CopierFactory make_copier)
+      : name_(std::move(name)), make_copier_(std::move(make_copier)) {}
+  std::string TransportName() const override { return name_; }
   int ranks() const override { return 0; }
   bool leader() const override { return true; }
 
@@ -37,14 +39,17 @@ class ThreadWorld final : public World {
                     const WatchdogOptions& watchdog, const std::function<void(const Execution&)>&) override {
     const int n = plan.ranks;
     StopSignal stop;
-    InProcessFabric fabric(n, stop);
     const Clock::time_point start = Clock::now();
     std::vector<std::unique_ptr<FlightRecorder>> recorders;
     std::vector<std::unique_ptr<Device>> devices;
+    std::vector<Device*> by_rank;
     for (int r = 0; r < n; ++r) {
       recorders.push_back(std::make_unique<FlightRecorder>(r, plan, options.flight_capacity, start));
       devices.push_back(MakeDevice(options, r));
+      by_rank.push_back(devices.back().get());
     }
+    // Declared after the devices, so it goes first: no copy outlives the memory it moves.
+    InProcessFabric fabric(n, stop, make_copier_ ? make_copier_(by_rank) : nullptr);
     std::vector<RankOutcome> outcomes(n);
     int finished = 0;
     std::mutex mutex;
@@ -135,6 +140,9 @@ class ThreadWorld final : public World {
     for (const auto& r : recorders) out.push_back(r->Snapshot(tail));
     return out;
   }
+
+  std::string name_;
+  CopierFactory make_copier_;
 };
 
 bool ControlCausesHang(const FaultPlan& p) {
@@ -211,7 +219,9 @@ void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
 
 }  // namespace
 
-std::unique_ptr<World> MakeThreadWorld() { return std::make_unique<ThreadWorld>(); }
+std::unique_ptr<World> MakeThreadWorld(std::string name, CopierFactory make_copier) {
+  return std::make_unique<ThreadWorld>(std::move(name), std::move(make_copier));
+}
 
 int RunOutcome::ExitCode() const {
   switch (status) {

@@ -17,6 +17,7 @@
 #include "exec/executor.h"
 #include "exec/fault_plan.h"
 #include "exec/flight_recorder.h"
+#include "exec/inproc_transport.h"
 #include "exec/run_plan.h"
 #include "exec/run_timeline.h"
 #include "reference/mismatch_report.h"
@@ -60,7 +61,11 @@ class World {
   virtual int AgreeOnStatus(int status) { return status; }
 };
 
-std::unique_ptr<World> MakeThreadWorld();
+// Makes the fabric's copier from the ranks' devices, by rank; null or empty: host memcpy.
+using CopierFactory = std::function<std::shared_ptr<MessageCopier>(const std::vector<Device*>& devices)>;
+// Ranks as threads over InProcessFabric, named `name` in reports; the streams transport is this
+// world with a device copier (exec/streams_transport.h).
+std::unique_ptr<World> MakeThreadWorld(std::string name = "threads", CopierFactory make_copier = nullptr);
 
 enum class RunStatus {
   kMatch,     // exit 0

@@ -124,5 +124,28 @@ TEST(RunCommandTest, ASavedPlanReplaysExactly) {
   EXPECT_TRUE(Has(r.out, "negative control: bitflip")) << r.out;
 }
 
+// --device cuda: on a GPU, the run goes over the streams transport and matches; without one (or
+// in a build without CUDA) it is refused as bad usage, before anything runs.
+TEST(RunCommandTest, DeviceCudaRunsOnTheStreamsTransportOrIsRefused) {
+  auto r = RunPipeproof("run --kind dualpipe -r 4 -m 8 --device cuda --dtype f32" + kSmall);
+  if (r.status == 0) {
+    EXPECT_TRUE(Has(r.out, "on streams")) << r.out;
+    EXPECT_TRUE(Has(r.out, "bit for bit")) << r.out;
+  } else {
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_TRUE(Has(r.err, "--device cuda: ")) << r.err;
+    EXPECT_TRUE(Has(r.err, "no usable GPU") || Has(r.err, "built without CUDA")) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  // Combinations that never work, GPU or not.
+  for (const std::string& args : {std::string(" --device cuda"),  // f64 is the default dtype
+                                  std::string(" --dtype bf16"), std::string(" --device cuda --dtype f32 --transport mpi"),
+                                  std::string(" --transport streams")}) {
+    r = RunPipeproof("run --kind dualpipe -r 2 -m 4" + kSmall + args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
+    EXPECT_TRUE(Has(r.err, "--device cuda") || Has(r.err, "--dtype")) << args << "\n" << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace pipeproof
