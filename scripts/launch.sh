@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs COMMAND as N ranks under Open MPI's mpirun, on this node or on the hosts of a host file.
+#
+#   scripts/launch.sh [OPTIONS] N COMMAND [ARGS...]
+#     --hostfile FILE  spread the ranks over the hosts in FILE (Open MPI host file: "host slots=8")
+#     --print          print the mpirun command instead of running it
+#     --mpirun PATH    the mpirun to use (default: $MPIRUN, else mpirun)
+#     -h, --help       this text
+#
+# e.g.  scripts/launch.sh 8 build/bin/pipeproof run --transport mpi --kind dualpipe -r 8 -m 20
+#       scripts/launch.sh --hostfile hosts 16 build/bin/pipeproof run --transport mpi ...
+# As the fuzz campaign's launcher: pipeproof fuzz --transport mpi --launcher "scripts/launch.sh {ranks}"
+#
+# Ranks are mapped and bound by NUMA domain: each rank keeps its compute, communication and
+# watchdog threads on one domain's cores (binding each rank to a single core would make them share
+# it). Variables pipeproof reads (PIPEPROOF_*), NCCL_*, CUDA_VISIBLE_DEVICES, PATH and
+# LD_LIBRARY_PATH go to every rank, so a replay command that sets PIPEPROOF_PLANTED_BUG works
+# across nodes too. Exit status: mpirun's; 2 for bad usage.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die() {
+  echo "launch.sh: $*" >&2
+  echo "usage: scripts/launch.sh [--hostfile FILE] [--print] [--mpirun PATH] N COMMAND [ARGS...]" >&2
+  exit 2
+}
+
+hostfile=""
+print=0
+mpirun="${MPIRUN:-mpirun}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --hostfile) [[ $# -ge 2 ]] || die "--hostfile needs a file"; hostfile="$2"; shift 2 ;;
+    --hostfile=*) hostfile="${1#*=}"; shift ;;
+    --print) print=1; shift ;;
+    --mpirun) [[ $# -ge 2 ]] || die "--mpirun needs a path"; mpirun="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    -*) die "unknown option $1" ;;
+    *) break ;;
+  esac
+done
+
+[[ $# -ge 1 ]] || die "missing N, the number of ranks"
+ranks="$1"
+shift
+[[ "$ranks" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number of ranks, not '$ranks'"
+[[ $# -ge 1 ]] || die "missing the COMMAND to launch"
+if [[ -n "$hostfile" && ! -r "$hostfile" ]]; then die "cannot read the host file '$hostfile'"; fi
+
+cmd=("$mpirun" -np "$ranks")
+if [[ -n "$hostfile" ]]; then cmd+=(--hostfile "$hostfile"); fi
+cmd+=(--map-by numa --bind-to numa)
+# Open MPI refuses root unless told; containers often run as root.
+if [[ "$(id -u)" -eq 0 ]]; then cmd+=(--allow-run-as-root); fi
+while IFS= read -r name; do
+  cmd+=(-x "$name")
+done < <(compgen -e | grep -E '^(PIPEPROOF_|NCCL_|CUDA_VISIBLE_DEVICES$|PATH$|LD_LIBRARY_PATH$)' | sort)
+cmd+=("$@")
+
+if [[ $print -eq 1 ]]; then
+  printf '%q' "${cmd[0]}"
+  printf ' %q' "${cmd[@]:1}"
+  printf '\n'
+  exit 0
+fi
+exec "${cmd[@]}"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# scripts/launch.sh's argument handling, through --print (no mpirun runs): the one-node and host
+# file forms, quoting, exported variables, root, and refusals with exit status 2.
+set -uo pipefail
+launch="$(dirname "$0")/launch.sh"
+failures=0
+check() {  # check NAME EXPECTED ACTUAL
+  if [[ "$2" != "$3" ]]; then
+    echo "FAIL $1"
+    echo "  expected: $2"
+    echo "  actual:   $3"
+    failures=$((failures + 1))
+  else
+    echo "ok   $1"
+  fi
+}
+contains() {  # contains NAME NEEDLE HAYSTACK
+  if [[ "$3" != *"$2"* ]]; then
+    echo "FAIL $1: '$2' not in: $3"
+    failures=$((failures + 1))
+  else
+    echo "ok   $1"
+  fi
+}
+root=""
+if [[ "$(id -u)" -eq 0 ]]; then root=" --allow-run-as-root"; fi
+
+out="$(env -i PATH=/usr/bin:/bin "$launch" --print 8 pipeproof fuzz --seed 3)"
+check "one node" "mpirun -np 8 --map-by numa --bind-to numa$root -x PATH pipeproof fuzz --seed 3" "$out"
+
+hosts="$(mktemp)"
+trap 'rm -f "$hosts"' EXIT
+echo "localhost slots=4" > "$hosts"
+out="$(env -i PATH=/usr/bin:/bin "$launch" --hostfile "$hosts" --print --mpirun /opt/mpi/bin/mpirun -- 16 ./a 'x y')"
+check "host file, mpirun path, quoting" \
+  "/opt/mpi/bin/mpirun -np 16 --hostfile $hosts --map-by numa --bind-to numa$root -x PATH ./a x\\ y" "$out"
+
+out="$(env -i PATH=/usr/bin:/bin PIPEPROOF_PLANTED_BUG=skip-arrival-wait NCCL_DEBUG=INFO OTHER=1 \
+  MPIRUN=mpiexec "$launch" --print 2 true)"
+check "exported variables, \$MPIRUN" \
+  "mpiexec -np 2 --map-by numa --bind-to numa$root -x NCCL_DEBUG -x PATH -x PIPEPROOF_PLANTED_BUG true" "$out"
+
+for bad in "" "0 cmd" "-3 cmd" "x cmd" "4" "--hostfile" "--hostfile /nonexistent/hosts 2 cmd" "--bogus 2 cmd"; do
+  # shellcheck disable=SC2086
+  err="$("$launch" --print $bad 2>&1 >/dev/null)"
+  status=$?
+  check "refuses '$bad' with status 2" 2 "$status"
+  contains "says why for '$bad'" "usage: scripts/launch.sh" "$err"
+done
+
+out="$("$launch" --help)"
+contains "help" "--hostfile FILE" "$out"
+
+if [[ $failures -ne 0 ]]; then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"
