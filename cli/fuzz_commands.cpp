@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/device_flags.h"
 #include "cli/exit_codes.h"
 #include "fuzz/campaign.h"
 
@@ -27,6 +28,7 @@ struct FuzzFlags {
   std::optional<int64_t> iterations;
   std::string time;
   uint64_t seed = 1;
+  std::string device = "cpu";
   std::string transport = "threads";
   std::string launcher = "mpirun --allow-run-as-root --oversubscribe -np {ranks}";
   std::vector<std::string> kinds;
@@ -97,7 +99,13 @@ void AddFlags(CLI::App* cmd, FuzzFlags& f) {
   cmd->add_option("--hidden", f.hidden, "hidden size H of the stage model")->capture_default_str();
   cmd->add_option("--seq", f.seq, "sequence length L")->capture_default_str();
   cmd->add_option("--micro-batch-size", f.micro_batch_size, "micro-batch size b")->capture_default_str();
-  cmd->add_option("--dtype", f.dtype, "element type")->check(CLI::IsMember({"f64", "f32"}))->capture_default_str();
+  cmd->add_option("--dtype", f.dtype, "element type (cpu: f64, f32; cuda: f32, bf16)")
+      ->check(CLI::IsMember({"f64", "f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--device", f.device,
+                  "where the cases compute: cpu, or cuda (one GPU, ranks over the streams transport)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_option("--model-seed", f.model_seed, "seed of the weights and the data")->capture_default_str();
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a case is declared hung")
       ->check(CLI::Range(0.01, 86400.0))
@@ -142,6 +150,8 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   model.seed = f.model_seed;
   CheckModelConfig(model);
   o.settings.timeout_s = f.timeout;
+  o.settings.device = f.device;
+  o.settings.make_device = DeviceFactoryFor(f.device, model.dtype);
   if (!f.plant.empty()) o.settings.planted_bug = *PlantedBugFromName(f.plant);
   o.shrink.max_runs = f.shrink_runs;
   o.shrink.attempts = f.shrink_attempts;
@@ -202,6 +212,7 @@ class Progress {
 };
 
 int Fuzz(const FuzzFlags& f) {
+  CheckDeviceFlags(f.device, f.dtype, f.transport);
   const CampaignOptions options = OptionsFrom(f);
   std::unique_ptr<CaseRunner> runner;
   if (f.transport == "mpi") {
@@ -211,7 +222,7 @@ int Fuzz(const FuzzFlags& f) {
     c.launcher = f.launcher;
     runner = MakeCommandRunner(c);
   } else {
-    runner = MakeThreadRunner();
+    runner = MakeThreadRunner(ThreadWorldFor(f.device));
   }
   if (options.settings.planted_bug != PlantedBug::kNone) {
     std::cout << fmt::format("fuzz: PLANTED EXECUTOR BUG {} is on (the harness's self-test)\n",

@@ -13,14 +13,11 @@
 #include <unistd.h>
 
 #include "cli/command.h"
+#include "cli/device_flags.h"
 #include "cli/exit_codes.h"
 #include "exec/fault_draw.h"
 #include "exec/mpi_world.h"
 #include "exec/run.h"
-#ifdef PIPEPROOF_HAVE_CUDA
-#include "exec/streams_transport.h"
-#include "reference/cuda_device.h"
-#endif
 #include "render/perfetto_trace.h"
 #include "render/progress.h"
 #include "render/run_report.h"
@@ -277,47 +274,14 @@ void WritePictures(const RunFlags& f, const RunOutcome& outcome, const Schedule&
   if (!f.html.empty()) WriteOutput(f.html, RunHtmlReport(outcome, schedule, plan));
 }
 
-// Refuses a device, dtype and transport that do not go together, or a GPU run where there is no
-// GPU (InputError: exit 2, before anything runs).
-void CheckDevice(const RunFlags& f) {
-  if (f.device == "cpu") {
-    if (f.dtype == "bf16") throw InputError("--dtype bf16 computes on the GPU: add --device cuda");
-    if (f.transport == "streams") throw InputError("--transport streams runs on the GPU: add --device cuda");
-    return;
-  }
-  if (f.dtype == "f64") throw InputError("--device cuda computes in f32 or bf16: add --dtype f32 or --dtype bf16");
-  if (f.transport == "mpi") {
-    throw InputError("--device cuda runs its ranks as threads on one GPU (the streams transport); it "
-                     "does not go with --transport mpi");
-  }
-#ifdef PIPEPROOF_HAVE_CUDA
-  const CudaProbe probe = ProbeCuda();
-  if (!probe.usable) throw InputError("--device cuda: " + probe.why);
-#else
-  throw InputError("--device cuda: this pipeproof was built without CUDA (configure it where the CUDA "
-                   "toolkit is installed, with -DPIPEPROOF_CUDA=ON to insist)");
-#endif
-}
-
 std::unique_ptr<World> MakeWorld(const RunFlags& f) {
   if (f.transport == "mpi") return MakeMpiWorld();
-#ifdef PIPEPROOF_HAVE_CUDA
-  if (f.device == "cuda") return MakeStreamsWorld();
-#endif
+  if (auto make = ThreadWorldFor(f.device)) return make();
   return MakeThreadWorld();
 }
 
-// The ranks' and the reference's device: every one the same kind, so that exact mode compares
-// the same kernels on both sides.
-DeviceFactory DeviceFrom(const RunFlags& f, DType dtype) {
-#ifdef PIPEPROOF_HAVE_CUDA
-  if (f.device == "cuda") return [dtype](int) { return MakeCudaDevice(dtype); };
-#endif
-  return nullptr;  // the CPU device of the model's dtype
-}
-
 int Run(const RunFlags& f) {
-  CheckDevice(f);
+  CheckDeviceFlags(f.device, f.dtype, f.transport);
   std::unique_ptr<World> world = MakeWorld(f);
   const bool leader = world->leader();
   try {
@@ -343,7 +307,8 @@ int Run(const RunFlags& f) {
     }
     RunOptions options;
     options.exec.model = ModelFrom(f);
-    options.exec.make_device = DeviceFrom(f, options.exec.model.dtype);
+    // Every rank and the reference on the same kind of device: exact mode compares like kernels.
+    options.exec.make_device = DeviceFactoryFor(f.device, options.exec.model.dtype);
     options.exec.flight_capacity = std::max<size_t>(f.flight_tail, 16);
     options.exec.record_timeline = !f.report.empty() || !f.trace.empty();
     options.progress = progress.Callback();

@@ -202,18 +202,23 @@ double TimeoutOf(const CampaignCase& c, const CaseSettings& settings) {
 
 class ThreadRunner final : public CaseRunner {
  public:
-  std::string Transport() const override { return "threads"; }
+  explicit ThreadRunner(std::function<std::unique_ptr<World>()> make_world)
+      : make_world_(make_world ? std::move(make_world) : [] { return MakeThreadWorld(); }),
+        transport_(make_world_()->TransportName()) {}
+
+  std::string Transport() const override { return transport_; }
 
   CaseOutcome Run(const CampaignCase& c, const FaultPlan& plan, const CaseSettings& settings) override {
     const Clock::time_point start = Clock::now();
     RunOptions o;
     o.exec.model = settings.model;
     o.exec.planted_bug = settings.planted_bug;
+    o.exec.make_device = settings.make_device;
     o.policy = ComparePolicy::Exact();
     o.faults = plan;
     o.watchdog.timeout_s = TimeoutOf(c, settings);
     o.schedule_name = CaseScheduleName(c);
-    std::unique_ptr<World> world = MakeThreadWorld();
+    std::unique_ptr<World> world = make_world_();
     const RunOutcome run = RunAndCompare(CaseSchedule(c), o, *world);
     CaseOutcome out;
     const std::string_view status = RunStatusName(run.status);
@@ -223,6 +228,10 @@ class ThreadRunner final : public CaseRunner {
     out.seconds = Since(start);
     return out;
   }
+
+ private:
+  std::function<std::unique_ptr<World>()> make_world_;
+  std::string transport_;
 };
 
 class CommandRunner final : public CaseRunner {
@@ -271,7 +280,9 @@ class CommandRunner final : public CaseRunner {
 
 }  // namespace
 
-std::unique_ptr<CaseRunner> MakeThreadRunner() { return std::make_unique<ThreadRunner>(); }
+std::unique_ptr<CaseRunner> MakeThreadRunner(std::function<std::unique_ptr<World>()> make_world) {
+  return std::make_unique<ThreadRunner>(std::move(make_world));
+}
 
 std::unique_ptr<CaseRunner> MakeCommandRunner(const CommandRunnerOptions& options) {
   return std::make_unique<CommandRunner>(options);
@@ -289,7 +300,8 @@ std::string ReplayCommand(const std::string& pipeproof, const CampaignCase& c, c
     out += l + " ";
   }
   out += ShellQuote(pipeproof) + " run";
-  if (transport != "threads") out += " --transport " + transport;
+  if (transport != "threads" && transport != "streams") out += " --transport " + transport;
+  if (settings.device != "cpu") out += " --device " + settings.device;
   out += fmt::format(" --kind {} -r {} -m {}", c.schedule.kind, c.schedule.ranks, c.schedule.microbatches);
   if (c.schedule.kind == "interleaved-1f1b") out += fmt::format(" --virtual-stages {}", c.schedule.virtual_stages);
   if (IsDualPipe(c.schedule.kind) && !c.schedule.overlap) out += " --no-overlap";

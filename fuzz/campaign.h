@@ -37,6 +37,10 @@ struct CaseSettings {
   double timeout_s = 10;           // the watchdog: a legal plan that hangs is a failure
   double control_timeout_s = 0.5;  // the watchdog of cases with a negative control (drop, kill)
   PlantedBug planted_bug = PlantedBug::kNone;
+  // Where the ranks and the reference compute: "cpu", or "cuda" (then make_device makes the CUDA
+  // device and the runner's world is the streams transport). Replay commands say --device.
+  std::string device = "cpu";
+  DeviceFactory make_device;  // null: the CPU device of the model's dtype
 
   static ModelConfig SmallModel();
 };
@@ -85,7 +89,9 @@ class CaseRunner {
   virtual CaseOutcome Run(const CampaignCase& c, const FaultPlan& plan, const CaseSettings& settings) = 0;
 };
 
-std::unique_ptr<CaseRunner> MakeThreadRunner();
+// Ranks as threads of this process, in the world `make_world` makes (null: MakeThreadWorld; the
+// streams world for GPU cases).
+std::unique_ptr<CaseRunner> MakeThreadRunner(std::function<std::unique_ptr<World>()> make_world = nullptr);
 
 // runner.Run, with anything it throws turned into a kFault outcome.
 CaseOutcome RunCase(CaseRunner& runner, const CampaignCase& c, const FaultPlan& plan, const CaseSettings& settings);

@@ -156,6 +156,37 @@ TEST(ReplayCommandTest, NamesTheScheduleTheModelThePlanAndThePlantedBug) {
             "--timeout 10 --replay p.json");
 }
 
+// GPU cases run on the streams transport, which `pipeproof run --device cuda` picks by itself.
+TEST(ReplayCommandTest, GpuCasesSayTheDeviceNotTheStreamsTransport) {
+  CampaignCase c;
+  c.schedule.kind = "dualpipe";
+  c.schedule.ranks = 4;
+  c.schedule.microbatches = 8;
+  CaseSettings s;
+  s.model.dtype = DType::kBF16;
+  s.device = "cuda";
+  s.planted_bug = PlantedBug::kSkipComputeEvent;
+  EXPECT_EQ(ReplayCommand("pipeproof", c, s, "p.json", "streams"),
+            "PIPEPROOF_PLANTED_BUG=skip-compute-event pipeproof run --device cuda --kind dualpipe -r 4 -m 8 "
+            "--hidden 8 --seq 4 --micro-batch-size 2 --dtype bf16 --model-seed 0 --timeout 10 --replay p.json");
+}
+
+// Without CUDA or a GPU (as here when no GPU is present) a GPU campaign is refused before it starts.
+TEST(FuzzCommandTest, DeviceCudaIsRefusedWithoutAGpuAndBf16WithoutCuda) {
+  testing::CommandOutput r = RunPipeproof("fuzz --dtype bf16 -n 1");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "add --device cuda")) << r.err;
+  r = RunPipeproof("fuzz --device cuda --dtype f32 --transport mpi -n 1");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  r = RunPipeproof("fuzz --device cuda --dtype f32 -n 2 --seed 3 -q");
+  if (r.status != 0) {
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_TRUE(Has(r.err, "no usable GPU") || Has(r.err, "built without CUDA")) << r.err;
+  } else {
+    EXPECT_TRUE(Has(r.out, "streams transport")) << r.out;
+  }
+}
+
 CampaignOptions SmallCampaign(uint64_t seed, const std::string& out_dir) {
   CampaignOptions o;
   o.seed = seed;
