@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU parts on a machine with one (or more) NVIDIA GPUs, sm_90 (H100/H200) by default, in one
+# go: build only what the checks need (Z3 and RapidCheck off, CUDA required) into build-gpucheck/,
+# run the gpu-labelled tests, then `pipeproof run` and `pipeproof fuzz` on the GPU as a user
+# would, then the streams benchmark. Prints a summary; exits 1 if any check failed.
+#
+#   scripts/gpu_check.sh            everything (about 5-8 minutes on an H100/H200 box)
+#   GPU_CHECK_BENCH=0 ...           without the benchmark
+#   GPU_CHECK_ARCH=80 ...           another architecture (default 90)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=build-gpucheck
+jobs="$(nproc)"
+failures=()
+step() { echo; echo "=== $*"; }
+expect() {  # expect STATUS NAME COMMAND...: runs COMMAND, which must exit with STATUS
+  local want="$1" name="$2"
+  shift 2
+  echo "\$ $*"
+  "$@"
+  local got=$?
+  if [[ $got -ne $want ]]; then
+    echo "FAILED: $name (exit $got, expected $want)"
+    failures+=("$name")
+  else
+    echo "ok: $name (exit $got)"
+  fi
+}
+
+step "GPU"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "(no nvidia-smi)"
+
+step "configure and build ($build, CUDA on, Z3 and RapidCheck off)"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIPEPROOF_CUDA=ON -DPIPEPROOF_Z3=OFF \
+  -DPIPEPROOF_RAPIDCHECK=OFF -DPIPEPROOF_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" >"$build.configure.log" 2>&1 ||
+  { cat "$build.configure.log"; echo "FAILED: configure"; exit 1; }
+grep "pipeproof:" "$build.configure.log"
+targets=(pipeproof cuda_device_test streams_transport_test campaign_gpu_test run_command_test nccl_gpu_test)
+if [[ -f /usr/include/benchmark/benchmark.h || -f /usr/local/include/benchmark/benchmark.h ]]; then
+  targets+=(streams_bench)
+fi
+cmake --build "$build" -j "$jobs" --target "${targets[@]}" 2>&1 | tail -3
+[[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "FAILED: build"; exit 1; }
+pp="$build/bin/pipeproof"
+
+step "gpu-labelled tests"
+(cd "$build" && ctest -L gpu --output-on-failure --timeout 900) || failures+=("ctest -L gpu")
+if (cd "$build" && ctest -L gpu 2>/dev/null | grep -q "Skipped"); then
+  echo "FAILED: gpu tests were skipped on a GPU machine"
+  failures+=("gpu tests skipped")
+fi
+
+step "pipeproof run --device cuda"
+ex="--hidden 512 --seq 256 --micro-batch-size 3"
+expect 0 "dualpipe 8x20 f32 exact, example size" \
+  "$pp" run --device cuda --dtype f32 --kind dualpipe -r 8 -m 20 $ex
+expect 0 "dualpipe 8x20 under delays, stragglers, shuffles, poisoning" \
+  "$pp" run --device cuda --dtype f32 --kind dualpipe -r 8 -m 20 $ex --delay exp:200us --straggler 3:2 --shuffle --poison --seed 7
+expect 0 "dualpipev 4x12 bf16 under faults" \
+  "$pp" run --device cuda --dtype bf16 --kind dualpipev -r 4 -m 12 $ex --delay heavy:100us --shuffle --poison --seed 8
+expect 1 "bitflip caught" "$pp" run --device cuda --dtype f32 --kind dualpipe -r 4 -m 8 --corrupt bitflip --seed 9 -q
+expect 3 "dropped message ends as a hang with the dump" \
+  "$pp" run --device cuda --dtype f32 --kind dualpipe -r 4 -m 8 --corrupt drop --seed 9 --timeout 2 -q
+expect 1 "planted missing compute event shows as a mismatch" \
+  env PIPEPROOF_PLANTED_BUG=skip-compute-event "$pp" run --device cuda --dtype f32 --kind dualpipe -r 4 -m 8 $ex --poison -q
+
+step "pipeproof fuzz --device cuda"
+out="$(mktemp -d)"
+expect 0 "clean GPU campaign" "$pp" fuzz --device cuda --dtype f32 -n 30 --seed 2 --controls 0.2 -q --out "$out"
+expect 1 "planted skip-compute-event found" \
+  "$pp" fuzz --device cuda --dtype f32 --hidden 64 --seq 32 --plant skip-compute-event -n 40 --seed 1 -q --out "$out"
+
+if [[ "${GPU_CHECK_BENCH:-1}" != 0 && -x "$build/bin/streams_bench" ]]; then
+  step "streams benchmark (vs_reference target <= 1.10; hooks-armed within 1% of pipelined)"
+  "$build/bin/streams_bench" || failures+=("streams_bench")
+fi
+
+step "summary"
+if [[ ${#failures[@]} -eq 0 ]]; then
+  echo "all GPU checks passed"
+  exit 0
+fi
+printf 'FAILED: %s\n' "${failures[@]}"
+exit 1
