@@ -69,6 +69,21 @@ PIPEPROOF_PROPERTY(GeneratorProperties, DualPipeLargestBubbleIsThePapersFormula,
   RC_ASSERT(std::abs(t.MaxBubble() - formula) < 1e-9);
 }
 
+// DualPipeV is DualPipe cut in half: R ranks hold 2R stages on the V placement, so the paper's
+// (PP/2-1)(F&B+B-3W) holds with PP = 2R stages.
+PIPEPROOF_PROPERTY(GeneratorProperties, DualPipeVLargestBubbleIsThePapersFormulaOverStages, ()) {
+  const int ranks = *rc::gen::inRange(2, 17);
+  const int microbatches = *rc::gen::inRange(2 * ranks, 8 * ranks + 1);
+  const UniformCosts costs = *rc::gen::element(UniformCosts{1, 2, 1, 3}, UniformCosts{2, 3, 1, 4.2});
+  const CommModel model = *rc::gen::element(CommModel::kNccl, CommModel::kEager);
+  const Schedule s = Generate({.kind = "dualpipev", .ranks = ranks, .microbatches = microbatches});
+  const Timeline t = Simulate(s, model, costs.ToCosts());
+  RC_ASSERT(t.complete);
+  const int stages = 2 * ranks;
+  const double formula = (stages / 2 - 1) * (costs.fb + costs.b - 3 * costs.w);
+  RC_ASSERT(std::abs(t.MaxBubble() - formula) < 1e-9);
+}
+
 PIPEPROOF_PROPERTY(GeneratorProperties, OneFOneBBubbleIsRMinusOneTimesFPlusB, ()) {
   const int ranks = *rc::gen::inRange(1, 17);
   const int microbatches = *rc::gen::inRange(1, 8 * ranks + 1);
