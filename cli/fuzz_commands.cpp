@@ -75,9 +75,10 @@ void AddFlags(CLI::App* cmd, FuzzFlags& f) {
   cmd->add_option("--time", f.time, "stop after this long (90s, 15m, 2h); without either, run until Ctrl-C");
   cmd->add_option("--seed", f.seed, "campaign seed: the same seed draws the same cases")->capture_default_str();
   cmd->add_option("--transport", f.transport,
-                  "threads: ranks as threads of this process; mpi: every case as `mpirun -np R pipeproof "
-                  "run --transport mpi`")
-      ->check(CLI::IsMember({"threads", "mpi"}))
+                  "threads: ranks as threads of this process (with --device cuda: streams, on one "
+                  "GPU); mpi (nccl, with --device cuda): every case as `mpirun -np R pipeproof run "
+                  "--transport mpi (nccl)`")
+      ->check(CLI::IsMember({"threads", "mpi", "nccl"}))
       ->capture_default_str();
   cmd->add_option("--launcher", f.launcher, "with --transport mpi: the launcher; {ranks} becomes the case's ranks")
       ->capture_default_str();
@@ -151,7 +152,7 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   CheckModelConfig(model);
   o.settings.timeout_s = f.timeout;
   o.settings.device = f.device;
-  o.settings.make_device = DeviceFactoryFor(f.device, model.dtype);
+  o.settings.make_device = DeviceFactoryFor(f.device, model.dtype, f.transport);
   if (!f.plant.empty()) o.settings.planted_bug = *PlantedBugFromName(f.plant);
   o.shrink.max_runs = f.shrink_runs;
   o.shrink.attempts = f.shrink_attempts;
@@ -160,7 +161,7 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   std::error_code error;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
   o.pipeproof = error ? "pipeproof" : self.string();
-  if (f.transport == "mpi") o.launcher = f.launcher;
+  if (f.transport == "mpi" || f.transport == "nccl") o.launcher = f.launcher;
   return o;
 }
 
@@ -215,10 +216,10 @@ int Fuzz(const FuzzFlags& f) {
   CheckDeviceFlags(f.device, f.dtype, f.transport);
   const CampaignOptions options = OptionsFrom(f);
   std::unique_ptr<CaseRunner> runner;
-  if (f.transport == "mpi") {
+  if (f.transport == "mpi" || f.transport == "nccl") {
     CommandRunnerOptions c;
     c.pipeproof = options.pipeproof;
-    c.transport = "mpi";
+    c.transport = f.transport;
     c.launcher = f.launcher;
     runner = MakeCommandRunner(c);
   } else {

@@ -114,9 +114,10 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--transport", f.transport,
-                  "threads: ranks as threads of this process (with --device cuda: streams); mpi: "
-                  "one rank per process, under mpirun -np RANKS")
-      ->check(CLI::IsMember({"threads", "streams", "mpi"}))
+                  "threads: ranks as threads of this process (with --device cuda: streams, on one "
+                  "GPU); mpi: one rank per process, under mpirun -np RANKS; nccl (with --device "
+                  "cuda): one rank and one GPU per process, under mpirun -np RANKS")
+      ->check(CLI::IsMember({"threads", "streams", "mpi", "nccl"}))
       ->capture_default_str();
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a hang is declared")
       ->check(CLI::Range(0.01, 86400.0))
@@ -276,6 +277,7 @@ void WritePictures(const RunFlags& f, const RunOutcome& outcome, const Schedule&
 
 std::unique_ptr<World> MakeWorld(const RunFlags& f) {
   if (f.transport == "mpi") return MakeMpiWorld();
+  if (f.transport == "nccl") return NcclWorld();
   if (auto make = ThreadWorldFor(f.device)) return make();
   return MakeThreadWorld();
 }
@@ -308,7 +310,7 @@ int Run(const RunFlags& f) {
     RunOptions options;
     options.exec.model = ModelFrom(f);
     // Every rank and the reference on the same kind of device: exact mode compares like kernels.
-    options.exec.make_device = DeviceFactoryFor(f.device, options.exec.model.dtype);
+    options.exec.make_device = DeviceFactoryFor(f.device, options.exec.model.dtype, f.transport);
     options.exec.flight_capacity = std::max<size_t>(f.flight_tail, 16);
     options.exec.record_timeline = !f.report.empty() || !f.trace.empty();
     options.progress = progress.Callback();

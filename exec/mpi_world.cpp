@@ -360,7 +360,8 @@ class MpiWatchdog {
 
 class MpiWorld final : public World {
  public:
-  MpiWorld() {
+  MpiWorld(MpiTransportFactory make_transport, std::string name)
+      : make_transport_(std::move(make_transport)), name_(std::move(name)) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (initialized) throw InputError("MPI is already initialised in this process");
@@ -385,7 +386,7 @@ class MpiWorld final : public World {
     MPI_Finalize();
   }
 
-  std::string TransportName() const override { return fmt::format("mpi ({} processes)", size_); }
+  std::string TransportName() const override { return fmt::format("{} ({} processes)", name_, size_); }
   int ranks() const override { return size_; }
   bool leader() const override { return rank_ == 0; }
 
@@ -403,8 +404,15 @@ class MpiWorld final : public World {
     watchdog_->Start();
     std::unique_ptr<Device> device = MakeDevice(options, rank_);
     StopSignal stop;  // nothing stops an MPI rank from inside: the watchdog aborts the job
-    MpiTransport transport(data_, rank_, size_, stop);
-    RankOutcome outcome = RunRank(plan, faults, options, transport, *device, *recorder_, stop);
+    std::unique_ptr<Transport> transport;
+    if (make_transport_) {
+      recorder_->SetActivity(RankActivity::kBlocked, fmt::format("setting up the {} transport", name_));
+      transport = make_transport_({rank_, size_, [this](void* data, size_t bytes) { Broadcast(data, bytes); }},
+                                  *device, stop);
+    } else {
+      transport = std::make_unique<MpiTransport>(data_, rank_, size_, stop);
+    }
+    RankOutcome outcome = RunRank(plan, faults, options, *transport, *device, *recorder_, stop);
     if (outcome.end == RankEnd::kDead) {
       while (true) std::this_thread::sleep_for(std::chrono::seconds(1));  // until the job is aborted
     }
@@ -444,6 +452,13 @@ class MpiWorld final : public World {
   void PolledBarrier() {
     MPI_Request request;
     Locked([&] { return MPI_Ibarrier(ctrl_, &request); });
+    WaitPolling(request);
+  }
+
+  // On the data communicator, which the hooked transport leaves unused.
+  void Broadcast(void* data, size_t bytes) {
+    MPI_Request request;
+    Locked([&] { return MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, 0, data_, &request); });
     WaitPolling(request);
   }
 
@@ -488,10 +503,14 @@ class MpiWorld final : public World {
   MPI_Comm ctrl_ = MPI_COMM_NULL;
   std::unique_ptr<FlightRecorder> recorder_;
   std::unique_ptr<MpiWatchdog> watchdog_;
+  MpiTransportFactory make_transport_;
+  std::string name_;
 };
 
 }  // namespace
 
-std::unique_ptr<World> MakeMpiWorld() { return std::make_unique<MpiWorld>(); }
+std::unique_ptr<World> MakeMpiWorld(MpiTransportFactory make_transport, std::string name) {
+  return std::make_unique<MpiWorld>(std::move(make_transport), std::move(name));
+}
 
 }  // namespace pipeproof

@@ -13,7 +13,10 @@
 // same at once.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "exec/run.h"
 
@@ -21,9 +24,22 @@ namespace pipeproof {
 
 bool HaveMpi();  // built with MPI
 
+// This process's place in the MPI world, for a transport that sets itself up over MPI.
+struct MpiRank {
+  int rank = 0;
+  int size = 1;
+  // Copies rank 0's `bytes` at `data` to every process (collective: every process calls it).
+  std::function<void(void* data, size_t bytes)> broadcast;
+};
+// Makes the rank's transport in place of MpiTransport (the NCCL transport, exec/nccl_transport.h),
+// once the rank's device exists.
+using MpiTransportFactory =
+    std::function<std::unique_ptr<Transport>(const MpiRank& rank, Device& device, StopSignal& stop)>;
+
 // Starts MPI in this process (MPI_Init_thread) and ends it (MPI_Finalize) when the world goes.
 // At most one per process. Throws InputError when pipeproof was built without MPI, or when MPI
-// cannot give the thread support it needs.
-std::unique_ptr<World> MakeMpiWorld();
+// cannot give the thread support it needs. With `make_transport`, messages go over the transport
+// it makes and the world is named `name`; MPI still carries the watchdog and the results.
+std::unique_ptr<World> MakeMpiWorld(MpiTransportFactory make_transport = nullptr, std::string name = "mpi");
 
 }  // namespace pipeproof

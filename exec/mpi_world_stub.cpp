@@ -5,7 +5,7 @@ namespace pipeproof {
 
 bool HaveMpi() { return false; }
 
-std::unique_ptr<World> MakeMpiWorld() {
+std::unique_ptr<World> MakeMpiWorld(MpiTransportFactory, std::string) {
   throw InputError("this pipeproof was built without MPI (install libopenmpi-dev and rebuild), "
                    "so --transport mpi is not available");
 }

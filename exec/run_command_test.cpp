@@ -140,7 +140,7 @@ TEST(RunCommandTest, DeviceCudaRunsOnTheStreamsTransportOrIsRefused) {
   // Combinations that never work, GPU or not.
   for (const std::string& args : {std::string(" --device cuda"),  // f64 is the default dtype
                                   std::string(" --dtype bf16"), std::string(" --device cuda --dtype f32 --transport mpi"),
-                                  std::string(" --transport streams")}) {
+                                  std::string(" --transport streams"), std::string(" --transport nccl")}) {
     r = RunPipeproof("run --kind dualpipe -r 2 -m 4" + kSmall + args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
     EXPECT_TRUE(Has(r.err, "--device cuda") || Has(r.err, "--dtype")) << args << "\n" << r.err;

@@ -139,7 +139,7 @@ TEST(StreamsRunTest, NegativeControlsAreCaught) {
   const Schedule s = Generate({.kind = "dualpipe", .ranks = 4, .microbatches = 8});
   for (const char* control : {"bitflip", "swap"}) {
     FaultOptions f;
-    f.seed = 11;
+    f.seed = 9;  // a seed whose swap the CPU tests know to exist on this schedule
     f.corrupt = CorruptKindFromName(control);
     const RunOutcome out = RunOnGpu(s, f, Model(DType::kF32));
     EXPECT_EQ(out.status, RunStatus::kMismatch) << control << "\n" << out.Text();

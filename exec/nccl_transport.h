@@ -1,0 +1,50 @@
+// The NCCL transport (DESIGN.md, "Execution and the reference"): one GPU per rank, each rank's
+// unit one NCCL group (ncclGroupStart, ncclSend/ncclRecv per op in posting order, ncclGroupEnd)
+// on its CudaDevice's communication stream. NCCL gives the `nccl` semantics by definition: FIFO
+// per rank pair without tags, the ops of a group progressing together.
+//
+// Ranks run as MPI processes (`mpirun -np R pipeproof run --transport nccl --device cuda ...`;
+// scripts/launch.sh): rank 0 makes the NCCL unique id and the MPI world broadcasts it
+// (MakeMpiWorld's transport hook); each process takes GPU (local rank mod GPUs on its node).
+// NCCL refuses two ranks on one GPU ("Duplicate GPU detected"): on a one-GPU machine multi-rank
+// runs use the streams transport (exec/streams_transport.h).
+//
+// Faults: post delays are host sleeps before the group is posted, delivery delays a spin kernel
+// on the communication stream before it (the unit's longest). A unit completes when an event
+// after ncclGroupEnd has passed; the wait polls it and the run's stop signal, and a stop aborts the
+// communicator (ncclCommAbort) so that no NCCL kernel is left waiting on the GPU.
+//
+// libnccl is loaded on first use (dlopen), like cuBLAS, so pipeproof starts as fast without it.
+#pragma once
+
+#include <array>
+#include <memory>
+
+#include "exec/mpi_world.h"
+#include "exec/transport.h"
+
+namespace pipeproof {
+
+class CudaDevice;
+
+// NCCL's unique id (ncclUniqueId), as bytes to share between processes.
+using NcclId = std::array<char, 128>;
+NcclId NewNcclId();  // std::runtime_error when NCCL cannot be loaded or fails
+
+// Rank `rank` of `size` on `device`'s GPU; the communicator is made here (collective: every rank
+// must construct its transport with the same id). std::runtime_error on failure.
+std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size, CudaDevice& device,
+                                             StopSignal& stop);
+
+// The hook for MakeMpiWorld: rank 0's id broadcast over MPI, then MakeNcclTransport with the rank's
+// device (which must be a CudaDevice).
+MpiTransportFactory NcclOverMpi();
+
+// The GPU this process's rank should use: its local rank on the node (from mpirun's environment:
+// OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, SLURM_LOCALID; 0 when none is set) mod `gpus`.
+int LocalGpu(int gpus);
+// How many ranks mpirun started on this node (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS,
+// SLURM_NTASKS_PER_NODE; 1 when none is set).
+int LocalRanks();
+
+}  // namespace pipeproof
