@@ -48,7 +48,8 @@ double ReferenceSeconds(const Schedule& s, const ModelConfig& model) {
   for (int i = 0; i < 3; ++i) {  // the first also warms cuBLAS up
     const auto t0 = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(RunReference(s, model, order, *device));
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
 }
@@ -59,7 +60,8 @@ FaultPlan ArmedButIdle(const RunPlan& plan, const ModelConfig& model) {
   o.seed = 1;
   o.delay = DelaySpec::Parse("uniform:100us");
   o.delay->ParseWhere("post,deliver,compute");
-  FaultPlan p = DrawFaultPlan(plan, o, {int64_t{model.shape.Rows()} * model.shape.hidden, 23}, "bench");
+  FaultPlan p =
+      DrawFaultPlan(plan, o, {int64_t{model.shape.Rows()} * model.shape.hidden, 23}, "bench");
   for (RankFaults& r : p.ranks) {
     for (auto* delays : {&r.post_delay_us, &r.deliver_delay_us, &r.compute_delay_us}) {
       std::fill(delays->begin(), delays->end(), 0u);
@@ -94,7 +96,8 @@ void Pipelined(benchmark::State& state, const ModelConfig& model, bool armed) {
     if (e.end != Execution::End::kComplete) state.SkipWithError(e.headline.c_str());
   }
   if (state.iterations() > 0 && !armed) {
-    state.counters["vs_reference"] = total / static_cast<double>(state.iterations()) / ReferenceSeconds(s, model);
+    state.counters["vs_reference"] =
+        total / static_cast<double>(state.iterations()) / ReferenceSeconds(s, model);
     RunOptions o;
     o.exec = exec;
     o.faults = faults;
@@ -121,13 +124,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::printf("streams_bench: %s\n", probe.name.c_str());
-  for (auto [name, fn] : {std::pair{"DualPipe8x20/h512s256b3/reference", &BM_ReferenceExample},
-                          std::pair{"DualPipe8x20/h512s256b3/pipelined", &BM_PipelinedExample},
-                          std::pair{"DualPipe8x20/h512s256b3/hooks-armed", &BM_HooksArmedExample},
-                          std::pair{"DualPipe8x20/h1024s1024b2/reference", &BM_ReferenceLarger},
-                          std::pair{"DualPipe8x20/h1024s1024b2/pipelined", &BM_PipelinedLarger},
-                          std::pair{"DualPipe8x20/h1024s1024b2/hooks-armed", &BM_HooksArmedLarger}}) {
-    benchmark::RegisterBenchmark(name, fn)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+  for (auto [name, fn] :
+       {std::pair{"DualPipe8x20/h512s256b3/reference", &BM_ReferenceExample},
+        std::pair{"DualPipe8x20/h512s256b3/pipelined", &BM_PipelinedExample},
+        std::pair{"DualPipe8x20/h512s256b3/hooks-armed", &BM_HooksArmedExample},
+        std::pair{"DualPipe8x20/h1024s1024b2/reference", &BM_ReferenceLarger},
+        std::pair{"DualPipe8x20/h1024s1024b2/pipelined", &BM_PipelinedLarger},
+        std::pair{"DualPipe8x20/h1024s1024b2/hooks-armed", &BM_HooksArmedLarger}}) {
+    benchmark::RegisterBenchmark(name, fn)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(2.0);
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -1,9 +1,9 @@
 #include "cli/device_flags.h"
 
-#include "schedule/schedule.h"  // InputError
 #include <fmt/format.h>
 
 #include "exec/mpi_world.h"
+#include "schedule/schedule.h"  // InputError
 #ifdef PIPEPROOF_HAVE_CUDA
 #include "exec/streams_transport.h"
 #include "reference/cuda_device.h"
@@ -14,7 +14,8 @@
 
 namespace pipeproof {
 
-void CheckDeviceFlags(const std::string& device, const std::string& dtype, const std::string& transport) {
+void CheckDeviceFlags(const std::string& device, const std::string& dtype,
+                      const std::string& transport) {
   if (device == "cpu") {
     if (dtype == "bf16") throw InputError("--dtype bf16 computes on the GPU: add --device cuda");
     if (transport == "streams" || transport == "nccl") {
@@ -22,10 +23,12 @@ void CheckDeviceFlags(const std::string& device, const std::string& dtype, const
     }
     return;
   }
-  if (dtype == "f64") throw InputError("--device cuda computes in f32 or bf16: add --dtype f32 or --dtype bf16");
+  if (dtype == "f64")
+    throw InputError("--device cuda computes in f32 or bf16: add --dtype f32 or --dtype bf16");
   if (transport == "mpi") {
-    throw InputError("--device cuda sends device memory: with one GPU per MPI process use --transport "
-                     "nccl; on one GPU leave --transport out (the streams transport)");
+    throw InputError(
+        "--device cuda sends device memory: with one GPU per MPI process use --transport "
+        "nccl; on one GPU leave --transport out (the streams transport)");
   }
 #ifdef PIPEPROOF_HAVE_CUDA
   const CudaProbe probe = ProbeCuda();
@@ -35,7 +38,8 @@ void CheckDeviceFlags(const std::string& device, const std::string& dtype, const
     if (probe.devices < LocalRanks()) {
       throw InputError(fmt::format(
           "--transport nccl needs one GPU per rank: this node has {} GPU(s) for {} ranks, and NCCL "
-          "refuses two ranks on one GPU (\"Duplicate GPU detected\"); on one GPU leave --transport out "
+          "refuses two ranks on one GPU (\"Duplicate GPU detected\"); on one GPU leave --transport "
+          "out "
           "(the streams transport)",
           probe.devices, LocalRanks()));
     }
@@ -44,12 +48,14 @@ void CheckDeviceFlags(const std::string& device, const std::string& dtype, const
 #endif
   }
 #else
-  throw InputError("--device cuda: this pipeproof was built without CUDA (configure it where the CUDA "
-                   "toolkit is installed, with -DPIPEPROOF_CUDA=ON to insist)");
+  throw InputError(
+      "--device cuda: this pipeproof was built without CUDA (configure it where the CUDA "
+      "toolkit is installed, with -DPIPEPROOF_CUDA=ON to insist)");
 #endif
 }
 
-DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype, const std::string& transport) {
+DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype,
+                               const std::string& transport) {
 #ifdef PIPEPROOF_HAVE_NCCL_TRANSPORT
   if (device == "cuda" && transport == "nccl") {
     return [dtype](int) { return MakeCudaDevice(dtype, LocalGpu(ProbeCuda().devices)); };

@@ -18,11 +18,13 @@ namespace pipeproof {
 // together, --device cuda where this build has no CUDA or this machine no usable GPU, and
 // --transport nccl with fewer GPUs on this node than ranks: InputError (exit 2), before anything
 // runs.
-void CheckDeviceFlags(const std::string& device, const std::string& dtype, const std::string& transport);
+void CheckDeviceFlags(const std::string& device, const std::string& dtype,
+                      const std::string& transport);
 
 // The ranks' and the reference's device; null for cpu (the CPU device of the model's dtype).
 // With nccl, each process's rank takes GPU (local rank mod GPUs).
-DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype, const std::string& transport);
+DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype,
+                               const std::string& transport);
 
 // The MPI world over the NCCL transport (InputError where this build has no NCCL transport).
 std::unique_ptr<World> NcclWorld();

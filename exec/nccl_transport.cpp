@@ -35,22 +35,25 @@ struct Nccl {
   static const Nccl& Get() {
     static const Nccl* nccl = Load();
     if (!nccl) {
-      throw std::runtime_error(fmt::format("nccl transport: cannot load libnccl.so.{} ({}): set "
-                                           "LD_LIBRARY_PATH to NCCL's lib directory",
-                                           NCCL_MAJOR, PIPEPROOF_NCCL_DIR));
+      throw std::runtime_error(
+          fmt::format("nccl transport: cannot load libnccl.so.{} ({}): set "
+                      "LD_LIBRARY_PATH to NCCL's lib directory",
+                      NCCL_MAJOR, PIPEPROOF_NCCL_DIR));
     }
     return *nccl;
   }
 
   void Check(ncclResult_t r, const char* what) const {
-    if (r != ncclSuccess) throw std::runtime_error(fmt::format("nccl transport: {}: {}", what, error_string(r)));
+    if (r != ncclSuccess)
+      throw std::runtime_error(fmt::format("nccl transport: {}: {}", what, error_string(r)));
   }
 
  private:
   static const Nccl* Load() {
     const std::string name = fmt::format("libnccl.so.{}", NCCL_MAJOR);
     void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib) lib = dlopen((std::string(PIPEPROOF_NCCL_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+      lib = dlopen((std::string(PIPEPROOF_NCCL_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) return nullptr;
     auto* n = new Nccl;  // lives as long as the process, like the library
     bool ok = true;
@@ -77,7 +80,8 @@ struct Nccl {
 };
 
 void CheckCuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(fmt::format("nccl transport: {}: {}", what, cudaGetErrorString(e)));
+  if (e != cudaSuccess)
+    throw std::runtime_error(fmt::format("nccl transport: {}: {}", what, cudaGetErrorString(e)));
 }
 
 // How often a unit waiting for its group checks on it.
@@ -138,8 +142,9 @@ class NcclTransport final : public Transport {
     }
     nccl_.Check(nccl_.group_start(), "ncclGroupStart");
     for (const CommOp& op : ops) {
-      const ncclResult_t r = op.send ? nccl_.send(op.data, op.bytes, ncclUint8, op.peer, comm_, stream)
-                                     : nccl_.recv(op.data, op.bytes, ncclUint8, op.peer, comm_, stream);
+      const ncclResult_t r = op.send
+                                 ? nccl_.send(op.data, op.bytes, ncclUint8, op.peer, comm_, stream)
+                                 : nccl_.recv(op.data, op.bytes, ncclUint8, op.peer, comm_, stream);
       if (r != ncclSuccess) {
         nccl_.group_end();
         nccl_.Check(r, op.send ? "ncclSend" : "ncclRecv");
@@ -192,15 +197,16 @@ NcclId NewNcclId() {
   return id;
 }
 
-std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size, CudaDevice& device,
-                                             StopSignal& stop) {
+std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size,
+                                             CudaDevice& device, StopSignal& stop) {
   return std::make_unique<NcclTransport>(id, rank, size, device, stop);
 }
 
 MpiTransportFactory NcclOverMpi() {
   return [](const MpiRank& r, Device& device, StopSignal& stop) -> std::unique_ptr<Transport> {
     auto* cuda = dynamic_cast<CudaDevice*>(&device);
-    if (!cuda) throw InputError("the NCCL transport runs every rank on the CUDA device (--device cuda)");
+    if (!cuda)
+      throw InputError("the NCCL transport runs every rank on the CUDA device (--device cuda)");
     NcclId id{};
     if (r.rank == 0) id = NewNcclId();
     r.broadcast(id.data(), id.size());
@@ -209,7 +215,8 @@ MpiTransportFactory NcclOverMpi() {
 }
 
 int LocalGpu(int gpus) {
-  const int local = FirstSetInt({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0);
+  const int local =
+      FirstSetInt({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0);
   return gpus > 0 ? local % gpus : 0;
 }
 

@@ -33,8 +33,8 @@ NcclId NewNcclId();  // std::runtime_error when NCCL cannot be loaded or fails
 
 // Rank `rank` of `size` on `device`'s GPU; the communicator is made here (collective: every rank
 // must construct its transport with the same id). std::runtime_error on failure.
-std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size, CudaDevice& device,
-                                             StopSignal& stop);
+std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size,
+                                             CudaDevice& device, StopSignal& stop);
 
 // The hook for MakeMpiWorld: rank 0's id broadcast over MPI, then MakeNcclTransport with the rank's
 // device (which must be a CudaDevice).

@@ -51,9 +51,11 @@ TEST(NcclTransportTest, RunUnderMpirunWithAGpuPerRank) {
   }
   if (std::string(PIPEPROOF_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI";
   const int ranks = probe.devices >= 4 ? 4 : 2;
-  const std::string run = std::string(PIPEPROOF_MPIEXEC) + " --allow-run-as-root -np " + std::to_string(ranks) + " " +
-                          PIPEPROOF_BINARY + " run --transport nccl --device cuda --dtype f32 --kind dualpipe -r " +
-                          std::to_string(ranks) + " -m " + std::to_string(2 * ranks) + " --hidden 64 --seq 32 ";
+  const std::string run =
+      std::string(PIPEPROOF_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " +
+      std::to_string(ranks) + " " + PIPEPROOF_BINARY +
+      " run --transport nccl --device cuda --dtype f32 --kind dualpipe -r " +
+      std::to_string(ranks) + " -m " + std::to_string(2 * ranks) + " --hidden 64 --seq 32 ";
   auto r = testing::RunCommand(run + "--delay exp:200us --shuffle --poison --seed 3");
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("on nccl ("), std::string::npos) << r.out;

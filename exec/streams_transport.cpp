@@ -54,7 +54,8 @@ class StreamsCopier final : public MessageCopier {
     CudaDevice& receiver = *devices_.at(to);
     receiver.Bind();
     const cudaStream_t stream = receiver.comm_stream();
-    if (delay_us) Check(cuda::LaunchSpin(uint64_t{delay_us} * 1000, stream), "delivery delay kernel");
+    if (delay_us)
+      Check(cuda::LaunchSpin(uint64_t{delay_us} * 1000, stream), "delivery delay kernel");
     Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
     cudaEvent_t event = nullptr;
     Check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
@@ -74,8 +75,10 @@ std::shared_ptr<MessageCopier> MakeStreamsCopier(const std::vector<Device*>& dev
   for (size_t r = 0; r < devices.size(); ++r) {
     auto* d = dynamic_cast<CudaDevice*>(devices[r]);
     if (!d) {
-      throw InputError(fmt::format("the streams transport runs every rank on the CUDA device; rank "
-                                   "{} has {}", r, devices[r] ? devices[r]->Name() : "none"));
+      throw InputError(
+          fmt::format("the streams transport runs every rank on the CUDA device; rank "
+                      "{} has {}",
+                      r, devices[r] ? devices[r]->Name() : "none"));
     }
     cuda.push_back(d);
   }

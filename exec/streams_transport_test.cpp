@@ -92,7 +92,9 @@ TEST(StreamsTransportTest, DeviceCopiesMatchInOrderAndHoldTheDeliveryDelay) {
   auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
   Tensor x = Filled(d0, 1.5), y = Filled(d0, -2.5), first = Filled(d1, 0), second = Filled(d1, 0);
   const auto start = Clock::now();
-  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Op(true, 1, x), Op(true, 1, y)}); });
+  auto send = std::async(std::launch::async, [&] {
+    return RunOps(*a, {Op(true, 1, x), Op(true, 1, y)});
+  });
   const UnitResult r = RunOps(*b, {Op(false, 0, first, 20000), Op(false, 0, second)});
   EXPECT_EQ(r.status, UnitResult::Status::kComplete) << r.error;
   EXPECT_EQ(send.get().status, UnitResult::Status::kComplete);
@@ -109,10 +111,11 @@ struct Size {
 
 TEST(StreamsRunTest, DualPipeAndDualPipeVAreBitIdenticalToTheGpuReference) {
   SKIP_WITHOUT_GPU();
-  const std::vector<Size> sizes = {{"dualpipe", 2, 4}, {"dualpipe", 4, 8}, {"dualpipe", 8, 20},
+  const std::vector<Size> sizes = {{"dualpipe", 2, 4},  {"dualpipe", 4, 8},  {"dualpipe", 8, 20},
                                    {"dualpipev", 2, 4}, {"dualpipev", 4, 9}, {"dualpipev", 8, 16}};
   for (const Size& size : sizes) {
-    const Schedule s = Generate({.kind = size.kind, .ranks = size.ranks, .microbatches = size.microbatches});
+    const Schedule s =
+        Generate({.kind = size.kind, .ranks = size.ranks, .microbatches = size.microbatches});
     for (uint64_t seed : {0, 1, 2}) {
       const FaultOptions faults = seed == 0 ? FaultOptions{} : LegalFaults(seed, size.ranks);
       const RunOutcome out = RunOnGpu(s, faults, Model(DType::kF32));
@@ -127,8 +130,8 @@ TEST(StreamsRunTest, DualPipeAndDualPipeVAreBitIdenticalToTheGpuReference) {
 TEST(StreamsRunTest, LargerAndBf16RunsAreBitIdenticalToo) {
   SKIP_WITHOUT_GPU();
   const Schedule s = Generate({.kind = "dualpipe", .ranks = 4, .microbatches = 8});
-  for (const ModelConfig& model : {Model(DType::kF32, 512, 256, 3), Model(DType::kBF16),
-                                   Model(DType::kBF16, 512, 256, 3)}) {
+  for (const ModelConfig& model :
+       {Model(DType::kF32, 512, 256, 3), Model(DType::kBF16), Model(DType::kBF16, 512, 256, 3)}) {
     const RunOutcome out = RunOnGpu(s, LegalFaults(3, 4), model);
     EXPECT_EQ(out.status, RunStatus::kMatch) << Describe(model) << "\n" << out.Text();
   }
@@ -171,7 +174,8 @@ TEST(StreamsRunTest, APlantedMissingComputeEventIsCaught) {
   int caught = 0;
   for (int attempt = 0; attempt < 5 && caught == 0; ++attempt) {
     f.seed = 100 + attempt;
-    const RunOutcome out = RunOnGpu(s, f, Model(DType::kF32, 512, 256, 3), PlantedBug::kSkipComputeEvent);
+    const RunOutcome out =
+        RunOnGpu(s, f, Model(DType::kF32, 512, 256, 3), PlantedBug::kSkipComputeEvent);
     caught += out.status != RunStatus::kMatch;
   }
   EXPECT_GT(caught, 0) << "skip-compute-event went unnoticed in 5 runs";

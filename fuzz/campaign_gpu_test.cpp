@@ -53,7 +53,8 @@ TEST(GpuCampaignTest, TheMissingComputeEventIsFoundAndReplayed) {
   const CampaignResult r = RunCampaign(o, *runner, {});
   ASSERT_EQ(r.stats.failures, 1) << "skip-compute-event went unnoticed in 40 GPU cases";
   const FailureReport& f = r.failures[0];
-  EXPECT_NE(f.replay.find("PIPEPROOF_PLANTED_BUG=skip-compute-event"), std::string::npos) << f.replay;
+  EXPECT_NE(f.replay.find("PIPEPROOF_PLANTED_BUG=skip-compute-event"), std::string::npos)
+      << f.replay;
   EXPECT_NE(f.replay.find("--device cuda"), std::string::npos) << f.replay;
   // A race: the replay reproduces it often, not necessarily every time.
   EXPECT_GT(f.replay_reproduced, 0) << f.replay;

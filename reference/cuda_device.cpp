@@ -45,9 +45,10 @@ struct Cublas {
   static const Cublas& Get() {
     static const Cublas* cublas = Load();
     if (!cublas) {
-      throw std::runtime_error(fmt::format("cuda device: cannot load libcublas.so.{} ({}): set "
-                                           "LD_LIBRARY_PATH to the CUDA toolkit's lib directory",
-                                           CUBLAS_VER_MAJOR, PIPEPROOF_CUBLAS_DIR));
+      throw std::runtime_error(
+          fmt::format("cuda device: cannot load libcublas.so.{} ({}): set "
+                      "LD_LIBRARY_PATH to the CUDA toolkit's lib directory",
+                      CUBLAS_VER_MAJOR, PIPEPROOF_CUBLAS_DIR));
     }
     return *cublas;
   }
@@ -62,7 +63,8 @@ struct Cublas {
   static const Cublas* Load() {
     const std::string name = fmt::format("libcublas.so.{}", CUBLAS_VER_MAJOR);
     void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib) lib = dlopen((std::string(PIPEPROOF_CUBLAS_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+      lib = dlopen((std::string(PIPEPROOF_CUBLAS_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) return nullptr;
     auto* c = new Cublas;  // lives as long as the process, like the library
     bool ok = true;
@@ -86,7 +88,9 @@ struct Cublas {
   }
 };
 
-cuda::Elem ElemOf(DType dtype) { return dtype == DType::kF32 ? cuda::Elem::kF32 : cuda::Elem::kBF16; }
+cuda::Elem ElemOf(DType dtype) {
+  return dtype == DType::kF32 ? cuda::Elem::kF32 : cuda::Elem::kBF16;
+}
 
 void RequireShape(bool ok, const char* kernel) {
   if (!ok) throw std::logic_error(fmt::format("cuda device: shape mismatch in {}", kernel));
@@ -120,9 +124,11 @@ struct CudaDevice::State {
   MemoryStats stats;
 };
 
-CudaDevice::CudaDevice(DType dtype, int gpu) : dtype_(dtype), gpu_(gpu), state_(std::make_unique<State>()) {
+CudaDevice::CudaDevice(DType dtype, int gpu)
+    : dtype_(dtype), gpu_(gpu), state_(std::make_unique<State>()) {
   if (dtype != DType::kF32 && dtype != DType::kBF16) {
-    throw InputError(fmt::format("the CUDA device computes in f32 or bf16, not {}", DTypeName(dtype)));
+    throw InputError(
+        fmt::format("the CUDA device computes in f32 or bf16, not {}", DTypeName(dtype)));
   }
   const CudaProbe probe = ProbeCuda();
   if (!probe.usable) throw InputError(probe.why);
@@ -137,13 +143,16 @@ CudaDevice::CudaDevice(DType dtype, int gpu) : dtype_(dtype), gpu_(gpu), state_(
   Check(cudaMalloc(&state_->workspace, kWorkspaceBytes), "cudaMalloc (cuBLAS workspace)");
   blas.Check(blas.create(&state_->handle), "cublasCreate");
   blas.Check(blas.set_stream(state_->handle, compute_), "cublasSetStream");
-  blas.Check(blas.set_workspace(state_->handle, state_->workspace, kWorkspaceBytes), "cublasSetWorkspace");
-  const cublasMath_t math = dtype == DType::kF32
-                                ? CUBLAS_PEDANTIC_MATH
-                                : static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
-                                                            CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+  blas.Check(blas.set_workspace(state_->handle, state_->workspace, kWorkspaceBytes),
+             "cublasSetWorkspace");
+  const cublasMath_t math =
+      dtype == DType::kF32
+          ? CUBLAS_PEDANTIC_MATH
+          : static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                      CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
   blas.Check(blas.set_math_mode(state_->handle, math), "cublasSetMathMode");
-  blas.Check(blas.set_atomics_mode(state_->handle, CUBLAS_ATOMICS_NOT_ALLOWED), "cublasSetAtomicsMode");
+  blas.Check(blas.set_atomics_mode(state_->handle, CUBLAS_ATOMICS_NOT_ALLOWED),
+             "cublasSetAtomicsMode");
 }
 
 CudaDevice::~CudaDevice() {
@@ -212,11 +221,12 @@ MemoryStats CudaDevice::memory_stats() const {
 void CudaDevice::Upload(std::span<const double> values, Tensor& out) {
   RequireShape(static_cast<int64_t>(values.size()) == out.size(), "Upload");
   // Rounded on the host exactly as HostTensor::FromDoubles rounds (dtype.h).
-  const HostTensor host = HostTensor::FromDoubles(dtype_, out.rows(), out.cols(),
-                                                  std::vector<double>(values.begin(), values.end()));
+  const HostTensor host = HostTensor::FromDoubles(
+      dtype_, out.rows(), out.cols(), std::vector<double>(values.begin(), values.end()));
   Bind();
-  Check(cudaMemcpyAsync(out.data(), host.bytes.data(), out.bytes(), cudaMemcpyHostToDevice, compute_),
-        "cudaMemcpyAsync (upload)");
+  Check(
+      cudaMemcpyAsync(out.data(), host.bytes.data(), out.bytes(), cudaMemcpyHostToDevice, compute_),
+      "cudaMemcpyAsync (upload)");
   Check(cudaStreamSynchronize(compute_), "upload");  // `host` goes away on return
 }
 
@@ -255,8 +265,8 @@ void CudaDevice::Gemm(bool trans_a, bool trans_b, int m, int n, int k, const voi
       dtype_ == DType::kF32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
   Bind();
   blas.Check(blas.gemm_ex(state_->handle, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                          trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a, type, lda, b, type,
-                          ldb, &beta, c, type, ldc, compute, CUBLAS_GEMM_DEFAULT),
+                          trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a, type, lda, b,
+                          type, ldb, &beta, c, type, ldc, compute, CUBLAS_GEMM_DEFAULT),
              "cublasGemmEx");
 }
 
@@ -292,22 +302,24 @@ void CudaDevice::Gelu(const Tensor& h, Tensor& a) {
 void CudaDevice::GeluBackward(const Tensor& h, const Tensor& ga, Tensor& gh) {
   RequireShape(h.size() == ga.size() && h.size() == gh.size(), "GeluBackward");
   Bind();
-  Check(cuda::LaunchGeluBackward(ElemOf(dtype_), h.data(), ga.data(), gh.data(), h.size(), compute_),
-        "gelu backward kernel");
+  Check(
+      cuda::LaunchGeluBackward(ElemOf(dtype_), h.data(), ga.data(), gh.data(), h.size(), compute_),
+      "gelu backward kernel");
 }
 
 void CudaDevice::MseLoss(const Tensor& y, const Tensor& label, Tensor& loss, Tensor& gy) {
   RequireShape(y.size() == label.size() && y.size() == gy.size() && loss.size() == 1, "MseLoss");
   Bind();
-  Check(cuda::LaunchMseLoss(ElemOf(dtype_), y.data(), label.data(), loss.data(), gy.data(), y.size(),
-                            compute_),
+  Check(cuda::LaunchMseLoss(ElemOf(dtype_), y.data(), label.data(), loss.data(), gy.data(),
+                            y.size(), compute_),
         "mse loss kernel");
 }
 
 void CudaDevice::AddInPlace(Tensor& acc, const Tensor& t) {
   RequireShape(acc.size() == t.size(), "AddInPlace");
   Bind();
-  Check(cuda::LaunchAddInPlace(ElemOf(dtype_), acc.data(), t.data(), acc.size(), compute_), "add kernel");
+  Check(cuda::LaunchAddInPlace(ElemOf(dtype_), acc.data(), t.data(), acc.size(), compute_),
+        "add kernel");
 }
 
 void CudaDevice::FlipBit(Tensor& t, int64_t element, int bit) {

@@ -91,9 +91,11 @@ TEST(CudaDeviceTest, EveryKernelAgreesWithTheCpuInF32) {
       r.push_back(d->Download(*t));
     }
   }
-  const char* names[] = {"LinearForward", "LinearInputGrad", "LinearWeightGrad", "Gelu", "GeluBackward",
-                         "MseLoss (loss)", "MseLoss (gradient)", "AddInPlace", "Copy+FlipBit", "Zero"};
-  for (size_t i = 0; i < results[0].size(); ++i) ExpectClose(results[0][i], results[1][i], 1e-5, names[i]);
+  const char* names[] = {
+      "LinearForward",  "LinearInputGrad",    "LinearWeightGrad", "Gelu",         "GeluBackward",
+      "MseLoss (loss)", "MseLoss (gradient)", "AddInPlace",       "Copy+FlipBit", "Zero"};
+  for (size_t i = 0; i < results[0].size(); ++i)
+    ExpectClose(results[0][i], results[1][i], 1e-5, names[i]);
   // Copy, FlipBit and Zero move bits, so they must agree exactly.
   EXPECT_EQ(results[0][8], results[1][8]);
   EXPECT_EQ(results[0][9], results[1][9]);
@@ -169,7 +171,8 @@ TEST(CudaDeviceTest, ReleasedBuffersArePoisonedAndPooled) {
     Tensor again = d->Allocate(8, 16);
     EXPECT_EQ(again.data(), where) << "the pool hands the freed buffer out again";
     const HostTensor h = d->Download(again);
-    for (int64_t i = 0; i < h.size(); ++i) ASSERT_TRUE(std::isnan(h.At(i))) << DTypeName(dtype) << " element " << i;
+    for (int64_t i = 0; i < h.size(); ++i)
+      ASSERT_TRUE(std::isnan(h.At(i))) << DTypeName(dtype) << " element " << i;
     const MemoryStats s = d->memory_stats();
     EXPECT_EQ(s.allocations, 2);
     EXPECT_EQ(s.reuses, 1);

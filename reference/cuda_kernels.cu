@@ -118,14 +118,13 @@ cudaError_t LaunchGeluBackward(Elem e, const void* h, const void* ga, void* gh, 
   });
 }
 
-cudaError_t LaunchMseLoss(Elem e, const void* y, const void* label, void* loss, void* gy,
-                          int64_t n, cudaStream_t s) {
+cudaError_t LaunchMseLoss(Elem e, const void* y, const void* label, void* loss, void* gy, int64_t n,
+                          cudaStream_t s) {
   return Dispatch(e, [&](auto zero) {
     using T = decltype(zero);
     const float scale = 2.0f / static_cast<float>(n);
-    MseGrad<T><<<Blocks(n), kThreads, 0, s>>>(static_cast<const T*>(y),
-                                               static_cast<const T*>(label), static_cast<T*>(gy),
-                                               n, scale);
+    MseGrad<T><<<Blocks(n), kThreads, 0, s>>>(
+        static_cast<const T*>(y), static_cast<const T*>(label), static_cast<T*>(gy), n, scale);
     MseSum<T><<<1, kReduceThreads, 0, s>>>(static_cast<const T*>(y), static_cast<const T*>(label),
                                            static_cast<T*>(loss), n);
   });
@@ -134,8 +133,7 @@ cudaError_t LaunchMseLoss(Elem e, const void* y, const void* label, void* loss, 
 cudaError_t LaunchAddInPlace(Elem e, void* acc, const void* t, int64_t n, cudaStream_t s) {
   return Dispatch(e, [&](auto zero) {
     using T = decltype(zero);
-    AddInPlace<T><<<Blocks(n), kThreads, 0, s>>>(static_cast<T*>(acc), static_cast<const T*>(t),
-                                                  n);
+    AddInPlace<T><<<Blocks(n), kThreads, 0, s>>>(static_cast<T*>(acc), static_cast<const T*>(t), n);
   });
 }
 

@@ -22,8 +22,8 @@ cudaError_t LaunchGeluBackward(Elem e, const void* h, const void* ga, void* gh, 
                                cudaStream_t s);
 // loss[0] = sum((y - label)^2) / n, summed in f32 in a fixed order (one block, fixed shape);
 // gy = 2 (y - label) / n.
-cudaError_t LaunchMseLoss(Elem e, const void* y, const void* label, void* loss, void* gy,
-                          int64_t n, cudaStream_t s);
+cudaError_t LaunchMseLoss(Elem e, const void* y, const void* label, void* loss, void* gy, int64_t n,
+                          cudaStream_t s);
 cudaError_t LaunchAddInPlace(Elem e, void* acc, const void* t, int64_t n, cudaStream_t s);
 cudaError_t LaunchFlipBit(Elem e, void* t, int64_t element, int bit, cudaStream_t s);
 // Holds `stream` for `ns` nanoseconds of GPU time (%globaltimer): an injected delivery delay.

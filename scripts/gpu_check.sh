@@ -35,7 +35,8 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIPEPROOF_CUDA=ON -DP
   -DPIPEPROOF_RAPIDCHECK=OFF -DPIPEPROOF_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; echo "FAILED: configure"; exit 1; }
 grep "pipeproof:" "$build.configure.log"
-targets=(pipeproof cuda_device_test streams_transport_test campaign_gpu_test run_command_test nccl_gpu_test)
+targets=(pipeproof cuda_device_test streams_transport_test campaign_gpu_test run_command_test nccl_gpu_test
+  nccl_transport_test)
 if [[ -f /usr/include/benchmark/benchmark.h || -f /usr/local/include/benchmark/benchmark.h ]]; then
   targets+=(streams_bench)
 fi
@@ -63,6 +64,21 @@ expect 3 "dropped message ends as a hang with the dump" \
   "$pp" run --device cuda --dtype f32 --kind dualpipe -r 4 -m 8 --corrupt drop --seed 9 --timeout 2 -q
 expect 1 "planted missing compute event shows as a mismatch" \
   env PIPEPROOF_PLANTED_BUG=skip-compute-event "$pp" run --device cuda --dtype f32 --kind dualpipe -r 4 -m 8 $ex --poison -q
+
+gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')"
+if [[ "$gpus" -ge 2 ]] && command -v mpirun >/dev/null; then
+  step "pipeproof run --transport nccl ($gpus GPUs, one rank each)"
+  n=$(( gpus >= 8 ? 8 : (gpus >= 4 ? 4 : 2) ))
+  expect 0 "dualpipe ${n}x$((2 * n)) over NCCL under faults" \
+    scripts/launch.sh "$n" "$pp" run --transport nccl --device cuda --dtype f32 --kind dualpipe -r "$n" \
+    -m $((2 * n)) $ex --delay exp:200us --shuffle --poison --seed 5
+else
+  echo "(one GPU: the NCCL transport's multi-rank run needs two or more; one rank under mpirun here)"
+  if command -v mpirun >/dev/null; then
+    expect 0 "one rank over NCCL under mpirun (world set-up, id broadcast)" \
+      scripts/launch.sh 1 "$pp" run --transport nccl --device cuda --dtype f32 --kind 1f1b -r 1 -m 4 $ex
+  fi
+fi
 
 step "pipeproof fuzz --device cuda"
 out="$(mktemp -d)"
