@@ -35,7 +35,8 @@ void CheckDeviceFlags(const std::string& device, const std::string& dtype,
   if (!probe.usable) throw InputError("--device cuda: " + probe.why);
   if (transport == "nccl") {
 #ifdef PIPEPROOF_HAVE_NCCL_TRANSPORT
-    if (probe.devices < LocalRanks()) {
+    // Threads mode is checked per rank, when the devices are made (the ranks are known then).
+    if (UnderMpirun() && probe.devices < LocalRanks()) {
       throw InputError(fmt::format(
           "--transport nccl needs one GPU per rank: this node has {} GPU(s) for {} ranks, and NCCL "
           "refuses two ranks on one GPU (\"Duplicate GPU detected\"); on one GPU leave --transport "
@@ -57,8 +58,21 @@ void CheckDeviceFlags(const std::string& device, const std::string& dtype,
 DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype,
                                const std::string& transport) {
 #ifdef PIPEPROOF_HAVE_NCCL_TRANSPORT
-  if (device == "cuda" && transport == "nccl") {
+  if (device == "cuda" && transport == "nccl" && UnderMpirun()) {
     return [dtype](int) { return MakeCudaDevice(dtype, LocalGpu(ProbeCuda().devices)); };
+  }
+  if (device == "cuda" && transport == "nccl") {  // threads mode: rank r on GPU r
+    return [dtype](int rank) {
+      const int gpus = ProbeCuda().devices;
+      if (rank >= gpus) {
+        throw InputError(fmt::format(
+            "--transport nccl needs one GPU per rank: rank {} has none (this machine has {}); NCCL "
+            "refuses two ranks on one GPU, so on one GPU leave --transport out (the streams "
+            "transport)",
+            rank, gpus));
+      }
+      return MakeCudaDevice(dtype, rank < 0 ? 0 : rank);
+    };
   }
 #endif
 #ifdef PIPEPROOF_HAVE_CUDA
@@ -69,6 +83,7 @@ DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype,
 
 std::unique_ptr<World> NcclWorld() {
 #ifdef PIPEPROOF_HAVE_NCCL_TRANSPORT
+  if (!UnderMpirun()) return MakeNcclThreadWorld();
   return MakeMpiWorld(NcclOverMpi(), "nccl");
 #else
   throw InputError("--transport nccl: this pipeproof was built without CUDA or NCCL");

@@ -1,8 +1,9 @@
 // --device for the commands that run schedules (run, fuzz): where every rank and the sequential
 // reference compute. cpu: the CPU device (f64, f32), ranks over the threads or MPI transport.
 // cuda: the CUDA device (f32, bf16); ranks as threads on one GPU over the streams transport
-// (exec/streams_transport.h), or with --transport nccl one GPU per MPI process
-// (exec/nccl_transport.h). Both sides of exact mode always run the same device's kernels.
+// (exec/streams_transport.h), or with --transport nccl one GPU per rank, ranks as MPI processes
+// under mpirun or as threads (exec/nccl_transport.h). Both sides of exact mode always run the same
+// device's kernels.
 #pragma once
 
 #include <functional>
@@ -26,7 +27,8 @@ void CheckDeviceFlags(const std::string& device, const std::string& dtype,
 DeviceFactory DeviceFactoryFor(const std::string& device, DType dtype,
                                const std::string& transport);
 
-// The MPI world over the NCCL transport (InputError where this build has no NCCL transport).
+// The NCCL transport's world: MPI processes under mpirun, threads of this process otherwise
+// (InputError where this build has no NCCL transport).
 std::unique_ptr<World> NcclWorld();
 
 // The world threads-transport ranks run in: the streams world for cuda, null for cpu (threads).

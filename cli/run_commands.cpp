@@ -116,7 +116,8 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--transport", f.transport,
                   "threads: ranks as threads of this process (with --device cuda: streams, on one "
                   "GPU); mpi: one rank per process, under mpirun -np RANKS; nccl (with --device "
-                  "cuda): one rank and one GPU per process, under mpirun -np RANKS")
+                  "cuda): one GPU per rank, ranks as processes under mpirun -np RANKS or else as "
+                  "threads")
       ->check(CLI::IsMember({"threads", "streams", "mpi", "nccl"}))
       ->capture_default_str();
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a hang is declared")

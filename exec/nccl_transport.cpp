@@ -5,9 +5,11 @@
 #include <nccl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "reference/cuda_device.h"
 #include "reference/cuda_kernels.h"
@@ -23,6 +25,7 @@ static_assert(sizeof(ncclUniqueId) == sizeof(NcclId), "NcclId holds an ncclUniqu
 struct Nccl {
   decltype(&ncclGetUniqueId) get_unique_id = nullptr;
   decltype(&ncclCommInitRank) comm_init_rank = nullptr;
+  decltype(&ncclCommInitAll) comm_init_all = nullptr;
   decltype(&ncclCommDestroy) comm_destroy = nullptr;
   decltype(&ncclCommAbort) comm_abort = nullptr;
   decltype(&ncclCommGetAsyncError) comm_get_async_error = nullptr;
@@ -63,6 +66,7 @@ struct Nccl {
     };
     bind(n->get_unique_id, "ncclGetUniqueId");
     bind(n->comm_init_rank, "ncclCommInitRank");
+    bind(n->comm_init_all, "ncclCommInitAll");
     bind(n->comm_destroy, "ncclCommDestroy");
     bind(n->comm_abort, "ncclCommAbort");
     bind(n->comm_get_async_error, "ncclCommGetAsyncError");
@@ -87,8 +91,28 @@ void CheckCuda(cudaError_t e, const char* what) {
 // How often a unit waiting for its group checks on it.
 constexpr int64_t kPollUs = 20;
 
+// The communicators of NCCL's threads mode, made together by one thread (ncclCommInitAll) and
+// destroyed together in one group: a destroy is collective among a node's communicators, so one
+// thread destroying them one by one would wait for itself.
+struct NcclClique {
+  const Nccl& nccl;
+  std::vector<ncclComm_t> comms;
+  std::atomic<bool> aborted{false};
+
+  ~NcclClique() {
+    if (aborted) {
+      for (ncclComm_t c : comms) nccl.comm_abort(c);  // local: frees kernels that wait forever
+      return;
+    }
+    nccl.group_start();
+    for (ncclComm_t c : comms) nccl.comm_destroy(c);
+    nccl.group_end();
+  }
+};
+
 class NcclTransport final : public Transport {
  public:
+  // One process per rank: makes its own communicator (collective across the processes).
   NcclTransport(const NcclId& id, int rank, int size, CudaDevice& device, StopSignal& stop)
       : nccl_(Nccl::Get()), rank_(rank), size_(size), device_(device), stop_(stop) {
     device_.Bind();
@@ -98,9 +122,24 @@ class NcclTransport final : public Transport {
     CheckCuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
   }
 
+  // Threads mode: rank `rank`'s communicator of `clique`, which owns it.
+  NcclTransport(std::shared_ptr<NcclClique> clique, int rank, CudaDevice& device, StopSignal& stop)
+      : nccl_(clique->nccl),
+        rank_(rank),
+        size_(static_cast<int>(clique->comms.size())),
+        device_(device),
+        stop_(stop),
+        comm_(clique->comms[rank]),
+        clique_(std::move(clique)) {
+    device_.Bind();
+    CheckCuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+  }
+
   ~NcclTransport() override {
     device_.Bind();
-    if (comm_) {
+    if (clique_) {
+      if (aborted_) clique_->aborted = true;
+    } else if (comm_) {
       // A communicator left with work that can never finish (a stopped run) must be aborted: a
       // destroy would wait for it.
       aborted_ ? nccl_.comm_abort(comm_) : nccl_.comm_destroy(comm_);
@@ -175,6 +214,7 @@ class NcclTransport final : public Transport {
   CudaDevice& device_;
   StopSignal& stop_;
   ncclComm_t comm_ = nullptr;
+  std::shared_ptr<NcclClique> clique_;  // threads mode
   cudaEvent_t done_ = nullptr;
   bool aborted_ = false;
 };
@@ -200,6 +240,54 @@ NcclId NewNcclId() {
 std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size,
                                              CudaDevice& device, StopSignal& stop) {
   return std::make_unique<NcclTransport>(id, rank, size, device, stop);
+}
+
+std::vector<std::unique_ptr<Transport>> MakeNcclThreadTransports(
+    const std::vector<CudaDevice*>& devices, StopSignal& stop) {
+  std::vector<int> gpus;
+  for (size_t r = 0; r < devices.size(); ++r) {
+    const int gpu = devices[r]->gpu();
+    for (size_t q = 0; q < r; ++q) {
+      if (gpus[q] == gpu) {
+        throw InputError(
+            fmt::format("the NCCL transport needs one GPU per rank: ranks {} and {} "
+                        "both have GPU {} (NCCL refuses two ranks on one GPU)",
+                        q, r, gpu));
+      }
+    }
+    gpus.push_back(gpu);
+  }
+  auto clique = std::make_shared<NcclClique>(Nccl::Get());
+  clique->comms.resize(devices.size());
+  clique->nccl.Check(
+      clique->nccl.comm_init_all(clique->comms.data(), static_cast<int>(gpus.size()), gpus.data()),
+      "ncclCommInitAll");
+  std::vector<std::unique_ptr<Transport>> transports;
+  for (size_t r = 0; r < devices.size(); ++r) {
+    transports.push_back(
+        std::make_unique<NcclTransport>(clique, static_cast<int>(r), *devices[r], stop));
+  }
+  return transports;
+}
+
+std::unique_ptr<World> MakeNcclThreadWorld() {
+  return MakeThreadWorld("nccl", [](const std::vector<Device*>& devices, StopSignal& stop) {
+    std::vector<CudaDevice*> cuda;
+    for (Device* d : devices) {
+      auto* c = dynamic_cast<CudaDevice*>(d);
+      if (!c)
+        throw InputError("the NCCL transport runs every rank on the CUDA device (--device cuda)");
+      cuda.push_back(c);
+    }
+    return MakeNcclThreadTransports(cuda, stop);
+  });
+}
+
+bool UnderMpirun() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (const char* v = std::getenv(name); v && *v) return true;
+  }
+  return false;
 }
 
 MpiTransportFactory NcclOverMpi() {

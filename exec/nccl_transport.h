@@ -5,7 +5,9 @@
 //
 // Ranks run as MPI processes (`mpirun -np R pipeproof run --transport nccl --device cuda ...`;
 // scripts/launch.sh): rank 0 makes the NCCL unique id and the MPI world broadcasts it
-// (MakeMpiWorld's transport hook); each process takes GPU (local rank mod GPUs on its node).
+// (MakeMpiWorld's transport hook); each process takes GPU (local rank mod GPUs on its node). Or
+// as threads of one process (the same command without mpirun), rank r on GPU r, the communicators
+// made together by ncclCommInitAll.
 // NCCL refuses two ranks on one GPU ("Duplicate GPU detected"): on a one-GPU machine multi-rank
 // runs use the streams transport (exec/streams_transport.h).
 //
@@ -19,6 +21,7 @@
 
 #include <array>
 #include <memory>
+#include <vector>
 
 #include "exec/mpi_world.h"
 #include "exec/transport.h"
@@ -35,6 +38,15 @@ NcclId NewNcclId();  // std::runtime_error when NCCL cannot be loaded or fails
 // must construct its transport with the same id). std::runtime_error on failure.
 std::unique_ptr<Transport> MakeNcclTransport(const NcclId& id, int rank, int size,
                                              CudaDevice& device, StopSignal& stop);
+
+// Threads mode: one communicator per device (ncclCommInitAll), rank r on devices[r], whose GPUs
+// must all differ (InputError otherwise).
+std::vector<std::unique_ptr<Transport>> MakeNcclThreadTransports(
+    const std::vector<CudaDevice*>& devices, StopSignal& stop);
+// The threads world over them (named "nccl"); ExecOptions::make_device must put rank r on GPU r.
+std::unique_ptr<World> MakeNcclThreadWorld();
+// Whether this process was started by mpirun (Open MPI's, or a PMI launcher's, environment).
+bool UnderMpirun();
 
 // The hook for MakeMpiWorld: rank 0's id broadcast over MPI, then MakeNcclTransport with the rank's
 // device (which must be a CudaDevice).

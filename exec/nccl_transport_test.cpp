@@ -1,6 +1,7 @@
 // The NCCL transport (CTest label `gpu`): one rank sending to itself through a real NCCL group
-// (one GPU suffices), with a delivery delay as a spin kernel; and `pipeproof run --transport nccl`
-// under mpirun with a GPU per rank, which needs two or more GPUs (skipped, saying why, elsewhere).
+// (one GPU suffices), with a delivery delay as a spin kernel, in both modes; and `pipeproof run
+// --transport nccl` as threads and under mpirun with a GPU per rank, which needs two or more GPUs
+// (on one GPU the threads mode must refuse, and the mpirun test skips, saying why).
 #include "exec/nccl_transport.h"
 
 #include <gtest/gtest.h>
@@ -40,6 +41,43 @@ TEST(NcclTransportTest, OneRankSendsToItselfInAGroupWithADeliveryDelay) {
   const std::vector<CommOp> bad = {{true, 3, x.data(), x.bytes(), 0, 0}};
   UnitProgress bad_progress(1);
   EXPECT_EQ(t->RunUnit(bad, bad_progress).status, UnitResult::Status::kFailed);
+}
+
+TEST(NcclTransportTest, ThreadsModeCliqueOfOneSendsToItself) {
+  const CudaProbe probe = ProbeCuda();
+  if (!probe.usable) GTEST_SKIP() << "no GPU here: " << probe.why;
+  CudaDevice device(DType::kBF16);
+  StopSignal stop;
+  std::vector<std::unique_ptr<Transport>> t = MakeNcclThreadTransports({&device}, stop);
+  ASSERT_EQ(t.size(), 1u);
+  Tensor x = Filled(device, -1.25), y = Filled(device, 0);
+  const std::vector<CommOp> ops = {{false, 0, y.data(), y.bytes(), 0, 0},
+                                   {true, 0, x.data(), x.bytes(), 0, 0}};
+  UnitProgress progress(ops.size());
+  const UnitResult r = t[0]->RunUnit(ops, progress);
+  ASSERT_EQ(r.status, UnitResult::Status::kComplete) << r.error;
+  EXPECT_EQ(device.Download(y), device.Download(x));
+  // Two ranks on one GPU: refused before NCCL is asked.
+  CudaDevice same(DType::kBF16);
+  EXPECT_THROW(MakeNcclThreadTransports({&device, &same}, stop), InputError);
+}
+
+// Without mpirun the NCCL transport runs its ranks as threads, rank r on GPU r.
+TEST(NcclTransportTest, ThreadsModeRunWithAGpuPerRankOrARefusal) {
+  const CudaProbe probe = ProbeCuda();
+  if (!probe.usable) GTEST_SKIP() << "no GPU here: " << probe.why;
+  const int ranks = probe.devices >= 4 ? 4 : 2;
+  const auto r =
+      testing::RunPipeproof("run --transport nccl --device cuda --dtype f32 --kind dualpipe -r " +
+                            std::to_string(ranks) + " -m " + std::to_string(2 * ranks) +
+                            " --hidden 64 --seq 32 --delay exp:200us --shuffle --poison");
+  if (probe.devices < ranks) {
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("needs one GPU per rank"), std::string::npos) << r.err;
+  } else {
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("on nccl;"), std::string::npos) << r.out;
+  }
 }
 
 TEST(NcclTransportTest, RunUnderMpirunWithAGpuPerRank) {

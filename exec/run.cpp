@@ -26,11 +26,13 @@ std::string Census(const std::vector<RankSnapshot>& ranks) {
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
-// Ranks as threads of this process, over the in-process fabric; the calling thread watches.
+// Ranks as threads of this process, over the endpoints its factory makes (the in-process fabric by
+// default); the calling thread watches.
 class ThreadWorld final : public World {
  public:
-  ThreadWorld(std::string name, CopierFactory make_copier)
-      : name_(std::move(name)), make_copier_(std::move(make_copier)) {}
+  ThreadWorld(std::string name, EndpointFactory make_endpoints)
+      : name_(std::move(name)),
+        make_endpoints_(make_endpoints ? std::move(make_endpoints) : FabricEndpoints()) {}
   std::string TransportName() const override { return name_; }
   int ranks() const override { return 0; }
   bool leader() const override { return true; }
@@ -48,8 +50,8 @@ class ThreadWorld final : public World {
       devices.push_back(MakeDevice(options, r));
       by_rank.push_back(devices.back().get());
     }
-    // Declared after the devices, so it goes first: no copy outlives the memory it moves.
-    InProcessFabric fabric(n, stop, make_copier_ ? make_copier_(by_rank) : nullptr);
+    // Declared after the devices, so they go first: no message outlives the memory it moves.
+    std::vector<std::unique_ptr<Transport>> endpoints = make_endpoints_(by_rank, stop);
     std::vector<RankOutcome> outcomes(n);
     int finished = 0;
     std::mutex mutex;
@@ -61,8 +63,7 @@ class ThreadWorld final : public World {
     std::vector<std::thread> threads;
     for (int r = 0; r < n; ++r) {
       threads.emplace_back([&, r] {
-        std::unique_ptr<Transport> endpoint = fabric.Endpoint(r);
-        outcomes[r] = RunRank(plan, faults, options, *endpoint, *devices[r], *recorders[r], stop);
+        outcomes[r] = RunRank(plan, faults, options, *endpoints[r], *devices[r], *recorders[r], stop);
         if (outcomes[r].end == RankEnd::kFailed) stop.Stop();
         std::lock_guard lock(mutex);
         ++finished;
@@ -142,7 +143,7 @@ class ThreadWorld final : public World {
   }
 
   std::string name_;
-  CopierFactory make_copier_;
+  EndpointFactory make_endpoints_;
 };
 
 bool ControlCausesHang(const FaultPlan& p) {
@@ -219,8 +220,18 @@ void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
 
 }  // namespace
 
-std::unique_ptr<World> MakeThreadWorld(std::string name, CopierFactory make_copier) {
-  return std::make_unique<ThreadWorld>(std::move(name), std::move(make_copier));
+EndpointFactory FabricEndpoints(CopierFactory make_copier) {
+  return [make_copier = std::move(make_copier)](const std::vector<Device*>& devices, StopSignal& stop) {
+    // The endpoints share the fabric's state: it lives as long as they do.
+    InProcessFabric fabric(static_cast<int>(devices.size()), stop, make_copier ? make_copier(devices) : nullptr);
+    std::vector<std::unique_ptr<Transport>> endpoints;
+    for (int r = 0; r < static_cast<int>(devices.size()); ++r) endpoints.push_back(fabric.Endpoint(r));
+    return endpoints;
+  };
+}
+
+std::unique_ptr<World> MakeThreadWorld(std::string name, EndpointFactory make_endpoints) {
+  return std::make_unique<ThreadWorld>(std::move(name), std::move(make_endpoints));
 }
 
 int RunOutcome::ExitCode() const {

@@ -61,11 +61,20 @@ class World {
   virtual int AgreeOnStatus(int status) { return status; }
 };
 
-// Makes the fabric's copier from the ranks' devices, by rank; null or empty: host memcpy.
+// Every rank's end of the transport, by rank, for ranks that are threads of this process; made
+// once the ranks' devices exist (`devices[r]` is rank r's).
+using EndpointFactory = std::function<std::vector<std::unique_ptr<Transport>>(
+    const std::vector<Device*>& devices, StopSignal& stop)>;
+// InProcessFabric's endpoints; `make_copier` makes the fabric's copier from the devices (null or
+// empty: host memcpy).
 using CopierFactory = std::function<std::shared_ptr<MessageCopier>(const std::vector<Device*>& devices)>;
-// Ranks as threads over InProcessFabric, named `name` in reports; the streams transport is this
-// world with a device copier (exec/streams_transport.h).
-std::unique_ptr<World> MakeThreadWorld(std::string name = "threads", CopierFactory make_copier = nullptr);
+EndpointFactory FabricEndpoints(CopierFactory make_copier = nullptr);
+
+// Ranks as threads of this process, named `name` in reports, over the endpoints `make_endpoints`
+// makes (null: FabricEndpoints()). The streams transport is the fabric with a device copier
+// (exec/streams_transport.h); NCCL's threads mode has one communicator per rank's GPU
+// (exec/nccl_transport.h).
+std::unique_ptr<World> MakeThreadWorld(std::string name = "threads", EndpointFactory make_endpoints = nullptr);
 
 enum class RunStatus {
   kMatch,     // exit 0

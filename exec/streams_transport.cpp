@@ -85,6 +85,8 @@ std::shared_ptr<MessageCopier> MakeStreamsCopier(const std::vector<Device*>& dev
   return std::make_shared<StreamsCopier>(std::move(cuda));
 }
 
-std::unique_ptr<World> MakeStreamsWorld() { return MakeThreadWorld("streams", &MakeStreamsCopier); }
+std::unique_ptr<World> MakeStreamsWorld() {
+  return MakeThreadWorld("streams", FabricEndpoints(&MakeStreamsCopier));
+}
 
 }  // namespace pipeproof
