@@ -17,6 +17,13 @@
 // communicator (ncclCommAbort) so that no NCCL kernel is left waiting on the GPU.
 //
 // libnccl is loaded on first use (dlopen), like cuBLAS, so pipeproof starts as fast without it.
+//
+// Known limit (untested on hardware so far): NCCL connects a pair of ranks inside the first
+// ncclGroupEnd between them, on the host, which no stop can interrupt. If a negative control drops
+// the first message of a pair, the receiver may block there: under mpirun the watchdog ends the
+// job (MPI_Abort) as usual, but in threads mode the process cannot join that thread. Blocking
+// communicators were chosen over non-blocking ones (ncclCommInitRankConfig, blocking = 0) to keep
+// the first version simple.
 #pragma once
 
 #include <array>
