@@ -10,6 +10,7 @@
 
 #include "exec/fault_draw.h"
 #include "reference/cuda_device.h"
+#include "reference/cuda_test_util.h"
 #include "schedule/generate.h"
 #include "schedule/schedule.h"
 
@@ -17,12 +18,6 @@ namespace pipeproof {
 namespace {
 
 using namespace std::chrono_literals;
-
-#define SKIP_WITHOUT_GPU()                                           \
-  do {                                                               \
-    const CudaProbe probe = ProbeCuda();                             \
-    if (!probe.usable) GTEST_SKIP() << "no GPU here: " << probe.why; \
-  } while (0)
 
 ModelConfig Model(DType dtype, int hidden = 64, int seq = 32, int micro_batch_size = 2) {
   ModelConfig c;

@@ -9,15 +9,10 @@
 #include "exec/streams_transport.h"
 #include "fuzz/campaign.h"
 #include "reference/cuda_device.h"
+#include "reference/cuda_test_util.h"
 
 namespace pipeproof {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                           \
-  do {                                                               \
-    const CudaProbe probe = ProbeCuda();                             \
-    if (!probe.usable) GTEST_SKIP() << "no GPU here: " << probe.why; \
-  } while (0)
 
 CampaignOptions GpuCampaign(uint64_t seed, int64_t cases, PlantedBug bug, const std::string& name) {
   CampaignOptions o;

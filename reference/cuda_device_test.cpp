@@ -11,17 +11,12 @@
 #include <vector>
 
 #include "reference/cpu_device.h"
+#include "reference/cuda_test_util.h"
 #include "reference/stage_model.h"
 #include "schedule/schedule.h"
 
 namespace pipeproof {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                           \
-  do {                                                               \
-    const CudaProbe probe = ProbeCuda();                             \
-    if (!probe.usable) GTEST_SKIP() << "no GPU here: " << probe.why; \
-  } while (0)
 
 std::vector<double> Wave(int64_t n, double scale, double phase = 0.3) {
   std::vector<double> v(n);
