@@ -57,6 +57,7 @@ struct MemoryStats {
   int64_t peak_bytes = 0;
   int64_t allocations = 0;  // Allocate calls
   int64_t reuses = 0;       // of which served from released memory
+  friend bool operator==(const MemoryStats&, const MemoryStats&) = default;
 };
 
 class Device {
