@@ -347,9 +347,9 @@ void AddRunCommands(CLI::App& app, Commands& commands) {
   CLI::App* cmd = app.add_subcommand(
       "run",
       "Verify a schedule, run it on real ranks (threads, MPI processes or one GPU's streams) under "
-      "injected faults and "
-      "compare everything with the sequential reference. Exit 0 match, 1 mismatch, 2 bad input or "
-      "a schedule that fails verification, 3 hang, dead rank or runtime fault");
+      "injected faults and compare everything with the sequential reference. Exit 0 match, "
+      "1 mismatch, 2 bad input or a schedule that fails verification, 3 hang, dead rank or runtime "
+      "fault");
   AddFlags(cmd, *flags);
   commands.push_back({cmd, [flags] { return Run(*flags); }});
 }
