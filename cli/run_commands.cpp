@@ -17,6 +17,7 @@
 #include "cli/exit_codes.h"
 #include "exec/fault_draw.h"
 #include "exec/mpi_world.h"
+#include "exec/memory_budget.h"
 #include "exec/run.h"
 #include "render/perfetto_trace.h"
 #include "render/progress.h"
@@ -310,6 +311,11 @@ int Run(const RunFlags& f) {
     }
     RunOptions options;
     options.exec.model = ModelFrom(f);
+    if (f.device == "cpu") {
+      CheckRunFitsInMemory(EstimateRunMemory(schedule, options.exec.model, report.memory.peak,
+                                             report.memory.stash_peak, f.transport != "mpi"),
+                           options.exec.model);
+    }
     // Every rank and the reference on the same kind of device: exact mode compares like kernels.
     options.exec.make_device = DeviceFactoryFor(f.device, options.exec.model.dtype, f.transport);
     options.exec.flight_capacity = std::max<size_t>(f.flight_tail, 16);

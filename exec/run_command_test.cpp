@@ -57,6 +57,16 @@ TEST(RunCommandTest, RefusesAScheduleThatFailsVerification) {
   EXPECT_EQ(r.out, "");
 }
 
+TEST(RunCommandTest, RefusesARunThatCannotFitInMemoryBeforeAllocating) {
+  // Every tensor is within its own limit; all of them together need hundreds of GiB.
+  auto r = RunPipeproof("run --kind dualpipe -r 8 -m 20 --hidden 4096 --seq 4096 "
+                        "--micro-batch-size 4 --no-z3");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "this run needs at least")) << r.err;
+  EXPECT_TRUE(Has(r.err, "GiB is available")) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(RunCommandTest, BadUsageExitsTwoWithTheReason) {
   struct Case {
     std::string args, says;
