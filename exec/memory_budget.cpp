@@ -20,32 +20,32 @@ struct StageSizes {
   int64_t stash;       // WeightGradStash: gy [N, H], a [N, 4H], gh [N, 4H], x [N, H]
 };
 
-StageSizes SizesOf(const ModelShape &shape) {
+StageSizes SizesOf(const ModelShape& shape) {
   const int64_t h = shape.hidden, n = int64_t{shape.seq} * shape.micro_batch_size;
   return {8 * h * h, 9 * n * h, 10 * n * h};
 }
 
-int64_t StagesOn(const Schedule &s, int rank) {
+int64_t StagesOn(const Schedule& s, int rank) {
   return std::count(s.placement.begin(), s.placement.end(), rank);
 }
 
-int64_t LongestRoute(const Schedule &s) {
+int64_t LongestRoute(const Schedule& s) {
   size_t longest = 0;
-  for (const auto &route : s.routes) longest = std::max(longest, route.size());
+  for (const auto& route : s.routes) longest = std::max(longest, route.size());
   return static_cast<int64_t>(longest);
 }
 
 // What one rank surely holds at its activation peak: the weights and gradients
 // of every stage it holds, and the activations and stashes the verifier
 // counted.
-int64_t RankElements(const Schedule &s, const StageSizes &z, int rank, int activations,
+int64_t RankElements(const Schedule& s, const StageSizes& z, int rank, int activations,
                      int stashes) {
   return StagesOn(s, rank) * 2 * z.weights + activations * z.activation + stashes * z.stash;
 }
 
 }  // namespace
 
-MemoryEstimate EstimateRunMemory(const Schedule &schedule, const ModelConfig &model,
+MemoryEstimate EstimateRunMemory(const Schedule& schedule, const ModelConfig& model,
                                  std::span<const int> activation_peak,
                                  std::span<const int> stash_peak, bool all_ranks_here) {
   const StageSizes z = SizesOf(model.shape);
@@ -66,8 +66,8 @@ MemoryEstimate EstimateRunMemory(const Schedule &schedule, const ModelConfig &mo
 }
 
 int64_t AvailableMemoryBytes() {
-  if (const char *limit = std::getenv("PIPEPROOF_MEMORY_LIMIT"); limit && *limit) {
-    char *end = nullptr;
+  if (const char* limit = std::getenv("PIPEPROOF_MEMORY_LIMIT"); limit && *limit) {
+    char* end = nullptr;
     const long long v = std::strtoll(limit, &end, 10);
     if (end && *end == 0 && v > 0) return v;
   }
@@ -82,7 +82,7 @@ int64_t AvailableMemoryBytes() {
   return -1;
 }
 
-void CheckRunFitsInMemory(const MemoryEstimate &estimate, const ModelConfig &model) {
+void CheckRunFitsInMemory(const MemoryEstimate& estimate, const ModelConfig& model) {
   const int64_t available = AvailableMemoryBytes();
   if (available < 0 || estimate.total() <= available) return;
   throw InputError(
@@ -96,7 +96,7 @@ void CheckRunFitsInMemory(const MemoryEstimate &estimate, const ModelConfig &mod
 }
 
 std::string FormatBytes(int64_t bytes) {
-  constexpr const char *kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   double v = static_cast<double>(bytes);
   int unit = 0;
   while (v >= 1024 && unit < 5) {

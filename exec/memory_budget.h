@@ -30,7 +30,7 @@ struct MemoryEstimate {
 // `activation_peak` and `stash_peak`: per rank, as VerifyReport::memory has
 // them. `all_ranks_here`: true when every rank runs in this process (threads),
 // false for one rank per process (MPI), where the largest rank counts.
-MemoryEstimate EstimateRunMemory(const Schedule &schedule, const ModelConfig &model,
+MemoryEstimate EstimateRunMemory(const Schedule& schedule, const ModelConfig& model,
                                  std::span<const int> activation_peak,
                                  std::span<const int> stash_peak, bool all_ranks_here);
 
@@ -41,7 +41,7 @@ int64_t AvailableMemoryBytes();
 // Throws InputError naming the estimate, what is available and what to change,
 // when the estimate exceeds what is available; does nothing when the available
 // memory is unknown.
-void CheckRunFitsInMemory(const MemoryEstimate &estimate, const ModelConfig &model);
+void CheckRunFitsInMemory(const MemoryEstimate& estimate, const ModelConfig& model);
 
 std::string FormatBytes(int64_t bytes);  // "1.5 GiB", "512 KiB", "100 B"
 

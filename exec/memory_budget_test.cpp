@@ -21,7 +21,7 @@ ModelConfig Model(int hidden, int seq, int micro_batch_size, DType dtype = DType
 // As if every rank held `activations` stage-chunks and `stashes`
 // weight-gradient stashes at its peak (the verifier's memory check says how
 // many a schedule really holds).
-MemoryEstimate Estimate(const Schedule &s, const ModelConfig &m, bool all_ranks_here = true,
+MemoryEstimate Estimate(const Schedule& s, const ModelConfig& m, bool all_ranks_here = true,
                         int activations = 9, int stashes = 4) {
   const std::vector<int> peak(s.ranks, activations), stash(s.ranks, stashes);
   return EstimateRunMemory(s, m, peak, stash, all_ranks_here);
@@ -30,8 +30,8 @@ MemoryEstimate Estimate(const Schedule &s, const ModelConfig &m, bool all_ranks_
 // Restores PIPEPROOF_MEMORY_LIMIT when a test ends.
 class MemoryLimit {
  public:
-  explicit MemoryLimit(const std::string &bytes) {
-    if (const char *old = std::getenv("PIPEPROOF_MEMORY_LIMIT")) old_ = old;
+  explicit MemoryLimit(const std::string& bytes) {
+    if (const char* old = std::getenv("PIPEPROOF_MEMORY_LIMIT")) old_ = old;
     setenv("PIPEPROOF_MEMORY_LIMIT", bytes.c_str(), 1);
   }
   ~MemoryLimit() {
@@ -77,7 +77,7 @@ TEST(MemoryBudgetTest, RefusesARunThatCannotFitAndSaysWhy) {
   try {
     CheckRunFitsInMemory(e, huge);
     FAIL() << "a run needing " << FormatBytes(e.total()) << " was not refused";
-  } catch (const InputError &error) {
+  } catch (const InputError& error) {
     const std::string what = error.what();
     EXPECT_NE(what.find("64.0 GiB is available"), std::string::npos) << what;
     EXPECT_NE(what.find("--hidden"), std::string::npos) << what;
