@@ -19,7 +19,10 @@
 #include "cli/command.h"
 #include "cli/device_flags.h"
 #include "cli/exit_codes.h"
+#include "exec/memory_budget.h"
 #include "fuzz/campaign.h"
+#include "schedule/generate.h"
+#include "verify/verify.h"
 
 namespace pipeproof {
 namespace {
@@ -212,9 +215,24 @@ class Progress {
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
 
+// Refuses, before the first case, a campaign whose largest cases cannot fit in memory (exit 2),
+// rather than one that the OOM killer ends in the middle.
+void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
+  for (const GenerateOptions& g : LargestSchedules(options.limits)) {
+    const Schedule schedule = Generate(g);
+    VerifyOptions verify;
+    verify.use_z3 = false;
+    const MemoryReport memory = Verify(schedule, verify).memory;
+    CheckRunFitsInMemory(EstimateRunMemory(schedule, options.settings.model, memory.peak,
+                                           memory.stash_peak, all_ranks_here),
+                         options.settings.model);
+  }
+}
+
 int Fuzz(const FuzzFlags& f) {
   CheckDeviceFlags(f.device, f.dtype, f.transport);
   const CampaignOptions options = OptionsFrom(f);
+  if (f.device == "cpu") CheckLargestCasesFit(options, f.transport == "threads");
   std::unique_ptr<CaseRunner> runner;
   if (f.transport == "mpi" || f.transport == "nccl") {
     CommandRunnerOptions c;

@@ -373,6 +373,19 @@ CampaignCase DrawCase(uint64_t seed, int64_t number, const DrawLimits& limits) {
   return c;
 }
 
+std::vector<GenerateOptions> LargestSchedules(const DrawLimits& limits) {
+  std::vector<GenerateOptions> out;
+  for (const std::string& kind : limits.kinds) {
+    GenerateOptions g;
+    g.kind = kind;
+    g.ranks = ValidRanks(kind, limits.max_ranks).back();
+    g.microbatches = ValidMicrobatches(kind, g.ranks, limits.max_microbatches_per_rank * g.ranks).back();
+    g.virtual_stages = kind == "interleaved-1f1b" ? 3 : 2;  // DrawCase's most
+    out.push_back(g);
+  }
+  return out;
+}
+
 // ---- shrinking
 
 namespace {

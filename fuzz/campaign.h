@@ -134,6 +134,10 @@ struct DrawLimits {
 // Case `number` of the campaign with seed `seed`: the same pair always draws the same case.
 CampaignCase DrawCase(uint64_t seed, int64_t number, const DrawLimits& limits);
 
+// Each kind's largest case under `limits` (most ranks, then most microbatches), so that a
+// campaign can check before its first case that every case it may draw fits in memory.
+std::vector<GenerateOptions> LargestSchedules(const DrawLimits& limits);
+
 // ---- shrinking
 
 struct ShrinkOptions {

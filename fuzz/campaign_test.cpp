@@ -187,6 +187,15 @@ TEST(FuzzCommandTest, DeviceCudaIsRefusedWithoutAGpuAndBf16WithoutCuda) {
   }
 }
 
+// The largest cases the limits allow are checked against the memory before the first case.
+TEST(FuzzCommandTest, ACampaignWhoseCasesCannotFitInMemoryIsRefusedBeforeItStarts) {
+  testing::CommandOutput r =
+      RunPipeproof("fuzz -n 1 --max-ranks 8 --hidden 4096 --seq 4096 --micro-batch-size 4");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "this run needs at least")) << r.err;
+  EXPECT_FALSE(Has(r.out, "cases")) << r.out;
+}
+
 CampaignOptions SmallCampaign(uint64_t seed, const std::string& out_dir) {
   CampaignOptions o;
   o.seed = seed;
