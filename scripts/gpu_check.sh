@@ -7,6 +7,8 @@
 #   scripts/gpu_check.sh            everything (about 5-8 minutes on an H100/H200 box)
 #   GPU_CHECK_BENCH=0 ...           without the benchmark
 #   GPU_CHECK_ARCH=80 ...           another architecture (default 90)
+# A GPU machine without nlohmann-json, CLI11 or Google Benchmark (and no network) takes them from
+# .gpu-carry/: run scripts/gpu_carry.sh where they are installed and carry that folder along.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=build-gpucheck
@@ -31,13 +33,21 @@ step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "(no nvidia-smi)"
 
 step "configure and build ($build, CUDA on, Z3 and RapidCheck off)"
+# What the GPU machine lacks (no network there) comes from .gpu-carry/, made by scripts/gpu_carry.sh.
+prefix=()
+if [[ -d .gpu-carry ]]; then
+  prefix=(-DCMAKE_PREFIX_PATH="$PWD/.gpu-carry")
+  export LD_LIBRARY_PATH="$PWD/.gpu-carry/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIPEPROOF_CUDA=ON -DPIPEPROOF_Z3=OFF \
-  -DPIPEPROOF_RAPIDCHECK=OFF -DPIPEPROOF_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" >"$build.configure.log" 2>&1 ||
+  -DPIPEPROOF_RAPIDCHECK=OFF -DPIPEPROOF_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" "${prefix[@]}" \
+  >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; echo "FAILED: configure"; exit 1; }
 grep "pipeproof:" "$build.configure.log"
 targets=(pipeproof cuda_device_test streams_transport_test campaign_gpu_test run_command_test nccl_gpu_test
   nccl_transport_test)
-if [[ -f /usr/include/benchmark/benchmark.h || -f /usr/local/include/benchmark/benchmark.h ]]; then
+if [[ -f /usr/include/benchmark/benchmark.h || -f /usr/local/include/benchmark/benchmark.h ||
+      -f .gpu-carry/include/benchmark/benchmark.h ]]; then
   targets+=(streams_bench)
 fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" 2>&1 | tail -3
