@@ -35,5 +35,5 @@ if ((${#missing[@]})); then
   "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE="${PIPEPROOF_BUILD_TYPE:-RelWithDebInfo}" ${PIPEPROOF_CMAKE_ARGS:-} >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE="${PIPEPROOF_BUILD_TYPE:-Release}" ${PIPEPROOF_CMAKE_ARGS:-} >/dev/null
 echo "setup: configured build/ ($(grep -o 'Z3=[A-Z]* RapidCheck=[A-Z]* MPI=[A-Z]*' build/CMakeCache.txt 2>/dev/null || true))"
