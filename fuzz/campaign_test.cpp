@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -189,8 +190,10 @@ TEST(FuzzCommandTest, DeviceCudaIsRefusedWithoutAGpuAndBf16WithoutCuda) {
 
 // The largest cases the limits allow are checked against the memory before the first case.
 TEST(FuzzCommandTest, ACampaignWhoseCasesCannotFitInMemoryIsRefusedBeforeItStarts) {
+  setenv("PIPEPROOF_MEMORY_LIMIT", "68719476736", 1);  // 64 GiB, whatever this machine has
   testing::CommandOutput r =
       RunPipeproof("fuzz -n 1 --max-ranks 8 --hidden 4096 --seq 4096 --micro-batch-size 4");
+  unsetenv("PIPEPROOF_MEMORY_LIMIT");
   EXPECT_EQ(r.status, 2) << r.out << r.err;
   EXPECT_TRUE(Has(r.err, "this run needs at least")) << r.err;
   EXPECT_FALSE(Has(r.out, "cases")) << r.out;
