@@ -143,21 +143,20 @@ class InProcessEndpoint final : public Transport {
       bool all = true;
       Clock::time_point next = Clock::time_point::max();
       for (PostedOp& p : posted) {
+        // A device copy says when it ends, or how it failed, only when asked.
+        const bool copying = p.copy && !p.copy->Done(p.error);
         if (!p.error.empty()) {
           s.Withdraw(rank_, posted, count);
           return {UnitResult::Status::kFailed, p.error};
         }
         if (!p.matched) {
           all = false;
+        } else if (copying) {
+          all = false;
+          next = std::min(next, now + kCopyPoll);
         } else if (p.complete_at > now) {
           all = false;
           next = std::min(next, p.complete_at);
-        } else if (p.copy && !p.copy->Done(p.error)) {
-          all = false;
-          next = std::min(next, now + kCopyPoll);
-        } else if (!p.error.empty()) {
-          s.Withdraw(rank_, posted, count);
-          return {UnitResult::Status::kFailed, p.error};
         } else {
           progress.ops[p.index].store(OpProgress::kComplete);
         }

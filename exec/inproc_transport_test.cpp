@@ -116,49 +116,48 @@ class HeldCopier final : public MessageCopier {
   std::vector<std::array<int, 3>> starts;  // written under the fabric's lock
 };
 
-TEST(InProcessFabricTest, ACopiersCopyHoldsBothEndsUntilItIsDone) {
+// Two ranks over a fabric whose copies are held until the test releases them.
+struct HeldFabric {
   StopSignal stop;
-  auto copier = std::make_shared<HeldCopier>();
-  InProcessFabric fabric(2, stop, copier);
-  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+  std::shared_ptr<HeldCopier> copier = std::make_shared<HeldCopier>();
+  InProcessFabric fabric{2, stop, copier};
+  std::unique_ptr<Transport> a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+};
+
+TEST(InProcessFabricTest, ACopiersCopyHoldsBothEndsUntilItIsDone) {
+  HeldFabric f;
   double x = 7, in = 0;
-  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Send(1, x)}); });
-  auto recv = std::async(std::launch::async, [&] { return RunOps(*b, {Recv(0, in, 250)}); });
+  auto send = std::async(std::launch::async, [&] { return RunOps(*f.a, {Send(1, x)}); });
+  auto recv = std::async(std::launch::async, [&] { return RunOps(*f.b, {Recv(0, in, 250)}); });
   EXPECT_EQ(send.wait_for(50ms), std::future_status::timeout);
   EXPECT_EQ(recv.wait_for(1ms), std::future_status::timeout);
-  copier->released = true;
+  f.copier->released = true;
   EXPECT_EQ(send.get().status, UnitResult::Status::kComplete);
   EXPECT_EQ(recv.get().status, UnitResult::Status::kComplete);
   EXPECT_EQ(in, 7);
-  ASSERT_EQ(copier->starts.size(), 1u);
-  EXPECT_EQ(copier->starts[0], (std::array<int, 3>{0, 1, 250})) << "from, to, the delivery delay";
+  ASSERT_EQ(f.copier->starts.size(), 1u);
+  EXPECT_EQ(f.copier->starts[0], (std::array<int, 3>{0, 1, 250})) << "from, to, the delivery delay";
 }
 
 TEST(InProcessFabricTest, AFailedCopyFailsBothEnds) {
-  StopSignal stop;
-  auto copier = std::make_shared<HeldCopier>();
-  copier->failure = "device copy failed: an illegal memory access";
-  copier->released = true;
-  InProcessFabric fabric(2, stop, copier);
-  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+  HeldFabric f;
+  f.copier->failure = "device copy failed: an illegal memory access";
+  f.copier->released = true;
   double x = 7, in = 0;
-  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Send(1, x)}); });
-  const UnitResult r = RunOps(*b, {Recv(0, in)});
+  auto send = std::async(std::launch::async, [&] { return RunOps(*f.a, {Send(1, x)}); });
+  const UnitResult r = RunOps(*f.b, {Recv(0, in)});
   EXPECT_EQ(r.status, UnitResult::Status::kFailed);
-  EXPECT_EQ(r.error, copier->failure);
+  EXPECT_EQ(r.error, f.copier->failure);
   EXPECT_EQ(send.get().status, UnitResult::Status::kFailed);
 }
 
 TEST(InProcessFabricTest, AStopEndsAWaitForACopy) {
-  StopSignal stop;
-  auto copier = std::make_shared<HeldCopier>();
-  InProcessFabric fabric(2, stop, copier);
-  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1);
+  HeldFabric f;
   double x = 7, in = 0;
-  auto send = std::async(std::launch::async, [&] { return RunOps(*a, {Send(1, x)}); });
-  auto recv = std::async(std::launch::async, [&] { return RunOps(*b, {Recv(0, in)}); });
+  auto send = std::async(std::launch::async, [&] { return RunOps(*f.a, {Send(1, x)}); });
+  auto recv = std::async(std::launch::async, [&] { return RunOps(*f.b, {Recv(0, in)}); });
   EXPECT_EQ(recv.wait_for(50ms), std::future_status::timeout);
-  stop.Stop();
+  f.stop.Stop();
   EXPECT_EQ(send.get().status, UnitResult::Status::kStopped);
   EXPECT_EQ(recv.get().status, UnitResult::Status::kStopped);
 }

@@ -1,6 +1,5 @@
 #include "exec/nccl_transport.h"
 
-#include <dlfcn.h>
 #include <fmt/format.h>
 #include <nccl.h>
 
@@ -8,11 +7,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "reference/cuda_device.h"
 #include "reference/cuda_kernels.h"
+#include "reference/shared_library.h"
 #include "schedule/schedule.h"  // InputError
 
 namespace pipeproof {
@@ -53,33 +54,20 @@ struct Nccl {
 
  private:
   static const Nccl* Load() {
-    const std::string name = fmt::format("libnccl.so.{}", NCCL_MAJOR);
-    void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib)
-      lib = dlopen((std::string(PIPEPROOF_NCCL_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+    void* lib = OpenSharedLibrary(fmt::format("libnccl.so.{}", NCCL_MAJOR), PIPEPROOF_NCCL_DIR);
     if (!lib) return nullptr;
-    auto* n = new Nccl;  // lives as long as the process, like the library
-    bool ok = true;
-    auto bind = [&](auto& fn, const char* symbol) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, symbol));
-      ok &= fn != nullptr;
-    };
-    bind(n->get_unique_id, "ncclGetUniqueId");
-    bind(n->comm_init_rank, "ncclCommInitRank");
-    bind(n->comm_init_all, "ncclCommInitAll");
-    bind(n->comm_destroy, "ncclCommDestroy");
-    bind(n->comm_abort, "ncclCommAbort");
-    bind(n->comm_get_async_error, "ncclCommGetAsyncError");
-    bind(n->group_start, "ncclGroupStart");
-    bind(n->group_end, "ncclGroupEnd");
-    bind(n->send, "ncclSend");
-    bind(n->recv, "ncclRecv");
-    bind(n->error_string, "ncclGetErrorString");
-    if (!ok) {
-      delete n;
-      return nullptr;
-    }
-    return n;
+    auto n = std::make_unique<Nccl>();  // lives as long as the process, like the library
+    const bool ok = BindSymbol(lib, n->get_unique_id, "ncclGetUniqueId") &&
+                    BindSymbol(lib, n->comm_init_rank, "ncclCommInitRank") &&
+                    BindSymbol(lib, n->comm_init_all, "ncclCommInitAll") &&
+                    BindSymbol(lib, n->comm_destroy, "ncclCommDestroy") &&
+                    BindSymbol(lib, n->comm_abort, "ncclCommAbort") &&
+                    BindSymbol(lib, n->comm_get_async_error, "ncclCommGetAsyncError") &&
+                    BindSymbol(lib, n->group_start, "ncclGroupStart") &&
+                    BindSymbol(lib, n->group_end, "ncclGroupEnd") &&
+                    BindSymbol(lib, n->send, "ncclSend") && BindSymbol(lib, n->recv, "ncclRecv") &&
+                    BindSymbol(lib, n->error_string, "ncclGetErrorString");
+    return ok ? n.release() : nullptr;
   }
 };
 
@@ -272,14 +260,7 @@ std::vector<std::unique_ptr<Transport>> MakeNcclThreadTransports(
 
 std::unique_ptr<World> MakeNcclThreadWorld() {
   return MakeThreadWorld("nccl", [](const std::vector<Device*>& devices, StopSignal& stop) {
-    std::vector<CudaDevice*> cuda;
-    for (Device* d : devices) {
-      auto* c = dynamic_cast<CudaDevice*>(d);
-      if (!c)
-        throw InputError("the NCCL transport runs every rank on the CUDA device (--device cuda)");
-      cuda.push_back(c);
-    }
-    return MakeNcclThreadTransports(cuda, stop);
+    return MakeNcclThreadTransports(RequireCudaDevices(devices, "the NCCL transport"), stop);
   });
 }
 

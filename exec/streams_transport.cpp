@@ -71,18 +71,7 @@ class StreamsCopier final : public MessageCopier {
 }  // namespace
 
 std::shared_ptr<MessageCopier> MakeStreamsCopier(const std::vector<Device*>& devices) {
-  std::vector<CudaDevice*> cuda;
-  for (size_t r = 0; r < devices.size(); ++r) {
-    auto* d = dynamic_cast<CudaDevice*>(devices[r]);
-    if (!d) {
-      throw InputError(
-          fmt::format("the streams transport runs every rank on the CUDA device; rank "
-                      "{} has {}",
-                      r, devices[r] ? devices[r]->Name() : "none"));
-    }
-    cuda.push_back(d);
-  }
-  return std::make_shared<StreamsCopier>(std::move(cuda));
+  return std::make_shared<StreamsCopier>(RequireCudaDevices(devices, "the streams transport"));
 }
 
 std::unique_ptr<World> MakeStreamsWorld() {

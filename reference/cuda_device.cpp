@@ -1,16 +1,17 @@
 #include "reference/cuda_device.h"
 
 #include <cublas_v2.h>
-#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
 
 #include "reference/cuda_kernels.h"
+#include "reference/shared_library.h"
 #include "schedule/schedule.h"  // InputError
 
 namespace pipeproof {
@@ -22,9 +23,8 @@ void Check(cudaError_t e, const char* what) {
   }
 }
 
-// cuBLAS through dlopen: linking libcublas into the binary costs every pipeproof command about
-// 70 ms at start-up (its relocations), GPU or not. The pointer types come from cuBLAS's own
-// header, so the compiler checks every call.
+// cuBLAS, opened on first use (reference/shared_library.h): linked in, it cost every pipeproof
+// command about 70 ms at start-up. The pointer types come from cuBLAS's own header.
 struct Cublas {
   decltype(&cublasCreate_v2) create = nullptr;
   decltype(&cublasDestroy_v2) destroy = nullptr;
@@ -61,30 +61,19 @@ struct Cublas {
 
  private:
   static const Cublas* Load() {
-    const std::string name = fmt::format("libcublas.so.{}", CUBLAS_VER_MAJOR);
-    void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib)
-      lib = dlopen((std::string(PIPEPROOF_CUBLAS_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+    void* lib =
+        OpenSharedLibrary(fmt::format("libcublas.so.{}", CUBLAS_VER_MAJOR), PIPEPROOF_CUBLAS_DIR);
     if (!lib) return nullptr;
-    auto* c = new Cublas;  // lives as long as the process, like the library
-    bool ok = true;
-    auto bind = [&](auto& fn, const char* symbol) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, symbol));
-      ok &= fn != nullptr;
-    };
-    bind(c->create, "cublasCreate_v2");
-    bind(c->destroy, "cublasDestroy_v2");
-    bind(c->set_stream, "cublasSetStream_v2");
-    bind(c->set_workspace, "cublasSetWorkspace_v2");
-    bind(c->set_math_mode, "cublasSetMathMode");
-    bind(c->set_atomics_mode, "cublasSetAtomicsMode");
-    bind(c->gemm_ex, "cublasGemmEx");
-    bind(c->status_string, "cublasGetStatusString");
-    if (!ok) {
-      delete c;
-      return nullptr;
-    }
-    return c;
+    auto c = std::make_unique<Cublas>();  // lives as long as the process, like the library
+    const bool ok = BindSymbol(lib, c->create, "cublasCreate_v2") &&
+                    BindSymbol(lib, c->destroy, "cublasDestroy_v2") &&
+                    BindSymbol(lib, c->set_stream, "cublasSetStream_v2") &&
+                    BindSymbol(lib, c->set_workspace, "cublasSetWorkspace_v2") &&
+                    BindSymbol(lib, c->set_math_mode, "cublasSetMathMode") &&
+                    BindSymbol(lib, c->set_atomics_mode, "cublasSetAtomicsMode") &&
+                    BindSymbol(lib, c->gemm_ex, "cublasGemmEx") &&
+                    BindSymbol(lib, c->status_string, "cublasGetStatusString");
+    return ok ? c.release() : nullptr;
   }
 };
 
@@ -333,6 +322,22 @@ void CudaDevice::FlipBit(Tensor& t, int64_t element, int bit) {
 
 std::unique_ptr<Device> MakeCudaDevice(DType dtype, int gpu) {
   return std::make_unique<CudaDevice>(dtype, gpu);
+}
+
+std::vector<CudaDevice*> RequireCudaDevices(const std::vector<Device*>& devices,
+                                            std::string_view user) {
+  std::vector<CudaDevice*> cuda;
+  for (size_t r = 0; r < devices.size(); ++r) {
+    auto* d = dynamic_cast<CudaDevice*>(devices[r]);
+    if (!d) {
+      throw InputError(
+          fmt::format("{} runs every rank on the CUDA device (--device cuda); rank {} "
+                      "has {}",
+                      user, r, devices[r] ? devices[r]->Name() : "none"));
+    }
+    cuda.push_back(d);
+  }
+  return cuda;
 }
 
 }  // namespace pipeproof

@@ -33,6 +33,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "reference/device.h"
 
@@ -100,5 +102,10 @@ class CudaDevice final : public Device {
 };
 
 std::unique_ptr<Device> MakeCudaDevice(DType dtype, int gpu = 0);
+
+// The ranks' devices (`devices[r]` is rank r's) as the CUDA devices a GPU transport (`user`, for
+// the message) needs; InputError when one is not.
+std::vector<CudaDevice*> RequireCudaDevices(const std::vector<Device*>& devices,
+                                            std::string_view user);
 
 }  // namespace pipeproof
