@@ -36,6 +36,11 @@ struct ScheduleInput {
 void AddScheduleInputOptions(CLI::App* app, ScheduleInput& input);
 Schedule LoadSchedule(const ScheduleInput& input);
 
+// --streams rank|pair|edge: which NCCL stream carries each SEND/RECV (verify, simulate, render,
+// run, fuzz). `layout` keeps the name; StreamsFlag() reads it back.
+void AddStreamsOption(CLI::App* app, std::string& layout);
+StreamLayout StreamsFlag(const std::string& layout);
+
 // Writes `text` to `path`, or to stdout when path is empty or "-". InputError if it cannot.
 void WriteOutput(const std::string& path, const std::string& text);
 

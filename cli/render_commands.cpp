@@ -22,6 +22,7 @@ namespace {
 struct RenderFlags {
   std::string output;
   std::string comm = "nccl";
+  std::string streams = "rank";
   std::string cost;
   std::optional<double> latency;
   std::string from_run;
@@ -76,7 +77,7 @@ int Render(const ScheduleInput& input, const RenderFlags& f) {
   } else {
     Costs costs = ParseCosts(f.cost);
     if (f.latency) costs.latency = *f.latency;
-    view = ScheduleView(schedule, *CommModelFromName(f.comm), costs);
+    view = ScheduleView(schedule, *CommModelFromName(f.comm), costs, StreamsFlag(f.streams));
   }
   SvgOptions options;
   options.show_comm = f.show_comm || !view.stuck.empty();
@@ -104,6 +105,7 @@ void AddRenderCommands(CLI::App& app, Commands& commands) {
   cmd->add_option("--comm", flags->comm, "communication model of the simulation")
       ->check(CLI::IsMember({"nccl", "eager"}))
       ->capture_default_str();
+  AddStreamsOption(cmd, flags->streams);
   cmd->add_option("--cost", flags->cost,
                   "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
   cmd->add_option("--latency", flags->latency, "per-message latency (default 0)");

@@ -35,6 +35,20 @@ Schedule LoadSchedule(const ScheduleInput& in) {
   return ReadScheduleFile(in.path, options);
 }
 
+void AddStreamsOption(CLI::App* app, std::string& layout) {
+  app->add_option("--streams", layout,
+                  "NCCL stream layout: rank (one stream per rank: PyTorch's default nccl backend, "
+                  "DualPipe's batch_isend_irecv), pair (one per rank pair: nccl-lazy, set up at "
+                  "the first op between two ranks) or edge (one per directed edge: "
+                  "pipeline_per_edge_p2p)")
+      ->check(CLI::IsMember({"rank", "pair", "edge"}))
+      ->capture_default_str();
+}
+
+StreamLayout StreamsFlag(const std::string& layout) {
+  return StreamLayoutFromName(layout).value_or(StreamLayout::kRank);
+}
+
 void WriteOutput(const std::string& path, const std::string& text) {
   if (path.empty() || path == "-") {
     std::cout << text;

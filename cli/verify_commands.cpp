@@ -18,22 +18,25 @@ namespace {
 // Flags verify and simulate share.
 struct ModelFlags {
   std::string comm = "nccl";
+  std::string streams = "rank";
   std::string cost;
   std::optional<double> latency;
   bool json = false;
 
   void Add(CLI::App* cmd) {
     cmd->add_option("--comm", comm,
-                    "communication model: nccl (rendezvous, one in-order stream per rank) or "
+                    "communication model: nccl (rendezvous, in-order streams, see --streams) or "
                     "eager (sends complete when posted)")
         ->check(CLI::IsMember({"nccl", "eager"}))
         ->capture_default_str();
+    AddStreamsOption(cmd, streams);
     cmd->add_option("--cost", cost,
                     "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
     cmd->add_option("--latency", latency, "per-message latency (default 0)");
     cmd->add_flag("--json", json, "print JSON");
   }
   CommModel Model() const { return *CommModelFromName(comm); }
+  StreamLayout Streams() const { return StreamsFlag(streams); }
   std::optional<Costs> CostsGiven() const {
     if (cost.empty() && !latency) return std::nullopt;
     Costs c = ParseCosts(cost);
@@ -63,6 +66,7 @@ void AddVerify(CLI::App& app, Commands& commands) {
   commands.push_back({cmd, [=] {
                         VerifyOptions options;
                         options.model = flags->Model();
+                        options.streams = flags->Streams();
                         options.use_z3 = !*no_z3;
                         options.max_activations = *max_activations;
                         options.costs = flags->CostsGiven();
@@ -102,12 +106,14 @@ void AddSimulate(CLI::App& app, Commands& commands) {
   commands.push_back({cmd, [=] {
                         const Costs costs = flags->CostsGiven().value_or(Costs{});
                         const Schedule schedule = LoadSchedule(*input);
-                        const Timeline t = Simulate(schedule, flags->Model(), costs);
+                        const Timeline t =
+                            Simulate(schedule, flags->Model(), costs, flags->Streams());
                         if (!trace->empty()) {
-                          WriteOutput(*trace, PerfettoTrace(SimulatedView(schedule, t, costs, flags->Model())));
+                          WriteOutput(*trace, PerfettoTrace(SimulatedView(
+                                                  schedule, t, costs, flags->Model(), flags->Streams())));
                         }
-                        std::cout << (flags->json ? TimingJson(t, costs, flags->Model())
-                                                  : TimingText(t, costs, flags->Model()));
+                        std::cout << (flags->json ? TimingJson(t, costs, flags->Model(), flags->Streams())
+                                                  : TimingText(t, costs, flags->Model(), flags->Streams()));
                         return t.complete ? kExitOk : kExitCheckFailed;
                       }});
 }

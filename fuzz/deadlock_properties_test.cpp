@@ -1,6 +1,7 @@
 // Property suite 2: on random schedules and on random mutations of generated ones, the deadlock
-// verdict of the event simulation equals Z3's, under both communication models; and both equal
-// the step-by-step run of fuzz/schedule_truth.h. Skipped where pipeproof is built without Z3.
+// verdict of the event simulation equals Z3's, under both communication models and all three
+// stream layouts; and both equal the step-by-step run of fuzz/schedule_truth.h. Skipped where
+// pipeproof is built without Z3.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -27,17 +28,18 @@ Z3Says Z3Verdict(const CheckResult& deadlock) {
   return Z3Says::kNothing;
 }
 
-VerifyOptions Options(CommModel model, bool use_z3) {
+VerifyOptions Options(CommModel model, StreamLayout streams, bool use_z3) {
   VerifyOptions o;
   o.model = model;
+  o.streams = streams;
   o.use_z3 = use_z3;
   return o;
 }
 
 // Verifies `s` once without and once with Z3 and checks that the three deadlock verdicts agree.
-void CheckAgreement(const Schedule& s, CommModel model) {
-  const VerifyReport simulated = Verify(s, Options(model, false));
-  const VerifyReport proven = Verify(s, Options(model, true));
+void CheckAgreement(const Schedule& s, CommModel model, StreamLayout streams) {
+  const VerifyReport simulated = Verify(s, Options(model, streams, false));
+  const VerifyReport proven = Verify(s, Options(model, streams, true));
   const CheckResult* by_simulation = simulated.Find("deadlock");
   const CheckResult* by_z3 = proven.Find("deadlock");
   RC_ASSERT(by_simulation != nullptr && by_z3 != nullptr);
@@ -48,15 +50,23 @@ void CheckAgreement(const Schedule& s, CommModel model) {
   RC_ASSERT(z3 != Z3Says::kNothing);
   const bool runs = by_simulation->ok();
   RC_ASSERT((z3 == Z3Says::kDeadlockFree) == runs);
-  RC_ASSERT(truth::Run(s, model).runs_to_end == runs);
-  RC_TAG(std::string(CommModelName(model)) + (runs ? " deadlock-free" : " deadlock"));
+  RC_ASSERT(truth::Run(s, model, streams).runs_to_end == runs);
+  const bool setup = proven.setup_deadlock;
+  RC_ASSERT(simulated.setup_deadlock == setup);
+  RC_TAG(std::string(CommModelName(model)) + " " + std::string(StreamLayoutName(streams)) +
+         (runs ? " deadlock-free" : setup ? " set-up deadlock" : " deadlock"));
+}
+
+CommModel AnyModel() { return *rc::gen::element(CommModel::kNccl, CommModel::kEager); }
+StreamLayout AnyLayout() {
+  return *rc::gen::element(StreamLayout::kRank, StreamLayout::kPair, StreamLayout::kEdge);
 }
 
 PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnRandomSchedules, HaveZ3(),
                       "built without Z3", ()) {
   const Schedule s = *GenWellFormedSchedule();
   RC_ASSERT(truth::StructureHolds(s));
-  CheckAgreement(s, *rc::gen::element(CommModel::kNccl, CommModel::kEager));
+  CheckAgreement(s, AnyModel(), AnyLayout());
 }
 
 // The mutation classes that keep a schedule well formed (the others stop at `structure`, where
@@ -85,7 +95,7 @@ PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnMutatedGenerated
   // One rank, or every WAIT stripped from a schedule of one rank: nothing left to communicate,
   // and a compute-only schedule is lowered instead of checked for deadlock.
   RC_PRE(HasComm(s) && s.ranks > 1);
-  CheckAgreement(s, *rc::gen::element(CommModel::kNccl, CommModel::kEager));
+  CheckAgreement(s, AnyModel(), AnyLayout());
 }
 
 }  // namespace

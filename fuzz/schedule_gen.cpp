@@ -30,10 +30,13 @@ rc::Gen<Action> GenAction(int stages, int microbatches) {
   return rc::gen::exec([=] {
     const Op op = *rc::gen::element(Op::kForward, Op::kBackward, Op::kInputGrad, Op::kWeightGrad,
                                     Op::kOverlapFB, Op::kSendF, Op::kRecvF, Op::kSendB,
-                                    Op::kRecvB, Op::kWait);
+                                    Op::kRecvB, Op::kWait, Op::kWaitSendF, Op::kWaitSendB,
+                                    Op::kUnshard, Op::kReshard, Op::kReduceGrad,
+                                    Op::kWaitReduceGrad);
     const int stage = *rc::gen::inRange(0, stages);
     const int mb = *rc::gen::inRange(0, microbatches);
     if (op == Op::kWait) return Action::Wait();
+    if (IsDataParallel(op)) return Action::DataParallel(op, stage);
     if (op == Op::kOverlapFB) {
       return Action::OverlapFB(stage, mb, *rc::gen::element(Op::kBackward, Op::kInputGrad),
                                *rc::gen::inRange(0, stages), *rc::gen::inRange(0, microbatches));
@@ -180,6 +183,39 @@ void BuildPrograms(Schedule& s, Rng& rng) {
   }
 }
 
+// PyTorch's runtime actions on some ranks: a WAIT_SEND somewhere after some SENDs (on a rank with
+// WAIT groups it may stand before the WAIT that posts its SEND, which deadlocks), and the
+// data-parallel actions around each stage's computes (UNSHARD first, then REDUCE_GRAD,
+// WAIT_REDUCE_GRAD and RESHARD at the end), which change nothing but must be read and kept.
+void AddRuntimeActions(Schedule& s, Rng& rng) {
+  for (int r = 0; r < s.ranks; ++r) {
+    std::vector<Action>& program = s.program[r];
+    if (Coin(rng, 0.5)) {
+      for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+        const Action a = program[i];
+        if (!IsSend(a.op) || !Coin(rng, 0.6)) continue;
+        const int at = Uniform(rng, i + 1, static_cast<int>(program.size()));
+        program.insert(program.begin() + at, Action::WaitSend(a.op, a.stage, a.microbatch));
+      }
+    }
+    if (Coin(rng, 0.2)) {
+      std::vector<int> stages;
+      for (int st = 0; st < s.stages; ++st) {
+        if (s.placement[st] == r) stages.push_back(st);
+      }
+      std::vector<Action> before, after;
+      for (int st : stages) {
+        before.push_back(Action::DataParallel(Op::kUnshard, st));
+        after.push_back(Action::DataParallel(Op::kReduceGrad, st));
+        after.push_back(Action::DataParallel(Op::kWaitReduceGrad, st));
+        after.push_back(Action::DataParallel(Op::kReshard, st));
+      }
+      program.insert(program.begin(), before.begin(), before.end());
+      program.insert(program.end(), after.begin(), after.end());
+    }
+  }
+}
+
 }  // namespace
 
 rc::Gen<Schedule> GenWellFormedSchedule() {
@@ -197,6 +233,7 @@ rc::Gen<Schedule> GenWellFormedSchedule() {
     for (int m = 0; m < s.microbatches; ++m) s.routes.push_back(*rc::gen::arbitrary<bool>() ? backwards : forwards);
     Rng rng(*rc::gen::arbitrary<uint64_t>());
     BuildPrograms(s, rng);
+    AddRuntimeActions(s, rng);
     return s;
   });
 }

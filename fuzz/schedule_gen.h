@@ -33,8 +33,10 @@ rc::Gen<Schedule> GenArbitrarySchedule();
 // A schedule that passes the structure check and is otherwise random: a random topology (2 to 5
 // ranks, random placement, routes forwards or backwards), every compute once, in a random order
 // that respects the data dependencies across the whole step, a SEND somewhere after each
-// producer and a RECV somewhere before each consumer, and on some ranks WAITs at random places.
-// Some of these run, some deadlock under one model or both, some read an input too early.
+// producer and a RECV somewhere before each consumer, on some ranks WAITs at random places, on
+// some WAIT_SENDs somewhere after their SENDs, and on some the data-parallel actions around each
+// stage. Some of these run, some deadlock under one model, layout or all, some read an input too
+// early.
 rc::Gen<Schedule> GenWellFormedSchedule();
 
 }  // namespace pipeproof

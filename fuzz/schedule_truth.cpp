@@ -120,6 +120,58 @@ std::string Verdict::Describe() const {
   return out;
 }
 
+namespace {
+
+// PyTorch's runtime actions in their order on rank r: each WAIT_SEND after a SEND of its stage,
+// microbatch and direction that no WAIT_SEND took yet; a stage computing only while gathered
+// (after an UNSHARD and before the next RESHARD, for a stage that has UNSHARDs anywhere) and never
+// after its REDUCE_GRAD; a REDUCE_GRAD once per stage, never while another one of the rank is
+// waiting for its WAIT_REDUCE_GRAD, and always waited for.
+bool RuntimeOrderHolds(const Schedule& s, int r) {
+  std::set<int> unsharded_somewhere;
+  for (const auto& program : s.program) {
+    for (const Action& a : program) {
+      if (a.op == Op::kUnshard) unsharded_somewhere.insert(a.stage);
+    }
+  }
+  std::multiset<std::tuple<Op, int, int>> unwaited_sends;
+  std::set<int> gathered, reduced;
+  int pending = -1;  // the stage whose reduction is not waited for yet
+  auto is_gathered = [&](int stage) {
+    return !unsharded_somewhere.count(stage) ? !gathered.count(-1 - stage) : gathered.count(stage) > 0;
+  };
+  for (const Action& a : s.program[r]) {
+    if (IsSend(a.op)) {
+      unwaited_sends.insert({a.op, a.stage, a.microbatch});
+    } else if (IsWaitSend(a.op)) {
+      auto it = unwaited_sends.find({SentBy(a.op), a.stage, a.microbatch});
+      if (it == unwaited_sends.end()) return false;
+      unwaited_sends.erase(it);
+    } else if (IsCompute(a.op)) {
+      for (const Task& t : Tasks(a)) {
+        if (!is_gathered(t.stage) || reduced.count(t.stage)) return false;
+      }
+    } else if (a.op == Op::kUnshard) {
+      if (is_gathered(a.stage)) return false;
+      gathered.insert(a.stage);
+    } else if (a.op == Op::kReshard) {
+      if (!is_gathered(a.stage)) return false;
+      gathered.erase(a.stage);
+      gathered.insert(-1 - a.stage);  // a stage without UNSHARDs stays dropped
+    } else if (a.op == Op::kReduceGrad) {
+      if (pending >= 0 || reduced.count(a.stage)) return false;
+      reduced.insert(a.stage);
+      pending = a.stage;
+    } else if (a.op == Op::kWaitReduceGrad) {
+      if (pending != a.stage) return false;
+      pending = -1;
+    }
+  }
+  return pending < 0;
+}
+
+}  // namespace
+
 bool StructureHolds(const Schedule& s) {
   if (static_cast<int>(s.program.size()) != s.ranks) return false;
   if (static_cast<int>(s.placement.size()) != s.stages || static_cast<int>(s.routes.size()) != s.microbatches) {
@@ -128,6 +180,10 @@ bool StructureHolds(const Schedule& s) {
   std::map<std::tuple<Op, int, int>, int> count;
   for (int r = 0; r < s.ranks; ++r) {
     for (const Action& a : s.program[r]) {
+      if (IsDataParallel(a.op)) {  // names a stage of the rank, no microbatch
+        if (a.stage < 0 || a.stage >= s.stages || s.placement[a.stage] != r) return false;
+        continue;
+      }
       for (const Task& t : Tasks(a)) {
         if (!InRange(s, t) || RoutePosition(s, t.stage, t.microbatch) < 0 || s.placement[t.stage] != r) return false;
         if (IsComm(t.op)) {
@@ -146,6 +202,9 @@ bool StructureHolds(const Schedule& s) {
       const bool split = n(Op::kBackward) == 0 && n(Op::kInputGrad) == 1 && n(Op::kWeightGrad) == 1;
       if (n(Op::kForward) != 1 || !(full || split)) return false;
     }
+  }
+  for (int r = 0; r < s.ranks; ++r) {
+    if (!RuntimeOrderHolds(s, r)) return false;
   }
   return true;
 }
@@ -167,26 +226,32 @@ bool MessagesMatch(const Schedule& s) {
 // The step-by-step run. Each rank's host walks its program; a rank with WAITs collects its
 // SEND/RECVs and posts them as one unit at the next WAIT, which then holds the host until that
 // unit completes; a rank without WAITs posts each SEND/RECV as a unit where it stands and a
-// compute holds the host until the RECVs before it that bring its inputs are done. Posted units
-// queue on the rank's stream. nccl: only the front unit of a stream runs, and an op completes
-// together with its partner when the partner's unit runs too. eager: every posted unit runs, a
-// send completes when posted, a receive when its send is posted.
-Verdict Run(const Schedule& s, CommModel model) {
+// compute holds the host until the RECVs before it that bring its inputs are done. A WAIT_SEND
+// holds the host until its SEND is done. Posted units queue on streams: nccl, one queue per rank
+// (rank layout), per rank and peer (pair) or per rank, peer and direction (edge), and only the
+// front unit of a queue runs; an op completes together with its partner when the partner's unit
+// runs too. eager: every posted unit runs, a send completes when posted, a receive when its send
+// is posted. Under nccl and the pair layout, a host that reaches its first op with a peer stays
+// there until that peer has reached its own first op with it.
+Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
   Verdict v;
   const Pairing pairs = PairMessages(s);
   const int n = s.ranks;
   struct Unit {
     int rank = 0;
     std::vector<int> ops;
+    std::pair<int, int> queue;  // (rank, stream)
   };
   std::vector<Unit> units;
   std::map<std::pair<int, int>, int> unit_of;  // posted op -> its unit
   std::set<std::pair<int, int>> op_done;
-  std::vector<std::deque<int>> stream(n);      // posted units not yet complete, in order
+  std::map<std::pair<int, int>, std::deque<int>> queues;  // posted units not yet complete
   std::vector<int> pc(n, 0);
   std::vector<std::vector<int>> collected(n);  // a grouped rank's ops since its last WAIT
   std::vector<int> held_by(n, -1);             // the unit a WAIT is waiting for
   std::vector<std::set<Done>> done(n);
+  std::vector<std::set<int>> arrived(n);  // pair set-up: peers each rank has reached a first op with
+  const bool setup = model == CommModel::kNccl && layout == StreamLayout::kPair;
 
   auto unit_complete = [&](int u) {
     for (int op : units[u].ops) {
@@ -194,16 +259,40 @@ Verdict Run(const Schedule& s, CommModel model) {
     }
     return true;
   };
-  auto post = [&](int r, std::vector<int> ops) {
-    units.push_back({r, std::move(ops)});
+  auto peer_of = [&](int r, int op) { return Names(s, s.program[r][op].TaskAt(0))->peer; };
+  // The queue a unit waits in: a group (its rank is held at its WAIT anyway) has its own.
+  auto queue_of = [&](int r, const std::vector<int>& ops, bool grouped) {
+    if (grouped) return std::pair{r, -1};
+    const int peer = peer_of(r, ops.front());
+    const bool send = IsSend(s.program[r][ops.front()].op);
+    const int stream = layout == StreamLayout::kRank ? 0
+                       : layout == StreamLayout::kPair ? 1 + peer
+                                                      : 1 + 2 * peer + (send ? 1 : 0);
+    return std::pair{r, stream};
+  };
+  auto post = [&](int r, std::vector<int> ops, bool grouped) {
+    const std::pair<int, int> queue = queue_of(r, ops, grouped);
+    units.push_back({r, std::move(ops), queue});
     const int u = static_cast<int>(units.size()) - 1;
     for (int op : units[u].ops) unit_of[{r, op}] = u;
-    stream[r].push_back(u);
+    queues[queue].push_back(u);
     return u;
+  };
+  // Pair set-up: rank r arrives at posting `ops`; false while a peer met for the first time
+  // there has not arrived at its own first op with r.
+  auto set_up = [&](int r, const std::vector<int>& ops) {
+    if (!setup) return true;
+    bool ready = true;
+    for (int op : ops) {
+      const int peer = peer_of(r, op);
+      arrived[r].insert(peer);
+      ready = ready && arrived[peer].count(r) > 0;
+    }
+    return ready;
   };
   auto runs = [&](int u) {
     if (model == CommModel::kEager) return true;
-    const std::deque<int>& q = stream[units[u].rank];
+    const std::deque<int>& q = queues[units[u].queue];
     return !q.empty() && q.front() == u;
   };
   auto posted = [&](std::pair<int, int> op) { return unit_of.count(op) > 0; };
@@ -220,6 +309,15 @@ Verdict Run(const Schedule& s, CommModel model) {
       if (Names(s, a.TaskAt(0))->payload == p || sent_as_p) out.push_back(j);
     }
     return out;
+  };
+  // The SEND a WAIT_SEND at index i waits for: the last of its stage, microbatch and direction.
+  auto waited_send = [&](int r, int i) {
+    const Action& w = s.program[r][i];
+    for (int j = i - 1; j >= 0; --j) {
+      const Action& a = s.program[r][j];
+      if (a.op == SentBy(w.op) && a.stage == w.stage && a.microbatch == w.microbatch) return j;
+    }
+    return -1;
   };
 
   // What a compute task needs: the local results, and the payloads from other ranks.
@@ -285,16 +383,21 @@ Verdict Run(const Schedule& s, CommModel model) {
       if (grouped) {
         collected[r].push_back(i);
       } else {
-        post(r, {i});
+        if (!set_up(r, {i})) return false;
+        post(r, {i}, false);
       }
-    } else if (held_by[r] >= 0 || !collected[r].empty()) {  // a WAIT with a group
+    } else if (IsWaitSend(a.op)) {
+      const int send = waited_send(r, i);
+      if (send >= 0 && !op_done.count({r, send})) return false;
+    } else if (a.op == Op::kWait && (held_by[r] >= 0 || !collected[r].empty())) {
       if (held_by[r] < 0) {
-        held_by[r] = post(r, collected[r]);
+        if (!set_up(r, collected[r])) return false;
+        held_by[r] = post(r, collected[r], true);
         collected[r].clear();
       }
       if (!unit_complete(held_by[r])) return false;
       held_by[r] = -1;
-    }
+    }  // else: a WAIT with nothing to post, a data-parallel action
     ++pc[r];
     return true;
   };
@@ -321,11 +424,11 @@ Verdict Run(const Schedule& s, CommModel model) {
         moved = true;
       }
     }
-    for (int r = 0; r < n; ++r) {
+    for (auto& [queue, q] : queues) {
       if (model == CommModel::kEager) {
-        std::erase_if(stream[r], unit_complete);
+        std::erase_if(q, unit_complete);
       } else {
-        while (!stream[r].empty() && unit_complete(stream[r].front())) stream[r].pop_front();
+        while (!q.empty() && unit_complete(q.front())) q.pop_front();
       }
     }
     return moved;
@@ -340,9 +443,12 @@ Verdict Run(const Schedule& s, CommModel model) {
     moved = communicate() || moved;
   }
   for (int r = 0; r < n; ++r) {
-    if (pc[r] < static_cast<int>(s.program[r].size()) || !collected[r].empty() || !stream[r].empty()) {
+    if (pc[r] < static_cast<int>(s.program[r].size()) || !collected[r].empty()) {
       v.runs_to_end = false;
     }
+  }
+  for (const auto& [queue, q] : queues) {
+    if (!q.empty()) v.runs_to_end = false;
   }
   return v;
 }
@@ -375,12 +481,12 @@ int KindBound(const Schedule& s) {
   return -1;
 }
 
-Verdict Judge(const Schedule& s, CommModel model) {
+Verdict Judge(const Schedule& s, CommModel model, StreamLayout layout) {
   Verdict v;
   v.structure = StructureHolds(s);
   if (!v.structure) return v;
   v.matching = MessagesMatch(s);
-  const Verdict run = Run(s, model);
+  const Verdict run = Run(s, model, layout);
   v.inputs = run.inputs;
   v.runs_to_end = run.runs_to_end;
   const int bound = KindBound(s);

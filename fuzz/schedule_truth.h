@@ -17,6 +17,7 @@
 namespace pipeproof {
 // How RapidCheck prints a communication model in a counterexample (found by lookup).
 inline void showValue(CommModel model, std::ostream& os) { os << CommModelName(model); }
+inline void showValue(StreamLayout layout, std::ostream& os) { os << StreamLayoutName(layout); }
 }  // namespace pipeproof
 
 namespace pipeproof::truth {
@@ -34,13 +35,15 @@ struct Verdict {
   std::string Describe() const;  // "sound", or the broken rules: "matching, runs_to_end"
 };
 
-Verdict Judge(const Schedule& schedule, CommModel model);
+Verdict Judge(const Schedule& schedule, CommModel model,
+              StreamLayout layout = StreamLayout::kRank);
 
 // The pieces, for tests that want one question only.
 bool StructureHolds(const Schedule& schedule);
 bool MessagesMatch(const Schedule& schedule);  // needs StructureHolds
-// Runs the program under `model`; `inputs` and `runs_to_end` of the result are set.
-Verdict Run(const Schedule& schedule, CommModel model);  // needs StructureHolds
+// Runs the program under `model` and `layout`; `inputs` and `runs_to_end` of the result are set.
+Verdict Run(const Schedule& schedule, CommModel model,
+            StreamLayout layout = StreamLayout::kRank);  // needs StructureHolds
 // Per rank, the most activations held at once (+1 at F, -1 at B or I; an OVERLAP_F_B's forward
 // counts before its backward), and the bound the generator `schedule.kind` promises (-1: none).
 int PeakActivations(const Schedule& schedule);

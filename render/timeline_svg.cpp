@@ -40,6 +40,8 @@ constexpr CommStyle kCommStyles[] = {
     {"send", "SEND", "#B23B3B"},
     {"recv", "RECV", "#2F5DA8"},
     {"wait", "WAIT (group posted and waited for)", "#9A9A9A"},
+    {"wait-send", "WAIT_SEND (the rank waits for its send)", "#C98A1B"},
+    {"data-parallel", "UNSHARD, RESHARD, REDUCE_GRAD (data-parallel group)", "#5E8C5A"},
 };
 
 constexpr std::string_view kGridLine = "#E4E4E4";

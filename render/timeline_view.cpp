@@ -74,7 +74,7 @@ TimelineCell CellOf(const Schedule& s, const std::vector<int>& chunk, int rank, 
   auto chunk_of = [&](int stage) {
     return stage >= 0 && stage < static_cast<int>(chunk.size()) ? chunk[stage] : 0;
   };
-  if (a.op != Op::kWait) cell.chunk = chunk_of(a.stage);
+  if (a.op != Op::kWait) cell.chunk = chunk_of(a.stage);  // a WAIT names no stage
   if (a.op == Op::kOverlapFB) cell.back_chunk = chunk_of(a.back.stage);
   cell.label = ToString(a);
   return cell;
@@ -174,12 +174,20 @@ std::string_view CellKindName(Op op) {
       return "recv";
     case Op::kWait:
       return "wait";
+    case Op::kWaitSendF:
+    case Op::kWaitSendB:
+      return "wait-send";
+    case Op::kUnshard:
+    case Op::kReshard:
+    case Op::kReduceGrad:
+    case Op::kWaitReduceGrad:
+      return "data-parallel";
   }
   return "?";
 }
 
 TimelineView SimulatedView(const Schedule& schedule, const Timeline& timeline, const Costs& costs,
-                           CommModel model) {
+                           CommModel model, StreamLayout streams) {
   TimelineView view;
   view.ranks = schedule.ranks;
   view.microbatches = schedule.microbatches;
@@ -194,9 +202,13 @@ TimelineView SimulatedView(const Schedule& schedule, const Timeline& timeline, c
     if (timeline.bubble[r] > timeline.bubble[worst]) worst = r;
   }
   view.subtitle = fmt::format(
-      "makespan {:g} · bubble ratio {} (largest bubble {:g}, rank {}) · simulated, {} model, {}",
+      "makespan {:g} · bubble ratio {} (largest bubble {:g}, rank {}) · simulated, {} model{}, {}",
       timeline.makespan, Percent(timeline.BubbleRatio()), timeline.MaxBubble(), worst,
-      CommModelName(model), ToString(costs));
+      CommModelName(model),
+      model == CommModel::kNccl && streams != StreamLayout::kRank
+          ? fmt::format(" (--streams {})", StreamLayoutName(streams))
+          : "",
+      ToString(costs));
   return view;
 }
 
@@ -330,19 +342,24 @@ TimelineView VerifiedView(const Schedule& input, const VerifyReport& report) {
     s = std::move(*lowered.schedule);
   }
   if (!report.cycle.empty()) {
-    return DeadlockView(s, Simulate(s, report.model, report.costs), report.cycle, report.model);
+    return DeadlockView(s, Simulate(s, report.model, report.costs, report.streams), report.cycle,
+                        report.model);
   }
-  if (report.timeline) return SimulatedView(s, *report.timeline, report.costs, report.model);
+  if (report.timeline) {
+    return SimulatedView(s, *report.timeline, report.costs, report.model, report.streams);
+  }
   throw InputError(
       "nothing to draw: the schedule has no timeline (" +
       std::string(report.checks.empty() ? "not verified" : report.checks.front().message) + ")");
 }
 
-TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs& costs) {
-  const Timeline timeline = Simulate(schedule, model, costs);
-  if (timeline.complete) return SimulatedView(schedule, timeline, costs, model);
+TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs& costs,
+                          StreamLayout streams) {
+  const Timeline timeline = Simulate(schedule, model, costs, streams);
+  if (timeline.complete) return SimulatedView(schedule, timeline, costs, model, streams);
   VerifyOptions options;
   options.model = model;
+  options.streams = streams;
   options.costs = costs;
   options.use_z3 = false;
   return VerifiedView(schedule, Verify(schedule, options));

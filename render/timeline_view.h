@@ -83,7 +83,7 @@ std::vector<int> StageChunks(const Schedule& schedule);
 
 // The timing simulation of `schedule` (with `Simulate`'s timeline of it).
 TimelineView SimulatedView(const Schedule& schedule, const Timeline& timeline, const Costs& costs,
-                           CommModel model);
+                           CommModel model, StreamLayout streams = StreamLayout::kRank);
 
 // A recorded run. `pass`: "train", "inference", or empty for both. `schedule` is the schedule
 // that ran (its topology names the chunks); `name` titles the picture ("as it ran on threads").
@@ -105,12 +105,13 @@ TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
 // Throws InputError when the report has neither (the structure check failed).
 TimelineView VerifiedView(const Schedule& input, const VerifyReport& report);
 
-// `pipeproof render`'s picture of a schedule: its simulation under `model` and `costs`, or, when
-// it deadlocks, the deadlock view (found by Verify without Z3).
-TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs& costs);
+// `pipeproof render`'s picture of a schedule: its simulation under `model`, `streams` and
+// `costs`, or, when it deadlocks, the deadlock view (found by Verify without Z3).
+TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs& costs,
+                          StreamLayout streams = StreamLayout::kRank);
 
-// "forward", "backward", "input-grad", "weight-grad", "overlap-f-b", "send", "recv", "wait":
-// the kind a cell is drawn (and its trace category) as.
+// "forward", "backward", "input-grad", "weight-grad", "overlap-f-b", "send", "recv", "wait",
+// "wait-send", "data-parallel": the kind a cell is drawn (and its trace category) as.
 std::string_view CellKindName(Op op);
 
 }  // namespace pipeproof

@@ -84,7 +84,8 @@ std::string WriteCsv(const Schedule& s, bool compute_only) {
   for (int r = 0; r < s.ranks; ++r) {
     bool first = true;
     for (const Action& a : s.program[r]) {
-      if (compute_only && !IsCompute(a.op)) continue;
+      // PyTorch's compute-only orders keep the data-parallel actions (REDUCE_GRAD since 2.15).
+      if (compute_only && !IsCompute(a.op) && !IsDataParallel(a.op)) continue;
       if (!first) out += ',';
       out += ToString(a);
       first = false;

@@ -15,7 +15,7 @@ namespace pipeproof {
 enum class Format {
   kPps,         // pipeproof text: header lines, then "rank r: actions..."
   kCsv,         // PyTorch CSV with SEND/RECV (and pipeproof's WAIT)
-  kCsvCompute,  // PyTorch CSV, compute actions only (writing drops SEND/RECV/WAIT)
+  kCsvCompute,  // PyTorch CSV, compute actions only (writing drops SEND/RECV/WAIT/WAIT_SEND)
   kJson,
 };
 

@@ -132,7 +132,7 @@ TEST(MalformedInputTest, EveryReaderNamesThePlaceAndTheRule) {
       {"empty.csv", "", "empty.csv:1:", "no rank rows"},
       {"blank.csv", "\n\n", "blank.csv:1:", "no rank rows"},
       {"cell.csv", "0F0,0F1,,0FF\n", "cell.csv:1:12:", "no microbatch number"},
-      {"fsdp.csv", "0F0,0UNSHARD\n", "fsdp.csv:1:6:", "FSDP"},
+      {"fsdp.csv", "0F0,0UNSHARD3\n", "fsdp.csv:1:13:", "names a stage and no microbatch"},
       {"twice.csv", "0F0\n0B0\n", "twice.csv:2:1:", "stage 0 has actions on rank 0"},
       {"stage.csv", "0F0,99999999999F0\n", "stage.csv:1:5:", "too large"},
       {"bad.json", "{\"ranks\": 2,", "bad.json:1:", "malformed JSON"},

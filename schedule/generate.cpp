@@ -138,7 +138,8 @@ std::vector<std::string> GeneratorKinds() {
 Schedule ComputeOnly(const Schedule& schedule) {
   Schedule out = schedule;
   for (auto& actions : out.program) {
-    std::erase_if(actions, [](const Action& a) { return !IsCompute(a.op); });
+    std::erase_if(actions,
+                  [](const Action& a) { return !IsCompute(a.op) && !IsDataParallel(a.op); });
   }
   return out;
 }

@@ -28,7 +28,7 @@ Schedule Generate(const GenerateOptions& options);
 Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap);
 Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap);
 
-// The schedule without its SEND/RECV/WAIT actions.
+// The schedule without its SEND/RECV/WAIT/WAIT_SEND actions (data-parallel actions stay).
 Schedule ComputeOnly(const Schedule& schedule);
 
 }  // namespace pipeproof

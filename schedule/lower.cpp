@@ -17,12 +17,14 @@ struct PassKeyHash {
   }
 };
 
-// Any positive costs give a valid lowering; these keep B the heaviest, as on real hardware.
+// Any positive costs give a valid lowering; these keep B the heaviest, as on real hardware. A
+// data-parallel action (UNSHARD, REDUCE_GRAD, ...) takes no time, so it keeps its place right
+// after the compute before it.
 int64_t DataflowCost(const Action& a) {
   switch (a.op) {
     case Op::kBackward: return 2;
     case Op::kOverlapFB: return 3;
-    default: return 1;
+    default: return IsCompute(a.op) ? 1 : 0;
   }
 }
 
@@ -155,7 +157,7 @@ struct Placed {
 bool HasComm(const Schedule& schedule) {
   for (const auto& actions : schedule.program) {
     for (const Action& a : actions) {
-      if (!IsCompute(a.op)) return true;
+      if (!IsCompute(a.op) && !IsDataParallel(a.op)) return true;
     }
   }
   return false;
@@ -163,8 +165,8 @@ bool HasComm(const Schedule& schedule) {
 
 LoweringResult Lower(const Schedule& compute_only) {
   if (HasComm(compute_only)) {
-    throw InputError("the schedule already has SEND/RECV/WAIT actions; only a compute-only "
-                     "schedule can be lowered");
+    throw InputError("the schedule already has SEND/RECV/WAIT/WAIT_SEND actions; only a "
+                     "compute-only schedule can be lowered");
   }
   RouteIndex routes(compute_only);
   DataflowRun run(compute_only, routes);

@@ -16,12 +16,14 @@ struct LoweringResult {
   std::string problem;
 };
 
-// `compute_only` must hold no SEND/RECV/WAIT (InputError otherwise). Each SEND goes right after
-// the compute that makes its payload; each RECV goes before the compute that needs it, at the
-// point where a dataflow run of the compute order has the payload ready; all ranks then meet
-// their messages in the same order, which is what rendezvous semantics needs.
+// `compute_only` must hold no SEND/RECV/WAIT/WAIT_SEND (InputError otherwise); data-parallel
+// actions (UNSHARD, REDUCE_GRAD, ...) may be there and keep their place after the compute they
+// follow. Each SEND goes right after the compute that makes its payload; each RECV goes before
+// the compute that needs it, at the point where a dataflow run of the compute order has the
+// payload ready; all ranks then meet their messages in the same order, which is what rendezvous
+// semantics needs.
 LoweringResult Lower(const Schedule& compute_only);
 
-bool HasComm(const Schedule& schedule);  // any SEND/RECV/WAIT
+bool HasComm(const Schedule& schedule);  // any SEND/RECV/WAIT/WAIT_SEND
 
 }  // namespace pipeproof

@@ -40,6 +40,10 @@ bool IsCompute(Op op) { return op <= Op::kOverlapFB; }
 bool IsComm(Op op) { return op >= Op::kSendF && op <= Op::kRecvB; }
 bool IsSend(Op op) { return op == Op::kSendF || op == Op::kSendB; }
 bool IsRecv(Op op) { return op == Op::kRecvF || op == Op::kRecvB; }
+bool IsWaitSend(Op op) { return op == Op::kWaitSendF || op == Op::kWaitSendB; }
+bool IsDataParallel(Op op) { return op >= Op::kUnshard && op <= Op::kWaitReduceGrad; }
+Op SentBy(Op wait_send) { return wait_send == Op::kWaitSendF ? Op::kSendF : Op::kSendB; }
+Op WaitSendFor(Op send) { return send == Op::kSendF ? Op::kWaitSendF : Op::kWaitSendB; }
 
 Task Action::TaskAt(int i) const {
   if (op == Op::kOverlapFB) return i == 0 ? Task{Op::kForward, stage, microbatch} : back;
@@ -49,6 +53,7 @@ Task Action::TaskAt(int i) const {
 bool operator==(const Action& a, const Action& b) {
   if (a.op != b.op) return false;
   if (a.op == Op::kWait) return true;
+  if (IsDataParallel(a.op)) return a.stage == b.stage;
   if (a.stage != b.stage || a.microbatch != b.microbatch) return false;
   return a.op != Op::kOverlapFB || a.back == b.back;
 }
@@ -65,12 +70,19 @@ std::string_view OpName(Op op) {
     case Op::kSendB: return "SEND_B";
     case Op::kRecvB: return "RECV_B";
     case Op::kWait: return "WAIT";
+    case Op::kWaitSendF: return "WAIT_SEND_F";
+    case Op::kWaitSendB: return "WAIT_SEND_B";
+    case Op::kUnshard: return "UNSHARD";
+    case Op::kReshard: return "RESHARD";
+    case Op::kReduceGrad: return "REDUCE_GRAD";
+    case Op::kWaitReduceGrad: return "WAIT_REDUCE_GRAD";
   }
   return "?";
 }
 
 std::string ToString(const Task& task) {
   if (task.op == Op::kWait) return "WAIT";
+  if (IsDataParallel(task.op)) return fmt::format("{}{}", task.stage, OpName(task.op));
   return fmt::format("{}{}{}", task.stage, OpName(task.op), task.microbatch);
 }
 
@@ -103,13 +115,25 @@ struct OpSpelling {
   std::string_view name;
   Op op;
 };
-// Longest first, so "SEND_F" is not read as "S..." and "BW" before "B".
+// Longest first among those sharing a prefix: "WAIT_SEND_F" before "W", "WAIT_REDUCE_GRAD"
+// before "W", "BW" before "B".
 constexpr OpSpelling kSpellings[] = {
-    {"SEND_F", Op::kSendF}, {"RECV_F", Op::kRecvF}, {"SEND_B", Op::kSendB},
-    {"RECV_B", Op::kRecvB}, {"BW", Op::kBackward},  {"F", Op::kForward},
-    {"B", Op::kBackward},   {"I", Op::kInputGrad},  {"W", Op::kWeightGrad},
+    {"WAIT_SEND_F", Op::kWaitSendF},
+    {"WAIT_SEND_B", Op::kWaitSendB},
+    {"WAIT_REDUCE_GRAD", Op::kWaitReduceGrad},
+    {"REDUCE_GRAD", Op::kReduceGrad},
+    {"UNSHARD", Op::kUnshard},
+    {"RESHARD", Op::kReshard},
+    {"SEND_F", Op::kSendF},
+    {"RECV_F", Op::kRecvF},
+    {"SEND_B", Op::kSendB},
+    {"RECV_B", Op::kRecvB},
+    {"BW", Op::kBackward},
+    {"F", Op::kForward},
+    {"B", Op::kBackward},
+    {"I", Op::kInputGrad},
+    {"W", Op::kWeightGrad},
 };
-constexpr std::string_view kFsdpOps[] = {"UNSHARD", "RESHARD", "REDUCE_GRAD"};
 
 [[noreturn]] void Fail(int* column, size_t at, std::string message) {
   if (column) *column = static_cast<int>(at);
@@ -127,14 +151,6 @@ Action ParseSingle(std::string_view text, size_t base, const ActionSyntax& synta
                                               Quote(text)));
   }
   std::string_view rest = text.substr(pos);
-  for (std::string_view fsdp : kFsdpOps) {
-    if (rest.starts_with(fsdp)) {
-      Fail(column, base + pos,
-           fmt::format("{}: {} is an FSDP action, which pipeproof's schedule model does not "
-                       "include; drop it from the schedule",
-                       Quote(text), fsdp));
-    }
-  }
   const OpSpelling* spelling = nullptr;
   for (const OpSpelling& s : kSpellings) {
     if (rest.starts_with(s.name)) {
@@ -142,10 +158,13 @@ Action ParseSingle(std::string_view text, size_t base, const ActionSyntax& synta
       break;
     }
   }
+  // "0WAIT_SEND_X0" is a misspelt WAIT_SEND, not a W with a bad microbatch.
+  if (spelling && spelling->op == Op::kWeightGrad && rest.starts_with("WAIT")) spelling = nullptr;
   if (!spelling) {
     Fail(column, base + pos,
          fmt::format("{} has no known action after the stage number (expected F, B, I, W, "
-                     "SEND_F, RECV_F, SEND_B or RECV_B)",
+                     "SEND_F, RECV_F, SEND_B, RECV_B, WAIT_SEND_F, WAIT_SEND_B, UNSHARD, "
+                     "RESHARD, REDUCE_GRAD or WAIT_REDUCE_GRAD)",
                      Quote(text)));
   }
   if (spelling->name == "BW" && !syntax.legacy_bw) {
@@ -155,6 +174,15 @@ Action ParseSingle(std::string_view text, size_t base, const ActionSyntax& synta
                      Quote(text)));
   }
   pos += spelling->name.size();
+  if (IsDataParallel(spelling->op)) {
+    // PyTorch writes these without a microbatch; they act on the stage as a whole.
+    if (pos != text.size()) {
+      Fail(column, base + pos,
+           fmt::format("unexpected {} after action {}: {} names a stage and no microbatch",
+                       Quote(text.substr(pos)), Quote(text.substr(0, pos)), spelling->name));
+    }
+    return Action::DataParallel(spelling->op, stage);
+  }
   int32_t microbatch = 0;
   if (!ReadNumber(text, pos, microbatch, overflow)) {
     Fail(column, base + pos,
@@ -383,6 +411,31 @@ std::optional<Message> MessageOf(const Schedule& schedule, const RouteIndex& rou
   }
   if (other < 0) return std::nullopt;
   return Message{p, schedule.placement[other]};
+}
+
+std::optional<StreamLayout> StreamLayoutFromName(std::string_view name) {
+  for (StreamLayout layout : kStreamLayouts) {
+    if (StreamLayoutName(layout) == name) return layout;
+  }
+  return std::nullopt;
+}
+
+std::string_view StreamLayoutName(StreamLayout layout) {
+  switch (layout) {
+    case StreamLayout::kRank: return "rank";
+    case StreamLayout::kPair: return "pair";
+    case StreamLayout::kEdge: return "edge";
+  }
+  return "?";
+}
+
+int StreamOf(StreamLayout layout, int peer, bool send) {
+  switch (layout) {
+    case StreamLayout::kRank: return 0;
+    case StreamLayout::kPair: return peer;
+    case StreamLayout::kEdge: return 2 * peer + (send ? 1 : 0);
+  }
+  return 0;
 }
 
 std::string ToString(const PassKey& key) {

@@ -49,12 +49,27 @@ enum class Op : uint8_t {
   kSendB,       // sSEND_Bm: send stage s's input gradient to the previous stage's rank
   kRecvB,       // sRECV_Bm: receive stage s's output gradient from the next stage's rank
   kWait,        // WAIT: post the SEND/RECVs since the last WAIT as one group, block until done
+  // PyTorch's runtime (every runtime order since 2.15):
+  kWaitSendF,       // sWAIT_SEND_Fm: block the rank until the earlier sSEND_Fm has completed
+  kWaitSendB,       // sWAIT_SEND_Bm: the same for sSEND_Bm
+  kUnshard,         // sUNSHARD: gather stage s's sharded parameters (data-parallel group)
+  kReshard,         // sRESHARD: drop them again
+  kReduceGrad,      // sREDUCE_GRAD: start reducing stage s's gradients over the data-parallel group
+  kWaitReduceGrad,  // sWAIT_REDUCE_GRAD: wait for that reduction
 };
 
-bool IsCompute(Op op);  // F, B, I, W, OVERLAP_F_B
-bool IsComm(Op op);     // SEND_F, RECV_F, SEND_B, RECV_B
+bool IsCompute(Op op);   // F, B, I, W, OVERLAP_F_B
+bool IsComm(Op op);      // SEND_F, RECV_F, SEND_B, RECV_B
 bool IsSend(Op op);
 bool IsRecv(Op op);
+bool IsWaitSend(Op op);  // WAIT_SEND_F, WAIT_SEND_B
+// UNSHARD, RESHARD, REDUCE_GRAD, WAIT_REDUCE_GRAD: collectives of the data-parallel group. They
+// run on another communicator, so they hold no pipeline stream; they name a stage and no
+// microbatch (kept as 0).
+bool IsDataParallel(Op op);
+// The SEND that a WAIT_SEND waits for (kSendF for kWaitSendF, kSendB for kWaitSendB), and back.
+Op SentBy(Op wait_send);
+Op WaitSendFor(Op send);
 
 // One unit of work on one stage and microbatch: a compute (F, B, I, W) or a SEND/RECV.
 struct Task {
@@ -65,7 +80,8 @@ struct Task {
 };
 
 // One entry in a rank's program. OVERLAP_F_B carries two tasks: `stage`/`microbatch` are its
-// forward, `back` its backward (op kBackward or kInputGrad). Other actions use only the first.
+// forward, `back` its backward (op kBackward or kInputGrad). Other actions use only the first;
+// a WAIT has none.
 struct Action {
   Op op = Op::kForward;
   int32_t stage = 0;
@@ -75,21 +91,27 @@ struct Action {
   static Action Compute(Op op, int stage, int microbatch) { return {op, stage, microbatch, {}}; }
   static Action Comm(Op op, int stage, int microbatch) { return {op, stage, microbatch, {}}; }
   static Action Wait() { return {Op::kWait, 0, 0, {}}; }
+  static Action WaitSend(Op send, int stage, int microbatch) {
+    return {WaitSendFor(send), stage, microbatch, {}};
+  }
+  static Action DataParallel(Op op, int stage) { return {op, stage, 0, {}}; }
   static Action OverlapFB(int f_stage, int f_mb, Op back_op, int b_stage, int b_mb) {
     return {Op::kOverlapFB, f_stage, f_mb, {back_op, b_stage, b_mb}};
   }
 
-  // The single tasks this action consists of: none for WAIT, two for OVERLAP_F_B.
+  // The single tasks this action consists of: none for WAIT, two for OVERLAP_F_B, else itself
+  // (a WAIT_SEND or a data-parallel action is a task that names its stage, not a compute).
   int TaskCount() const { return op == Op::kWait ? 0 : op == Op::kOverlapFB ? 2 : 1; }
   Task TaskAt(int i) const;
 
   friend bool operator==(const Action& a, const Action& b);
 };
 
-// PyTorch's spelling: "0F0", "3I2", "7SEND_B4", "(0F3;7B5)OVERLAP_F_B", "WAIT".
+// PyTorch's spelling: "0F0", "3I2", "7SEND_B4", "(0F3;7B5)OVERLAP_F_B", "WAIT",
+// "7WAIT_SEND_B4", "3UNSHARD".
 std::string ToString(const Action& action);
 std::string ToString(const Task& task);
-std::string_view OpName(Op op);  // "F", "B", "I", "W", "OVERLAP_F_B", "SEND_F", ..., "WAIT"
+std::string_view OpName(Op op);  // "F", ..., "SEND_F", ..., "WAIT", "WAIT_SEND_F", "UNSHARD", ...
 
 struct ActionSyntax {
   bool legacy_bw = false;  // accept PyTorch's old "BW" spelling of a full backward
@@ -165,6 +187,24 @@ struct Message {
 };
 std::optional<Message> MessageOf(const Schedule& schedule, const RouteIndex& routes,
                                  const Task& comm);
+
+// Which NCCL stream carries a point-to-point op (DESIGN.md, "Stream layout"). Program order,
+// rendezvous and FIFO matching hold within a stream; a rank's streams run independently, as far
+// as the hardware lets their kernels run at the same time.
+//  kRank: one stream per rank for all its point-to-point traffic (one communicator: PyTorch's
+//         default eagerly initialised `nccl` backend, DualPipe's batch_isend_irecv);
+//  kPair: one per unordered rank pair (`nccl-lazy`: a two-rank communicator per pair, set up
+//         lazily at the first op between the two ranks);
+//  kEdge: one per directed rank edge (torch.distributed.config.pipeline_per_edge_p2p).
+// FIFO matching is per ordered rank pair in all three, since every message from p to q travels
+// on one stream whatever the layout.
+enum class StreamLayout : uint8_t { kRank, kPair, kEdge };
+inline constexpr StreamLayout kStreamLayouts[] = {StreamLayout::kRank, StreamLayout::kPair,
+                                                  StreamLayout::kEdge};
+std::optional<StreamLayout> StreamLayoutFromName(std::string_view name);  // rank, pair, edge
+std::string_view StreamLayoutName(StreamLayout layout);
+// The stream, numbered among one rank's streams, that carries that rank's op with `peer`.
+int StreamOf(StreamLayout layout, int peer, bool send);
 
 // The passes a compute depends on, by pass rather than by op: the backward pass of (s, m) is
 // made by B or by I; the weight pass by B or by W.

@@ -35,7 +35,9 @@ TEST(ActionTest, MalformedActionsNameTheProblemAndWhere) {
            BadAction{"0F", 2, "no microbatch number"},
            BadAction{"0F0x", 3, "unexpected"},
            BadAction{"0BW1", 1, "--legacy-bw"},
-           BadAction{"1UNSHARD", 1, "FSDP"},
+           BadAction{"1UNSHARD0", 8, "names a stage and no microbatch"},
+           BadAction{"0WAIT_SEND_F", 12, "no microbatch number after WAIT_SEND_F"},
+           BadAction{"0WAIT_SEND_X0", 1, "no known action"},
            BadAction{"99999999999F0", 0, "too large"},
            BadAction{"(0F3;7B5", 0, "closing"},
            BadAction{"(0F3;7B5)OVERLAP", 8, "OVERLAP_F_B"},
@@ -53,6 +55,46 @@ TEST(ActionTest, MalformedActionsNameTheProblemAndWhere) {
       EXPECT_EQ(column, bad.column) << bad.text;
     }
   }
+}
+
+// PyTorch 2.15's runtime orders: every one of its actions reads as PyTorch writes it and prints
+// back the same way (before, 0WAIT_SEND_F0 was misread as a W action).
+TEST(ActionTest, PyTorchRuntimeActionsReadAndPrintBack) {
+  const struct {
+    const char* text;
+    Action action;
+  } cases[] = {
+      {"0WAIT_SEND_F0", Action::WaitSend(Op::kSendF, 0, 0)},
+      {"7WAIT_SEND_B12", Action::WaitSend(Op::kSendB, 7, 12)},
+      {"3UNSHARD", Action::DataParallel(Op::kUnshard, 3)},
+      {"3RESHARD", Action::DataParallel(Op::kReshard, 3)},
+      {"10REDUCE_GRAD", Action::DataParallel(Op::kReduceGrad, 10)},
+      {"10WAIT_REDUCE_GRAD", Action::DataParallel(Op::kWaitReduceGrad, 10)},
+      {"2W5", Action::Compute(Op::kWeightGrad, 2, 5)},
+  };
+  for (const auto& c : cases) {
+    const Action a = ParseAction(c.text);
+    EXPECT_EQ(a, c.action) << c.text;
+    EXPECT_EQ(ToString(a), c.text);
+  }
+  EXPECT_TRUE(IsWaitSend(Op::kWaitSendB));
+  EXPECT_FALSE(IsComm(Op::kWaitSendF));
+  EXPECT_TRUE(IsDataParallel(Op::kWaitReduceGrad));
+  EXPECT_FALSE(IsCompute(Op::kUnshard));
+  EXPECT_EQ(SentBy(Op::kWaitSendB), Op::kSendB);
+}
+
+TEST(StreamLayoutTest, NamesAndStreams) {
+  for (StreamLayout layout : kStreamLayouts) {
+    EXPECT_EQ(StreamLayoutFromName(StreamLayoutName(layout)), layout);
+  }
+  EXPECT_FALSE(StreamLayoutFromName("ring"));
+  // rank: one stream; pair: one per peer whatever the direction; edge: one per peer and direction.
+  EXPECT_EQ(StreamOf(StreamLayout::kRank, 3, true), StreamOf(StreamLayout::kRank, 5, false));
+  EXPECT_EQ(StreamOf(StreamLayout::kPair, 3, true), StreamOf(StreamLayout::kPair, 3, false));
+  EXPECT_NE(StreamOf(StreamLayout::kPair, 3, true), StreamOf(StreamLayout::kPair, 4, true));
+  EXPECT_NE(StreamOf(StreamLayout::kEdge, 3, true), StreamOf(StreamLayout::kEdge, 3, false));
+  EXPECT_NE(StreamOf(StreamLayout::kEdge, 3, true), StreamOf(StreamLayout::kEdge, 4, true));
 }
 
 TEST(ActionTest, LegacySpellingReadsBwAsFullBackward) {

@@ -1,6 +1,8 @@
 // The deadlock proof with Z3, written apart from the event simulation so the two verdicts check
 // each other (DESIGN.md, "deadlock"). One real variable per compute (when it runs) and two per
-// communication unit (when it starts, when it completes). Every rule of the communication model
+// communication unit (when it starts, when it completes); under the pair layout one more per
+// first contact between two ranks (when it is posted) and one per rank pair (when its
+// communicator is set up). Every rule of the communication model
 // is a strict inequality "x < y" (y cannot happen until x has): strict, because with "<=" a
 // cycle of zero-length waits would be satisfiable and a real deadlock would pass as sound. All
 // constraints are differences of two variables, so this is difference logic: satisfiable means a
@@ -19,6 +21,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <set>
 
 namespace pipeproof::verify_internal {
 namespace {
@@ -26,19 +29,31 @@ namespace {
 enum class Rule : uint8_t {
   kComputeOrder,  // computes in program order
   kAfterCompute,  // a unit starts after the computes written before it
-  kStreamOrder,   // nccl: units of a rank without WAITs in program order
+  kStreamOrder,   // nccl: the lone units of one stream in program order
   kWaitBlocks,    // a WAIT's group completes before the rank goes on
+  kSendWaitBlocks,  // a WAIT_SEND's send completes before the rank goes on
   kInputRecv,     // a compute after the receive that brings its input
-  kStartsFirst,   // a unit starts before it completes
+  kStartsFirst,   // a unit is posted before it starts, and starts before it completes
   kRendezvous,    // nccl: an op completes after its partner's unit starts
   kSendPosted,    // eager: a receive completes after its send is posted
   kNoPartner,     // an op without a partner: unsatisfiable on its own
   kNeverPosted,   // ops after the last WAIT: unsatisfiable on its own
+  kSetupPosted,   // pair: a pair's set-up after each side has posted its first unit with the other
+  kSetupBlocks,   // pair: a side's first unit, and what its rank does next, after the set-up
+  kSetupNoPeer,   // pair: a side that never posts: unsatisfiable on its own
 };
 
 struct Variable {
-  int32_t rank;
-  int32_t index;  // the compute, or the unit's WAIT / lone op / first op
+  int32_t rank;   // -1 for a pair's set-up
+  int32_t index;  // the compute, or the unit's WAIT / lone op / first op; a set-up: its id
+};
+
+// A unit of one rank: the ops it holds and the action that posts it.
+struct RankUnit {
+  int anchor;  // the WAIT, the lone op, or (never posted) the first op
+  std::vector<int> ops;
+  bool posted;
+  bool grouped;
 };
 
 // before < after
@@ -63,8 +78,15 @@ z3::solver DifferenceLogicSolver(z3::context& ctx) {
 
 class Encoding {
  public:
-  Encoding(const Schedule& s, const RouteIndex& routes, const Messages& messages, CommModel model)
-      : s_(s), routes_(routes), messages_(messages), model_(model), receives_(s, messages) {}
+  Encoding(const Schedule& s, const RouteIndex& routes, const Messages& messages, CommModel model,
+           StreamLayout streams)
+      : s_(s),
+        routes_(routes),
+        messages_(messages),
+        model_(model),
+        streams_(streams),
+        receives_(s, messages),
+        waited_sends_(WaitedSends(s)) {}
 
   void Build(const ProgressCallback& progress) {
     op_start_.resize(s_.ranks);
@@ -72,6 +94,11 @@ class Encoding {
     for (int r = 0; r < s_.ranks; ++r) {
       if (progress) progress("deadlock: Z3 encoding", r, s_.ranks);
       EncodeRank(r);
+    }
+    for (const PairSetup& setup : setups_) {
+      if (setup.low_anchor < 0 || setup.high_anchor < 0) {
+        Require(setup.var, setup.var, Rule::kSetupNoPeer);
+      }
     }
     for (int r = 0; r < s_.ranks; ++r) EncodeMessages(r);
   }
@@ -125,64 +152,129 @@ class Encoding {
     constraints_.push_back({before, after, op, rule});
   }
 
+  // A rank's units: each SEND/RECV alone on a rank without WAITs; otherwise the ops since the
+  // previous WAIT, posted at a WAIT, and the ops after the last WAIT, never posted.
+  std::vector<RankUnit> UnitsOf(const std::vector<Action>& program) const {
+    const bool has_wait = std::any_of(program.begin(), program.end(),
+                                      [](const Action& a) { return a.op == Op::kWait; });
+    std::vector<RankUnit> units;
+    std::vector<int> group;
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      if (IsComm(program[i].op)) {
+        if (has_wait) {
+          group.push_back(i);
+        } else {
+          units.push_back({i, {i}, true, false});
+        }
+      } else if (program[i].op == Op::kWait && !group.empty()) {
+        units.push_back({i, group, true, true});
+        group.clear();
+      }
+    }
+    if (!group.empty()) units.push_back({group.front(), group, false, true});
+    return units;
+  }
+
+  // What the rank waits for before its next action, beyond its last compute.
+  struct Blocker {
+    int var;
+    Rule rule;
+  };
+
   // The rules within one rank.
   void EncodeRank(int r) {
     const auto& program = s_.program[r];
     op_start_[r].assign(program.size(), -1);
     op_end_[r].assign(program.size(), -1);
-    bool has_wait = false;
-    for (const Action& a : program) has_wait = has_wait || a.op == Op::kWait;
-    int compute = -1;   // variable of the last compute
-    int unit_end = -1;  // completion variable of the last unit
-    bool blocks_next_compute = false;
-    std::vector<int> group;
-    auto open_unit = [&](int index, const std::vector<int>& ops) {
-      const int start = NewVar(r, index), end = NewVar(r, index);
-      for (int op : ops) {
+    const std::vector<RankUnit> units = UnitsOf(program);
+    const bool has_wait = std::any_of(program.begin(), program.end(),
+                                      [](const Action& a) { return a.op == Op::kWait; });
+    std::vector<int> unit_at(program.size(), -1);  // anchor -> unit
+    for (int u = 0; u < static_cast<int>(units.size()); ++u) {
+      const RankUnit& unit = units[u];
+      const int start = NewVar(r, unit.anchor), end = NewVar(r, unit.anchor);
+      for (int op : unit.ops) {
         op_start_[r][op] = start;
         op_end_[r][op] = end;
       }
-      if (compute >= 0) Require(compute, start, Rule::kAfterCompute);
-      if (unit_end >= 0 && (has_wait || model_ == CommModel::kNccl)) {
-        Require(unit_end, start, has_wait ? Rule::kWaitBlocks : Rule::kStreamOrder);
-      }
       Require(start, end, Rule::kStartsFirst);
-      unit_end = end;
-    };
+      if (unit.posted) {
+        unit_at[unit.anchor] = u;
+      } else {
+        Require(start, start, Rule::kNeverPosted);
+      }
+    }
+    int compute = -1;  // variable of the last compute
+    std::vector<Blocker> blockers;
+    std::map<int, int> stream_end;  // stream -> completion variable of its last lone unit
+    std::set<int> met;              // peers this rank has posted a unit with
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
         const int t = NewVar(r, i);
         if (compute >= 0) Require(compute, t, Rule::kComputeOrder);
-        if (blocks_next_compute) Require(unit_end, t, Rule::kWaitBlocks);
-        blocks_next_compute = false;
+        for (const Blocker& b : blockers) Require(b.var, t, b.rule);
+        // The compute now holds what follows, but for the last WAIT's group, which holds every
+        // unit after it directly (the shorter cycles).
+        std::erase_if(blockers, [](const Blocker& b) { return b.rule != Rule::kWaitBlocks; });
         if (!has_wait) {
           for (int recv : InputReceives(s_, routes_, receives_, r, i)) {
             Require(op_end_[r][recv], t, Rule::kInputRecv);
           }
         }
         compute = t;
-      } else if (IsComm(a.op)) {
-        if (has_wait) {
-          group.push_back(i);
-        } else {
-          open_unit(i, {i});
+        continue;
+      }
+      if (IsWaitSend(a.op)) {
+        const int send = waited_sends_[r].empty() ? -1 : waited_sends_[r][i];
+        if (send >= 0) blockers.push_back({op_end_[r][send], Rule::kSendWaitBlocks});
+        continue;
+      }
+      if (unit_at[i] < 0) continue;  // computes above; a WAIT with nothing to post; the rest
+      const RankUnit& unit = units[unit_at[i]];
+      const int start = op_start_[r][unit.ops.front()], end = op_end_[r][unit.ops.front()];
+      // Posting: after the computes before it and what blocks the rank.
+      int posted = start;
+      std::vector<int> first_peers;
+      if (model_ == CommModel::kNccl && streams_ == StreamLayout::kPair) {
+        for (int op : unit.ops) {
+          const int peer = messages_.peer[r][op];
+          if (peer >= 0 && met.insert(peer).second) first_peers.push_back(peer);
         }
-      } else if (!group.empty()) {
-        open_unit(i, group);
-        group.clear();
-        blocks_next_compute = true;
+      }
+      if (!first_peers.empty()) {
+        posted = NewVar(r, unit.anchor);
+        Require(posted, start, Rule::kStartsFirst);
+      }
+      if (compute >= 0) Require(compute, posted, Rule::kAfterCompute);
+      for (const Blocker& b : blockers) Require(b.var, posted, b.rule);
+      for (int peer : first_peers) {
+        const int setup = SetupOf(r, peer, unit.anchor);
+        Require(posted, setup, Rule::kSetupPosted);
+        Require(setup, start, Rule::kSetupBlocks);
+        blockers.push_back({setup, Rule::kSetupBlocks});
+      }
+      if (unit.grouped) {
+        blockers = {{end, Rule::kWaitBlocks}};  // everything before holds this group too
+      } else if (model_ == CommModel::kNccl) {
+        const int op = unit.ops.front();
+        const int stream = StreamOf(streams_, messages_.peer[r][op], IsSend(program[op].op));
+        if (auto it = stream_end.find(stream); it != stream_end.end()) {
+          Require(it->second, start, Rule::kStreamOrder);
+        }
+        stream_end[stream] = end;
       }
     }
-    if (!group.empty()) {  // nothing posts these
-      const int start = NewVar(r, group.front()), end = NewVar(r, group.front());
-      for (int op : group) {
-        op_start_[r][op] = start;
-        op_end_[r][op] = end;
-      }
-      Require(start, start, Rule::kNeverPosted);
-      Require(start, end, Rule::kStartsFirst);
-    }
+  }
+
+  // The variable of the set-up of `rank`'s pair with `peer`; `anchor` posts `rank`'s side.
+  int SetupOf(int rank, int peer, int anchor) {
+    const std::pair<int, int> pair{std::min(rank, peer), std::max(rank, peer)};
+    auto [it, inserted] = setup_of_pair_.try_emplace(pair, static_cast<int>(setups_.size()));
+    if (inserted) setups_.push_back({NewVar(-1, it->second), pair.first, pair.second});
+    PairSetup& setup = setups_[it->second];
+    (rank == pair.first ? setup.low_anchor : setup.high_anchor) = anchor;
+    return setup.var;
   }
 
   // The messages: rendezvous (nccl) or a receive after its send's posting (eager).
@@ -205,11 +297,21 @@ class Encoding {
 
   std::string Explain(const Constraint& c, const Variable& next) const;
 
+  struct PairSetup {
+    int var = -1;
+    int low = 0, high = 0;                   // the ranks
+    int low_anchor = -1, high_anchor = -1;   // each side's first unit with the other, once posted
+  };
+
   const Schedule& s_;
   const RouteIndex& routes_;
   const Messages& messages_;
   CommModel model_;
+  StreamLayout streams_;
   ReceiveIndex receives_;
+  std::vector<std::vector<int32_t>> waited_sends_;
+  std::vector<PairSetup> setups_;
+  std::map<std::pair<int, int>, int> setup_of_pair_;  // (low rank, high rank) -> its set-up
   std::vector<Variable> vars_;
   std::vector<Constraint> constraints_;
   std::vector<std::vector<int32_t>> op_start_, op_end_;  // [rank][op] -> unit variables
@@ -224,9 +326,22 @@ std::string Encoding::Explain(const Constraint& c, const Variable& next) const {
     case Rule::kAfterCompute:
       return fmt::format("starts after {} finishes (computes written before it)", them);
     case Rule::kStreamOrder:
-      return fmt::format("starts after {} completes (one communication stream)", them);
+      return fmt::format("starts after {} completes (they share a communication stream, --streams "
+                         "{})",
+                         them, StreamLayoutName(streams_));
     case Rule::kWaitBlocks:
       return fmt::format("runs after {} completes (a WAIT blocks its rank)", them);
+    case Rule::kSendWaitBlocks:
+      return fmt::format("runs after {} completes (a WAIT_SEND before it blocks the rank until "
+                         "that SEND completes)",
+                         them);
+    case Rule::kSetupPosted:
+    case Rule::kSetupBlocks:
+      return fmt::format("runs after the set-up of a pair communicator, which needs {} posted "
+                         "(lazy set-up at the first op between two ranks, --streams pair)",
+                         them);
+    case Rule::kSetupNoPeer:
+      return "never gets past the set-up of a pair communicator: the peer has no op with it";
     case Rule::kInputRecv:
       return fmt::format("runs after {}, which brings its input", them);
     case Rule::kStartsFirst:
@@ -281,16 +396,36 @@ std::vector<CycleStep> Encoding::CycleFromCore(const std::vector<int>& core) con
     if (!found.empty() && (best.empty() || found.size() < best.size())) best = found;
   }
   // best[j]: after = v_j waits for before = v_{j+1}; in order start = v_0 ... v_n = start.
+  // A pair's set-up (rank -1) is no action: the step waiting for it waits for what it waits for.
   std::vector<CycleStep> steps;
   for (size_t j = 0; j < best.size(); ++j) {
     const Constraint& c = constraints_[best[j]];
     const Variable& v = vars_[c.after];
-    const Variable& next = vars_[c.before];
-    const bool same_action = next.rank == v.rank && next.index == v.index && c.before != c.after;
+    if (v.rank < 0) continue;
+    const Variable* next = &vars_[c.before];
+    if (next->rank < 0) next = &vars_[constraints_[best[(j + 1) % best.size()]].before];
+    const bool same_action = next->rank == v.rank && next->index == v.index && c.before != c.after;
     if (same_action) continue;  // a unit's start and completion are one step
     const int index = c.op >= 0 ? c.op : v.index;
-    steps.push_back({v.rank, index, ToString(s_.program[v.rank][index]), Explain(c, next)});
+    steps.push_back({v.rank, index, ToString(s_.program[v.rank][index]), Explain(c, *next)});
   }
+  if (!steps.empty() || best.empty()) return steps;
+  // A cycle within one action: a unit that waits for itself (a WAIT_SEND before the WAIT that
+  // posts its SEND), or a set-up whose peer never posts its side.
+  for (int k : best) {
+    const Constraint& c = constraints_[k];
+    const Variable& v = vars_[c.after];
+    if (v.rank >= 0 && c.rule != Rule::kStartsFirst) {
+      steps.push_back({v.rank, v.index, ToString(s_.program[v.rank][v.index]), Explain(c, v)});
+      return steps;
+    }
+  }
+  const PairSetup& setup = setups_[vars_[constraints_[best.front()].after].index];
+  const bool low = setup.low_anchor >= 0;
+  const int rank = low ? setup.low : setup.high;
+  const int anchor = low ? setup.low_anchor : setup.high_anchor;
+  steps.push_back({rank, anchor, ToString(s_.program[rank][anchor]),
+                   Explain(constraints_[best.front()], {rank, anchor})});
   return steps;
 }
 
@@ -298,9 +433,9 @@ std::vector<CycleStep> Encoding::CycleFromCore(const std::vector<int>& core) con
 
 std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
                                      const Messages& messages, CommModel model,
-                                     const ProgressCallback& progress) {
+                                     StreamLayout streams, const ProgressCallback& progress) {
   const auto begin = std::chrono::steady_clock::now();
-  Encoding encoding(schedule, routes, messages, model);
+  Encoding encoding(schedule, routes, messages, model, streams);
   encoding.Build(progress);
   if (progress) progress("deadlock: Z3 solving", 0, 0);
   Z3Verdict verdict;
@@ -322,7 +457,7 @@ bool Z3Built() { return true; }
 
 namespace pipeproof::verify_internal {
 std::optional<Z3Verdict> ProveWithZ3(const Schedule&, const RouteIndex&, const Messages&,
-                                     CommModel, const ProgressCallback&) {
+                                     CommModel, StreamLayout, const ProgressCallback&) {
   return std::nullopt;
 }
 bool Z3Built() { return false; }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "verify/internal.h"
 
@@ -165,6 +166,32 @@ class DependencyCheck {
 bool UsesWaitGroups(const std::vector<Action>& program) {
   return std::any_of(program.begin(), program.end(),
                      [](const Action& a) { return a.op == Op::kWait; });
+}
+
+std::vector<std::vector<int32_t>> WaitedSends(const Schedule& s) {
+  std::vector<std::vector<int32_t>> out(s.ranks);
+  for (int r = 0; r < s.ranks; ++r) {
+    const auto& program = s.program[r];
+    if (std::none_of(program.begin(), program.end(),
+                     [](const Action& a) { return IsWaitSend(a.op); })) {
+      continue;
+    }
+    out[r].assign(program.size(), -1);
+    std::unordered_map<int64_t, int32_t> last_send;
+    auto key = [&](Op send, const Action& a) {
+      return (int64_t{a.stage} * s.microbatches + a.microbatch) * 2 + (send == Op::kSendB ? 1 : 0);
+    };
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      const Action& a = program[i];
+      if (IsSend(a.op)) {
+        last_send[key(a.op, a)] = i;
+      } else if (IsWaitSend(a.op)) {
+        auto it = last_send.find(key(SentBy(a.op), a));
+        if (it != last_send.end()) out[r][i] = it->second;
+      }
+    }
+  }
+  return out;
 }
 
 PassTable::PassTable(const Schedule& s)

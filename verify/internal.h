@@ -106,14 +106,23 @@ std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
                                    const ReceiveIndex& receives, int rank, int index);
 bool UsesWaitGroups(const std::vector<Action>& program);
 
+// Per rank and WAIT_SEND: the position of the SEND it waits for (the last one of that stage,
+// microbatch and direction before it), -1 when there is none or for other actions. Empty rows
+// for ranks without WAIT_SEND.
+std::vector<std::vector<int32_t>> WaitedSends(const Schedule& s);
+
 // ---- the event simulation (simulate.cpp)
 struct SimulationResult {
   Timeline timeline;
   std::vector<CycleStep> cycle;         // minimal, when the execution deadlocks
   std::vector<std::string> stuck_grid;  // grid lines around the stuck point
+  // The cycle passes through the set-up of a lazily created pair communicator (--streams pair):
+  // the ranks deadlock before any data moves.
+  bool setup_deadlock = false;
 };
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
-                               const Messages& messages, CommModel model, const Costs& costs);
+                               const Messages& messages, CommModel model, const Costs& costs,
+                               StreamLayout streams = StreamLayout::kRank);
 
 // ---- Z3 (deadlock_z3.cpp; a stub without Z3)
 struct Z3Verdict {
@@ -126,6 +135,7 @@ struct Z3Verdict {
 // nullopt when this build has no Z3.
 std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
                                      const Messages& messages, CommModel model,
+                                     StreamLayout streams = StreamLayout::kRank,
                                      const ProgressCallback& progress = {});
 bool Z3Built();
 
@@ -135,7 +145,7 @@ CheckResult CheckMemory(const Schedule& schedule, const MemoryReport& report);
 
 // ---- timing (report.cpp)
 CheckResult TimingCheck(const Timeline& timeline, const Costs& costs, CommModel model,
-                        bool default_costs);
+                        StreamLayout streams, bool default_costs);
 
 // ---- text pieces (report.cpp)
 // One line per step: "rank 1 [4] 1RECV_F1 waits for ...".

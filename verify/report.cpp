@@ -134,13 +134,14 @@ std::string_view StatusWord(CheckStatus status) {
 
 nlohmann::ordered_json TimingObject(const CheckResult* check,
                                     const std::optional<Timeline>& timeline, const Costs& costs,
-                                    CommModel model) {
+                                    CommModel model, StreamLayout streams) {
   nlohmann::ordered_json j;
   j["name"] = "timing";
   j["ok"] = check ? check->ok() : timeline.has_value();
   if (check && check->skipped()) j["skipped"] = true;
   j["message"] = check ? check->message : "";
   j["model"] = std::string(CommModelName(model));
+  j["streams"] = std::string(StreamLayoutName(streams));
   j["costs"] = {{"F", costs.forward},     {"B", costs.backward},    {"I", costs.input_grad},
                 {"W", costs.weight_grad}, {"FB", costs.overlap_fb}, {"latency", costs.latency}};
   if (timeline && timeline->complete) {
@@ -191,6 +192,14 @@ std::optional<CommModel> CommModelFromName(std::string_view name) {
 
 std::string_view CommModelName(CommModel model) {
   return model == CommModel::kNccl ? "nccl" : "eager";
+}
+
+std::string DescribeSemantics(CommModel model, StreamLayout streams) {
+  if (model == CommModel::kEager) return "the eager model";
+  const char* layout = streams == StreamLayout::kRank   ? "one stream per rank"
+                       : streams == StreamLayout::kPair ? "one stream per rank pair"
+                                                        : "one stream per directed edge";
+  return fmt::format("the nccl model with {} (--streams {})", layout, StreamLayoutName(streams));
 }
 
 Costs ParseCosts(std::string_view text, Costs base) {
@@ -320,12 +329,13 @@ std::string VerifyReport::Json() const {
   nlohmann::ordered_json j;
   j["ok"] = ok;
   j["model"] = std::string(CommModelName(model));
+  j["streams"] = std::string(StreamLayoutName(streams));
   j["lowered"] = lowered;
   nlohmann::ordered_json checks_json = nlohmann::ordered_json::array();
   for (const CheckResult& c : checks) {
     nlohmann::ordered_json cj;
     if (c.name == "timing") {
-      cj = TimingObject(&c, timeline, costs, model);
+      cj = TimingObject(&c, timeline, costs, model, streams);
     } else {
       cj["name"] = c.name;
       cj["ok"] = c.ok();
@@ -342,6 +352,12 @@ std::string VerifyReport::Json() const {
                          {"waits_for", s.waits_for}});
       }
       cj["cycle"] = steps;
+      nlohmann::ordered_json layouts = nlohmann::ordered_json::object();
+      for (const auto& [layout, sound] : layout_verdicts) {
+        layouts[std::string(StreamLayoutName(layout))] = sound;
+      }
+      cj["deadlock_free_under"] = layouts;  // per stream layout decided (nccl model)
+      cj["setup_deadlock"] = setup_deadlock;
     }
     if (c.name == "memory") {
       cj["peak"] = memory.peak;
@@ -358,7 +374,8 @@ std::string VerifyReport::Json() const {
   return j.dump(2) + "\n";
 }
 
-std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel model) {
+std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel model,
+                       StreamLayout streams) {
   CheckResult check;
   check.name = "timing";
   if (timeline.complete) {
@@ -367,12 +384,13 @@ std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel m
     check.status = CheckStatus::kFail;
     check.message = "the execution deadlocks; run pipeproof verify for the cycle";
   }
-  return TimingObject(&check, timeline, costs, model).dump(2) + "\n";
+  return TimingObject(&check, timeline, costs, model, streams).dump(2) + "\n";
 }
 
-std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel model) {
+std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel model,
+                       StreamLayout streams) {
   std::string out =
-      fmt::format("timing under the {} model, costs {}\n", CommModelName(model), ToString(costs));
+      fmt::format("timing under {}, costs {}\n", DescribeSemantics(model, streams), ToString(costs));
   if (!timeline.complete)
     return out + "the execution deadlocks; run pipeproof verify for the cycle\n";
   out += TimingSummary(timeline) + "\n";
@@ -383,11 +401,14 @@ std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel m
 namespace verify_internal {
 
 CheckResult TimingCheck(const Timeline& timeline, const Costs& costs, CommModel model,
-                        bool default_costs) {
+                        StreamLayout streams, bool default_costs) {
   CheckResult check;
   check.name = "timing";
+  const std::string under = model == CommModel::kNccl && streams != StreamLayout::kRank
+                                ? fmt::format("nccl (--streams {})", StreamLayoutName(streams))
+                                : std::string(CommModelName(model));
   check.message = TimingSummary(timeline) +
-                  fmt::format(" under {} with {}{}", CommModelName(model), ToString(costs),
+                  fmt::format(" under {} with {}{}", under, ToString(costs),
                               default_costs ? " (the default costs)" : "");
   check.details = TimingRows(timeline);
   return check;

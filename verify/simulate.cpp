@@ -3,12 +3,15 @@
 // A schedule becomes a graph of events: a compute's run; and for every communication unit (a
 // WAIT group on a rank with WAITs, else a lone SEND/RECV) its start and its completion. An edge
 // says "this event cannot happen before that one": program order of computes, a unit after the
-// computes written before it, the in-order communication stream (nccl), a WAIT blocking its rank,
-// a compute waiting for the receive of its input, and the messages themselves (nccl: an op
-// completes only once its partner's unit has started too; eager: a receive once its send has been
-// posted). Every event happens as soon as all it waits for has happened, so the times come out
-// in one pass over the graph in dependency order, and the events that never happen are exactly
-// those stuck on a cycle of waits: a deadlock. Its minimal cycle is what the report shows.
+// computes written before it, the in-order communication streams (nccl: one per rank, per rank
+// pair or per directed edge, --streams), a WAIT or a WAIT_SEND blocking its rank, a compute
+// waiting for the receive of its input, and the messages themselves (nccl: an op completes only
+// once its partner's unit has started too; eager: a receive once its send has been posted).
+// Under the pair layout the first unit between two ranks is also posted (an event of its own)
+// and the pair's communicator set up, which blocks both ranks until each has reached its first
+// op with the other. Every event happens as soon as all it waits for has happened, so the times
+// come out in one pass over the graph in dependency order, and the events that never happen are
+// exactly those stuck on a cycle of waits: a deadlock. Its minimal cycle is what the report shows.
 
 #include <fmt/format.h>
 
@@ -16,6 +19,8 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "verify/internal.h"
 
@@ -28,29 +33,33 @@ constexpr double kNever = std::numeric_limits<double>::infinity();
 enum class Reason : uint8_t {
   kComputeOrder,  // computes run in program order
   kAfterCompute,  // a unit starts after the computes written before it have finished
-  kStreamOrder,   // nccl: one communication stream runs the units in program order
+  kStreamOrder,   // nccl: a communication stream runs its units in program order
   kHostAtWait,    // a WAIT blocks its rank until its group has completed
+  kSendWait,      // a WAIT_SEND blocks its rank until its SEND has completed
   kInputRecv,     // a compute waits for the receive that brings its input
   kRendezvous,    // nccl: an op completes only while its partner's unit runs
   kSendPosted,    // eager: a receive completes once its send has been posted
-  kUnitRuns,      // a unit completes after it starts
+  kUnitRuns,      // a unit completes after it starts (and starts once posted)
   kNoPartner,     // the op has no partner: it never completes
   kNeverPosted,   // ops after a rank's last WAIT: nothing posts them
+  kSetupGate,     // pair: the rank waits at its first op with a peer for the pair's set-up
+  kSetupReached,  // pair: a set-up completes once both ranks have reached their first op
+  kNoSetupPeer,   // pair: the peer has no op with this rank, so the set-up never completes
 };
 
-enum class NodeKind : uint8_t { kCompute, kUnitStart, kUnitEnd };
+enum class NodeKind : uint8_t { kCompute, kUnitPost, kUnitStart, kUnitEnd, kSetup };
 
 struct Node {
   NodeKind kind;
   int32_t rank;
-  int32_t action;  // compute: its position; unit nodes: the unit's id
+  int32_t action;  // compute: its position; unit nodes: the unit's id; set-up: its id
   double duration;
 };
 
 struct Edge {
   int32_t from;
   int32_t to;
-  int32_t op;  // kRendezvous/kSendPosted/kNoPartner: the op (on `to`'s rank) concerned
+  int32_t op;  // the op (on `to`'s rank) or the blocking WAIT/WAIT_SEND concerned, or -1
   Reason reason;
 };
 
@@ -62,23 +71,52 @@ struct Unit {
   int32_t ops_end;
   int32_t start;  // node ids
   int32_t end;
+  int32_t post;   // the posting event where it is one of its own (a pair's first contact), or -1
   bool posted;
   bool grouped;
 };
 
+// The set-up of one rank pair's communicator (pair layout): each side's first unit with the
+// other, -1 until that side has one.
+struct Setup {
+  int32_t node;
+  int32_t low, high;  // the ranks
+  int32_t unit_of_low = -1, unit_of_high = -1;
+};
+
+// What a rank's next action waits for, besides program order: the end of a WAIT's group or of a
+// WAIT_SEND's send, or a pair set-up, until the next compute takes the wait over.
+struct Gate {
+  int32_t node;
+  Reason reason;
+  int32_t action;  // the WAIT, WAIT_SEND or first-contact op that set it
+};
 
 class ExecutionGraph {
  public:
   ExecutionGraph(const Schedule& s, const RouteIndex& routes, const Messages& messages,
-                 CommModel model, const Costs& costs)
-      : s_(s), routes_(routes), messages_(messages), model_(model), costs_(costs) {}
+                 CommModel model, StreamLayout streams, const Costs& costs)
+      : s_(s),
+        routes_(routes),
+        messages_(messages),
+        model_(model),
+        streams_(streams),
+        costs_(costs),
+        lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {}
 
   void Build() {
     ReceiveIndex receives(s_, messages_);
+    waited_send_ = WaitedSends(s_);
     compute_node_.resize(s_.ranks);
     unit_of_.resize(s_.ranks);
     wait_unit_.resize(s_.ranks);
-    for (int r = 0; r < s_.ranks; ++r) BuildRank(r, receives);
+    for (int r = 0; r < s_.ranks; ++r) FormUnits(r);
+    for (int r = 0; r < s_.ranks; ++r) ConstrainRank(r, receives);
+    for (Setup& setup : setups_) {
+      if (setup.unit_of_low < 0 || setup.unit_of_high < 0) {
+        AddEdge(setup.node, setup.node, Reason::kNoSetupPeer);
+      }
+    }
     for (int u = 0; u < static_cast<int>(units_.size()); ++u) AddMessageEdges(u);
   }
 
@@ -116,11 +154,12 @@ class ExecutionGraph {
     t.busy.assign(s_.ranks, 0.0);
     t.complete = complete_;
     double makespan = 0;
+    auto at = [&](int node) { return done_[node] ? time_[node] : kNever; };
     for (int r = 0; r < s_.ranks; ++r) {
       const auto& program = s_.program[r];
       auto& timed = t.ranks[r];
       timed.resize(program.size());
-      double host = 0;  // on a rank with groups: when it reaches its next action
+      double host = 0;  // when the rank reaches its next action
       for (int i = 0; i < static_cast<int>(program.size()); ++i) {
         TimedAction& ta = timed[i];
         ta.rank = r;
@@ -137,12 +176,19 @@ class ExecutionGraph {
           host = ta.end;
         } else if (IsComm(a.op)) {
           TimeOp(r, i, ta);
-        } else if (const int u = wait_unit_[r][i]; u >= 0) {
-          const Unit& unit = units_[u];
-          if (done_[unit.start]) ta.start = time_[unit.start];
-          if (done_[unit.end]) ta.end = time_[unit.end];
+          // A first contact under the pair layout holds the rank until the set-up is done.
+          if (const int u = unit_of_[r][i]; u >= 0 && units_[u].post >= 0 && !units_[u].grouped) {
+            host = std::max(host, at(units_[u].start));
+          }
+        } else if (const int u = wait_unit_[r][i]; u >= 0) {  // a WAIT with a group
+          ta.start = at(units_[u].start);
+          ta.end = at(units_[u].end);
           host = ta.end;
-        } else {  // a WAIT with nothing to wait for
+        } else if (const int send = WaitedSend(r, i); send >= 0) {
+          ta.start = host;
+          ta.end = std::max(host, at(units_[unit_of_[r][send]].end));
+          host = ta.end;
+        } else {  // a WAIT with nothing to wait for, a data-parallel action
           ta.start = ta.end = host;
         }
         if (std::isfinite(ta.end)) makespan = std::max(makespan, ta.end);
@@ -154,7 +200,8 @@ class ExecutionGraph {
   }
 
   // The shortest cycle of waits through the stuck point (empty when complete).
-  std::vector<CycleStep> MinimalCycle() const;
+  std::vector<CycleStep> MinimalCycle();
+  bool SetupOnCycle() const { return setup_on_cycle_; }
   std::vector<Endpoint> StuckActions(const std::vector<CycleStep>& cycle) const {
     std::vector<Endpoint> out;
     for (const CycleStep& step : cycle) out.push_back({step.rank, step.index});
@@ -170,13 +217,20 @@ class ExecutionGraph {
     edges_.push_back({from, to, op, reason});
   }
 
+  int WaitedSend(int r, int i) const {
+    return waited_send_[r].empty() ? -1 : waited_send_[r][i];
+  }
+
   double Delay(const Edge& e) const {
     switch (e.reason) {
       case Reason::kRendezvous:
       case Reason::kSendPosted:
         return costs_.latency;
       case Reason::kUnitRuns:
-        return UnitWaitsForLatency(units_[nodes_[e.to].action]) ? costs_.latency : 0;
+        return nodes_[e.to].kind == NodeKind::kUnitEnd &&
+                       UnitWaitsForLatency(units_[nodes_[e.to].action])
+                   ? costs_.latency
+                   : 0;
       default:
         return 0;
     }
@@ -192,24 +246,55 @@ class ExecutionGraph {
     return false;
   }
 
-  void BuildRank(int r, const ReceiveIndex& receives) {
+  // First pass over a rank: its units. A rank with WAITs groups its SEND/RECVs at each WAIT (what
+  // follows its last WAIT is never posted); a rank without posts each where it stands.
+  void FormUnits(int r) {
     const auto& program = s_.program[r];
     const bool grouped = UsesWaitGroups(program);
     compute_node_[r].assign(program.size(), -1);
     unit_of_[r].assign(program.size(), -1);
     wait_unit_[r].assign(program.size(), -1);
-    int last_compute = -1;  // node of the last compute so far
-    int prev_unit = -1;     // the last unit so far
-    bool group_blocks_next_compute = false;
     std::vector<int32_t> pending;  // ops of the group being collected
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        const int v = AddNode(NodeKind::kCompute, r, i, CostOf(a.op, costs_));
-        compute_node_[r][i] = v;
+        compute_node_[r][i] = AddNode(NodeKind::kCompute, r, i, CostOf(a.op, costs_));
+      } else if (IsComm(a.op)) {
+        if (grouped) {
+          pending.push_back(i);
+        } else {
+          NewUnit(r, i, {i}, /*posted=*/true, /*grouped=*/false);
+        }
+      } else if (a.op == Op::kWait && !pending.empty()) {
+        wait_unit_[r][i] = NewUnit(r, i, pending, /*posted=*/true, /*grouped=*/true);
+        pending.clear();
+      }
+    }
+    if (!pending.empty()) {
+      const int u = NewUnit(r, pending.front(), pending, /*posted=*/false, /*grouped=*/true);
+      AddEdge(units_[u].start, units_[u].start, Reason::kNeverPosted);
+      AddEdge(units_[u].start, units_[u].end, Reason::kUnitRuns);
+    }
+  }
+
+  // Second pass: the order within a rank. `gates` are what the rank's next action waits for
+  // beyond the last compute (a WAIT_SEND's send, a pair's set-up), until a compute takes them
+  // over; the last WAIT's group holds every later unit directly, which keeps deadlock cycles
+  // short.
+  void ConstrainRank(int r, const ReceiveIndex& receives) {
+    const auto& program = s_.program[r];
+    const bool grouped = UsesWaitGroups(program);
+    int last_compute = -1;
+    std::vector<Gate> gates;
+    streams_end_.clear();
+    contacted_.clear();
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      const Action& a = program[i];
+      if (IsCompute(a.op)) {
+        const int v = compute_node_[r][i];
         if (last_compute >= 0) AddEdge(last_compute, v, Reason::kComputeOrder);
-        if (group_blocks_next_compute) AddEdge(units_[prev_unit].end, v, Reason::kHostAtWait);
-        group_blocks_next_compute = false;
+        for (const Gate& g : gates) AddEdge(g.node, v, g.reason, g.action);
+        std::erase_if(gates, [](const Gate& g) { return g.reason != Reason::kHostAtWait; });
         if (!grouped) {
           for (int32_t recv : InputReceives(s_, routes_, receives, r, i)) {
             AddEdge(units_[unit_of_[r][recv]].end, v, Reason::kInputRecv);
@@ -217,46 +302,78 @@ class ExecutionGraph {
         }
         last_compute = v;
       } else if (IsComm(a.op)) {
-        if (grouped) {
-          pending.push_back(i);
-        } else {
-          prev_unit = AddUnit(r, i, {i}, grouped, last_compute, prev_unit);
-        }
-      } else if (grouped && !pending.empty()) {  // a WAIT posts the group and blocks the rank
-        prev_unit = AddUnit(r, i, pending, grouped, last_compute, prev_unit);
-        wait_unit_[r][i] = prev_unit;
-        pending.clear();
-        group_blocks_next_compute = true;
+        if (!grouped) Post(unit_of_[r][i], last_compute, gates);
+      } else if (const int u = wait_unit_[r][i]; u >= 0) {
+        Post(u, last_compute, gates);
+        gates.clear();  // all held this group, which holds what follows
+        gates.push_back({units_[u].end, Reason::kHostAtWait, i});
+      } else if (const int send = WaitedSend(r, i); send >= 0) {
+        gates.push_back({units_[unit_of_[r][send]].end, Reason::kSendWait, i});
       }
     }
-    if (!pending.empty()) AddNeverPostedUnit(r, pending);
   }
 
-  int AddUnit(int r, int action, const std::vector<int32_t>& ops, bool grouped, int last_compute,
-              int prev_unit) {
-    const int u = NewUnit(r, action, ops, /*posted=*/true, grouped);
-    const Unit& unit = units_[u];
-    if (last_compute >= 0) AddEdge(last_compute, unit.start, Reason::kAfterCompute);
-    if (prev_unit >= 0) {
-      if (grouped) {
-        AddEdge(units_[prev_unit].end, unit.start, Reason::kHostAtWait);
-      } else if (model_ == CommModel::kNccl) {
-        AddEdge(units_[prev_unit].end, unit.start, Reason::kStreamOrder);
+  // Unit u is posted: after the computes before it and what holds the rank, in its streams'
+  // order, and (pair layout) after the set-up of each pair it is the first contact of.
+  void Post(int u, int last_compute, std::vector<Gate>& gates) {
+    const std::vector<int> new_peers = lazy_setup_ ? FirstContacts(u) : std::vector<int>{};
+    Unit& unit = units_[u];
+    int entry = unit.start;
+    if (!new_peers.empty()) {
+      unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u, 0);
+      entry = unit.post;
+      AddEdge(unit.post, unit.start, Reason::kUnitRuns);
+    }
+    if (last_compute >= 0) AddEdge(last_compute, entry, Reason::kAfterCompute);
+    for (const Gate& g : gates) AddEdge(g.node, entry, g.reason, g.action);
+    for (int peer : new_peers) {
+      const int setup = JoinSetup(u, peer);
+      AddEdge(unit.post, setups_[setup].node, Reason::kSetupReached, unit.action);
+      AddEdge(setups_[setup].node, unit.start, Reason::kSetupGate, unit.action);
+      gates.push_back({setups_[setup].node, Reason::kSetupGate, unit.action});
+    }
+    if (model_ == CommModel::kNccl && !unit.grouped) {
+      const int op = unit_ops_[unit.ops_begin];
+      const int stream = StreamOf(streams_, messages_.peer[unit.rank][op],
+                                  IsSend(s_.program[unit.rank][op].op));
+      auto [it, first] = streams_end_.try_emplace(stream, unit.end);
+      if (!first) {
+        AddEdge(it->second, unit.start, Reason::kStreamOrder);
+        it->second = unit.end;
       }
     }
     AddEdge(unit.start, unit.end, Reason::kUnitRuns);
-    return u;
   }
 
-  void AddNeverPostedUnit(int r, const std::vector<int32_t>& ops) {
-    const int u = NewUnit(r, ops.front(), ops, /*posted=*/false, /*grouped=*/true);
-    AddEdge(units_[u].start, units_[u].start, Reason::kNeverPosted);
-    AddEdge(units_[u].start, units_[u].end, Reason::kUnitRuns);
+  // The peers unit u's rank meets for the first time in it.
+  std::vector<int> FirstContacts(int u) {
+    std::vector<int> peers;
+    const Unit& unit = units_[u];
+    for (int k = unit.ops_begin; k < unit.ops_end; ++k) {
+      const int peer = messages_.peer[unit.rank][unit_ops_[k]];
+      if (peer >= 0 && contacted_.insert(peer).second) peers.push_back(peer);
+    }
+    return peers;
+  }
+
+  // The set-up of unit u's rank and `peer`, which unit u takes part in.
+  int JoinSetup(int u, int peer) {
+    const int r = units_[u].rank;
+    const int low = std::min(r, peer), high = std::max(r, peer);
+    const int64_t key = int64_t{low} * s_.ranks + high;
+    auto [it, inserted] = setup_of_pair_.try_emplace(key, static_cast<int>(setups_.size()));
+    if (inserted) {
+      const int id = static_cast<int>(setups_.size());
+      setups_.push_back({AddNode(NodeKind::kSetup, low, id, 0), low, high});
+    }
+    Setup& setup = setups_[it->second];
+    (r == low ? setup.unit_of_low : setup.unit_of_high) = u;
+    return it->second;
   }
 
   int NewUnit(int r, int action, const std::vector<int32_t>& ops, bool posted, bool grouped) {
     const int u = static_cast<int>(units_.size());
-    Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, posted, grouped};
+    Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, -1, posted, grouped};
     for (int32_t op : ops) {
       unit_ops_.push_back(op);
       unit_of_[r][op] = u;
@@ -327,27 +444,41 @@ class ExecutionGraph {
   std::vector<CycleLink> ShortestCycleThrough(int start,
                                               const std::vector<std::vector<int32_t>>& in,
                                               size_t shorter_than) const;
-  std::vector<CycleStep> Render(std::vector<CycleLink> cycle) const;
+  std::vector<CycleStep> Render(std::vector<CycleLink> cycle);
+  std::vector<CycleStep> RenderSetupWithoutPeer(int setup_node) const;
   int64_t Identity(int node) const {
     const Node& n = nodes_[node];
-    return n.kind == NodeKind::kCompute ? (int64_t{n.rank} << 32 | n.action) : -1 - n.action;
+    switch (n.kind) {
+      case NodeKind::kCompute: return int64_t{n.rank} << 32 | n.action;
+      case NodeKind::kSetup: return -(int64_t{1} << 40) - n.action;
+      default: return -1 - n.action;  // every event of a unit is one step
+    }
   }
   std::string Describe(const Edge& e, const CycleStep& next) const;
+  std::string DescribeSetup(const Edge& gate, const CycleStep& next) const;
+  std::string StreamName(int rank, int op) const;
 
   const Schedule& s_;
   const RouteIndex& routes_;
   const Messages& messages_;
   CommModel model_;
+  StreamLayout streams_;
   Costs costs_;
+  bool lazy_setup_;  // nccl under the pair layout: first contacts set up a communicator
   std::vector<Node> nodes_;
   std::vector<Edge> edges_;
   std::vector<Unit> units_;
   std::vector<int32_t> unit_ops_;
-  std::vector<std::vector<int32_t>> compute_node_, unit_of_, wait_unit_;
+  std::vector<Setup> setups_;
+  std::unordered_map<int64_t, int32_t> setup_of_pair_;  // low * ranks + high -> setup
+  std::vector<std::vector<int32_t>> compute_node_, unit_of_, wait_unit_, waited_send_;
+  std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
+  std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
   std::vector<int32_t> out_begin_, out_edges_;
   std::vector<double> time_;
   std::vector<bool> done_;
   bool complete_ = false;
+  bool setup_on_cycle_ = false;
 };
 
 // Breadth-first search backwards along "waits for" edges, through stuck events only, for the
@@ -385,7 +516,7 @@ std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
   return {};
 }
 
-std::vector<CycleStep> ExecutionGraph::MinimalCycle() const {
+std::vector<CycleStep> ExecutionGraph::MinimalCycle() {
   if (complete_) return {};
   std::vector<std::vector<int32_t>> in(nodes_.size());
   for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
@@ -430,9 +561,9 @@ std::vector<CycleStep> ExecutionGraph::MinimalCycle() const {
   return Render(std::move(best));
 }
 
-// Turns a cycle of events into a cycle of actions: the start and the end of one unit are one
-// step; each step says what it waits for.
-std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) const {
+// Turns a cycle of events into a cycle of actions: the events of one unit are one step, and a
+// pair's set-up is told as part of the step that waits for it; each step says what it waits for.
+std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) {
   if (cycle.empty()) return {};
   const size_t n = cycle.size();
   std::vector<int> node(n), wait_edge(n);
@@ -440,19 +571,23 @@ std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) cons
     node[j] = cycle[j].node;
     wait_edge[j] = cycle[j].edge;
   }
+  auto is_setup = [&](int v) { return nodes_[v].kind == NodeKind::kSetup; };
+  setup_on_cycle_ = std::any_of(node.begin(), node.end(), is_setup);
+  if (std::all_of(node.begin(), node.end(), is_setup)) return RenderSetupWithoutPeer(node[0]);
   // Rotate so the cycle starts where one action ends and the next begins.
   size_t first = 0;
   for (size_t j = 0; j < n; ++j) {
-    if (Identity(node[j]) != Identity(node[(j + n - 1) % n])) {
+    if (!is_setup(node[j]) && Identity(node[j]) != Identity(node[(j + n - 1) % n])) {
       first = j;
       break;
     }
   }
   std::rotate(node.begin(), node.begin() + first, node.end());
   std::rotate(wait_edge.begin(), wait_edge.begin() + first, wait_edge.end());
-  // Runs of events of one action; the last event of a run waits for the next run.
+  // Runs of events of one action (set-ups left out); the last event of a run waits for the next.
   std::vector<int> run_last;
   for (size_t j = 0; j < n; ++j) {
+    if (is_setup(node[j])) continue;
     if (j + 1 == n || Identity(node[j + 1]) != Identity(node[j])) {
       run_last.push_back(static_cast<int>(j));
     }
@@ -463,10 +598,12 @@ std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) cons
     const Edge& e = edges_[wait_edge[run_last[k]]];
     CycleStep& step = steps[k];
     step.rank = v.rank;
+    const bool op_waits = e.reason == Reason::kRendezvous || e.reason == Reason::kSendPosted ||
+                          e.reason == Reason::kNoPartner;
     if (v.kind == NodeKind::kCompute) {
       step.index = v.action;
-    } else if (e.op >= 0) {
-      step.index = e.op;  // the op that waits
+    } else if (op_waits) {
+      step.index = e.op;  // the op of a group that waits
     } else {
       step.index = units_[v.action].action;
     }
@@ -474,9 +611,54 @@ std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) cons
   }
   for (size_t k = 0; k < run_last.size(); ++k) {
     const Edge& e = edges_[wait_edge[run_last[k]]];
-    steps[k].waits_for = Describe(e, steps[(k + 1) % run_last.size()]);
+    const CycleStep& next = steps[(k + 1) % run_last.size()];
+    steps[k].waits_for = e.reason == Reason::kSetupGate ? DescribeSetup(e, next) : Describe(e, next);
   }
   return steps;
+}
+
+// A set-up that never completes because the peer has no op with the rank at all.
+std::vector<CycleStep> ExecutionGraph::RenderSetupWithoutPeer(int setup_node) const {
+  const Setup& setup = setups_[nodes_[setup_node].action];
+  const int u = setup.unit_of_low >= 0 ? setup.unit_of_low : setup.unit_of_high;
+  const int rank = units_[u].rank, peer = rank == setup.low ? setup.high : setup.low;
+  CycleStep step;
+  step.rank = rank;
+  step.index = units_[u].action;
+  step.action = ToString(s_.program[rank][step.index]);
+  step.waits_for = fmt::format(
+      "never gets past the set-up of its communicator with rank {}: rank {} has no SEND/RECV "
+      "with rank {}, so it never reaches a first op with it (a lazily created pair "
+      "communicator blocks both ranks until each reaches its first op with the other)",
+      peer, peer, rank);
+  return {step};
+}
+
+std::string ExecutionGraph::StreamName(int rank, int op) const {
+  const int peer = messages_.peer[rank][op];
+  switch (streams_) {
+    case StreamLayout::kRank: return "the rank's one communication stream";
+    case StreamLayout::kPair:
+      return fmt::format("rank {}'s stream for its traffic with rank {}", rank, peer);
+    case StreamLayout::kEdge:
+      return IsSend(s_.program[rank][op].op)
+                 ? fmt::format("rank {}'s stream for what it sends to rank {}", rank, peer)
+                 : fmt::format("rank {}'s stream for what it receives from rank {}", rank, peer);
+  }
+  return "the stream";
+}
+
+std::string ExecutionGraph::DescribeSetup(const Edge& gate, const CycleStep& next) const {
+  const Setup& setup = setups_[nodes_[gate.from].action];
+  const int rank = nodes_[gate.to].rank;
+  const int peer = rank == setup.low ? setup.high : setup.low;
+  return fmt::format(
+      "cannot go on before the set-up of rank {}'s communicator with rank {} completes (its "
+      "first op with rank {} is [{}] {}), which waits for rank {} [{}] {} to be posted: a "
+      "lazily created pair communicator is set up at the first op between two ranks and blocks "
+      "each until the other reaches its own first op with it",
+      rank, peer, peer, gate.op, ToString(s_.program[rank][gate.op]), next.rank, next.index,
+      next.action);
 }
 
 std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const {
@@ -490,16 +672,21 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
           "cannot start before {} finishes: a SEND/RECV starts only after the "
           "computes written before it",
           them);
-    case Reason::kStreamOrder:
-      return fmt::format(
-          "waits for {} to complete: the rank's one communication stream runs "
-          "SEND/RECV in program order",
-          them);
+    case Reason::kStreamOrder: {
+      const int op = unit_ops_[units_[to.action].ops_begin];
+      return fmt::format("waits for {} to complete: {} runs SEND/RECV in program order", them,
+                         StreamName(to.rank, op));
+    }
     case Reason::kHostAtWait:
       return fmt::format(
           "waits for {} to complete: a WAIT blocks its rank until its group "
           "completes",
           them);
+    case Reason::kSendWait:
+      return fmt::format(
+          "waits for {} to complete: the {} at [{}] blocks the rank until that SEND has "
+          "completed",
+          them, ToString(s_.program[to.rank][e.op]), e.op);
     case Reason::kInputRecv:
       return fmt::format("waits for {}, which brings its input", them);
     case Reason::kRendezvous: {
@@ -526,6 +713,10 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
           "is never posted: it comes after rank {}'s last WAIT, and only a WAIT "
           "posts the SEND/RECVs before it",
           to.rank);
+    case Reason::kSetupGate:  // told by DescribeSetup
+    case Reason::kSetupReached:
+    case Reason::kNoSetupPeer:
+      return fmt::format("waits for the set-up of a pair communicator, then {}", them);
   }
   return "waits";
 }
@@ -533,14 +724,16 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
 }  // namespace
 
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
-                               const Messages& messages, CommModel model, const Costs& costs) {
-  ExecutionGraph graph(schedule, routes, messages, model, costs);
+                               const Messages& messages, CommModel model, const Costs& costs,
+                               StreamLayout streams) {
+  ExecutionGraph graph(schedule, routes, messages, model, streams, costs);
   graph.Build();
   graph.Run();
   SimulationResult result;
   result.timeline = graph.MakeTimeline();
   if (!graph.complete()) {
     result.cycle = graph.MinimalCycle();
+    result.setup_deadlock = graph.SetupOnCycle();
     result.stuck_grid = GridAround(schedule, graph.StuckActions(result.cycle));
   }
   return result;

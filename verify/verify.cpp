@@ -43,6 +43,15 @@ std::string EagerExplanation() {
          "one side receives first.";
 }
 
+// Why the hang of a deadlock under nccl comes and goes with the model size, or does not.
+std::string MessageSizeCaveat(bool eager_runs) {
+  return eager_runs
+             ? "on hardware this hang shows only above some message size: NCCL completes a send "
+               "that fits its buffers before the receive is posted (the rendezvous is the worst "
+               "case), which is why such hangs come and go with the model size"
+             : "it hangs at any message size: the cycle holds even where sends never block";
+}
+
 // Whether two cycles block the same actions (each prover words its reasons its own way).
 bool SameActions(const std::vector<CycleStep>& a, const std::vector<CycleStep>& b) {
   auto actions = [](const std::vector<CycleStep>& cycle) {
@@ -54,15 +63,77 @@ bool SameActions(const std::vector<CycleStep>& a, const std::vector<CycleStep>& 
   return actions(a) == actions(b);
 }
 
+bool RunsToEnd(const Schedule& s, const RouteIndex& routes, const Messages& messages,
+               CommModel model, StreamLayout streams) {
+  return RunSimulation(s, routes, messages, model, Costs{}, streams).timeline.complete;
+}
+
+// The verdict under each stream layout: the chosen one's, and the others' where the report needs
+// them (a deadlock names the layouts it holds under; a layout sound only thanks to its several
+// streams says so).
+std::vector<std::pair<StreamLayout, bool>> LayoutVerdicts(const Schedule& s,
+                                                          const RouteIndex& routes,
+                                                          const Messages& messages,
+                                                          StreamLayout chosen, bool complete) {
+  std::vector<std::pair<StreamLayout, bool>> verdicts{{chosen, complete}};
+  for (StreamLayout other : kStreamLayouts) {
+    if (other == chosen || (complete && other != StreamLayout::kRank)) continue;
+    verdicts.push_back({other, RunsToEnd(s, routes, messages, CommModel::kNccl, other)});
+  }
+  return verdicts;
+}
+
+// The lines on the other stream layouts, under the nccl model.
+std::vector<std::string> LayoutLines(StreamLayout chosen, bool complete,
+                                     const std::vector<std::pair<StreamLayout, bool>>& verdicts,
+                                     bool setup_deadlock) {
+  std::vector<std::string> lines;
+  if (!complete) {
+    std::vector<std::string> others;
+    for (const auto& [layout, sound] : verdicts) {
+      if (layout == chosen) continue;
+      others.push_back(fmt::format("--streams {} {}", StreamLayoutName(layout),
+                                   sound ? "runs to its end" : "hangs too"));
+    }
+    lines.push_back(fmt::format("under the other stream layouts: {}", fmt::join(others, "; ")));
+    if (setup_deadlock) {
+      lines.push_back(
+          "a deadlock of set-up: each pair communicator is created at the first op between its "
+          "two ranks and blocks both until each has reached its first op with the other, so "
+          "ranks that meet their peers in crossing orders hang before any data moves (NCCL's "
+          "lazy connection set-up, NVIDIA/nccl issue 783); order every rank's first contacts "
+          "consistently, or connect the pairs before the step");
+    }
+    return lines;
+  }
+  if (chosen == StreamLayout::kPair) {
+    lines.push_back(
+        "the set-up of each pair communicator at the first op between its two ranks cannot "
+        "deadlock here: every rank reaches its first contacts in an order its peers meet");
+  }
+  for (const auto& [layout, sound] : verdicts) {
+    if (layout == StreamLayout::kRank && chosen != StreamLayout::kRank && !sound) {
+      lines.push_back(fmt::format(
+          "but it deadlocks under --streams rank (one stream per rank): under --streams {} it "
+          "relies on the NCCL kernels of several streams running at the same time, which CUDA "
+          "does not guarantee (NVIDIA/nccl issues 783 and 522)",
+          StreamLayoutName(chosen)));
+    }
+  }
+  return lines;
+}
+
 CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
                           const VerifyOptions& options, const SimulationResult& sim,
-                          std::vector<CycleStep>* cycle) {
+                          VerifyReport& report) {
   CheckResult check;
   check.name = "deadlock";
-  const std::string model(CommModelName(options.model));
+  const std::string semantics = DescribeSemantics(options.model, options.streams);
   const bool complete = sim.timeline.complete;
   std::optional<Z3Verdict> z3;
-  if (options.use_z3) z3 = ProveWithZ3(s, routes, messages, options.model, options.progress);
+  if (options.use_z3) {
+    z3 = ProveWithZ3(s, routes, messages, options.model, options.streams, options.progress);
+  }
   std::string proof = "Z3 proof skipped (--no-z3)";
   if (z3) {
     proof = fmt::format(
@@ -81,32 +152,41 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.details = CycleLines(complete ? z3->cycle : sim.cycle);
     return check;
   }
+  const bool nccl = options.model == CommModel::kNccl;
+  if (nccl) {
+    report.layout_verdicts = LayoutVerdicts(s, routes, messages, options.streams, complete);
+  }
   if (complete) {
-    check.message = fmt::format(
-        "every action runs to its end under the {} model (event "
-        "simulation); {}",
-        model, proof);
+    check.message = fmt::format("every action runs to its end under {} (event simulation); {}",
+                                semantics, proof);
+    if (nccl) check.details = LayoutLines(options.streams, true, report.layout_verdicts, false);
     return check;
   }
   check.status = CheckStatus::kFail;
-  *cycle = sim.cycle;
-  bool eager_runs = false;
-  if (options.model == CommModel::kNccl) {
-    eager_runs = RunSimulation(s, routes, messages, CommModel::kEager, Costs{}).timeline.complete;
-  }
+  report.cycle = sim.cycle;
+  report.setup_deadlock = sim.setup_deadlock;
+  const bool eager_runs = nccl && RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
+  const std::vector<CycleStep>& cycle = report.cycle;
   const std::string stuck =
-      cycle->size() == 1
-          ? fmt::format("rank {} [{}] {} can never complete", cycle->front().rank,
-                        cycle->front().index, cycle->front().action)
-          : fmt::format("{} blocked actions wait for each other in a cycle", cycle->size());
-  check.message = fmt::format("under the {} model the execution cannot finish: {}{}", model, stuck,
+      cycle.size() == 1
+          ? fmt::format("rank {} [{}] {} can never complete", cycle.front().rank,
+                        cycle.front().index, cycle.front().action)
+          : fmt::format("{} blocked actions wait for each other in a cycle", cycle.size());
+  check.message = fmt::format("under {} the execution cannot finish: {}{}", semantics, stuck,
                               eager_runs ? " (it would run under the eager model: NCCL's "
                                            "send/recv is a rendezvous, see below)"
                                          : "");
-  check.details = CycleLines(*cycle);
+  check.details = CycleLines(cycle);
+  if (nccl) {
+    for (std::string& line :
+         LayoutLines(options.streams, false, report.layout_verdicts, sim.setup_deadlock)) {
+      check.details.push_back(std::move(line));
+    }
+  }
   if (eager_runs) check.details.push_back(EagerExplanation());
+  if (nccl) check.details.push_back(MessageSizeCaveat(eager_runs));
   check.details.push_back(proof);
-  if (z3 && !z3->cycle.empty() && !SameActions(z3->cycle, *cycle)) {
+  if (z3 && !z3->cycle.empty() && !SameActions(z3->cycle, cycle)) {
     check.details.push_back("the cycle Z3's unsat core holds:");
     for (const std::string& line : CycleLines(z3->cycle)) check.details.push_back("  " + line);
   }
@@ -171,6 +251,7 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   Schedule s = Completed(input);
   VerifyReport report;
   report.model = options.model;
+  report.streams = options.streams;
   report.costs = costs;
   auto phase = [&](std::string_view name, int k) {
     if (options.progress) options.progress(name, k, 6);
@@ -208,15 +289,16 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   phase("matching", 2);
   report.checks.push_back(CheckMatching(s, messages));
   phase("deadlock: event simulation", 3);
-  const SimulationResult sim = RunSimulation(s, routes, messages, options.model, costs);
-  report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, &report.cycle));
+  const SimulationResult sim =
+      RunSimulation(s, routes, messages, options.model, costs, options.streams);
+  report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, report));
   phase("memory", 4);
   report.memory = MeasureWithBound(s, options);
   report.checks.push_back(CheckMemory(s, report.memory));
   if (sim.timeline.complete) {
     report.timeline = sim.timeline;
-    report.checks.push_back(
-        TimingCheck(sim.timeline, costs, options.model, !options.costs.has_value()));
+    report.checks.push_back(TimingCheck(sim.timeline, costs, options.model, options.streams,
+                                        !options.costs.has_value()));
   } else {
     report.checks.push_back(Skipped("timing", "the execution deadlocks"));
   }
@@ -225,7 +307,8 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   return report;
 }
 
-Timeline Simulate(const Schedule& input, CommModel model, const Costs& costs) {
+Timeline Simulate(const Schedule& input, CommModel model, const Costs& costs,
+                  StreamLayout streams) {
   RequireValid(costs);
   Schedule s = Completed(input);
   const CheckResult structure = CheckStructure(s);
@@ -235,16 +318,16 @@ Timeline Simulate(const Schedule& input, CommModel model, const Costs& costs) {
   }
   if (HasComm(s)) {
     const RouteIndex routes(s);
-    return RunSimulation(s, routes, MatchMessages(s, routes), model, costs).timeline;
+    return RunSimulation(s, routes, MatchMessages(s, routes), model, costs, streams).timeline;
   }
-  // Compute-only: simulate the lowered schedule and keep the computes. Lowering keeps each
-  // rank's compute order, so the k-th compute of a rank is the same action in both.
+  // Compute-only: simulate the lowered schedule and keep the input's actions. Lowering keeps
+  // them in order and only adds SEND/RECV, so the k-th of them is the same action in both.
   LoweringResult lowered = Lower(s);
   Timeline t;
   if (lowered.schedule) {
     const RouteIndex routes(*lowered.schedule);
     t = RunSimulation(*lowered.schedule, routes, MatchMessages(*lowered.schedule, routes), model,
-                      costs)
+                      costs, streams)
             .timeline;
   }
   Timeline out;
@@ -258,7 +341,7 @@ Timeline Simulate(const Schedule& input, CommModel model, const Costs& costs) {
       TimedAction ta{r, i, std::numeric_limits<double>::infinity(),
                      std::numeric_limits<double>::infinity()};
       if (lowered.schedule) {
-        while (!IsCompute(lowered.schedule->program[r][k].op)) ++k;
+        while (IsComm(lowered.schedule->program[r][k].op)) ++k;  // only SEND/RECV were added
         ta.start = t.ranks[r][k].start;
         ta.end = t.ranks[r][k].end;
         ++k;

@@ -52,11 +52,13 @@
 namespace pipeproof {
 
 // How SEND/RECV behave (DESIGN.md, "Communication semantics").
-//  kNccl: each rank has one communication stream running its units (a WAIT group, or a lone
-//         SEND/RECV on a rank without WAITs) strictly in program order; a unit starts only after
-//         every compute written before it has finished; a send and its receive complete together,
-//         only while both of their units run (rendezvous); ops in one group progress
-//         independently.
+//  kNccl: a rank's communication streams (one per rank, per rank pair or per directed edge: the
+//         StreamLayout of schedule.h) each run their units (a WAIT group, or a lone SEND/RECV on a
+//         rank without WAITs) strictly in program order; a unit starts only after every compute
+//         written before it has finished; a send and its receive complete together, only while
+//         both of their units run (rendezvous); ops in one group progress independently. Under
+//         the pair layout the first unit between two ranks also sets up their communicator,
+//         which blocks each rank until the other reaches its own first op with it.
 //  kEager: a send completes when posted, a receive once its send has been posted; units never
 //         hold each other up (PyTorch's dry-run simulator; MPI with small messages).
 // Both models, per rank: a rank whose program holds a WAIT posts the SEND/RECVs written since its
@@ -65,10 +67,14 @@ namespace pipeproof {
 // never complete (a deadlock; a compute reading one also fails dependencies). A rank without
 // WAITs posts each SEND/RECV where it stands, a compute waits only for the receives that bring
 // its inputs, and everything must complete by the end. An op whose FIFO partner is missing never
-// completes (nccl: any op; eager: a receive). Ranks may mix the two styles.
+// completes (nccl: any op; eager: a receive). Ranks may mix the two styles. A WAIT_SEND (PyTorch's
+// runtime) blocks its rank until that SEND has completed. Data-parallel actions (UNSHARD,
+// REDUCE_GRAD, ...) use another communicator and hold no pipeline stream: they take no time.
 enum class CommModel { kNccl, kEager };
 std::optional<CommModel> CommModelFromName(std::string_view name);  // "nccl", "eager"
 std::string_view CommModelName(CommModel model);
+// "the nccl model with one stream per rank (--streams rank)", "the eager model".
+std::string DescribeSemantics(CommModel model, StreamLayout streams);
 
 // Per-action costs of the timing simulation, in any unit of time. The defaults are the DualPipe
 // paper's running example: a forward chunk costs 1, a full backward 2, split evenly into an
@@ -97,6 +103,7 @@ using ProgressCallback = std::function<void(std::string_view phase, int64_t done
 
 struct VerifyOptions {
   CommModel model = CommModel::kNccl;
+  StreamLayout streams = StreamLayout::kRank;  // nccl: which stream carries each SEND/RECV
   bool use_z3 = true;                  // prove the deadlock verdict with Z3 (when built with it)
   std::optional<int> max_activations;  // memory bound in stage-chunks; default: the kind's bound
   std::optional<Costs> costs;          // timing costs; default: Costs{}
@@ -167,11 +174,17 @@ struct VerifyReport {
   bool lowered = false;  // the input was compute-only; the checks ran on Lower()'s schedule
   std::string lowering_note;
   CommModel model = CommModel::kNccl;
+  StreamLayout streams = StreamLayout::kRank;
   Costs costs;
   // In check order; every check is present.
   std::vector<CheckResult> checks;
   // deadlock: the blocked actions, minimal; empty when there is no deadlock.
   std::vector<CycleStep> cycle;
+  // deadlock, nccl model: the verdict under each stream layout that was decided (the chosen one
+  // always; all three when it deadlocks; `rank` too when another layout is sound), true for
+  // deadlock-free; and whether the deadlock is one of a pair communicator's set-up.
+  std::vector<std::pair<StreamLayout, bool>> layout_verdicts;
+  bool setup_deadlock = false;
   MemoryReport memory;
   std::optional<Timeline> timeline;  // timing, when the execution completes
 
@@ -185,12 +198,15 @@ VerifyReport Verify(const Schedule& schedule, const VerifyOptions& options);
 // The timing simulation alone. A compute-only schedule is lowered first and its timeline
 // reports its own actions (the inserted SEND/RECV are left out). Throws InputError when the
 // schedule fails the structure check.
-Timeline Simulate(const Schedule& schedule, CommModel model, const Costs& costs);
+Timeline Simulate(const Schedule& schedule, CommModel model, const Costs& costs,
+                  StreamLayout streams = StreamLayout::kRank);
 
 // What `pipeproof simulate` prints: the timing check's object alone (the same one Verify's JSON
 // holds under "checks") and its text.
-std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel model);
-std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel model);
+std::string TimingJson(const Timeline& timeline, const Costs& costs, CommModel model,
+                       StreamLayout streams = StreamLayout::kRank);
+std::string TimingText(const Timeline& timeline, const Costs& costs, CommModel model,
+                       StreamLayout streams = StreamLayout::kRank);
 
 // Whether this build can prove deadlock verdicts with Z3.
 bool HaveZ3();
