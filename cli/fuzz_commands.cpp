@@ -33,6 +33,7 @@ struct FuzzFlags {
   uint64_t seed = 1;
   std::string device = "cpu";
   std::string transport = "threads";
+  std::string streams = "rank";
   std::string launcher = "mpirun --allow-run-as-root --oversubscribe -np {ranks}";
   std::vector<std::string> kinds;
   int max_ranks = DrawLimits{}.max_ranks;
@@ -83,6 +84,7 @@ void AddFlags(CLI::App* cmd, FuzzFlags& f) {
                   "--transport mpi (nccl)`")
       ->check(CLI::IsMember({"threads", "mpi", "nccl"}))
       ->capture_default_str();
+  AddStreamsOption(cmd, f.streams);
   cmd->add_option("--launcher", f.launcher, "with --transport mpi: the launcher; {ranks} becomes the case's ranks")
       ->capture_default_str();
   cmd->add_option("--kinds", f.kinds, "schedule kinds to draw from (default: every generator)")
@@ -155,6 +157,7 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   CheckModelConfig(model);
   o.settings.timeout_s = f.timeout;
   o.settings.device = f.device;
+  o.settings.streams = StreamsFlag(f.streams);
   o.settings.make_device = DeviceFactoryFor(f.device, model.dtype, f.transport);
   if (!f.plant.empty()) o.settings.planted_bug = *PlantedBugFromName(f.plant);
   o.shrink.max_runs = f.shrink_runs;
@@ -231,6 +234,11 @@ void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
 
 int Fuzz(const FuzzFlags& f) {
   CheckDeviceFlags(f.device, f.dtype, f.transport);
+  if (f.transport == "nccl" && f.streams != "rank") {
+    throw InputError(fmt::format("--streams {} with --transport nccl: the NCCL transport has one "
+                                 "communicator per rank, so it runs --streams rank only",
+                                 f.streams));
+  }
   const CampaignOptions options = OptionsFrom(f);
   if (f.device == "cpu") CheckLargestCasesFit(options, f.transport == "threads");
   std::unique_ptr<CaseRunner> runner;
@@ -247,8 +255,10 @@ int Fuzz(const FuzzFlags& f) {
     std::cout << fmt::format("fuzz: PLANTED EXECUTOR BUG {} is on (the harness's self-test)\n",
                              PlantedBugName(options.settings.planted_bug));
   }
-  std::cout << fmt::format("fuzz: seed {}, {} transport, kinds {}, up to {} ranks; {}\n", options.seed,
-                           runner->Transport(), fmt::join(options.limits.kinds, ","), options.limits.max_ranks,
+  std::cout << fmt::format("fuzz: seed {}, {} transport{}, kinds {}, up to {} ranks; {}\n", options.seed,
+                           runner->Transport(),
+                           f.streams == "rank" ? "" : fmt::format(" (--streams {})", f.streams),
+                           fmt::join(options.limits.kinds, ","), options.limits.max_ranks,
                            options.iterations ? fmt::format("{} cases", *options.iterations)
                            : options.seconds  ? fmt::format("for {}", f.time)
                                               : std::string("until Ctrl-C"));

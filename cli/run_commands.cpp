@@ -41,6 +41,8 @@ struct RunFlags {
   std::string placement;
   int virtual_stages = 2;
   bool no_overlap = false;
+  bool wait_sends = false;
+  bool allow_deadlock = false;
   bool legacy_bw = false;
   bool no_z3 = false;
   // The model.
@@ -57,6 +59,7 @@ struct RunFlags {
   // Execution.
   std::string device = "cpu";
   std::string transport = "threads";
+  std::string streams = "rank";
   double timeout = 30;
   size_t flight_tail = 8;
   // Faults.
@@ -87,6 +90,12 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("-m,--microbatches", f.microbatches, "microbatches (generated, or of a headerless file)");
   cmd->add_option("--virtual-stages", f.virtual_stages, "interleaved-1f1b: stages per rank")->capture_default_str();
   cmd->add_flag("--no-overlap", f.no_overlap, "dualpipe/dualpipev: F then B instead of OVERLAP_F_B");
+  cmd->add_flag("--wait-sends", f.wait_sends,
+                "with --kind (a lowered kind): a WAIT_SEND for every SEND where PyTorch's runtime "
+                "puts it");
+  cmd->add_flag("--allow-deadlock", f.allow_deadlock,
+                "run a schedule that fails only the deadlock check, to see it hang on real ranks "
+                "(the watchdog stops it: exit 3)");
   cmd->add_option("--from", f.from, "input format, default: from the file name or content")
       ->check(CLI::IsMember({"pps", "csv", "json"}));
   cmd->add_option("--stages", f.stages, "headerless file: number of stages");
@@ -121,6 +130,7 @@ void AddFlags(CLI::App* cmd, RunFlags& f) {
                   "threads")
       ->check(CLI::IsMember({"threads", "streams", "mpi", "nccl"}))
       ->capture_default_str();
+  AddStreamsOption(cmd, f.streams);
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a hang is declared")
       ->check(CLI::Range(0.01, 86400.0))
       ->capture_default_str();
@@ -178,6 +188,7 @@ Schedule ScheduleFrom(const RunFlags& f, std::string& name) {
     g.microbatches = *f.microbatches;
     g.virtual_stages = f.virtual_stages;
     g.overlap = !f.no_overlap;
+    g.wait_sends = f.wait_sends;
     schedule = Generate(g);
     name = fmt::format("{}, {} ranks, {} stages, {} microbatches", f.kind, schedule.ranks, schedule.stages,
                        schedule.microbatches);
@@ -277,6 +288,15 @@ void WritePictures(const RunFlags& f, const RunOutcome& outcome, const Schedule&
   if (!f.html.empty()) WriteOutput(f.html, RunHtmlReport(outcome, schedule, plan));
 }
 
+// Whether the deadlock check is the only one that failed: the schedule is well formed, so it can
+// run, and it hangs.
+bool OnlyDeadlockFails(const VerifyReport& report) {
+  for (const CheckResult& c : report.checks) {
+    if (!c.ok() && c.name != "deadlock") return false;
+  }
+  return true;
+}
+
 std::unique_ptr<World> MakeWorld(const RunFlags& f) {
   if (f.transport == "mpi") return MakeMpiWorld();
   if (f.transport == "nccl") return NcclWorld();
@@ -298,10 +318,11 @@ int Run(const RunFlags& f) {
     Progress progress("run", progress_options);
     VerifyOptions verify;
     verify.model = CommModel::kNccl;  // what the executor does
+    verify.streams = StreamsFlag(f.streams);
     verify.use_z3 = !f.no_z3;
     verify.progress = progress.Callback();
     const VerifyReport report = Verify(schedule, verify);
-    if (!report.ok) {
+    if (!report.ok && !(f.allow_deadlock && OnlyDeadlockFails(report))) {
       progress.Finish();
       if (leader) {
         std::cerr << report.Text();
@@ -309,7 +330,13 @@ int Run(const RunFlags& f) {
       }
       return kExitBadInput;
     }
+    if (!report.ok && leader) {
+      progress.Finish();
+      std::cerr << "pipeproof: the schedule deadlocks (" << report.Find("deadlock")->message
+                << "); running it anyway (--allow-deadlock): the watchdog stops the hang\n";
+    }
     RunOptions options;
+    options.streams = StreamsFlag(f.streams);
     options.exec.model = ModelFrom(f);
     if (f.device == "cpu") {
       CheckRunFitsInMemory(EstimateRunMemory(schedule, options.exec.model, report.memory.peak,

@@ -30,6 +30,8 @@ void AddGenerate(CLI::App& app, Commands& commands) {
       ->capture_default_str();
   cmd->add_flag("--no-overlap", *no_overlap,
                 "dualpipe/dualpipev: the module has no overlapped forward-backward (F then B)");
+  cmd->add_flag("--wait-sends", options->wait_sends,
+                "the lowered kinds: a WAIT_SEND for every SEND where PyTorch's runtime puts it");
   cmd->add_option("-f,--format", *format, "pps, csv, csv-compute (no SEND/RECV/WAIT) or json")
       ->check(CLI::IsMember(FormatNames()))
       ->capture_default_str();

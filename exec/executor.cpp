@@ -154,7 +154,7 @@ class RankExecutor {
                Transport& transport, Device& device, FlightRecorder& recorder, StopSignal& stop)
       : plan_(plan), faults_(faults), rank_faults_(faults.Rank(transport.rank())), options_(options),
         transport_(transport), device_(device), recorder_(recorder), stop_(stop),
-        rank_(transport.rank()), stream_([this](PendingUnit& u) { RunUnit(u); }, stop) {
+        rank_(transport.rank()) {
     for (const auto& u : rank_faults_.unit_orders) unit_orders_[u.unit] = &u.order;
     device_.SetPoisonOnRelease(faults.poison);
   }
@@ -197,7 +197,7 @@ class RankExecutor {
     routes_.emplace(pass.schedule);
     chunks_.clear();
     completed_units_ = 0;
-    stream_.StartPass();
+    for (auto& [id, stream] : streams_) stream->StartPass();
     const std::vector<Action>& program = pass.schedule.program[rank_];
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const int64_t action = base_->action + i;
@@ -208,16 +208,20 @@ class RankExecutor {
         Compute(i, a, result);
       } else if (IsComm(a.op)) {
         if (!rank_plan_->grouped) Post(rank_plan_->unit_of_action[i], i);
-      } else if (rank_plan_->unit_of_action[i] >= 0) {  // a WAIT with a group to post
+      } else if (IsWaitSend(a.op)) {
+        WaitSend(i);
+      } else if (a.op == Op::kWait && rank_plan_->unit_of_action[i] >= 0) {  // a group to post
         Post(rank_plan_->unit_of_action[i], i);
-      }
+      }  // data-parallel actions: another communicator's business, nothing to run here
     }
     if (!rank_plan_->grouped && !rank_plan_->units.empty()) {
       recorder_.SetActivity(RankActivity::kBlocked,
-                            fmt::format("the end of the {} pass, waiting for the communication stream",
-                                        PassName(pass.kind)));
-      stream_.WaitAll();
+                            fmt::format("the end of the {} pass, waiting for the communication "
+                                        "stream{}",
+                                        PassName(pass.kind), streams_.size() > 1 ? "s" : ""));
+      for (auto& [id, stream] : streams_) stream->WaitAll();
     }
+    retained_.clear();  // every unit has completed
     if (pass.kind == PassKind::kTrain) {
       for (auto& [stage, g] : grads_) {
         result.stage_grads.push_back({stage, {device_.Download(g.w1), device_.Download(g.w2)}});
@@ -311,12 +315,55 @@ class RankExecutor {
     if (rank_plan_->grouped) {
       throw RankError(fmt::format("{} needs {}, which arrives with group #{}, not yet waited for", Name(index), what, unit));
     }
-    if (stream_.completed() > unit) return;
-    auto view = std::make_shared<UnitView>();
-    view->what = fmt::format("{} arriving with unit #{}", what, base_->unit + unit);
-    recorder_.SetActivity(RankActivity::kBlocked, Name(index), view);
-    stream_.WaitFor(unit);
+    AwaitUnit(index, unit, fmt::format("{} arriving with unit #{}", what, base_->unit + unit));
     recorder_.SetActivity(RankActivity::kComputing, Name(index));
+  }
+
+  // Blocks the rank until lone unit `unit` of this pass has completed on its stream.
+  void AwaitUnit(int index, int64_t unit, std::string what) {
+    const PlannedUnit& planned = rank_plan_->units[unit];
+    CommStream& stream = StreamFor(planned.stream);
+    if (stream.completed() > planned.stream_seq) return;
+    auto view = std::make_shared<UnitView>();
+    view->what = std::move(what);
+    recorder_.SetActivity(RankActivity::kBlocked, Name(index), view);
+    stream.WaitFor(planned.stream_seq);
+  }
+
+  // A WAIT_SEND (PyTorch's runtime): the rank waits until its SEND has completed, then the send's
+  // payload may go, as PyTorch frees it when the wait returns.
+  void WaitSend(int index) {
+    const int unit = rank_plan_->waited_unit_of_action[index];
+    if (unit < 0) return;
+    if (rank_plan_->grouped) {
+      if (unit >= completed_units_) {
+        throw RankError(fmt::format("{} waits for a SEND that only a later WAIT posts: it can never "
+                                    "complete",
+                                    Name(index)));
+      }
+      return;
+    }
+    // ---- planted bug (test hook, see PlantedBug): the ignored WAIT_SEND ----
+    const bool ignore = options_.planted_bug == PlantedBug::kIgnoreWaitSend;
+    if (!ignore) {
+      AwaitUnit(index, unit, fmt::format("its SEND, unit #{}, to complete", base_->unit + unit));
+    }
+    for (int c : rank_plan_->units[unit].comms) {
+      if (rank_plan_->retired_by[c] != index) continue;
+      auto it = retained_.find(c);
+      if (it == retained_.end()) continue;
+      // The freed buffer is the next tensor's at once, as in a caching allocator.
+      if (ignore) device_.Zero(it->second);
+      retained_.erase(it);
+    }
+  }
+
+  CommStream& StreamFor(int id) {
+    std::unique_ptr<CommStream>& stream = streams_[id];
+    if (!stream) {
+      stream = std::make_unique<CommStream>([this, id](PendingUnit& u) { RunUnit(u, id); }, stop_);
+    }
+    return *stream;
   }
 
   void Forward(int index, const Task& task, RankResult& result) {
@@ -429,7 +476,7 @@ class RankExecutor {
       if (!comm.send && global_comm < static_cast<int64_t>(rank_faults_.deliver_delay_us.size())) {
         op.deliver_delay_us = rank_faults_.deliver_delay_us[global_comm];
       }
-      Tensor* tensor = BindTensor(a, index, *unit);
+      Tensor* tensor = BindTensor(a, index, c, *unit);
       op.data = tensor->data();
       op.bytes = tensor->bytes();
       const std::string name = fmt::format("{} {} rank {} (message #{})", ToString(a), comm.send ? "->" : "<-", comm.peer, seq);
@@ -454,19 +501,39 @@ class RankExecutor {
     // receives were just given, are then complete before another stream copies them.
     // ---- planted bug (test hook, see PlantedBug): the missing compute event ----
     if (options_.planted_bug != PlantedBug::kSkipComputeEvent) device_.Synchronize();
+    Connect(index, planned.connects);
     recorder_.Record(action, FlightEventKind::kUnitPosted, unit->global);
     if (rank_plan_->grouped) {
       recorder_.SetActivity(RankActivity::kBlocked, Name(index), unit->view);
-      RunUnit(*unit);
+      RunUnit(*unit, -1);
       completed_units_ = u + 1;
     } else {
-      stream_.Enqueue(std::move(unit));
+      StreamFor(planned.stream).Enqueue(std::move(unit));
+    }
+  }
+
+  // Pair layout: the first unit with a peer sets up the pair's communicator, which holds the rank
+  // until the peer reaches its own first unit with it (NCCL's lazy connection set-up).
+  void Connect(int index, const std::vector<int>& peers) {
+    for (int peer : peers) {
+      auto view = std::make_shared<UnitView>();
+      view->what = fmt::format("the set-up of the communicator with rank {}, which waits for rank "
+                               "{} to reach its first op with rank {}",
+                               peer, peer, rank_);
+      recorder_.SetActivity(RankActivity::kBlocked, Name(index), view);
+      const UnitResult r = transport_.Connect(peer);
+      if (r.status == UnitResult::Status::kStopped) throw Stopped{};
+      if (r.status == UnitResult::Status::kFailed) {
+        throw RankError(fmt::format("{}: setting up the communicator with rank {} failed: {}",
+                                    Name(index), peer, r.error));
+      }
     }
   }
 
   // The tensor an op sends from or receives into. A send's payload moves into the unit, which
-  // frees it when it completes; a receive's buffer goes where its consumer will look for it.
-  Tensor* BindTensor(const Action& a, int index, PendingUnit& unit) {
+  // frees it when it completes, or, for a send a WAIT_SEND retires, into `retained_` until that
+  // WAIT_SEND; a receive's buffer goes where its consumer will look for it.
+  Tensor* BindTensor(const Action& a, int index, int comm, PendingUnit& unit) {
     Chunk& chunk = At(a.stage, a.microbatch);
     const ModelShape& shape = options_.model.shape;
     auto missing = [&](const char* what) {
@@ -482,15 +549,18 @@ class RankExecutor {
       slot_unit = unit.local;
       return &slot;
     };
+    auto send = [&](Tensor& payload) -> Tensor* {
+      if (rank_plan_->retired_by[comm] >= 0) return &(retained_[comm] = std::move(payload));
+      unit.keep_alive.push_back(std::move(payload));
+      return &unit.keep_alive.back();
+    };
     switch (a.op) {
       case Op::kSendF:
         if (chunk.output.empty()) throw missing("the output");
-        unit.keep_alive.push_back(std::move(chunk.output));
-        return &unit.keep_alive.back();
+        return send(chunk.output);
       case Op::kSendB:
         if (chunk.in_grad.empty()) throw missing("the input gradient");
-        unit.keep_alive.push_back(std::move(chunk.in_grad));
-        return &unit.keep_alive.back();
+        return send(chunk.in_grad);
       case Op::kRecvF: return receive(chunk.input, chunk.input_unit, "the input");
       case Op::kRecvB: return receive(chunk.out_grad, chunk.out_grad_unit, "the output gradient");
       default: throw std::logic_error("BindTensor: not a SEND/RECV");
@@ -532,11 +602,13 @@ class RankExecutor {
     unit.view->progress = std::make_shared<UnitProgress>(unit.ops.size());
   }
 
-  void RunUnit(PendingUnit& unit) {
-    if (!rank_plan_->grouped) recorder_.SetStreamUnit(unit.view);
+  // Runs a unit to completion: inline at its WAIT (`stream` -1), or on communication stream
+  // `stream`'s thread.
+  void RunUnit(PendingUnit& unit, int stream) {
+    if (stream >= 0) recorder_.SetStreamUnit(stream, unit.view);
     const Clock::time_point begin = Clock::now();
     const UnitResult r = transport_.RunUnit(unit.ops, *unit.view->progress);
-    if (!rank_plan_->grouped) recorder_.SetStreamUnit(nullptr);
+    if (stream >= 0) recorder_.SetStreamUnit(stream, nullptr);
     if (r.status == UnitResult::Status::kStopped) throw Stopped{};
     if (r.status == UnitResult::Status::kFailed) {
       throw RankError(fmt::format("{} failed: {}", unit.view->what, r.error));
@@ -570,7 +642,10 @@ class RankExecutor {
   std::map<int, StageWeights> grads_;    // by stage
   int64_t completed_units_ = 0;          // grouped ranks: units of this pass done
   SpanLog spans_;                        // ExecOptions::record_timeline
-  CommStream stream_;                    // last: joined before the tensors above are freed
+  std::map<int, Tensor> retained_;       // comm -> a sent payload its WAIT_SEND will free
+  // Ranks without WAITs: the communication streams, by StreamOf id; created on first use. Last:
+  // joined before the tensors above are freed.
+  std::map<int, std::unique_ptr<CommStream>> streams_;
 };
 
 }  // namespace
@@ -582,13 +657,14 @@ std::string_view PlantedBugName(PlantedBug bug) {
     case PlantedBug::kReleaseSendEarly: return "release-send-early";
     case PlantedBug::kSkipArrivalWait: return "skip-arrival-wait";
     case PlantedBug::kSkipComputeEvent: return "skip-compute-event";
+    case PlantedBug::kIgnoreWaitSend: return "ignore-wait-send";
   }
   return "?";
 }
 
 std::optional<PlantedBug> PlantedBugFromName(std::string_view name) {
   for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kReleaseSendEarly, PlantedBug::kSkipArrivalWait,
-                       PlantedBug::kSkipComputeEvent}) {
+                       PlantedBug::kSkipComputeEvent, PlantedBug::kIgnoreWaitSend}) {
     if (PlantedBugName(b) == name) return b;
   }
   return std::nullopt;
@@ -600,7 +676,7 @@ PlantedBug PlantedBugFromEnvironment() {
   const std::optional<PlantedBug> bug = PlantedBugFromName(value);
   if (!bug) {
     throw InputError(fmt::format("{}={}: not a planted bug (release-send-early, skip-arrival-wait, "
-                                 "skip-compute-event)",
+                                 "skip-compute-event, ignore-wait-send)",
                                  kPlantedBugVariable, value));
   }
   return *bug;

@@ -48,8 +48,11 @@ enum class PlantedBug {
   // GPU's communication needs): on the CPU a no-op, on a GPU a race between a send's copy and the
   // kernel still producing its payload.
   kSkipComputeEvent,
+  // Go on past a WAIT_SEND without waiting for its SEND, and free the send's payload there (as
+  // PyTorch frees it when the wait returns): a message still in flight carries a freed buffer.
+  kIgnoreWaitSend,
 };
-// "none", "release-send-early", "skip-arrival-wait", "skip-compute-event"
+// "none", "release-send-early", "skip-arrival-wait", "skip-compute-event", "ignore-wait-send"
 std::string_view PlantedBugName(PlantedBug bug);
 std::optional<PlantedBug> PlantedBugFromName(std::string_view name);
 // The variable that lets `pipeproof run` (and mpirun's processes) reproduce what the fuzz campaign

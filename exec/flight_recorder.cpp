@@ -73,9 +73,13 @@ void FlightRecorder::SetActivity(RankActivity activity, std::string doing,
   waiting_on_ = std::move(waiting_on);
 }
 
-void FlightRecorder::SetStreamUnit(std::shared_ptr<const UnitView> unit) {
+void FlightRecorder::SetStreamUnit(int stream, std::shared_ptr<const UnitView> unit) {
   std::lock_guard lock(mutex_);
-  stream_unit_ = std::move(unit);
+  if (unit) {
+    stream_units_[stream] = std::move(unit);
+  } else {
+    stream_units_.erase(stream);
+  }
 }
 
 RankActivity FlightRecorder::activity() const {
@@ -87,15 +91,19 @@ bool FlightRecorder::Busy() const {
   const Clock::time_point now = Clock::now();
   std::lock_guard lock(mutex_);
   auto delayed = [&](const std::shared_ptr<const UnitView>& u) { return u && u->progress && u->progress->Delayed(now); };
-  return IsBusy(activity_) || delayed(waiting_on_) || delayed(stream_unit_);
+  bool streams = false;
+  for (const auto& [id, unit] : stream_units_) streams = streams || delayed(unit);
+  return IsBusy(activity_) || delayed(waiting_on_) || streams;
 }
 
 Clock::time_point FlightRecorder::LastProgressLocked() const {
   // The end of an injected delay counts as progress: the rank gets the whole timeout after it.
   Clock::time_point t = last_progress_;
-  for (const auto* u : {&waiting_on_, &stream_unit_}) {
-    if (*u && (*u)->progress) t = std::max(t, Clock::time_point(Clock::duration((*u)->progress->delayed_until.load())));
-  }
+  auto delay_end = [&](const std::shared_ptr<const UnitView>& u) {
+    if (u && u->progress) t = std::max(t, Clock::time_point(Clock::duration(u->progress->delayed_until.load())));
+  };
+  delay_end(waiting_on_);
+  for (const auto& [id, unit] : stream_units_) delay_end(unit);
   return t;
 }
 
@@ -114,11 +122,15 @@ RankSnapshot FlightRecorder::Snapshot(size_t tail) const {
   RankSnapshot s;
   s.rank = rank_;
   s.activity = activity_;
-  s.busy = IsBusy(activity_) || (waiting_on_ && waiting_on_->progress && waiting_on_->progress->Delayed(now)) ||
-           (stream_unit_ && stream_unit_->progress && stream_unit_->progress->Delayed(now));
+  auto delayed = [&](const std::shared_ptr<const UnitView>& u) { return u && u->progress && u->progress->Delayed(now); };
+  s.busy = IsBusy(activity_) || delayed(waiting_on_);
+  for (const auto& [id, unit] : stream_units_) s.busy = s.busy || delayed(unit);
   s.doing = doing_;
   if (waiting_on_) s.doing += (s.doing.empty() ? "" : ": ") + waiting_on_->Describe();
-  if (stream_unit_) s.stream = stream_unit_->Describe();
+  for (const auto& [id, unit] : stream_units_) {
+    if (!s.stream.empty()) s.stream += "\n";
+    s.stream += unit->Describe();
+  }
   s.activity_age = Seconds(now - activity_since_);
   s.progress_age = std::max(0.0, Seconds(now - LastProgressLocked()));
   const size_t n = std::min(tail, count_);

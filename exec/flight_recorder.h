@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,7 +63,7 @@ struct RankSnapshot {
   int rank = 0;
   RankActivity activity = RankActivity::kStarting;
   std::string doing;          // the current action or wait, in words
-  std::string stream;         // the communication stream's running unit, if any
+  std::string stream;         // the communication streams' running units, if any
   double activity_age = 0;    // seconds in the current activity
   double progress_age = 0;    // seconds since the rank last made progress
   std::vector<FlightEntry> tail;  // oldest first
@@ -81,7 +82,8 @@ class FlightRecorder {
   void Record(int64_t action, FlightEventKind kind, int64_t detail = 0);
   void SetActivity(RankActivity activity, std::string doing = "",
                    std::shared_ptr<const UnitView> waiting_on = nullptr);
-  void SetStreamUnit(std::shared_ptr<const UnitView> unit);  // the stream's running unit, or null
+  // Communication stream `stream`'s running unit, or null.
+  void SetStreamUnit(int stream, std::shared_ptr<const UnitView> unit);
 
   RankActivity activity() const;
   // Busy: computing, sleeping an injected delay, or waiting on a unit whose transport is sleeping
@@ -115,7 +117,7 @@ class FlightRecorder {
   Clock::time_point last_progress_;
   std::string doing_;
   std::shared_ptr<const UnitView> waiting_on_;
-  std::shared_ptr<const UnitView> stream_unit_;
+  std::map<int, std::shared_ptr<const UnitView>> stream_units_;
   std::atomic<int64_t> finished_actions_{0};
 };
 

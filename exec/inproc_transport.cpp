@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <set>
 
 namespace pipeproof {
 
@@ -39,6 +40,7 @@ struct InProcessFabric::State {
   std::mutex mutex;
   std::condition_variable cv;
   std::vector<Channel> channels;  // [from * ranks + to]
+  std::set<std::pair<int, int>> arrived;  // (rank, peer): rank has reached its set-up with peer
 
   Channel& Between(int from, int to) { return channels[static_cast<size_t>(from) * ranks + to]; }
 
@@ -106,6 +108,20 @@ class InProcessEndpoint final : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return state_->ranks; }
   std::string Name() const override { return "threads"; }
+
+  // A barrier of the two ranks, as NCCL's set-up of a two-rank communicator is.
+  UnitResult Connect(int peer) override {
+    auto& s = *state_;
+    if (peer < 0 || peer >= s.ranks || peer == rank_) {
+      return {UnitResult::Status::kFailed, fmt::format("no rank {} to connect to", peer)};
+    }
+    std::unique_lock lock(s.mutex);
+    s.arrived.insert({rank_, peer});
+    s.cv.notify_all();
+    s.cv.wait(lock, [&] { return s.arrived.count({peer, rank_}) > 0 || s.stop->stopped(); });
+    if (s.arrived.count({peer, rank_})) return {};
+    return {UnitResult::Status::kStopped, ""};
+  }
 
   UnitResult RunUnit(std::span<const CommOp> ops, UnitProgress& progress) override {
     auto& s = *state_;

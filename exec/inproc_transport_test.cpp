@@ -67,6 +67,23 @@ TEST(InProcessFabricTest, SendBeforeReceiveDeadlocksUnlessGrouped) {
   EXPECT_EQ(lb.get().status, UnitResult::Status::kStopped);
 }
 
+// The pair layout's lazy set-up: Connect returns only once the peer has connected too, and a
+// stop ends a wait for a peer that never comes.
+TEST(InProcessFabricTest, ConnectIsABarrierOfTheTwoRanks) {
+  StopSignal stop;
+  InProcessFabric fabric(3, stop);
+  auto a = fabric.Endpoint(0), b = fabric.Endpoint(1), c = fabric.Endpoint(2);
+  auto first = std::async(std::launch::async, [&] { return a->Connect(1); });
+  EXPECT_EQ(first.wait_for(50ms), std::future_status::timeout);  // rank 1 has not come yet
+  EXPECT_EQ(b->Connect(0).status, UnitResult::Status::kComplete);
+  EXPECT_EQ(first.get().status, UnitResult::Status::kComplete);
+  auto lonely = std::async(std::launch::async, [&] { return c->Connect(0); });
+  EXPECT_EQ(lonely.wait_for(50ms), std::future_status::timeout);
+  stop.Stop();
+  EXPECT_EQ(lonely.get().status, UnitResult::Status::kStopped);
+  EXPECT_EQ(a->Connect(0).status, UnitResult::Status::kFailed);  // not to itself
+}
+
 TEST(InProcessFabricTest, DeliveryDelayHoldsBothEnds) {
   StopSignal stop;
   InProcessFabric fabric(2, stop);

@@ -69,6 +69,25 @@ TEST(MpiRunTest, DropsAndDeadRanksEndTheJobWithStatusThreeAndTheDump) {
   }
 }
 
+// PyTorch's runtime orders (WAIT_SENDs, data-parallel actions) run on every stream layout, each
+// stream a thread of the process; the pair layout's lazy set-up is an MPI exchange of its own.
+// pytorch/pytorch issue 172668 really hangs on one stream per rank and runs on one per edge.
+TEST(MpiRunTest, RuntimeOrdersRunOnEveryStreamLayoutAndALayoutsDeadlockHangs) {
+  const std::string torch = std::string(PIPEPROOF_TESTDATA_DIR) + "/peers/pytorch/torch-2.15/";
+  for (const std::string streams : {"rank", "pair", "edge"}) {
+    const CommandOutput r = Mpirun(4, torch + "zbv_4rank_8stage_8mb_runtime.csv --streams " + streams +
+                                          " --delay exp:50us --shuffle --poison --seed 5" + kSmall);
+    EXPECT_EQ(r.status, 0) << streams << "\n" << r.out << r.err;
+    EXPECT_TRUE(Has(r.out, "bit for bit")) << streams << "\n" << r.out;
+  }
+  const std::string cross = std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/pytorch_172668.pps";
+  CommandOutput r = Mpirun(2, cross + " --streams edge --delay exp:50us --seed 6" + kSmall);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  r = Mpirun(2, cross + " --streams rank --allow-deadlock --timeout 1" + kSmall);
+  EXPECT_EQ(r.status, 3) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "posted, no match yet")) << r.err;
+}
+
 TEST(MpiRunTest, TheProcessCountMustMatchTheSchedule) {
   const CommandOutput r = Mpirun(2, "--kind dualpipe -r 4 -m 8" + kSmall);
   EXPECT_EQ(r.status, 2) << r.out << r.err;

@@ -139,6 +139,12 @@ class NcclTransport final : public Transport {
   int size() const override { return size_; }
   std::string Name() const override { return "nccl"; }
 
+  // One communicator per rank: the rank layout only (RunAndCompare refuses the others).
+  UnitResult Connect(int) override {
+    return {UnitResult::Status::kFailed,
+            "the NCCL transport has one communicator per rank: no pair communicators to set up"};
+  }
+
   UnitResult RunUnit(std::span<const CommOp> ops, UnitProgress& progress) override {
     if (aborted_) return {UnitResult::Status::kStopped, ""};
     try {

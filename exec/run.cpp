@@ -182,7 +182,7 @@ void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
   if (options.exec.record_timeline) {
     std::vector<std::vector<RecordedSpan>> spans;
     for (const RankResult& r : e.ranks) spans.push_back(r.timeline);
-    o.timeline = BuildRunTimeline(PlanRun(schedule), spans);
+    o.timeline = BuildRunTimeline(PlanRun(schedule, options.streams), spans);
   }
   StepResults run = AssembleResults(schedule, options.exec.model, e.ranks);
   const bool exact = options.policy.mode == ComparePolicy::Mode::kExact;
@@ -270,7 +270,11 @@ std::string Indent(const std::string& text, const std::string& prefix) {
 }  // namespace
 
 std::string RunOutcome::Text() const {
-  std::string out = fmt::format("run: {} on {}; {}\n", schedule_name, transport, Describe(model));
+  std::string out = fmt::format("run: {} on {}{}; {}\n", schedule_name, transport,
+                                streams == StreamLayout::kRank
+                                    ? ""
+                                    : fmt::format(" (--streams {})", StreamLayoutName(streams)),
+                                Describe(model));
   out += "faults:\n" + Indent(faults_summary, "  ");
   out += fmt::format("executed in {:.3f}s", execution.seconds);
   if (comparison) out += fmt::format(", reference in {:.3f}s", reference_seconds);
@@ -289,6 +293,7 @@ std::string RunOutcome::Json() const {
   j["headline"] = headline;
   j["schedule"] = schedule_name;
   j["transport"] = transport;
+  j["streams"] = std::string(StreamLayoutName(streams));
   j["model"] = {{"hidden", model.shape.hidden},
                 {"seq", model.shape.seq},
                 {"micro_batch_size", model.shape.micro_batch_size},
@@ -308,10 +313,18 @@ std::string RunOutcome::Json() const {
 }
 
 RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world) {
-  const RunPlan plan = PlanRun(schedule);
+  if (options.streams != StreamLayout::kRank && world.TransportName() == "nccl") {
+    throw InputError(fmt::format(
+        "--streams {} needs a communicator per rank {}; the NCCL transport has one per rank: "
+        "run it with --streams rank, or on the threads, mpi or streams transport",
+        StreamLayoutName(options.streams),
+        options.streams == StreamLayout::kPair ? "pair" : "edge"));
+  }
+  const RunPlan plan = PlanRun(schedule, options.streams);
   CheckPlanFits(options.faults, plan);
   RunOutcome outcome;
   outcome.transport = world.TransportName();
+  outcome.streams = options.streams;
   outcome.schedule_name = options.schedule_name;
   outcome.model = options.exec.model;
   outcome.faults_summary = options.faults.Summary();

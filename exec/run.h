@@ -94,6 +94,7 @@ struct RunOutcome {
   bool control_caught = true;
   double reference_seconds = 0;
   std::string transport;
+  StreamLayout streams = StreamLayout::kRank;
   std::string schedule_name;
   ModelConfig model;
   std::string faults_summary;
@@ -111,6 +112,11 @@ struct RunOutcome {
 
 struct RunOptions {
   ExecOptions exec;
+  // Which streams run a rank's SEND/RECVs (ranks without WAITs): one per rank, per peer or per
+  // peer and direction, each a thread of the rank; under `pair` the first unit with a peer first
+  // waits for that peer's first unit with it (Transport::Connect). The NCCL transport, with one
+  // communicator per rank, runs `rank` only.
+  StreamLayout streams = StreamLayout::kRank;
   ComparePolicy policy;  // exact: the reference replays the schedule's sums; tolerance: natural order
   FaultPlan faults;
   WatchdogOptions watchdog;

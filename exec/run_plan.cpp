@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <map>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 
 namespace pipeproof {
 
@@ -18,6 +21,7 @@ Schedule ForwardOnly(const Schedule& schedule) {
         case Op::kForward:
         case Op::kSendF:
         case Op::kRecvF:
+        case Op::kWaitSendF:
           kept.push_back(a);
           group_open |= IsComm(a.op);
           break;
@@ -29,7 +33,7 @@ Schedule ForwardOnly(const Schedule& schedule) {
           group_open = false;
           break;
         default:
-          break;  // B, I, W, SEND_B, RECV_B
+          break;  // B, I, W, SEND_B, RECV_B, WAIT_SEND_B, the data-parallel actions
       }
     }
     actions = std::move(kept);
@@ -37,7 +41,8 @@ Schedule ForwardOnly(const Schedule& schedule) {
   return out;
 }
 
-RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank) {
+RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank,
+                  StreamLayout streams) {
   const std::vector<Action>& program = schedule.program[rank];
   RankPlan plan;
   plan.rank = rank;
@@ -45,9 +50,12 @@ RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank) 
   plan.comm_of_action.assign(n, -1);
   plan.unit_of_action.assign(n, -1);
   plan.compute_of_action.assign(n, -1);
+  plan.waited_unit_of_action.assign(n, -1);
   for (const Action& a : program) plan.grouped |= a.op == Op::kWait;
 
   std::vector<int64_t> sent(schedule.ranks, 0), received(schedule.ranks, 0);
+  std::map<int, int> stream_units;  // stream -> lone units so far
+  std::map<std::tuple<Op, int, int>, int> last_send;  // (op, stage, mb) -> its comm index
   std::vector<int> open_group;
   for (int i = 0; i < n; ++i) {
     const Action& a = program[i];
@@ -66,12 +74,17 @@ RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank) 
       c.payload = message->payload;
       c.channel_seq = c.send ? sent[c.peer]++ : received[c.peer]++;
       plan.comm_of_action[i] = static_cast<int>(plan.comms.size());
+      if (c.send) last_send[{a.op, a.stage, a.microbatch}] = plan.comm_of_action[i];
       plan.comms.push_back(c);
+      plan.retired_by.push_back(-1);
       if (plan.grouped) {
         open_group.push_back(plan.comm_of_action[i]);
       } else {
+        PlannedUnit unit{{plan.comm_of_action[i]}, i};
+        unit.stream = StreamOf(streams, c.peer, c.send);
+        unit.stream_seq = stream_units[unit.stream]++;
         plan.unit_of_action[i] = static_cast<int>(plan.units.size());
-        plan.units.push_back({{plan.comm_of_action[i]}, i});
+        plan.units.push_back(std::move(unit));
       }
     } else if (a.op == Op::kWait && !open_group.empty()) {
       const int unit = static_cast<int>(plan.units.size());
@@ -79,6 +92,24 @@ RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank) 
       plan.unit_of_action[i] = unit;
       plan.units.push_back({std::move(open_group), i});
       open_group.clear();
+    } else if (IsWaitSend(a.op)) {
+      auto it = last_send.find({SentBy(a.op), a.stage, a.microbatch});
+      if (it == last_send.end()) continue;  // the structure check refuses this
+      const int comm = it->second;
+      plan.waited_unit_of_action[i] = plan.unit_of_action[plan.comms[comm].action];
+      if (!plan.grouped && plan.retired_by[comm] < 0) plan.retired_by[comm] = i;
+    }
+  }
+  // A grouped rank's WAIT_SEND before the WAIT that posts its SEND names a unit made later.
+  for (int i = 0; i < n; ++i) {
+    if (!IsWaitSend(program[i].op) || plan.waited_unit_of_action[i] >= 0) continue;
+    for (int j = i - 1; j >= 0; --j) {
+      const Action& s = program[j];
+      if (s.op == SentBy(program[i].op) && s.stage == program[i].stage &&
+          s.microbatch == program[i].microbatch) {
+        plan.waited_unit_of_action[i] = plan.unit_of_action[j];
+        break;
+      }
     }
   }
   plan.unposted = std::move(open_group);
@@ -116,16 +147,26 @@ std::string RunPlan::NameAction(int rank, int64_t action) const {
   return fmt::format("[{}] (after the last action)", action);
 }
 
-RunPlan PlanRun(const Schedule& schedule) {
+RunPlan PlanRun(const Schedule& schedule, StreamLayout streams) {
   RunPlan run;
   run.ranks = schedule.ranks;
+  run.streams = streams;
+  std::vector<std::set<int>> met(schedule.ranks);  // pair layout: peers each rank has connected to
   for (PassKind kind : {PassKind::kTrain, PassKind::kInference}) {
     PassPlan pass;
     pass.kind = kind;
     pass.schedule = kind == PassKind::kTrain ? schedule : ForwardOnly(schedule);
     RouteIndex routes(pass.schedule);
     for (int r = 0; r < schedule.ranks; ++r) {
-      pass.ranks.push_back(PlanRank(pass.schedule, routes, r));
+      pass.ranks.push_back(PlanRank(pass.schedule, routes, r, streams));
+      if (streams == StreamLayout::kPair) {
+        RankPlan& rank = pass.ranks.back();
+        for (PlannedUnit& unit : rank.units) {
+          for (int c : unit.comms) {
+            if (met[r].insert(rank.comms[c].peer).second) unit.connects.push_back(rank.comms[c].peer);
+          }
+        }
+      }
       PassBase base;
       base.sent.assign(schedule.ranks, 0);
       base.received.assign(schedule.ranks, 0);

@@ -19,8 +19,9 @@ enum class PassKind { kTrain, kInference };
 std::string_view PassName(PassKind kind);  // "train", "inference"
 
 // The forward-only projection of a schedule: its F tasks (an OVERLAP_F_B keeps its F), their
-// SEND_F/RECV_F, and the WAITs whose group still holds something. Deadlock-free under `nccl`
-// whenever the schedule is: every timing of the full step is one of the projection's.
+// SEND_F/RECV_F and WAIT_SEND_F, and the WAITs whose group still holds something. Deadlock-free
+// under `nccl` (any stream layout) whenever the schedule is: every timing of the full step is one
+// of the projection's.
 Schedule ForwardOnly(const Schedule& schedule);
 
 // One SEND or RECV of a rank.
@@ -32,11 +33,17 @@ struct PlannedComm {
   int64_t channel_seq = 0;  // its place among this pass's messages from sender to receiver
 };
 
-// A communication unit: a WAIT's group, or a lone SEND/RECV on a rank without WAITs. Units run on
-// the rank's one communication stream, in program order.
+// A communication unit: a WAIT's group, or a lone SEND/RECV on a rank without WAITs. A lone unit
+// runs on one of the rank's communication streams (one per rank, per peer or per peer and
+// direction: the run's StreamLayout), in program order within that stream.
 struct PlannedUnit {
   std::vector<int> comms;  // indices into RankPlan::comms, in program order
   int posted_at = 0;       // the action that posts it: the WAIT, or the lone SEND/RECV itself
+  int stream = -1;         // a lone unit: its stream (StreamOf); a WAIT group: -1
+  int stream_seq = 0;      // a lone unit: its place among its stream's units in the pass
+  // Pair layout: the peers the rank meets for the first time in the run here. Posting the unit
+  // first sets up each pair's communicator, which waits for the peer's own first contact.
+  std::vector<int> connects;
 };
 
 struct RankPlan {
@@ -47,11 +54,18 @@ struct RankPlan {
   std::vector<int> comm_of_action;     // action -> index into comms, or -1
   std::vector<int> unit_of_action;     // SEND/RECV: its unit; WAIT: the unit it posts; else -1
   std::vector<int> compute_of_action;  // compute action -> its index among computes, or -1
+  // WAIT_SEND action -> the unit of the SEND it waits for (the last one of its stage, microbatch
+  // and direction before it), or -1.
+  std::vector<int> waited_unit_of_action;
+  // SEND comm -> the WAIT_SEND action that retires its payload (PyTorch frees a send's buffer when
+  // its wait returns), or -1: the payload lives until the unit completes. Ranks without WAITs only.
+  std::vector<int> retired_by;
   int computes = 0;
   std::vector<int> unposted;  // SEND/RECVs after a grouped rank's last WAIT: never posted
 };
 
-RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank);
+RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank,
+                  StreamLayout streams = StreamLayout::kRank);
 
 // Where a pass's counters start on a rank: the passes of a run count on from one another, as a
 // tool watching a process's calls would (the k-th send of the whole run, not of a pass).
@@ -74,6 +88,7 @@ struct PassPlan {
 struct RunPlan {
   std::vector<PassPlan> passes;  // train, then inference
   int ranks = 0;
+  StreamLayout streams = StreamLayout::kRank;
 
   // Totals over all passes, per rank: the lengths of a fault plan's per-rank arrays.
   int64_t Actions(int rank) const;
@@ -86,6 +101,6 @@ struct RunPlan {
 
 // `schedule` must have SEND/RECV (lower a compute-only one first) and should have passed
 // verification; PlanRun itself only needs its structure to be sound.
-RunPlan PlanRun(const Schedule& schedule);
+RunPlan PlanRun(const Schedule& schedule, StreamLayout streams = StreamLayout::kRank);
 
 }  // namespace pipeproof

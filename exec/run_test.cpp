@@ -24,8 +24,10 @@ ModelConfig SmallModel(DType dtype = DType::kF64) {
   return c;
 }
 
-RunOptions Options(const Schedule& s, const FaultOptions& faults, const ModelConfig& model, double timeout) {
+RunOptions Options(const Schedule& s, const FaultOptions& faults, const ModelConfig& model, double timeout,
+                   StreamLayout streams = StreamLayout::kRank) {
   RunOptions o;
+  o.streams = streams;
   o.exec.model = model;
   o.policy = ComparePolicy::Exact();
   const int mantissa = model.dtype == DType::kF64 ? 52 : 23;
@@ -36,9 +38,9 @@ RunOptions Options(const Schedule& s, const FaultOptions& faults, const ModelCon
 }
 
 RunOutcome Check(const Schedule& s, const FaultOptions& faults = {}, ModelConfig model = SmallModel(),
-                 double timeout = 20) {
+                 double timeout = 20, StreamLayout streams = StreamLayout::kRank) {
   auto world = MakeThreadWorld();
-  return RunAndCompare(s, Options(s, faults, model, timeout), *world);
+  return RunAndCompare(s, Options(s, faults, model, timeout, streams), *world);
 }
 
 // Legal faults of every kind, strong enough to reorder everything that can be reordered.
@@ -245,6 +247,83 @@ TEST(NegativeControlTest, APlantedEarlyReleaseIsCaughtByPoisoning) {
     EXPECT_EQ(out.status, RunStatus::kMismatch) << Name(size) << "\n" << out.Text();
     EXPECT_NE(out.comparison->Text().find("nan"), std::string::npos) << out.comparison->Text();
   }
+}
+
+// ---- PyTorch's runtime orders and the stream layouts ----
+
+Schedule PyTorchRuntime(const std::string& file) {
+  return ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/peers/pytorch/torch-2.15/" + file);
+}
+
+// What PyTorch 2.15 executes (SEND/RECV where they stand, WAIT_SENDs, the data-parallel actions),
+// run with real messages on every stream layout, bit for bit under legal faults.
+TEST(RuntimeOrderTest, PyTorchsRuntimeOrdersRunBitForBitOnEveryLayout) {
+  for (const char* file : {"interleaved1f1b_2rank_4stage_4mb_runtime.csv",
+                           "interleavedzb_4rank_8stage_8mb_runtime.csv",
+                           "zbv_4rank_8stage_8mb_runtime.csv",
+                           "dualpipev_4rank_8stage_8mb_runtime.csv"}) {
+    const Schedule s = PyTorchRuntime(file);
+    for (StreamLayout streams : kStreamLayouts) {
+      const uint64_t seed = static_cast<uint64_t>(streams) + 1;
+      const RunOutcome o = Check(s, LegalFaults(seed, s.ranks), SmallModel(), 20, streams);
+      EXPECT_EQ(o.status, RunStatus::kMatch) << file << " --streams " << StreamLayoutName(streams)
+                                             << "\n" << o.Text();
+      EXPECT_TRUE(o.comparison && o.comparison->ok()) << file;
+      EXPECT_NE(o.Text().find(streams == StreamLayout::kRank
+                                  ? "on threads;"
+                                  : fmt::format("(--streams {})", StreamLayoutName(streams))),
+                std::string::npos)
+          << o.Text();
+    }
+  }
+}
+
+// A WAIT_SEND is what frees its send's payload (PyTorch frees it when the wait returns). An
+// executor that goes on without waiting frees a buffer still in flight: caught as a mismatch.
+TEST(RuntimeOrderTest, AnIgnoredWaitSendIsCaught) {
+  for (const Size& size : std::vector<Size>{{"1f1b", 3, 5}, {"gpipe", 2, 3}}) {
+    Schedule s = Make(size);
+    s = AddWaitSends(s);
+    FaultOptions f;
+    f.poison = true;
+    f.seed = 7;
+    f.delay = DelaySpec::Parse("exp:200us");
+    RunOptions clean = Options(s, f, SmallModel(), 20);
+    auto world = MakeThreadWorld();
+    EXPECT_EQ(RunAndCompare(s, clean, *world).status, RunStatus::kMatch) << Name(size);
+    RunOptions planted = clean;
+    planted.exec.planted_bug = PlantedBug::kIgnoreWaitSend;
+    world = MakeThreadWorld();
+    const RunOutcome out = RunAndCompare(s, planted, *world);
+    EXPECT_EQ(out.status, RunStatus::kMismatch) << Name(size) << "\n" << out.Text();
+  }
+}
+
+// A deadlock of one layout really hangs on real ranks (the watchdog ends it), and the same schedule
+// under a layout where it is sound runs bit for bit: pytorch/pytorch issue 172668's two ranks that
+// each send before they receive hang on one stream per rank and on one per pair (two ranks are
+// one pair), and run on one stream per directed edge.
+TEST(RuntimeOrderTest, ALayoutsDeadlockHangsAndTheSameScheduleRunsWhereItIsSound) {
+  const Schedule s = ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/pytorch_172668.pps");
+  for (StreamLayout streams : {StreamLayout::kRank, StreamLayout::kPair}) {
+    const auto start = Clock::now();
+    const RunOutcome o = Check(s, {}, SmallModel(), 0.3, streams);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    EXPECT_EQ(o.status, RunStatus::kHang) << StreamLayoutName(streams) << "\n" << o.Text();
+    EXPECT_LT(seconds, 10);
+    EXPECT_NE(o.Text().find("posted, no match yet"), std::string::npos) << o.Text();
+  }
+  const RunOutcome edge = Check(s, LegalFaults(3), SmallModel(), 20, StreamLayout::kEdge);
+  EXPECT_EQ(edge.status, RunStatus::kMatch) << edge.Text();
+}
+
+// The NCCL transport has one communicator per rank: the other layouts are refused before anything
+// runs, whatever the world.
+TEST(RuntimeOrderTest, PairAndEdgeNeedATransportWithChannelsPerStream) {
+  const Schedule s = Make({"1f1b", 2, 2});
+  auto world = MakeThreadWorld("nccl");
+  RunOptions o = Options(s, {}, SmallModel(), 5, StreamLayout::kEdge);
+  EXPECT_THROW(RunAndCompare(s, o, *world), InputError);
 }
 
 // ---- hangs the schedule itself causes ----

@@ -1,7 +1,7 @@
 // How ranks exchange tensors. A Transport is one rank's end of the fabric; the executor hands it
-// one communication unit at a time (a WAIT group, or a lone SEND/RECV), in program order, from
-// the rank's single communication stream, and the transport runs it with the `nccl` semantics of
-// DESIGN.md:
+// communication units (a WAIT group, or a lone SEND/RECV) from the rank's communication streams,
+// each stream's in program order (one stream per rank, per peer or per peer and direction: the
+// run's StreamLayout), and the transport runs them with the `nccl` semantics of DESIGN.md:
 //   - no tags: the k-th send from p to q meets the k-th receive on q from p (the executor posts
 //     each (sender, receiver) pair's ops in program order);
 //   - rendezvous: a send completes only once its receive is posted, and vice versa;
@@ -90,8 +90,13 @@ class Transport {
   virtual int size() const = 0;
   virtual std::string Name() const = 0;  // "threads", "mpi"
   // Posts `ops` in the given order, each after its post delay, and returns once all of them have
-  // completed (each receive after its delivery delay), or when the run is stopped.
+  // completed (each receive after its delivery delay), or when the run is stopped. Thread-safe:
+  // a rank's communication streams call it at the same time.
   virtual UnitResult RunUnit(std::span<const CommOp> ops, UnitProgress& progress) = 0;
+  // Sets up this rank's channel to `peer` as a lazily created pair communicator is set up (the
+  // pair stream layout): returns once `peer` has called Connect with this rank too, or when the
+  // run is stopped. Called at most once per peer, before the first unit with it.
+  virtual UnitResult Connect(int peer) = 0;
 };
 
 }  // namespace pipeproof

@@ -146,6 +146,7 @@ std::string CampaignCase::Describe() const {
   std::string out = fmt::format("{} {}x{}", schedule.kind, schedule.ranks, schedule.microbatches);
   if (IsDualPipe(schedule.kind)) out += schedule.overlap ? " (overlap)" : " (no overlap)";
   if (schedule.kind == "interleaved-1f1b") out += fmt::format(" (v={})", schedule.virtual_stages);
+  if (schedule.wait_sends) out += " (WAIT_SENDs)";
   std::vector<std::string> faults;
   if (plan) {  // its summary, one kind of fault per line
     std::istringstream lines(plan->Summary());
@@ -214,6 +215,7 @@ class ThreadRunner final : public CaseRunner {
     o.exec.model = settings.model;
     o.exec.planted_bug = settings.planted_bug;
     o.exec.make_device = settings.make_device;
+    o.streams = settings.streams;
     o.policy = ComparePolicy::Exact();
     o.faults = plan;
     o.watchdog.timeout_s = TimeoutOf(c, settings);
@@ -302,9 +304,13 @@ std::string ReplayCommand(const std::string& pipeproof, const CampaignCase& c, c
   out += ShellQuote(pipeproof) + " run";
   if (transport != "threads" && transport != "streams") out += " --transport " + transport;
   if (settings.device != "cpu") out += " --device " + settings.device;
+  if (settings.streams != StreamLayout::kRank) {
+    out += fmt::format(" --streams {}", StreamLayoutName(settings.streams));
+  }
   out += fmt::format(" --kind {} -r {} -m {}", c.schedule.kind, c.schedule.ranks, c.schedule.microbatches);
   if (c.schedule.kind == "interleaved-1f1b") out += fmt::format(" --virtual-stages {}", c.schedule.virtual_stages);
   if (IsDualPipe(c.schedule.kind) && !c.schedule.overlap) out += " --no-overlap";
+  if (c.schedule.wait_sends) out += " --wait-sends";
   const ModelConfig& m = settings.model;
   out += fmt::format(" --hidden {} --seq {} --micro-batch-size {} --dtype {} --model-seed {}", m.shape.hidden,
                      m.shape.seq, m.shape.micro_batch_size, DTypeName(m.dtype), m.seed);
@@ -342,6 +348,9 @@ CampaignCase DrawCase(uint64_t seed, int64_t number, const DrawLimits& limits) {
   g.microbatches = Choose(rng, ValidMicrobatches(g.kind, g.ranks, limits.max_microbatches_per_rank * g.ranks));
   g.virtual_stages = g.kind == "interleaved-1f1b" ? Uniform(rng, 1, 3) : 2;
   g.overlap = Coin(rng, 0.5);
+  // Half the lowered kinds wait for their sends as PyTorch's runtime does; drawn apart from `rng`
+  // so that every other draw stays what it was.
+  g.wait_sends = !IsDualPipe(g.kind) && (Mix(Mix(seed ^ 0x5741495453454e44) ^ number) & 1) != 0;
 
   FaultOptions& f = c.faults;
   f.seed = rng() % 1000000000;

@@ -41,6 +41,8 @@ struct CaseSettings {
   // device and the runner's world is the streams transport). Replay commands say --device.
   std::string device = "cpu";
   DeviceFactory make_device;  // null: the CPU device of the model's dtype
+  // The streams that run each rank's SEND/RECVs (RunOptions::streams). Replay commands say it.
+  StreamLayout streams = StreamLayout::kRank;
 
   static ModelConfig SmallModel();
 };

@@ -241,26 +241,31 @@ TEST(CampaignTest, ACorrectExecutorPassesEveryCaseAndTheSummarySaysSo) {
 // within kBound cases for every seed, shrink it to two ranks, and the printed command must
 // reproduce it (and, without the bug, match). Measured over seeds 1-20 with the default limits:
 // release-send-early is found by case 1-2, on DualPipe/DualPipeV alone (where it shows only
-// with poisoned buffers) by case 1-7, skip-arrival-wait by case 1-7.
+// with poisoned buffers) by case 1-7, skip-arrival-wait by case 1-7; ignore-wait-send (on the
+// lowered kinds, half of whose cases carry PyTorch's WAIT_SENDs) by case 1-5 over seeds 1-5.
 constexpr int kBound = 20;
 
 struct PlantedCase {
   PlantedBug bug;
   std::vector<std::string> kinds;
+  // Runs of the replay command, of which one must reproduce: ignore-wait-send is a race between
+  // the send's copy and the freeing of its buffer, which the replay loses about one time in ten.
+  int replays = 1;
 };
 
 TEST(PlantedBugTest, EveryPlantedBugIsFoundShrunkAndReplayed) {
   for (const PlantedCase& planted : std::vector<PlantedCase>{
            {PlantedBug::kReleaseSendEarly, GeneratorKinds()},
            {PlantedBug::kReleaseSendEarly, {"dualpipe", "dualpipev"}},
-           {PlantedBug::kSkipArrivalWait, GeneratorKinds()}}) {
+           {PlantedBug::kSkipArrivalWait, GeneratorKinds()},
+           {PlantedBug::kIgnoreWaitSend, {"gpipe", "1f1b", "interleaved-1f1b", "zb1p"}, 3}}) {
     const std::string name(PlantedBugName(planted.bug));
     for (uint64_t seed : {1, 2, 3, 4, 5}) {
       CampaignOptions o = SmallCampaign(seed, ScratchDir("planted-" + name + std::to_string(seed)));
       o.iterations = kBound;
       o.limits.kinds = planted.kinds;
       o.settings.planted_bug = planted.bug;
-      o.replay_checks = 1;
+      o.replay_checks = planted.replays;
       std::unique_ptr<CaseRunner> runner = MakeThreadRunner();
       const CampaignResult r = RunCampaign(o, *runner);
       ASSERT_EQ(r.failures.size(), 1u) << name << " seed " << seed << ": no failure in " << kBound << " cases";
@@ -270,7 +275,7 @@ TEST(PlantedBugTest, EveryPlantedBugIsFoundShrunkAndReplayed) {
                   f.found.Describe().c_str(), f.shrunk.minimal.Describe().c_str(), f.shrunk.runs);
       EXPECT_EQ(f.shrunk.minimal.schedule.ranks, 2);
       EXPECT_LE(f.shrunk.minimal.schedule.microbatches, f.found.schedule.microbatches);
-      EXPECT_EQ(f.replay_reproduced, 1) << f.replay;
+      EXPECT_GE(f.replay_reproduced, 1) << f.replay;
       EXPECT_TRUE(Has(f.replay, "PIPEPROOF_PLANTED_BUG=" + name + " ")) << f.replay;
       EXPECT_TRUE(Has(f.replay, "--replay " + f.plan_path)) << f.replay;
       EXPECT_TRUE(std::filesystem::exists(f.plan_path));

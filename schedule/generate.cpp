@@ -175,7 +175,9 @@ Schedule Generate(const GenerateOptions& o) {
     if (kind == "1f1b") s = OneFOneB(o.ranks, o.microbatches);
     if (kind == "zb1p") s = ZeroBubbleH1(o.ranks, o.microbatches);
   }
-  return o.with_comm ? WithComm(std::move(s)) : s;
+  if (!o.with_comm) return s;
+  s = WithComm(std::move(s));
+  return o.wait_sends ? AddWaitSends(s) : s;
 }
 
 }  // namespace pipeproof

@@ -15,6 +15,9 @@ struct GenerateOptions {
   int virtual_stages = 2;   // interleaved-1f1b: stages per rank
   bool overlap = true;      // dualpipe/dualpipev: the module has an overlapped forward-backward
   bool with_comm = true;    // false: the compute-only projection (no SEND/RECV/WAIT)
+  // With SEND/RECV: a WAIT_SEND for every SEND of a rank without WAITs, where PyTorch's runtime
+  // puts it (AddWaitSends).
+  bool wait_sends = false;
 };
 
 std::vector<std::string> GeneratorKinds();

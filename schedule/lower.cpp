@@ -206,4 +206,34 @@ LoweringResult Lower(const Schedule& compute_only) {
   return {std::move(lowered), ""};
 }
 
+Schedule AddWaitSends(const Schedule& schedule) {
+  Schedule out = schedule;
+  for (auto& program : out.program) {
+    if (std::any_of(program.begin(), program.end(),
+                    [](const Action& a) { return a.op == Op::kWait || IsWaitSend(a.op); })) {
+      continue;
+    }
+    std::vector<Action> with_waits;
+    std::vector<Action> pending;  // SENDs not waited for yet, in their order
+    for (const Action& a : program) {
+      with_waits.push_back(a);
+      if (IsSend(a.op)) pending.push_back(a);
+      for (int t = 0; t < a.TaskCount(); ++t) {
+        const Task task = a.TaskAt(t);
+        if (task.op != Op::kBackward && task.op != Op::kInputGrad) continue;
+        auto sent = std::find(pending.begin(), pending.end(),
+                              Action::Comm(Op::kSendF, task.stage, task.microbatch));
+        if (sent == pending.end()) continue;
+        with_waits.push_back(Action::WaitSend(Op::kSendF, task.stage, task.microbatch));
+        pending.erase(sent);
+      }
+    }
+    for (const Action& send : pending) {
+      with_waits.push_back(Action::WaitSend(send.op, send.stage, send.microbatch));
+    }
+    program = std::move(with_waits);
+  }
+  return out;
+}
+
 }  // namespace pipeproof
