@@ -1,6 +1,9 @@
 // Verification speed (issue 3): the simulation-based verify of DualPipe and DualPipeV with 64
 // ranks and 1024 microbatches, the same with the Z3 proof, and the Z3 proof alone for DualPipe
-// at 8, 16 and 32 ranks (M = 4R). Counters: actions and actions per second.
+// at 8, 16 and 32 ranks (M = 4R). PyTorch-style runtime orders (1F1B and interleaved 1F1B
+// lowered, a WAIT_SEND for every SEND) under each stream layout, where the layouts change the
+// work: lone SEND/RECVs on per-stream queues, and the pair layout's set-ups. Counters: actions
+// and actions per second.
 //   build-verify/bin/verify_bench                       everything (the 64-rank Z3 runs take
 //   minutes) build-verify/bin/verify_bench --benchmark_filter=Z3Proof
 
@@ -61,6 +64,31 @@ void BM_Simulation(benchmark::State& state) {
   }
   Count(state, s);
 }
+
+// Without Z3: 1F1B with 32 ranks and 256 microbatches and interleaved 1F1B (2 stages per rank)
+// with 16 and 256, as PyTorch's runtime writes them (WAIT_SENDs), under --streams rank, pair,
+// edge (the benchmark's argument).
+void BM_RuntimeOrder(benchmark::State& state, const std::string& kind, int ranks, int microbatches) {
+  const StreamLayout streams = static_cast<StreamLayout>(state.range(0));
+  const Schedule s = Generate(
+      {.kind = kind, .ranks = ranks, .microbatches = microbatches, .wait_sends = true});
+  VerifyOptions options;
+  options.use_z3 = false;
+  options.streams = streams;
+  for (auto _ : state) {
+    const VerifyReport r = Verify(s, options);
+    if (!r.ok) state.SkipWithError("the schedule did not verify");
+  }
+  state.SetLabel(std::string(StreamLayoutName(streams)));
+  Count(state, s);
+}
+
+BENCHMARK_CAPTURE(BM_RuntimeOrder, 1f1b_32x256, std::string("1f1b"), 32, 256)
+    ->DenseRange(0, 2)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RuntimeOrder, interleaved_16x256, std::string("interleaved-1f1b"), 16, 256)
+    ->DenseRange(0, 2)
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_CAPTURE(BM_Verify, dualpipe_simulation, std::string("dualpipe"), false)
     ->Args({64, 1024})

@@ -136,7 +136,7 @@ void AddFlags(CLI::App* cmd, FuzzFlags& f) {
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", f.quiet, "no progress lines");
   // The harness's self-test, never on by default: switches on a known executor bug.
-  cmd->add_option("--plant", f.plant, "")->group("")->check(CLI::IsMember({"release-send-early", "skip-arrival-wait", "skip-compute-event"}));
+  cmd->add_option("--plant", f.plant, "")->group("")->check(CLI::IsMember({"release-send-early", "skip-arrival-wait", "skip-compute-event", "ignore-wait-send"}));
 }
 
 CampaignOptions OptionsFrom(const FuzzFlags& f) {

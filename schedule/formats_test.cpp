@@ -54,6 +54,40 @@ TEST(RoundTripTest, CsvComputeDropsCommunication) {
   EXPECT_EQ(back, ComputeOnly(s));
 }
 
+// What PyTorch 2.15 writes and runs (pipeline_order_with_comms, dumped by its own _dump_csv):
+// every action reads with no flag, the V placement of ZBV and DualPipeV is inferred, and every
+// format writes it back to the same schedule (CSV to the same cells).
+TEST(PyTorchFilesTest, RuntimeOrdersReadAndWriteBack) {
+  for (const char* file : {"interleaved1f1b_2rank_4stage_4mb_runtime.csv",
+                           "interleavedzb_4rank_8stage_8mb_runtime.csv",
+                           "zbv_4rank_8stage_8mb_runtime.csv",
+                           "dualpipev_4rank_8stage_8mb_runtime.csv",
+                           "gpipe_2rank_2mb_compute.csv"}) {
+    const std::string path = testing::TestdataPath(std::string("peers/pytorch/torch-2.15/") + file);
+    const Schedule s = ReadScheduleFile(path);
+    int waits = 0, data_parallel = 0;
+    for (const auto& program : s.program) {
+      for (const Action& a : program) {
+        waits += IsWaitSend(a.op);
+        data_parallel += IsDataParallel(a.op);
+      }
+    }
+    EXPECT_GT(data_parallel, 0) << file;
+    EXPECT_EQ(waits > 0, std::string(file).find("runtime") != std::string::npos) << file;
+    EXPECT_EQ(ParsePps(WritePps(s), "x.pps"), s) << file;
+    EXPECT_EQ(ParseJson(WriteJson(s), "x.json"), s) << file;
+    Schedule back = ParseCsv(WriteCsv(s, false), "x.csv", {});
+    EXPECT_EQ(back, s) << file;
+    // PyTorch ends its rows with \r\n; the cells are the same.
+    std::string original = ReadTestdata(std::string("peers/pytorch/torch-2.15/") + file);
+    std::erase(original, '\r');
+    EXPECT_EQ(WriteCsv(s, false), original) << file;
+  }
+  const Schedule zbv = ReadScheduleFile(
+      testing::TestdataPath("peers/pytorch/torch-2.15/zbv_4rank_8stage_8mb_runtime.csv"));
+  EXPECT_EQ(zbv.placement, VPlacement(4, 8));
+}
+
 TEST(PyTorchFilesTest, DualPipeVFixtureReadsWithVPlacementInferred) {
   Schedule s = ReadScheduleFile(testing::TestdataPath("peers/pytorch/dualpipev_4rank_10mb.csv"));
   EXPECT_EQ(s.ranks, 4);

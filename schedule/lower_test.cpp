@@ -95,6 +95,40 @@ TEST(LowerTest, PyTorchsComputeOnlyFixturesLower) {
   }
 }
 
+// PyTorch's compute-only orders carry data-parallel actions (GPipe's REDUCE_GRAD since 2.15):
+// lowering keeps each where it stood among the computes, and only adds SEND/RECV.
+TEST(LowerTest, DataParallelActionsKeepTheirPlaceAmongTheComputes) {
+  Schedule s = ReadScheduleFile(testing::TestdataPath("peers/pytorch/torch-2.15/gpipe_2rank_2mb_compute.csv"));
+  ASSERT_FALSE(HasComm(s));
+  LoweringResult lowered = Lower(s);
+  ASSERT_TRUE(lowered.schedule) << lowered.problem;
+  for (int r = 0; r < s.ranks; ++r) {
+    std::vector<Action> kept;
+    for (const Action& a : lowered.schedule->program[r]) {
+      if (!IsComm(a.op)) kept.push_back(a);
+    }
+    EXPECT_EQ(kept, s.program[r]) << "rank " << r;
+  }
+  // The last compute of rank 1 sends its gradient after it, and REDUCE_GRAD stays right after it.
+  const std::vector<Action>& rank1 = lowered.schedule->program[1];
+  const auto b1 = std::find(rank1.begin(), rank1.end(), Action::Compute(Op::kBackward, 1, 1));
+  ASSERT_NE(b1, rank1.end());
+  EXPECT_EQ(*(b1 + 1), Action::DataParallel(Op::kReduceGrad, 1));
+  ExpectConsistentMessages(*lowered.schedule);
+}
+
+// PyTorch's _add_wait_send: a SEND_F is waited for right after its stage's backward, the others at
+// the end; ranks with WAIT groups are left alone.
+TEST(AddWaitSendsTest, WaitsWherePyTorchsRuntimePutsThem) {
+  const Schedule s = AddWaitSends(Generate({"1f1b", 2, 2}));
+  EXPECT_EQ(WriteCsv(s, false),
+            "0F0,0SEND_F0,0F1,0SEND_F1,0RECV_B0,0B0,0WAIT_SEND_F0,0RECV_B1,0B1,0WAIT_SEND_F1\n"
+            "1RECV_F0,1F0,1RECV_F1,1B0,1SEND_B0,1F1,1B1,1SEND_B1,1WAIT_SEND_B0,1WAIT_SEND_B1\n");
+  const Schedule dualpipe = Generate({"dualpipe", 2, 4});
+  EXPECT_EQ(AddWaitSends(dualpipe), dualpipe);
+  EXPECT_EQ(AddWaitSends(s), s);  // already waited for
+}
+
 TEST(LowerTest, AnImpossibleComputeOrderIsExplained) {
   // Rank 0 wants microbatch 1's gradient before it has sent microbatch 1 forward.
   Schedule s = ParseCsv("0F0,0B1,0F1,0B0\n1F0,1F1,1B1,1B0\n", "x.csv", {});
