@@ -1,10 +1,11 @@
-// Property suite 2: on random schedules and on random mutations of generated ones, the deadlock
-// verdict of the event simulation equals Z3's, under both communication models and all three
-// stream layouts; and both equal the step-by-step run of fuzz/schedule_truth.h. Skipped where
-// pipeproof is built without Z3.
+// Property suite 2: on random schedules, on random mutations of generated ones and on generated
+// ones with PyTorch's WAIT_SENDs, the deadlock verdict of the event simulation equals Z3's, under
+// both communication models and all three stream layouts; and both equal the step-by-step run of
+// fuzz/schedule_truth.h. Skipped where pipeproof is built without Z3.
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "fuzz/property.h"
 #include "fuzz/schedule_gen.h"
@@ -36,9 +37,11 @@ VerifyOptions Options(CommModel model, StreamLayout streams, bool use_z3) {
   return o;
 }
 
-// Verifies `s` once without and once with Z3 and checks that the three deadlock verdicts agree.
-void CheckAgreement(const Schedule& s, CommModel model, StreamLayout streams) {
-  const VerifyReport simulated = Verify(s, Options(model, streams, false));
+// Verifies `s` once without and once with Z3 and checks that their deadlock verdicts agree with
+// each other and with the ground truth's `runs_to_end`. Returns the report without Z3 and a tag.
+std::pair<VerifyReport, std::string> Agreement(const Schedule& s, CommModel model,
+                                               StreamLayout streams, bool runs_to_end) {
+  VerifyReport simulated = Verify(s, Options(model, streams, false));
   const VerifyReport proven = Verify(s, Options(model, streams, true));
   const CheckResult* by_simulation = simulated.Find("deadlock");
   const CheckResult* by_z3 = proven.Find("deadlock");
@@ -50,11 +53,16 @@ void CheckAgreement(const Schedule& s, CommModel model, StreamLayout streams) {
   RC_ASSERT(z3 != Z3Says::kNothing);
   const bool runs = by_simulation->ok();
   RC_ASSERT((z3 == Z3Says::kDeadlockFree) == runs);
-  RC_ASSERT(truth::Run(s, model, streams).runs_to_end == runs);
+  RC_ASSERT(runs_to_end == runs);
   const bool setup = proven.setup_deadlock;
   RC_ASSERT(simulated.setup_deadlock == setup);
-  RC_TAG(std::string(CommModelName(model)) + " " + std::string(StreamLayoutName(streams)) +
-         (runs ? " deadlock-free" : setup ? " set-up deadlock" : " deadlock"));
+  return {std::move(simulated),
+          std::string(CommModelName(model)) + " " + std::string(StreamLayoutName(streams)) +
+              (runs ? " deadlock-free" : setup ? " set-up deadlock" : " deadlock")};
+}
+
+void CheckAgreement(const Schedule& s, CommModel model, StreamLayout streams) {
+  RC_TAG(Agreement(s, model, streams, truth::Run(s, model, streams).runs_to_end).second);
 }
 
 CommModel AnyModel() { return *rc::gen::element(CommModel::kNccl, CommModel::kEager); }
@@ -96,6 +104,43 @@ PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnMutatedGenerated
   // and a compute-only schedule is lowered instead of checked for deadlock.
   RC_PRE(HasComm(s) && s.ranks > 1);
   CheckAgreement(s, AnyModel(), AnyLayout());
+}
+
+// PyTorch's runtime waits for every SEND it posts (torch.distributed.pipelining's
+// _add_wait_send). Every generated kind with those WAIT_SENDs added verifies sound under each
+// stream layout exactly when the ground truth says so, and the simulation, Z3 (under one layout
+// drawn per case, which keeps the suite fast) and the truth agree on its deadlock verdict. Under
+// one stream per rank the waits change no verdict: a WAIT_SEND on a rank without WAITs holds back
+// only what queues behind its SEND on that stream anyway.
+PIPEPROOF_PROPERTY_IF(DeadlockProperties, PyTorchWaitSendsOnEveryGeneratedKind, HaveZ3(),
+                      "built without Z3", ()) {
+  GenerateOptions options = *GenValidOptions(4, 3);
+  options.with_comm = true;
+  const Schedule plain = Generate(options);
+  RC_PRE(HasComm(plain) && plain.ranks > 1);
+  Schedule s = plain;
+  const int waits = AddPyTorchWaitSends(s);
+  RC_ASSERT(AddWaitSends(plain) == s);  // schedule/'s own, which run --wait-sends uses
+  RC_LOG() << options.kind << " " << options.ranks << "x" << options.microbatches << ": " << waits
+           << " WAIT_SENDs added\n";
+  const StreamLayout proven = AnyLayout();
+  std::string verdicts;
+  for (StreamLayout streams : kStreamLayouts) {
+    const truth::Verdict judged = truth::Judge(s, CommModel::kNccl, streams);
+    RC_LOG() << "ground truth (--streams " << StreamLayoutName(streams)
+             << "): " << judged.Describe() << "\n";
+    const VerifyReport report =
+        streams == proven
+            ? Agreement(s, CommModel::kNccl, streams, judged.runs_to_end).first
+            : Verify(s, Options(CommModel::kNccl, streams, false));
+    RC_ASSERT(report.Find("deadlock")->ok() == judged.runs_to_end);
+    RC_ASSERT(report.ok == judged.sound());
+    verdicts += std::string(" ") + std::string(StreamLayoutName(streams)) +
+                (report.ok ? ":sound" : ":fails");
+  }
+  RC_ASSERT(truth::Run(s, CommModel::kNccl, StreamLayout::kRank).runs_to_end ==
+            truth::Run(plain, CommModel::kNccl, StreamLayout::kRank).runs_to_end);
+  RC_TAG(options.kind + (waits > 0 ? "" : " (WAIT groups: no WAIT_SEND)") + verdicts);
 }
 
 }  // namespace

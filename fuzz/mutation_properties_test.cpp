@@ -1,10 +1,11 @@
-// Property suite 3: every mutation class is caught. A generated schedule (random kind and size)
-// gets one mutation of the class at a random place; whether the mutant is really broken is
-// decided by fuzz/schedule_truth.h from DESIGN.md's definitions (for deadlock: running the
-// mutated program step by step), never by the verifier. The verifier must fail exactly the
-// mutants the ground truth calls broken (none missed, no false alarm), and for classes that
-// always break the same rule, fail that rule's check. Each class is its own test; the tags
-// printed under each count its broken and harmless mutants.
+// Property suite 3: every mutation class is caught. A generated schedule (random kind and size;
+// for the WAIT_SEND classes with PyTorch's WAIT_SENDs added) gets one mutation of the class at a
+// random place and is judged under a random communication model and stream layout; whether the
+// mutant is really broken is decided by fuzz/schedule_truth.h from DESIGN.md's definitions (for
+// deadlock: running the mutated program step by step), never by the verifier. The verifier must
+// fail exactly the mutants the ground truth calls broken (none missed, no false alarm), and for
+// classes that always break the same rule, fail that rule's check. Each class is its own test;
+// the tags printed under each count its broken and harmless mutants.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -19,21 +20,32 @@
 namespace pipeproof {
 namespace {
 
+StreamLayout AnyLayout() {
+  return *rc::gen::element(StreamLayout::kRank, StreamLayout::kPair, StreamLayout::kEdge);
+}
+
 void CheckMutantsAreCaught(MutationClass c) {
   GenerateOptions options = *GenValidOptions(6, 3);
   options.with_comm = true;
   Schedule s = Generate(options);
+  // The WAIT_SEND classes need WAIT_SENDs to move: PyTorch's runtime writes them on every rank
+  // without WAIT groups (none on DualPipe's, which the class then skips).
+  if (NeedsWaitSends(c)) RC_PRE(AddPyTorchWaitSends(s) > 0);
   const std::string what = Mutate(s, c, *rc::gen::arbitrary<uint64_t>());
   RC_PRE(!what.empty());  // nowhere to apply on this schedule (no WAIT to drop, say)
   const CommModel model = *rc::gen::element(CommModel::kNccl, CommModel::kEager);
-  const truth::Verdict truth = truth::Judge(s, model);
+  // A WAIT_SEND on a rank without WAITs can only hang a rank under the pair and edge layouts
+  // (under one stream per rank what follows it waits behind its SEND anyway): draw all three.
+  const StreamLayout streams = AnyLayout();
+  const truth::Verdict truth = truth::Judge(s, model, streams);
   VerifyOptions verify;
   verify.model = model;
+  verify.streams = streams;
   verify.use_z3 = false;  // suite 2 checks Z3 against the simulation
   const VerifyReport report = Verify(s, verify);
   RC_LOG() << MutationClassName(c) << " of " << options.kind << " " << options.ranks << "x"
            << options.microbatches << ": " << what << "\nground truth (" << CommModelName(model)
-           << "): " << truth.Describe() << "\n"
+           << ", --streams " << StreamLayoutName(streams) << "): " << truth.Describe() << "\n"
            << report.Text() << "\n"
            << WritePps(s);
   RC_TAG(truth.sound() ? "harmless" : "broken");
@@ -71,9 +83,14 @@ MUTATION_CLASS_IS_CAUGHT(IWithoutW, kIWithoutW)
 MUTATION_CLASS_IS_CAUGHT(StripWaits, kStripWaits)
 MUTATION_CLASS_IS_CAUGHT(StripAllWaits, kStripAllWaits)
 MUTATION_CLASS_IS_CAUGHT(ShuffleRank, kShuffleRank)
+MUTATION_CLASS_IS_CAUGHT(DropWaitSend, kDropWaitSend)
+MUTATION_CLASS_IS_CAUGHT(DuplicateWaitSend, kDuplicateWaitSend)
+MUTATION_CLASS_IS_CAUGHT(WaitSendBeforeSend, kWaitSendBeforeSend)
+MUTATION_CLASS_IS_CAUGHT(WaitSendAfterSend, kWaitSendAfterSend)
+MUTATION_CLASS_IS_CAUGHT(WaitSendInGroup, kWaitSendInGroup)
 
 // Every class has a test above.
-TEST(MutationProperties, EveryClassHasAProperty) { EXPECT_EQ(AllMutationClasses().size(), 17u); }
+TEST(MutationProperties, EveryClassHasAProperty) { EXPECT_EQ(AllMutationClasses().size(), 22u); }
 
 }  // namespace
 }  // namespace pipeproof

@@ -213,7 +213,108 @@ std::string ShuffleRank(Schedule& s, Rng& rng) {
   return fmt::format("rank {}: program shuffled", r);
 }
 
+// The SEND a WAIT_SEND at `index` of `program` waits for: the last one of its kind before it.
+int WaitedSend(const std::vector<Action>& program, int index) {
+  const Action& w = program[index];
+  const Op send = w.op == Op::kWaitSendF ? Op::kSendF : Op::kSendB;
+  for (int j = index - 1; j >= 0; --j) {
+    const Action& a = program[j];
+    if (a.op == send && a.stage == w.stage && a.microbatch == w.microbatch) return j;
+  }
+  return -1;
+}
+
+bool IsWaitSendAction(const Action& a) {
+  return a.op == Op::kWaitSendF || a.op == Op::kWaitSendB;
+}
+
+// A WAIT_SEND moves: before the first SEND of its kind on its rank (the rule that a WAIT_SEND
+// follows its SEND then always breaks), or to just after the SEND it waits for (which, on a rank
+// with WAIT groups, is before the WAIT that posts that SEND).
+std::string MoveWaitSend(Schedule& s, Rng& rng, bool before) {
+  const Place p = Pick(s, rng, IsWaitSendAction);
+  if (p.rank < 0) return "";
+  std::vector<Action>& program = s.program[p.rank];
+  const Action w = program[p.index];
+  const Op send = w.op == Op::kWaitSendF ? Op::kSendF : Op::kSendB;
+  int to = -1;  // where it goes in the program without it
+  if (before) {
+    int first = -1;
+    for (int j = 0; j < p.index && first < 0; ++j) {
+      const Action& a = program[j];
+      if (a.op == send && a.stage == w.stage && a.microbatch == w.microbatch) first = j;
+    }
+    if (first < 0) return "";
+    to = Below(rng, first + 1);  // anywhere before that SEND
+  } else {
+    const int sent = WaitedSend(program, p.index);
+    if (sent < 0 || sent + 1 == p.index) return "";
+    to = sent + 1;
+  }
+  const std::string what = Where(s, p);
+  program.erase(program.begin() + p.index);  // both places lie before it
+  program.insert(program.begin() + to, w);
+  return fmt::format("{} moved to [{}], {} its SEND", what, to, before ? "before" : "just after");
+}
+
+// A SEND on a rank with WAIT groups gets a WAIT_SEND somewhere between it and the WAIT that
+// posts it: the rank then waits for a send that only its own next WAIT would post.
+std::string WaitSendInGroup(Schedule& s, Rng& rng) {
+  std::vector<Place> sends;  // SENDs with a WAIT after them
+  for (int r = 0; r < s.ranks; ++r) {
+    const std::vector<Action>& program = s.program[r];
+    bool wait_after = false;
+    for (int i = static_cast<int>(program.size()) - 1; i >= 0; --i) {
+      wait_after = wait_after || IsWait(program[i]);
+      if (wait_after && IsSend(program[i].op)) sends.push_back({r, i});
+    }
+  }
+  if (sends.empty()) return "";
+  const Place p = sends[Below(rng, static_cast<int>(sends.size()))];
+  std::vector<Action>& program = s.program[p.rank];
+  int wait = p.index + 1;
+  while (!IsWait(program[wait])) ++wait;
+  const int at = p.index + 1 + Below(rng, wait - p.index);
+  const Action a = program[p.index];
+  const std::string what = Where(s, p);
+  program.insert(program.begin() + at, Action::WaitSend(a.op, a.stage, a.microbatch));
+  return fmt::format("{} waited for at [{}], before the WAIT that posts it", what, at);
+}
+
 }  // namespace
+
+int AddPyTorchWaitSends(Schedule& s) {
+  int added = 0;
+  for (std::vector<Action>& program : s.program) {
+    if (std::any_of(program.begin(), program.end(),
+                    [](const Action& a) { return IsWait(a) || IsWaitSendAction(a); })) {
+      continue;
+    }
+    std::vector<Action> out;
+    std::vector<Action> pending;  // SENDs not waited for yet, in order
+    for (const Action& a : program) {
+      out.push_back(a);
+      if (a.op == Op::kSendF || a.op == Op::kSendB) pending.push_back(a);
+      for (int k = 0; k < a.TaskCount(); ++k) {
+        const Task t = a.TaskAt(k);
+        if (t.op != Op::kBackward && t.op != Op::kInputGrad) continue;
+        const auto it = std::find_if(pending.begin(), pending.end(), [&](const Action& send) {
+          return send.op == Op::kSendF && send.stage == t.stage && send.microbatch == t.microbatch;
+        });
+        if (it == pending.end()) continue;
+        out.push_back(Action::WaitSend(Op::kSendF, t.stage, t.microbatch));
+        pending.erase(it);
+        ++added;
+      }
+    }
+    for (const Action& send : pending) {
+      out.push_back(Action::WaitSend(send.op, send.stage, send.microbatch));
+      ++added;
+    }
+    program = std::move(out);
+  }
+  return added;
+}
 
 const std::vector<MutationClass>& AllMutationClasses() {
   static const std::vector<MutationClass> all = {
@@ -222,7 +323,9 @@ const std::vector<MutationClass>& AllMutationClasses() {
       MutationClass::kSwapAny,        MutationClass::kSendMicrobatch, MutationClass::kRecvMicrobatch,
       MutationClass::kCommAcrossWait, MutationClass::kMoveWait,       MutationClass::kReverseGroup,
       MutationClass::kWrongRank,      MutationClass::kIWithoutW,      MutationClass::kStripWaits,
-      MutationClass::kStripAllWaits,  MutationClass::kShuffleRank};
+      MutationClass::kStripAllWaits,  MutationClass::kShuffleRank,    MutationClass::kDropWaitSend,
+      MutationClass::kDuplicateWaitSend, MutationClass::kWaitSendBeforeSend,
+      MutationClass::kWaitSendAfterSend, MutationClass::kWaitSendInGroup};
   return all;
 }
 
@@ -245,6 +348,11 @@ std::string MutationClassName(MutationClass c) {
     case MutationClass::kStripWaits: return "strip-waits";
     case MutationClass::kStripAllWaits: return "strip-all-waits";
     case MutationClass::kShuffleRank: return "shuffle-rank";
+    case MutationClass::kDropWaitSend: return "drop-wait-send";
+    case MutationClass::kDuplicateWaitSend: return "duplicate-wait-send";
+    case MutationClass::kWaitSendBeforeSend: return "wait-send-before-send";
+    case MutationClass::kWaitSendAfterSend: return "wait-send-after-send";
+    case MutationClass::kWaitSendInGroup: return "wait-send-in-group";
   }
   return "?";
 }
@@ -275,6 +383,11 @@ std::string Mutate(Schedule& s, MutationClass c, uint64_t seed) {
     case MutationClass::kStripWaits: what = StripWaits(s, rng, false); break;
     case MutationClass::kStripAllWaits: what = StripWaits(s, rng, true); break;
     case MutationClass::kShuffleRank: what = ShuffleRank(s, rng); break;
+    case MutationClass::kDropWaitSend: what = DropOne(s, rng, IsWaitSendAction); break;
+    case MutationClass::kDuplicateWaitSend: what = DuplicateOne(s, rng, IsWaitSendAction); break;
+    case MutationClass::kWaitSendBeforeSend: what = MoveWaitSend(s, rng, true); break;
+    case MutationClass::kWaitSendAfterSend: what = MoveWaitSend(s, rng, false); break;
+    case MutationClass::kWaitSendInGroup: what = WaitSendInGroup(s, rng); break;
   }
   if (what.empty()) s = std::move(original);
   return what;
@@ -286,14 +399,34 @@ std::string AlwaysFailingCheck(MutationClass c) {
     case MutationClass::kDuplicateCompute:
     case MutationClass::kWrongRank:
     case MutationClass::kIWithoutW:
+    // A second wait for one SEND, or a wait with no SEND of its kind before it (PyTorch's runtime
+    // refuses both: _validate_send_waits).
+    case MutationClass::kDuplicateWaitSend:
+    case MutationClass::kWaitSendBeforeSend:
       return "structure";
     case MutationClass::kDropComm:
     case MutationClass::kDuplicateComm:
     case MutationClass::kSendMicrobatch:
     case MutationClass::kRecvMicrobatch:
       return "matching";
+    // The send waited for is posted only by a WAIT that the rank never reaches, whatever the
+    // model and layout.
+    case MutationClass::kWaitSendInGroup:
+      return "deadlock";
     default:
       return "";
+  }
+}
+
+bool NeedsWaitSends(MutationClass c) {
+  switch (c) {
+    case MutationClass::kDropWaitSend:
+    case MutationClass::kDuplicateWaitSend:
+    case MutationClass::kWaitSendBeforeSend:
+    case MutationClass::kWaitSendAfterSend:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -31,6 +31,12 @@ enum class MutationClass {
   kStripWaits,        // one rank loses every WAIT
   kStripAllWaits,     // every rank loses every WAIT
   kShuffleRank,       // one rank's program in random order
+  // PyTorch's WAIT_SEND (they apply to schedules that have some: see AddPyTorchWaitSends):
+  kDropWaitSend,        // remove one WAIT_SEND (one wait less never hangs a rank)
+  kDuplicateWaitSend,   // write one WAIT_SEND twice
+  kWaitSendBeforeSend,  // a WAIT_SEND moves before the first SEND of its kind on its rank
+  kWaitSendAfterSend,   // a WAIT_SEND moves to just after the SEND it waits for
+  kWaitSendInGroup,     // a SEND of a rank with WAITs is waited for before the WAIT that posts it
 };
 
 const std::vector<MutationClass>& AllMutationClasses();
@@ -47,5 +53,16 @@ std::string Mutate(Schedule& s, MutationClass c, uint64_t seed);
 // (dropping a compute always breaks the counts of `structure`), or "" for classes whose effect
 // depends on where they land.
 std::string AlwaysFailingCheck(MutationClass c);
+
+// The classes that only apply to a schedule with WAIT_SENDs.
+bool NeedsWaitSends(MutationClass c);
+
+// PyTorch's own WAIT_SEND placement (torch.distributed.pipelining's _add_wait_send), written
+// here from its source apart from pipeproof's: on every rank without WAIT or WAIT_SEND, a
+// SEND_F is waited for right after the backward (B or I, alone or in an OVERLAP_F_B) of its
+// stage and microbatch that follows it on the rank, which proves the peer took the activation;
+// every other SEND at the end of the program, in the order the SENDs stand. Returns how many
+// WAIT_SENDs it wrote.
+int AddPyTorchWaitSends(Schedule& s);
 
 }  // namespace pipeproof

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "schedule/formats.h"
@@ -114,6 +116,367 @@ TEST(Deadlock, ComputeOnlyInputIsLowered) {
   EXPECT_NE(r.Text().find("compute-only input: verified after lowering"), std::string::npos);
 }
 
+// ---- stream layouts (--streams rank|pair|edge) and WAIT_SEND
+
+// The deadlock check's message and details, one line each.
+std::string DeadlockText(const VerifyReport& r) {
+  const CheckResult* c = r.Find("deadlock");
+  std::string text = c->message;
+  for (const std::string& line : c->details) text += "\n" + line;
+  return text;
+}
+
+bool Says(const VerifyReport& r, const std::string& words) {
+  return DeadlockText(r).find(words) != std::string::npos;
+}
+
+nlohmann::json DeadlockJson(const VerifyReport& r) {
+  const nlohmann::json report = nlohmann::json::parse(r.Json());
+  for (const nlohmann::json& c : report["checks"]) {
+    if (c["name"] == "deadlock") return c;
+  }
+  return {};
+}
+
+using Verdicts = std::vector<std::pair<StreamLayout, bool>>;
+constexpr StreamLayout kRank = StreamLayout::kRank;
+constexpr StreamLayout kPair = StreamLayout::kPair;
+constexpr StreamLayout kEdge = StreamLayout::kEdge;
+
+// What a report sound under --streams `chosen` says when one stream per rank would hang.
+std::string ReliesOnConcurrentStreams(StreamLayout chosen) {
+  return "but it deadlocks under --streams rank (one stream per rank): under --streams " +
+         std::string(StreamLayoutName(chosen)) +
+         " it relies on the NCCL kernels of several streams running at the same time, which CUDA "
+         "does not guarantee (NVIDIA/nccl issues 783 and 522)";
+}
+constexpr const char* kSetupSound =
+    "the set-up of each pair communicator at the first op between its two ranks cannot deadlock "
+    "here";
+constexpr const char* kSetupDeadlock =
+    "a deadlock of set-up: each pair communicator is created at the first op between its two "
+    "ranks";
+constexpr const char* kOnlyAboveSomeSize =
+    "on hardware this hang shows only above some message size";
+constexpr const char* kAnySize = "it hangs at any message size";
+
+// Three ranks in a ring, no WAITs: each rank's traffic with one peer queues behind its traffic
+// with the other on its one stream, a cycle through all three ranks. One stream per pair or per
+// edge keeps each pair's traffic apart and the schedule runs; the report says that it then relies
+// on concurrent NCCL kernels.
+TEST(DeadlockStreams, RingHangsOnlyWithOneStreamPerRank) {
+  const Schedule s = Testdata("ring_rank_stream_deadlock.pps");
+  const VerifyReport rank = Verify(s, {});
+  EXPECT_EQ(FailedChecks(rank), std::vector<std::string>{"deadlock"}) << rank.Text();
+  EXPECT_EQ(rank.layout_verdicts, (Verdicts{{kRank, false}, {kPair, true}, {kEdge, true}}));
+  EXPECT_FALSE(rank.setup_deadlock);
+  EXPECT_TRUE(Says(rank,
+                   "under the nccl model with one stream per rank (--streams rank) the "
+                   "execution cannot finish"))
+      << DeadlockText(rank);
+  EXPECT_TRUE(Says(rank,
+                   "under the other stream layouts: --streams pair runs to its end; "
+                   "--streams edge runs to its end"));
+  EXPECT_FALSE(Says(rank, kSetupDeadlock));
+  // Buffered sends get through, so the hang needs messages above NCCL's buffers.
+  EXPECT_TRUE(Says(rank, "under the eager model"));
+  EXPECT_TRUE(Says(rank, kOnlyAboveSomeSize));
+  EXPECT_FALSE(Says(rank, kAnySize));
+  std::set<int> cycle_ranks;
+  for (const CycleStep& step : rank.cycle) cycle_ranks.insert(step.rank);
+  EXPECT_EQ(cycle_ranks, (std::set<int>{0, 1, 2})) << DeadlockText(rank);
+  const nlohmann::json json = nlohmann::json::parse(rank.Json());
+  EXPECT_EQ(json["streams"], "rank");
+  EXPECT_EQ(DeadlockJson(rank)["deadlock_free_under"],
+            (nlohmann::json{{"rank", false}, {"pair", true}, {"edge", true}}));
+  EXPECT_EQ(DeadlockJson(rank)["setup_deadlock"], false);
+
+  for (StreamLayout chosen : {kPair, kEdge}) {
+    const VerifyReport r = Verify(s, {.streams = chosen});
+    EXPECT_TRUE(r.ok) << r.Text();
+    EXPECT_EQ(r.layout_verdicts, (Verdicts{{chosen, true}, {kRank, false}}));
+    EXPECT_TRUE(Says(r, DescribeSemantics(CommModel::kNccl, chosen))) << DeadlockText(r);
+    EXPECT_TRUE(Says(r, ReliesOnConcurrentStreams(chosen))) << DeadlockText(r);
+    // Only the pair layout sets up communicators, and says that it cannot deadlock here.
+    EXPECT_EQ(Says(r, kSetupSound), chosen == kPair) << DeadlockText(r);
+    const nlohmann::json j = DeadlockJson(r);
+    EXPECT_EQ(nlohmann::json::parse(r.Json())["streams"], StreamLayoutName(chosen));
+    EXPECT_EQ(j["deadlock_free_under"],
+              (nlohmann::json{{std::string(StreamLayoutName(chosen)), true}, {"rank", false}}));
+    EXPECT_EQ(j["setup_deadlock"], false);
+  }
+}
+
+// pytorch/pytorch issue 172668 on two ranks: one pair, so one stream per pair is one stream per
+// rank and hangs the same way; one stream per direction lets each rank's send and receive pass.
+TEST(DeadlockStreams, PyTorchIssue172668HangsUnderRankAndPairRunsUnderEdge) {
+  const Schedule s = Testdata("pytorch_172668.pps");
+  const VerifyReport rank = Verify(s, {});
+  EXPECT_EQ(rank.layout_verdicts, (Verdicts{{kRank, false}, {kPair, false}, {kEdge, true}}));
+  EXPECT_TRUE(Says(rank,
+                   "under the other stream layouts: --streams pair hangs too; --streams "
+                   "edge runs to its end"))
+      << DeadlockText(rank);
+
+  const VerifyReport pair = Verify(s, {.streams = kPair});
+  EXPECT_EQ(FailedChecks(pair), std::vector<std::string>{"deadlock"}) << pair.Text();
+  EXPECT_EQ(pair.layout_verdicts, (Verdicts{{kPair, false}, {kRank, false}, {kEdge, true}}));
+  EXPECT_TRUE(Says(pair,
+                   "with one stream per rank pair (--streams pair) the execution cannot "
+                   "finish"));
+  EXPECT_TRUE(Says(pair,
+                   "under the other stream layouts: --streams rank hangs too; --streams "
+                   "edge runs to its end"))
+      << DeadlockText(pair);
+  // Two ranks have one communicator to set up: the hang is the rendezvous's, not the set-up's.
+  EXPECT_FALSE(pair.setup_deadlock);
+  EXPECT_FALSE(Says(pair, kSetupDeadlock));
+  EXPECT_TRUE(Says(pair, "pytorch/pytorch issue 172668"));
+  EXPECT_TRUE(Says(pair, kOnlyAboveSomeSize));
+  EXPECT_EQ(DeadlockJson(pair)["deadlock_free_under"],
+            (nlohmann::json{{"pair", false}, {"rank", false}, {"edge", true}}));
+
+  const VerifyReport edge = Verify(s, {.streams = kEdge});
+  EXPECT_TRUE(edge.ok) << edge.Text();
+  EXPECT_EQ(edge.layout_verdicts, (Verdicts{{kEdge, true}, {kRank, false}}));
+  EXPECT_TRUE(Says(edge, ReliesOnConcurrentStreams(kEdge))) << DeadlockText(edge);
+  EXPECT_FALSE(Says(edge, kSetupSound));
+}
+
+// Three ranks whose first contacts go round the ring (pair_setup_deadlock.pps says how): under
+// the pair layout no data can reach the rank whose first op the others wait for. No set-up is
+// modelled under rank and edge, and there the same schedule runs.
+TEST(DeadlockStreams, FirstContactsRoundTheRingDeadlockTheSetUp) {
+  const Schedule s = Testdata("pair_setup_deadlock.pps");
+  const VerifyReport pair = Verify(s, {.streams = kPair});
+  EXPECT_EQ(FailedChecks(pair), std::vector<std::string>{"deadlock"}) << pair.Text();
+  EXPECT_TRUE(pair.setup_deadlock);
+  EXPECT_EQ(pair.layout_verdicts, (Verdicts{{kPair, false}, {kRank, true}, {kEdge, true}}));
+  EXPECT_TRUE(Says(pair, kSetupDeadlock)) << DeadlockText(pair);
+  EXPECT_TRUE(Says(pair,
+                   "under the other stream layouts: --streams rank runs to its end; "
+                   "--streams edge runs to its end"))
+      << DeadlockText(pair);
+  // The cycle passes both set-ups that wait: rank 0's with rank 1, rank 1's with rank 2.
+  std::string waits;
+  for (const CycleStep& step : pair.cycle) waits += step.waits_for + "\n";
+  EXPECT_NE(waits.find("the set-up of rank 0's communicator with rank 1"), std::string::npos)
+      << waits;
+  EXPECT_NE(waits.find("the set-up of rank 1's communicator with rank 2"), std::string::npos)
+      << waits;
+  const nlohmann::json j = DeadlockJson(pair);
+  EXPECT_EQ(j["setup_deadlock"], true);
+  EXPECT_EQ(j["deadlock_free_under"],
+            (nlohmann::json{{"pair", false}, {"rank", true}, {"edge", true}}));
+
+  const VerifyReport rank = Verify(s, {});
+  EXPECT_TRUE(rank.ok) << rank.Text();
+  EXPECT_EQ(rank.layout_verdicts, (Verdicts{{kRank, true}}));
+  const VerifyReport edge = Verify(s, {.streams = kEdge});
+  EXPECT_TRUE(edge.ok) << edge.Text();
+  EXPECT_EQ(edge.layout_verdicts, (Verdicts{{kEdge, true}, {kRank, true}}));
+  EXPECT_FALSE(Says(edge, "but it deadlocks under --streams rank"));
+  EXPECT_TRUE(Verify(s, {.model = CommModel::kEager, .streams = kPair}).ok);
+}
+
+// A set-up deadlock hangs before the stuck ops are even posted, so buffering small sends cannot
+// help it (with buffered sends rank 0's group still waits for rank 1, which waits for rank 2,
+// which waits for data from that group): the report must not say that the hang shows only above
+// some message size, nor that the schedule relies on buffered sends.
+// DISABLED: the report decides both from the eager model, which has no set-up, and says them;
+// see the report to the lead engineer.
+TEST(DeadlockStreams, SetUpDeadlockHangsAtAnyMessageSize) {
+  const VerifyReport pair = Verify(Testdata("pair_setup_deadlock.pps"), {.streams = kPair});
+  ASSERT_TRUE(pair.setup_deadlock);
+  EXPECT_TRUE(Says(pair, kAnySize)) << DeadlockText(pair);
+  EXPECT_FALSE(Says(pair, kOnlyAboveSomeSize));
+  EXPECT_FALSE(Says(pair, "it relies on buffered sends"));
+}
+
+// 1F1B on two ranks without WAIT groups: rank 0 sends microbatch 1 forward before it receives
+// microbatch 0's gradient, which rank 1 sends first. One stream per direction (--streams edge)
+// lets the two pass; a WAIT_SEND of each rank right after that send, written before the receive
+// the peer needs first, blocks each host until the other's receive runs, which the other host
+// posts only after its own WAIT_SEND. (Under --streams rank a WAIT_SEND on a rank without WAITs
+// never adds a deadlock: everything after it waits behind its SEND on the one stream anyway.)
+constexpr const char* kOneFOneBHeader = "ranks 2\nstages 2\nmicrobatches 2\n";
+constexpr const char* kOneFOneBRank1 =
+    "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n";
+
+TEST(DeadlockWaitSend, WaitSendBeforeTheReceiveThePeerNeedsFirst) {
+  const Schedule early = Pps(std::string(kOneFOneBHeader) +
+                             "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0WAIT_SEND_F1 0RECV_B0 0B0 "
+                             "0WAIT_SEND_F0 0RECV_B1 0B1\n"
+                             "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1WAIT_SEND_B0 1RECV_F1 1F1 1B1 "
+                             "1SEND_B1 1WAIT_SEND_B1\n");
+  const VerifyReport r = Verify(early, {.streams = kEdge});
+  EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"deadlock"}) << r.Text();
+  EXPECT_EQ(r.layout_verdicts, (Verdicts{{kEdge, false}, {kRank, false}, {kPair, false}}));
+  std::string waits;
+  for (const CycleStep& step : r.cycle) waits += step.waits_for + "\n";
+  EXPECT_NE(waits.find("the 0WAIT_SEND_F1 at [4] blocks the rank until that SEND has completed"),
+            std::string::npos)
+      << waits;
+  EXPECT_NE(waits.find("the 1WAIT_SEND_B0 at [4] blocks the rank until that SEND has completed"),
+            std::string::npos)
+      << waits;
+  // A send completes when posted under the eager model: its WAIT_SEND holds nothing.
+  EXPECT_TRUE(Says(r, kOnlyAboveSomeSize));
+  EXPECT_TRUE(Verify(early, {.model = CommModel::kEager}).ok);
+
+  // The control: the same WAIT_SENDs where PyTorch's _add_wait_send writes them (a SEND_F after
+  // the backward of its stage and microbatch, the others at the end) run under --streams edge.
+  const Schedule pytorch = Pps(std::string(kOneFOneBHeader) +
+                               "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0WAIT_SEND_F0 "
+                               "0RECV_B1 0B1 0WAIT_SEND_F1\n"
+                               "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1 "
+                               "1WAIT_SEND_B0 1WAIT_SEND_B1\n");
+  const VerifyReport later = Verify(pytorch, {.streams = kEdge});
+  EXPECT_TRUE(later.ok) << later.Text();
+  // Neither early WAIT_SEND alone hangs: the other host still posts the receive it waits for.
+  const Schedule one = Pps(std::string(kOneFOneBHeader) +
+                           "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0WAIT_SEND_F1 0RECV_B0 0B0 "
+                           "0WAIT_SEND_F0 0RECV_B1 0B1\n" +
+                           kOneFOneBRank1);
+  EXPECT_TRUE(Verify(one, {.streams = kEdge}).ok);
+}
+
+// On a rank with WAIT groups a SEND is posted only at the next WAIT: a WAIT_SEND written before
+// that WAIT waits for a send that its own rank will never post.
+TEST(DeadlockWaitSend, WaitSendBeforeTheWaitThatPostsItsSend) {
+  const std::string rank1 = "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n";
+  const Schedule s = Pps(std::string(kOneFOneBHeader) +
+                         "rank 0: 0F0 0SEND_F0 0WAIT_SEND_F0 WAIT 0F1 0SEND_F1 WAIT 0RECV_B0 "
+                         "WAIT 0B0 0RECV_B1 WAIT 0B1\n" +
+                         rank1);
+  for (StreamLayout streams : kStreamLayouts) {
+    const VerifyReport r = Verify(s, {.streams = streams});
+    EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"deadlock"}) << r.Text();
+    ASSERT_FALSE(r.cycle.empty());
+    EXPECT_EQ(r.cycle.front().rank, 0);
+    // No buffering helps: the send is never posted.
+    EXPECT_TRUE(Says(r, kAnySize)) << DeadlockText(r);
+  }
+  EXPECT_FALSE(Verify(s, {.model = CommModel::kEager}).ok);
+  // Written after the WAIT, the same WAIT_SEND holds nothing up.
+  const Schedule after = Pps(std::string(kOneFOneBHeader) +
+                             "rank 0: 0F0 0SEND_F0 WAIT 0WAIT_SEND_F0 0F1 0SEND_F1 WAIT 0RECV_B0 "
+                             "WAIT 0B0 0RECV_B1 WAIT 0B1\n" +
+                             rank1);
+  for (StreamLayout streams : kStreamLayouts) {
+    EXPECT_TRUE(Verify(after, {.streams = streams}).ok) << StreamLayoutName(streams);
+  }
+}
+
+// DISABLED: the simulation's cycle of that deadlock reads "rank 0 [3] WAIT waits for rank 0 [3]
+// WAIT" and names neither the WAIT_SEND nor its SEND (the WAIT's group waits for itself, through
+// the WAIT_SEND); Z3's core does name it. See the report to the lead engineer.
+TEST(DeadlockWaitSend, WaitSendBeforeItsWaitIsNamedInTheCycle) {
+  const VerifyReport r =
+      Verify(Pps(std::string(kOneFOneBHeader) +
+                 "rank 0: 0F0 0SEND_F0 0WAIT_SEND_F0 WAIT 0F1 0SEND_F1 WAIT 0RECV_B0 WAIT 0B0 "
+                 "0RECV_B1 WAIT 0B1\n"
+                 "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+             {.use_z3 = false});
+  std::string cycle;
+  for (const std::string& line : verify_internal::CycleLines(r.cycle)) cycle += line + "\n";
+  EXPECT_NE(cycle.find("0WAIT_SEND_F0"), std::string::npos) << cycle;
+}
+
+// The timeline of a WAIT_SEND: from when its rank reaches it (after the compute before it) until
+// its SEND completes; what follows starts no earlier.
+TEST(DeadlockWaitSend, TimelineOfAWaitSend) {
+  const Schedule s = Pps(std::string(kOneFOneBHeader) +
+                         "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0WAIT_SEND_F1 0RECV_B0 0B0 0RECV_B1 "
+                         "0B1\n" +
+                         kOneFOneBRank1);
+  // F = 1, B = 2, no latency. Rank 0 runs 0F1 over [1, 2] and posts 0SEND_F1 at 2; rank 1 posts
+  // 1RECV_F1 after 1B0, at 4; so the send completes at 4 and 0RECV_B0 is posted only then.
+  const Timeline t = Simulate(s, CommModel::kNccl, Costs{}, kEdge);
+  ASSERT_TRUE(t.complete);
+  const std::vector<TimedAction>& rank0 = t.ranks[0];
+  EXPECT_DOUBLE_EQ(rank0[3].start, 2);  // 0SEND_F1
+  EXPECT_DOUBLE_EQ(rank0[3].end, 4);
+  EXPECT_DOUBLE_EQ(rank0[4].start, 2);  // 0WAIT_SEND_F1: reached after 0F1
+  EXPECT_DOUBLE_EQ(rank0[4].end, 4);    // ... until 0SEND_F1 completes
+  EXPECT_DOUBLE_EQ(rank0[5].start, 4);  // 0RECV_B0 waits for it
+  EXPECT_DOUBLE_EQ(t.busy[0], 6);       // a WAIT_SEND is no compute
+  // Without the WAIT_SEND, 0RECV_B0 is posted at 2, when 0F1 ends.
+  Schedule bare = s;
+  bare.program[0].erase(bare.program[0].begin() + 4);
+  EXPECT_DOUBLE_EQ(Simulate(bare, CommModel::kNccl, Costs{}, kEdge).ranks[0][4].start, 2);
+  EXPECT_DOUBLE_EQ(Simulate(bare, CommModel::kNccl, Costs{}, kEdge).makespan, t.makespan);
+  // With a message latency of 1 both ends finish 1 after the later one starts.
+  const Timeline slow = Simulate(s, CommModel::kNccl, ParseCosts("L=1"), kEdge);
+  EXPECT_DOUBLE_EQ(slow.ranks[0][4].end, slow.ranks[0][3].end);
+  EXPECT_GT(slow.ranks[0][4].end, slow.ranks[0][4].start);
+}
+
+// Every schedule of this file's stream and WAIT_SEND tests, decided three ways under each model
+// and layout: the event simulation, Z3 (full search, where built) and the step-by-step run of
+// verify_test_util.cpp. Verify's own verdict with and without Z3 must agree too.
+TEST(DeadlockStreams, SimulationZ3AndGroundTruthAgreeOnTheseSchedules) {
+  const std::string h = kOneFOneBHeader;
+  std::vector<Schedule> schedules = {
+      Testdata("ring_rank_stream_deadlock.pps"),
+      Testdata("pair_setup_deadlock.pps"),
+      Testdata("pytorch_172668.pps"),
+      Testdata("pytorch_172668_grouped.pps"),
+      Pps(h + "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0WAIT_SEND_F1 0RECV_B0 0B0 0WAIT_SEND_F0 "
+              "0RECV_B1 0B1\n"
+              "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1WAIT_SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1 "
+              "1WAIT_SEND_B1\n"),
+      Pps(h + "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0WAIT_SEND_F0 0RECV_B1 0B1 "
+              "0WAIT_SEND_F1\n"
+              "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1 1WAIT_SEND_B0 "
+              "1WAIT_SEND_B1\n"),
+      Pps(h + "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0WAIT_SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n" +
+          kOneFOneBRank1),
+      Pps(h + "rank 0: 0F0 0SEND_F0 0WAIT_SEND_F0 WAIT 0F1 0SEND_F1 WAIT 0RECV_B0 WAIT 0B0 "
+              "0RECV_B1 WAIT 0B1\n"
+              "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+      Pps(h + "rank 0: 0F0 0SEND_F0 WAIT 0WAIT_SEND_F0 0F1 0SEND_F1 WAIT 0RECV_B0 WAIT 0B0 "
+              "0RECV_B1 WAIT 0B1\n"
+              "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"),
+      // Data-parallel actions take no part in the deadlock question.
+      Pps(h + "rank 0: 0UNSHARD 0F0 0SEND_F0 0F1 0SEND_F1 0RESHARD 0RECV_B0 0UNSHARD 0B0 "
+              "0WAIT_SEND_F0 0RECV_B1 0B1 0WAIT_SEND_F1 0REDUCE_GRAD 0RESHARD "
+              "0WAIT_REDUCE_GRAD\n"
+              "rank 1: 1UNSHARD 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1 1REDUCE_GRAD "
+              "1WAIT_REDUCE_GRAD 1RESHARD 1WAIT_SEND_B0 1WAIT_SEND_B1\n"),
+  };
+  int deadlocks = 0, runs = 0;
+  for (const Schedule& input : schedules) {
+    Schedule s = input;
+    CompleteTopology(s);
+    const RouteIndex routes(s);
+    const verify_internal::Messages messages = verify_internal::MatchMessages(s, routes);
+    const std::vector<std::pair<CommModel, StreamLayout>> semantics = {{CommModel::kNccl, kRank},
+                                                                       {CommModel::kNccl, kPair},
+                                                                       {CommModel::kNccl, kEdge},
+                                                                       {CommModel::kEager, kRank}};
+    for (const auto& [model, streams] : semantics) {
+      const std::string where = DescribeSemantics(model, streams) + "\n" + WritePps(s);
+      const verify_internal::SimulationResult sim =
+          verify_internal::RunSimulation(s, routes, messages, model, Costs{}, streams);
+      const bool simulated = sim.timeline.complete;
+      EXPECT_EQ(testing::TruthRunsToEnd(s, model, streams), simulated) << where;
+      if (auto z3 = verify_internal::ProveWithZ3(s, routes, messages, model, streams)) {
+        EXPECT_EQ(z3->deadlock_free, simulated) << where;
+        EXPECT_EQ(z3->cycle.empty(), simulated) << where;
+      }
+      for (bool use_z3 : {false, true}) {
+        const VerifyReport r = Verify(s, {.model = model, .streams = streams, .use_z3 = use_z3});
+        EXPECT_EQ(r.Find("deadlock")->ok(), simulated) << where << r.Text();
+        EXPECT_EQ(r.setup_deadlock, sim.setup_deadlock) << where;
+      }
+      (simulated ? runs : deadlocks)++;
+    }
+  }
+  EXPECT_GT(deadlocks, 10);
+  EXPECT_GT(runs, 10);
+}
+
 // The three deciders over many schedules: generated ones and mutants of them that pass the
 // structure check, under both models. Also: deadlock-free under nccl implies under eager.
 TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
@@ -160,6 +523,16 @@ TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
         z3_seconds += z3->seconds;
         ++compared;
       }
+    }
+    // The other stream layouts against the step-by-step run only: Z3 compares them in
+    // SimulationZ3AndGroundTruthAgreeOnTheseSchedules and in property suite 2.
+    for (StreamLayout streams : {StreamLayout::kPair, StreamLayout::kEdge}) {
+      const bool simulated =
+          verify_internal::RunSimulation(s, routes, messages, CommModel::kNccl, Costs{}, streams)
+              .timeline.complete;
+      ASSERT_EQ(simulated, testing::TruthRunsToEnd(s, CommModel::kNccl, streams))
+          << StreamLayoutName(streams) << "\n"
+          << WritePps(s);
     }
   }
   std::printf("[ deadlock ] %zu schedules x 2 models: %d deadlocks; Z3 compared on %d (%.2f s)\n",

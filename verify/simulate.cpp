@@ -592,6 +592,17 @@ std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) {
       run_last.push_back(static_cast<int>(j));
     }
   }
+  // A cycle within one action (a WAIT_SEND before the WAIT that posts its SEND: the group waits for
+  // itself) is told by the wait that closes it, not by the unit running from start to end.
+  if (run_last.size() == 1) {
+    for (size_t j = 0; j < n; ++j) {
+      if (edges_[wait_edge[j]].reason != Reason::kUnitRuns) {
+        std::swap(wait_edge[j], wait_edge[run_last[0]]);
+        std::swap(node[j], node[run_last[0]]);
+        break;
+      }
+    }
+  }
   std::vector<CycleStep> steps(run_last.size());
   for (size_t k = 0; k < run_last.size(); ++k) {
     const Node& v = nodes_[node[run_last[k]]];

@@ -76,7 +76,7 @@ class RuntimeOrder {
   RuntimeOrder(const Schedule& s, int rank, Findings& found)
       : s_(s), rank_(rank), found_(found) {}
 
-  // `has_unshard[stage]`: some rank writes an UNSHARD for the stage, so it starts sharded.
+  // `has_unshard[stage]`: the stage's rank writes an UNSHARD for it, so it starts sharded.
   void Begin(const std::vector<bool>& has_unshard) { has_unshard_ = &has_unshard; }
 
   void Send(const Action& a) { ++sends_[SendKey(a.op, a.stage, a.microbatch)].unwaited; }
@@ -250,11 +250,15 @@ class StructureCheck {
     return true;
   }
 
+  // The stages whose rank writes an UNSHARD for them (one on another rank is a placement error).
   std::vector<bool> StagesWithUnshard() const {
     std::vector<bool> has(s_.stages, false);
-    for (const auto& program : s_.program) {
-      for (const Action& a : program) {
-        if (a.op == Op::kUnshard && a.stage >= 0 && a.stage < s_.stages) has[a.stage] = true;
+    for (int r = 0; r < s_.ranks; ++r) {
+      for (const Action& a : s_.program[r]) {
+        if (a.op == Op::kUnshard && a.stage >= 0 && a.stage < s_.stages &&
+            s_.placement[a.stage] == r) {
+          has[a.stage] = true;
+        }
       }
     }
     return has;

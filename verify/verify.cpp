@@ -44,7 +44,8 @@ std::string EagerExplanation() {
 }
 
 // Why the hang of a deadlock under nccl comes and goes with the model size, or does not.
-std::string MessageSizeCaveat(bool eager_runs) {
+std::string MessageSizeCaveat(bool eager_runs, bool setup) {
+  if (setup) return "it hangs at any message size: the set-up moves no data";
   return eager_runs
              ? "on hardware this hang shows only above some message size: NCCL completes a send "
                "that fits its buffers before the receive is posted (the rendezvous is the worst "
@@ -165,7 +166,10 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   check.status = CheckStatus::kFail;
   report.cycle = sim.cycle;
   report.setup_deadlock = sim.setup_deadlock;
-  const bool eager_runs = nccl && RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
+  // Buffered sends would let it run: true for a cycle of rendezvous waits, not for a set-up (no
+  // data moves before it, so no buffering helps), though the eager model has no set-up either.
+  const bool eager_runs = nccl && !sim.setup_deadlock &&
+                          RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
   const std::vector<CycleStep>& cycle = report.cycle;
   const std::string stuck =
       cycle.size() == 1
@@ -184,7 +188,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     }
   }
   if (eager_runs) check.details.push_back(EagerExplanation());
-  if (nccl) check.details.push_back(MessageSizeCaveat(eager_runs));
+  if (nccl) check.details.push_back(MessageSizeCaveat(eager_runs, sim.setup_deadlock));
   check.details.push_back(proof);
   if (z3 && !z3->cycle.empty() && !SameActions(z3->cycle, cycle)) {
     check.details.push_back("the cycle Z3's unsat core holds:");

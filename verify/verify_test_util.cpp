@@ -6,6 +6,8 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 
 #include "schedule/formats.h"
 #include "schedule/generate.h"
@@ -137,6 +139,10 @@ bool TruthStructure(const Schedule& s) {
   std::map<std::tuple<int, int, Op>, int> count;
   for (int r = 0; r < s.ranks; ++r) {
     for (const Action& a : s.program[r]) {
+      if (IsDataParallel(a.op)) {  // names a stage of its rank and no microbatch
+        if (a.stage < 0 || a.stage >= s.stages || s.placement[a.stage] != r) return false;
+        continue;
+      }
       for (int k = 0; k < a.TaskCount(); ++k) {
         const Task t = a.TaskAt(k);
         if (t.stage < 0 || t.stage >= s.stages || t.microbatch < 0 ||
@@ -233,24 +239,32 @@ bool TruthDependencies(const Schedule& s) {
 // The program run step by step. Each rank's host walks its actions: a compute runs when it may
 // (without WAITs: once the receives bringing its inputs are complete), a SEND/RECV is posted
 // (without WAITs: at once, as a unit of its own; with WAITs: collected into the group that the
-// next WAIT posts, the WAIT then holding the host until the group completes). nccl: a rank's
-// posted units queue on one stream and only the front one runs; an op completes when its
-// partner's unit is running too. eager: every posted unit runs; a send completes at once, a
-// receive once its send is posted.
-bool TruthRunsToEnd(const Schedule& s, CommModel model) {
+// next WAIT posts, the WAIT then holding the host until the group completes), a WAIT_SEND holds
+// the host until its SEND has completed, and a data-parallel action is passed over (it uses
+// another communicator). nccl: a lone unit queues on the stream that carries it (one per rank,
+// per peer, or per peer and direction) and runs only at the front of that queue, while a group
+// runs as soon as it is posted (its rank has nothing else in flight); an op completes when its
+// partner's unit is running too; under the pair layout a host that meets a peer for the first
+// time stays there until that peer has met it too. eager: every posted unit runs; a send
+// completes at once, a receive once its send is posted.
+bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams) {
   const RouteIndex routes(s);
   const Pairing p = Pair(s);
+  const bool nccl = model == CommModel::kNccl;
   struct UnitState {
     int rank;
     std::vector<int> ops;
+    int queue;  // into `queues`, -1 for a group
   };
   std::vector<UnitState> units;
   std::vector<std::vector<int>> unit_of(s.ranks);  // op -> unit, -1 until posted
   std::vector<std::vector<bool>> op_done(s.ranks);
-  std::vector<std::deque<int>> stream(s.ranks);  // posted, incomplete units in order
+  std::map<std::tuple<int, int, int>, int> queue_id;  // (rank, peer, direction) -> queue
+  std::vector<std::deque<int>> queues;                // posted, incomplete lone units in order
   std::vector<int> pc(s.ranks, 0);
   std::vector<std::vector<int>> pending(s.ranks);
   std::vector<int> waiting_on(s.ranks, -1);  // the unit a WAIT holds the host for
+  std::vector<std::set<int>> met(s.ranks);   // pair layout: peers each host has reached
   for (int r = 0; r < s.ranks; ++r) {
     unit_of[r].assign(s.program[r].size(), -1);
     op_done[r].assign(s.program[r].size(), false);
@@ -261,17 +275,51 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model) {
     }
     return true;
   };
-  auto post = [&](int r, std::vector<int> ops) {
-    units.push_back({r, std::move(ops)});
+  // The queue of a lone op: what the layout keeps apart gets a queue of its own.
+  auto queue_of = [&](int r, int op) {
+    const int peer = p.peer[r][op];
+    const int direction = IsSend(s.program[r][op].op) ? 1 : 0;
+    const std::tuple<int, int, int> key = streams == StreamLayout::kRank ? std::tuple{r, -1, -1}
+                                          : streams == StreamLayout::kPair
+                                              ? std::tuple{r, peer, -1}
+                                              : std::tuple{r, peer, direction};
+    auto [it, inserted] = queue_id.try_emplace(key, static_cast<int>(queues.size()));
+    if (inserted) queues.emplace_back();
+    return it->second;
+  };
+  // Pair layout: the host of rank r is at a unit with these ops; false while a peer it meets
+  // there has not reached its own first op with r yet.
+  auto introduced = [&](int r, const std::vector<int>& ops) {
+    if (!nccl || streams != StreamLayout::kPair) return true;
+    for (int op : ops) met[r].insert(p.peer[r][op]);
+    for (int op : ops) {
+      if (!met[p.peer[r][op]].count(r)) return false;
+    }
+    return true;
+  };
+  auto post = [&](int r, std::vector<int> ops, bool grouped) {
+    const int queue = grouped ? -1 : queue_of(r, ops.front());
+    units.push_back({r, std::move(ops), queue});
     const int u = static_cast<int>(units.size() - 1);
     for (int op : units[u].ops) unit_of[r][op] = u;
-    stream[r].push_back(u);
+    if (queue >= 0) queues[queue].push_back(u);
     return u;
   };
   auto running = [&](int u) {
-    const int r = units[u].rank;
-    if (model == CommModel::kEager) return true;
-    return !stream[r].empty() && stream[r].front() == u;
+    if (!nccl || units[u].queue < 0) return true;
+    const std::deque<int>& q = queues[units[u].queue];
+    return !q.empty() && q.front() == u;
+  };
+  // The SEND a WAIT_SEND at (r, i) waits for: the last one before it with its stage,
+  // microbatch and direction.
+  auto waited_send = [&](int r, int i) {
+    const Action& w = s.program[r][i];
+    const Op send = w.op == Op::kWaitSendF ? Op::kSendF : Op::kSendB;
+    for (int j = i - 1; j >= 0; --j) {
+      const Action& a = s.program[r][j];
+      if (a.op == send && a.stage == w.stage && a.microbatch == w.microbatch) return j;
+    }
+    return -1;
   };
   bool progress = true;
   while (progress) {
@@ -297,54 +345,57 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model) {
           if (grouped) {
             pending[r].push_back(pc[r]);
           } else {
-            post(r, {pc[r]});
+            if (!introduced(r, {pc[r]})) break;
+            post(r, {pc[r]}, false);
           }
-        } else if (!pending[r].empty() || waiting_on[r] >= 0) {  // a WAIT with a group
+        } else if (IsWaitSend(a.op)) {
+          const int send = waited_send(r, pc[r]);
+          if (send < 0 || !op_done[r][send]) break;  // not posted yet, or still running
+        } else if (a.op == Op::kWait && (!pending[r].empty() || waiting_on[r] >= 0)) {
           if (waiting_on[r] < 0) {
-            waiting_on[r] = post(r, pending[r]);
+            if (!introduced(r, pending[r])) break;
+            waiting_on[r] = post(r, pending[r], true);
             pending[r].clear();
             progress = true;
           }
           if (!unit_done(waiting_on[r])) break;
           waiting_on[r] = -1;
-        }
+        }  // else: a WAIT with nothing to post, a data-parallel action
         ++pc[r];
         progress = true;
       }
     }
-    for (int r = 0; r < s.ranks; ++r) {  // the communication
-      for (int u : std::vector<int>(stream[r].begin(), stream[r].end())) {
-        if (!running(u)) continue;
-        for (int op : units[u].ops) {
-          if (op_done[r][op]) continue;
-          const Ep other = p.partner[r][op];
-          const bool send = IsSend(s.program[r][op].op);
-          bool complete = false;
-          if (model == CommModel::kEager) {
-            complete = send || (other.rank >= 0 && unit_of[other.rank][other.index] >= 0);
-          } else {
-            complete = other.rank >= 0 && unit_of[other.rank][other.index] >= 0 &&
-                       running(unit_of[other.rank][other.index]);
-          }
-          if (complete) {
-            op_done[r][op] = true;
-            // A rendezvous completes both ends at once.
-            if (model == CommModel::kNccl) op_done[other.rank][other.index] = true;
-            progress = true;
-          }
+    for (int u = 0; u < static_cast<int>(units.size()); ++u) {  // the communication
+      if (!running(u)) continue;
+      const int r = units[u].rank;
+      for (int op : units[u].ops) {
+        if (op_done[r][op]) continue;
+        const Ep other = p.partner[r][op];
+        const bool send = IsSend(s.program[r][op].op);
+        const bool other_posted = other.rank >= 0 && unit_of[other.rank][other.index] >= 0;
+        const bool complete =
+            nccl ? other_posted && running(unit_of[other.rank][other.index]) : send || other_posted;
+        if (complete) {
+          op_done[r][op] = true;
+          // A rendezvous completes both ends at once.
+          if (nccl) op_done[other.rank][other.index] = true;
+          progress = true;
         }
       }
-      while (!stream[r].empty() && unit_done(stream[r].front())) {
-        stream[r].pop_front();
+    }
+    for (std::deque<int>& q : queues) {
+      while (!q.empty() && unit_done(q.front())) {
+        q.pop_front();
         progress = true;
       }
-      if (model == CommModel::kEager) {
-        std::erase_if(stream[r], unit_done);
-      }
+      if (!nccl) std::erase_if(q, unit_done);
     }
   }
   for (int r = 0; r < s.ranks; ++r) {
-    if (pc[r] < Size(s.program[r]) || !pending[r].empty() || !stream[r].empty()) return false;
+    if (pc[r] < Size(s.program[r]) || !pending[r].empty()) return false;
+  }
+  for (int u = 0; u < static_cast<int>(units.size()); ++u) {
+    if (!unit_done(u)) return false;
   }
   return true;
 }
@@ -376,12 +427,13 @@ int TruthKindBound(const Schedule& s) {
   return -1;
 }
 
-std::vector<std::string> TruthFailedChecks(const Schedule& s, CommModel model) {
+std::vector<std::string> TruthFailedChecks(const Schedule& s, CommModel model,
+                                           StreamLayout streams) {
   if (!TruthStructure(s)) return {"structure"};
   std::vector<std::string> out;
   if (!TruthDependencies(s)) out.push_back("dependencies");
   if (!TruthMatching(s)) out.push_back("matching");
-  if (!TruthRunsToEnd(s, model)) out.push_back("deadlock");
+  if (!TruthRunsToEnd(s, model, streams)) out.push_back("deadlock");
   const int bound = TruthKindBound(s);
   if (bound >= 0 && TruthPeakActivations(s) > bound) out.push_back("memory");
   return out;

@@ -22,15 +22,20 @@ const std::vector<std::string>& CheckNames();
 std::vector<std::string> FailedChecks(const VerifyReport& report);
 
 // ---- ground truth
+// Ranges, placement and counts (a data-parallel action: its stage's range and rank). The order
+// rules of PyTorch's runtime actions are not repeated here: structure_test.cpp tests each.
 bool TruthStructure(const Schedule& s);
 bool TruthDependencies(const Schedule& s);
 bool TruthMatching(const Schedule& s);
-// Runs the program step by step under the model; true when every action completes.
-bool TruthRunsToEnd(const Schedule& s, CommModel model);
+// Runs the program step by step under the model and, for nccl, the stream layout (with the pair
+// layout's set-up at first contacts); true when every action completes. A WAIT_SEND holds its
+// rank until its SEND has completed; data-parallel actions are passed over.
+bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams = StreamLayout::kRank);
 int TruthPeakActivations(const Schedule& s);  // the largest peak over ranks
 int TruthKindBound(const Schedule& s);        // -1 for no bound
 // The failing checks as the definitions say (structure failing hides the rest).
-std::vector<std::string> TruthFailedChecks(const Schedule& s, CommModel model);
+std::vector<std::string> TruthFailedChecks(const Schedule& s, CommModel model,
+                                           StreamLayout streams = StreamLayout::kRank);
 
 // ---- mutations: each returns false when it does not apply to the drawn place
 enum class Mutation {
