@@ -294,7 +294,8 @@ RunTimeline RunTimelineFromReport(std::string_view report_json, std::string* tra
 }
 
 TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
-                          const std::vector<CycleStep>& cycle, CommModel model) {
+                          const std::vector<CycleStep>& cycle, CommModel model,
+                          StreamLayout streams) {
   TimelineView view;
   view.ranks = schedule.ranks;
   view.microbatches = schedule.microbatches;
@@ -321,10 +322,9 @@ TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
     }
   }
   view.subtitle = fmt::format(
-      "under the {} model the execution stops at t = {:g}: {} blocked actions wait for each other "
-      "in a "
+      "under {} the execution stops at t = {:g}: {} blocked actions wait for each other in a "
       "cycle (red, numbered in order: each waits for the next)",
-      CommModelName(model), view.stuck_at, cycle.size());
+      DescribeSemantics(model, streams), view.stuck_at, cycle.size());
   for (size_t k = 0; k < cycle.size(); ++k) {
     view.notes.push_back(fmt::format("{}. rank {} [{}] {} {}", k + 1, cycle[k].rank, cycle[k].index,
                                      cycle[k].action, cycle[k].waits_for));
@@ -343,7 +343,7 @@ TimelineView VerifiedView(const Schedule& input, const VerifyReport& report) {
   }
   if (!report.cycle.empty()) {
     return DeadlockView(s, Simulate(s, report.model, report.costs, report.streams), report.cycle,
-                        report.model);
+                        report.model, report.streams);
   }
   if (report.timeline) {
     return SimulatedView(s, *report.timeline, report.costs, report.model, report.streams);

@@ -97,7 +97,8 @@ RunTimeline RunTimelineFromReport(std::string_view report_json, std::string* tra
 // A deadlocked schedule: the partial execution up to the stuck point (the simulation's timeline,
 // whose blocked actions never end) and the cycle of blocked actions Verify found.
 TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
-                          const std::vector<CycleStep>& cycle, CommModel model);
+                          const std::vector<CycleStep>& cycle, CommModel model,
+                          StreamLayout streams = StreamLayout::kRank);
 
 // The picture of what Verify found: the timing simulation when the schedule runs to its end, the
 // deadlock view when it does not (with the report's cycle). `input` is what was verified; the
