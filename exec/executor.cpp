@@ -347,6 +347,7 @@ class RankExecutor {
     const bool ignore = options_.planted_bug == PlantedBug::kIgnoreWaitSend;
     if (!ignore) {
       AwaitUnit(index, unit, fmt::format("its SEND, unit #{}, to complete", base_->unit + unit));
+      recorder_.SetActivity(RankActivity::kComputing, Name(index));  // the host goes on
     }
     for (int c : rank_plan_->units[unit].comms) {
       if (rank_plan_->retired_by[c] != index) continue;
