@@ -163,6 +163,7 @@ class RankExecutor {
     RankOutcome outcome;
     outcome.result.rank = rank_;
     try {
+      SetUpPairs();
       for (const PassPlan& pass : plan_.passes) RunPass(pass, outcome.result);
       recorder_.SetActivity(RankActivity::kDone, "finished every pass");
       outcome.result.timeline = spans_.Take();
@@ -502,7 +503,6 @@ class RankExecutor {
     // receives were just given, are then complete before another stream copies them.
     // ---- planted bug (test hook, see PlantedBug): the missing compute event ----
     if (options_.planted_bug != PlantedBug::kSkipComputeEvent) device_.Synchronize();
-    Connect(index, planned.connects);
     recorder_.Record(action, FlightEventKind::kUnitPosted, unit->global);
     if (rank_plan_->grouped) {
       recorder_.SetActivity(RankActivity::kBlocked, Name(index), unit->view);
@@ -513,20 +513,21 @@ class RankExecutor {
     }
   }
 
-  // Pair layout: the first unit with a peer sets up the pair's communicator, which holds the rank
-  // until the peer reaches its own first unit with it (NCCL's lazy connection set-up).
-  void Connect(int index, const std::vector<int>& peers) {
-    for (int peer : peers) {
+  // Pair layout: the set-ups of the pairs' communicators, which the rank's host meets at its first
+  // contacts ahead of its computes (a GPU's host queues its kernels and runs on), each holding it
+  // until the peers it meets there have come to their own first contact with it.
+  void SetUpPairs() {
+    for (const std::vector<int>& peers : plan_.first_contacts[rank_]) {
       auto view = std::make_shared<UnitView>();
-      view->what = fmt::format("the set-up of the communicator with rank {}, which waits for rank "
-                               "{} to reach its first op with rank {}",
-                               peer, peer, rank_);
-      recorder_.SetActivity(RankActivity::kBlocked, Name(index), view);
-      const UnitResult r = transport_.Connect(peer);
+      view->what = fmt::format("the set-up of its communicators with rank(s) {}, which waits for "
+                               "each to reach its first op with rank {}",
+                               fmt::join(peers, ", "), rank_);
+      recorder_.SetActivity(RankActivity::kBlocked, "the set-up of its pair communicators", view);
+      const UnitResult r = transport_.Connect(peers);
       if (r.status == UnitResult::Status::kStopped) throw Stopped{};
       if (r.status == UnitResult::Status::kFailed) {
-        throw RankError(fmt::format("{}: setting up the communicator with rank {} failed: {}",
-                                    Name(index), peer, r.error));
+        throw RankError(fmt::format("setting up the communicators with rank(s) {} failed: {}",
+                                    fmt::join(peers, ", "), r.error));
       }
     }
   }

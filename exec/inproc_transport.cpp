@@ -109,17 +109,23 @@ class InProcessEndpoint final : public Transport {
   int size() const override { return state_->ranks; }
   std::string Name() const override { return "threads"; }
 
-  // A barrier of the two ranks, as NCCL's set-up of a two-rank communicator is.
-  UnitResult Connect(int peer) override {
+  // A barrier of this rank with each of `peers`, as NCCL's set-up of two-rank communicators is.
+  UnitResult Connect(std::span<const int> peers) override {
     auto& s = *state_;
-    if (peer < 0 || peer >= s.ranks || peer == rank_) {
-      return {UnitResult::Status::kFailed, fmt::format("no rank {} to connect to", peer)};
+    for (int peer : peers) {
+      if (peer < 0 || peer >= s.ranks || peer == rank_) {
+        return {UnitResult::Status::kFailed, fmt::format("no rank {} to connect to", peer)};
+      }
     }
     std::unique_lock lock(s.mutex);
-    s.arrived.insert({rank_, peer});
+    for (int peer : peers) s.arrived.insert({rank_, peer});
     s.cv.notify_all();
-    s.cv.wait(lock, [&] { return s.arrived.count({peer, rank_}) > 0 || s.stop->stopped(); });
-    if (s.arrived.count({peer, rank_})) return {};
+    auto all_came = [&] {
+      return std::all_of(peers.begin(), peers.end(),
+                         [&](int peer) { return s.arrived.count({peer, rank_}) > 0; });
+    };
+    s.cv.wait(lock, [&] { return all_came() || s.stop->stopped(); });
+    if (all_came()) return {};
     return {UnitResult::Status::kStopped, ""};
   }
 

@@ -67,21 +67,23 @@ TEST(InProcessFabricTest, SendBeforeReceiveDeadlocksUnlessGrouped) {
   EXPECT_EQ(lb.get().status, UnitResult::Status::kStopped);
 }
 
-// The pair layout's lazy set-up: Connect returns only once the peer has connected too, and a
-// stop ends a wait for a peer that never comes.
-TEST(InProcessFabricTest, ConnectIsABarrierOfTheTwoRanks) {
+// The pair layout's lazy set-up: Connect returns only once every peer has connected too (a
+// rank meeting two peers at once waits for both), and a stop ends a wait for a peer that never
+// comes.
+TEST(InProcessFabricTest, ConnectIsABarrierOfTheRanksOfEachPair) {
   StopSignal stop;
   InProcessFabric fabric(3, stop);
   auto a = fabric.Endpoint(0), b = fabric.Endpoint(1), c = fabric.Endpoint(2);
-  auto first = std::async(std::launch::async, [&] { return a->Connect(1); });
+  const std::vector<int> one{1}, zero{0}, both{0, 1};
+  auto first = std::async(std::launch::async, [&] { return a->Connect(one); });
   EXPECT_EQ(first.wait_for(50ms), std::future_status::timeout);  // rank 1 has not come yet
-  EXPECT_EQ(b->Connect(0).status, UnitResult::Status::kComplete);
+  auto at_once = std::async(std::launch::async, [&] { return c->Connect(both); });
+  EXPECT_EQ(b->Connect(zero).status, UnitResult::Status::kComplete);
   EXPECT_EQ(first.get().status, UnitResult::Status::kComplete);
-  auto lonely = std::async(std::launch::async, [&] { return c->Connect(0); });
-  EXPECT_EQ(lonely.wait_for(50ms), std::future_status::timeout);
+  EXPECT_EQ(at_once.wait_for(50ms), std::future_status::timeout);  // ranks 0 and 1 never meet 2
   stop.Stop();
-  EXPECT_EQ(lonely.get().status, UnitResult::Status::kStopped);
-  EXPECT_EQ(a->Connect(0).status, UnitResult::Status::kFailed);  // not to itself
+  EXPECT_EQ(at_once.get().status, UnitResult::Status::kStopped);
+  EXPECT_EQ(a->Connect(zero).status, UnitResult::Status::kFailed);  // not to itself
 }
 
 TEST(InProcessFabricTest, DeliveryDelayHoldsBothEnds) {

@@ -86,6 +86,13 @@ TEST(MpiRunTest, RuntimeOrdersRunOnEveryStreamLayoutAndALayoutsDeadlockHangs) {
   r = Mpirun(2, cross + " --streams rank --allow-deadlock --timeout 1" + kSmall);
   EXPECT_EQ(r.status, 3) << r.out << r.err;
   EXPECT_TRUE(Has(r.err, "posted, no match yet")) << r.err;
+  // Crossing first contacts hang at the set-ups, exchanges of their own over MPI.
+  const std::string crossing = std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/pair_setup_deadlock.pps";
+  r = Mpirun(3, crossing + " --streams pair --allow-deadlock --timeout 1" + kSmall);
+  EXPECT_EQ(r.status, 3) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "the set-up of its communicators with rank(s)")) << r.err;
+  r = Mpirun(3, crossing + " --streams edge" + kSmall);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
 TEST(MpiRunTest, TheProcessCountMustMatchTheSchedule) {

@@ -75,22 +75,27 @@ class MpiTransport final : public Transport {
   int size() const override { return size_; }
   std::string Name() const override { return "mpi"; }
 
-  // A zero-byte synchronous exchange with `peer` on a tag of its own (the data's FIFO on tag 0 is
-  // untouched): it completes only once both ranks have posted it, as NCCL's set-up of a two-rank
-  // communicator does.
-  UnitResult Connect(int peer) override {
+  // A zero-byte synchronous exchange with each of `peers` on a tag of its own (the data's FIFO on
+  // tag 0 is untouched): it completes only once both ranks of each pair have posted it, as NCCL's
+  // set-up of a two-rank communicator does.
+  UnitResult Connect(std::span<const int> peers) override {
     constexpr int kConnectTag = 1;
-    MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    const int rc = Locked([&] {
-      const int sent = MPI_Issend(nullptr, 0, MPI_BYTE, peer, kConnectTag, comm_, &requests[0]);
-      return sent != MPI_SUCCESS ? sent
-                                 : MPI_Irecv(nullptr, 0, MPI_BYTE, peer, kConnectTag, comm_, &requests[1]);
-    });
-    if (rc != MPI_SUCCESS) return {UnitResult::Status::kFailed, MpiError(rc)};
+    std::vector<MPI_Request> requests(2 * peers.size(), MPI_REQUEST_NULL);
+    for (size_t k = 0; k < peers.size(); ++k) {
+      const int rc = Locked([&] {
+        const int sent = MPI_Issend(nullptr, 0, MPI_BYTE, peers[k], kConnectTag, comm_, &requests[2 * k]);
+        return sent != MPI_SUCCESS
+                   ? sent
+                   : MPI_Irecv(nullptr, 0, MPI_BYTE, peers[k], kConnectTag, comm_, &requests[2 * k + 1]);
+      });
+      if (rc != MPI_SUCCESS) return {UnitResult::Status::kFailed, MpiError(rc)};
+    }
     Backoff backoff;
     while (true) {
       int done = 0;
-      const int test = Locked([&] { return MPI_Testall(2, requests, &done, MPI_STATUSES_IGNORE); });
+      const int test = Locked([&] {
+        return MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
+      });
       if (test != MPI_SUCCESS) return {UnitResult::Status::kFailed, MpiError(test)};
       if (done) return {};
       if (stop_.stopped()) return {UnitResult::Status::kStopped, ""};

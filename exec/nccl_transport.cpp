@@ -140,7 +140,7 @@ class NcclTransport final : public Transport {
   std::string Name() const override { return "nccl"; }
 
   // One communicator per rank: the rank layout only (RunAndCompare refuses the others).
-  UnitResult Connect(int) override {
+  UnitResult Connect(std::span<const int>) override {
     return {UnitResult::Status::kFailed,
             "the NCCL transport has one communicator per rank: no pair communicators to set up"};
   }

@@ -151,7 +151,6 @@ RunPlan PlanRun(const Schedule& schedule, StreamLayout streams) {
   RunPlan run;
   run.ranks = schedule.ranks;
   run.streams = streams;
-  std::vector<std::set<int>> met(schedule.ranks);  // pair layout: peers each rank has connected to
   for (PassKind kind : {PassKind::kTrain, PassKind::kInference}) {
     PassPlan pass;
     pass.kind = kind;
@@ -159,14 +158,6 @@ RunPlan PlanRun(const Schedule& schedule, StreamLayout streams) {
     RouteIndex routes(pass.schedule);
     for (int r = 0; r < schedule.ranks; ++r) {
       pass.ranks.push_back(PlanRank(pass.schedule, routes, r, streams));
-      if (streams == StreamLayout::kPair) {
-        RankPlan& rank = pass.ranks.back();
-        for (PlannedUnit& unit : rank.units) {
-          for (int c : unit.comms) {
-            if (met[r].insert(rank.comms[c].peer).second) unit.connects.push_back(rank.comms[c].peer);
-          }
-        }
-      }
       PassBase base;
       base.sent.assign(schedule.ranks, 0);
       base.received.assign(schedule.ranks, 0);
@@ -185,6 +176,20 @@ RunPlan PlanRun(const Schedule& schedule, StreamLayout streams) {
       pass.base.push_back(std::move(base));
     }
     run.passes.push_back(std::move(pass));
+  }
+  run.first_contacts.resize(schedule.ranks);
+  if (streams == StreamLayout::kPair) {
+    for (int r = 0; r < schedule.ranks; ++r) {
+      const RankPlan& rank = run.passes.front().ranks[r];
+      std::set<int> met;
+      for (const PlannedUnit& unit : rank.units) {
+        std::vector<int> fresh;
+        for (int c : unit.comms) {
+          if (met.insert(rank.comms[c].peer).second) fresh.push_back(rank.comms[c].peer);
+        }
+        if (!fresh.empty()) run.first_contacts[r].push_back(std::move(fresh));
+      }
+    }
   }
   return run;
 }

@@ -41,9 +41,6 @@ struct PlannedUnit {
   int posted_at = 0;       // the action that posts it: the WAIT, or the lone SEND/RECV itself
   int stream = -1;         // a lone unit: its stream (StreamOf); a WAIT group: -1
   int stream_seq = 0;      // a lone unit: its place among its stream's units in the pass
-  // Pair layout: the peers the rank meets for the first time in the run here. Posting the unit
-  // first sets up each pair's communicator, which waits for the peer's own first contact.
-  std::vector<int> connects;
 };
 
 struct RankPlan {
@@ -89,6 +86,11 @@ struct RunPlan {
   std::vector<PassPlan> passes;  // train, then inference
   int ranks = 0;
   StreamLayout streams = StreamLayout::kRank;
+  // Pair layout: per rank, the peers it meets for the first time, unit by unit in program order
+  // (the train pass meets every peer the run does). Each entry is one set-up of the pairs'
+  // communicators, which holds the rank until each of those peers has come to its own first
+  // contact with it; the rank's host reaches its first contacts ahead of its computes.
+  std::vector<std::vector<std::vector<int>>> first_contacts;
 
   // Totals over all passes, per rank: the lengths of a fault plan's per-rank arrays.
   int64_t Actions(int rank) const;

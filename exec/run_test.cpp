@@ -317,6 +317,25 @@ TEST(RuntimeOrderTest, ALayoutsDeadlockHangsAndTheSameScheduleRunsWhereItIsSound
   EXPECT_EQ(edge.status, RunStatus::kMatch) << edge.Text();
 }
 
+// The pair layout's lazy set-up is real: ranks that meet their peers in crossing orders hang at
+// their set-ups before any data moves, while a set-up that only looks like it waits for data (the
+// host reaches its first contacts ahead of its computes) runs.
+TEST(RuntimeOrderTest, CrossingFirstContactsHangAtTheSetUp) {
+  const std::string dir = std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/";
+  const Schedule crossing = ReadScheduleFile(dir + "pair_setup_deadlock.pps");
+  const RunOutcome hung = Check(crossing, {}, SmallModel(), 0.3, StreamLayout::kPair);
+  EXPECT_EQ(hung.status, RunStatus::kHang) << hung.Text();
+  EXPECT_NE(hung.Text().find("the set-up of its communicators with rank(s)"), std::string::npos)
+      << hung.Text();
+  EXPECT_EQ(Check(crossing, LegalFaults(5, 3), SmallModel(), 20, StreamLayout::kEdge).status,
+            RunStatus::kMatch);
+  const Schedule ring = ReadScheduleFile(dir + "pair_setup_needs_no_data.pps");
+  for (StreamLayout streams : kStreamLayouts) {
+    const RunOutcome o = Check(ring, LegalFaults(6, 3), SmallModel(), 20, streams);
+    EXPECT_EQ(o.status, RunStatus::kMatch) << StreamLayoutName(streams) << "\n" << o.Text();
+  }
+}
+
 // The NCCL transport has one communicator per rank: the other layouts are refused before anything
 // runs, whatever the world.
 TEST(RuntimeOrderTest, PairAndEdgeNeedATransportWithChannelsPerStream) {

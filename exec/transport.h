@@ -93,10 +93,11 @@ class Transport {
   // completed (each receive after its delivery delay), or when the run is stopped. Thread-safe:
   // a rank's communication streams call it at the same time.
   virtual UnitResult RunUnit(std::span<const CommOp> ops, UnitProgress& progress) = 0;
-  // Sets up this rank's channel to `peer` as a lazily created pair communicator is set up (the
-  // pair stream layout): returns once `peer` has called Connect with this rank too, or when the
-  // run is stopped. Called at most once per peer, before the first unit with it.
-  virtual UnitResult Connect(int peer) = 0;
+  // Sets up this rank's channels to `peers` at once, as lazily created pair communicators are
+  // set up (the pair stream layout): returns once each of them has called Connect with this rank
+  // among its peers too, or when the run is stopped. Called once per peer, in the order the rank
+  // first meets them.
+  virtual UnitResult Connect(std::span<const int> peers) = 0;
 };
 
 }  // namespace pipeproof

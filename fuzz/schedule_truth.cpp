@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -232,7 +233,8 @@ bool MessagesMatch(const Schedule& s) {
 // front unit of a queue runs; an op completes together with its partner when the partner's unit
 // runs too. eager: every posted unit runs, a send completes when posted, a receive when its send
 // is posted. Under nccl and the pair layout, a host that reaches its first op with a peer stays
-// there until that peer has reached its own first op with it.
+// there until that peer's host has reached its own first op with it; hosts run ahead of their
+// devices, so only earlier set-ups keep a host from a first contact.
 Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
   Verdict v;
   const Pairing pairs = PairMessages(s);
@@ -250,7 +252,6 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
   std::vector<std::vector<int>> collected(n);  // a grouped rank's ops since its last WAIT
   std::vector<int> held_by(n, -1);             // the unit a WAIT is waiting for
   std::vector<std::set<Done>> done(n);
-  std::vector<std::set<int>> arrived(n);  // pair set-up: peers each rank has reached a first op with
   const bool setup = model == CommModel::kNccl && layout == StreamLayout::kPair;
 
   auto unit_complete = [&](int u) {
@@ -278,18 +279,60 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
     queues[queue].push_back(u);
     return u;
   };
-  // Pair set-up: rank r arrives at posting `ops`; false while a peer met for the first time
-  // there has not arrived at its own first op with r.
-  auto set_up = [&](int r, const std::vector<int>& ops) {
-    if (!setup) return true;
-    bool ready = true;
-    for (int op : ops) {
-      const int peer = peer_of(r, op);
-      arrived[r].insert(peer);
-      ready = ready && arrived[peer].count(r) > 0;
+  // Pair set-up, between hosts, which run ahead of their devices: each host walks its first
+  // contacts (the units where it meets a peer for the first time) and waits at each until every
+  // peer it meets there has reached its own first contact with it. Where a host waits forever,
+  // its rank never gets past that unit.
+  std::vector<int> host_stuck_at(n, std::numeric_limits<int>::max());
+  if (setup) {
+    struct FirstContact {
+      int at;  // the lone op, or the WAIT that posts the group
+      std::vector<int> peers;
+    };
+    std::vector<std::vector<FirstContact>> contacts(n);
+    for (int r = 0; r < n; ++r) {
+      std::set<int> met;
+      std::vector<int> group;
+      auto meet = [&](int at, const std::vector<int>& ops) {
+        FirstContact c{at, {}};
+        for (int op : ops) {
+          if (met.insert(peer_of(r, op)).second) c.peers.push_back(peer_of(r, op));
+        }
+        if (!c.peers.empty()) contacts[r].push_back(c);
+      };
+      const bool grouped = HasWait(s.program[r]);
+      for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
+        const Action& a = s.program[r][i];
+        if (IsComm(a.op)) {
+          grouped ? group.push_back(i) : meet(i, {i});
+        } else if (a.op == Op::kWait && !group.empty()) {
+          meet(i, group);
+          group.clear();
+        }
+      }
     }
-    return ready;
-  };
+    std::vector<size_t> next(n, 0);
+    std::vector<std::set<int>> arrived(n);
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (int r = 0; r < n; ++r) {
+        while (next[r] < contacts[r].size()) {
+          const FirstContact& c = contacts[r][next[r]];
+          bool ready = true;
+          for (int peer : c.peers) {
+            arrived[r].insert(peer);
+            ready = ready && arrived[peer].count(r) > 0;
+          }
+          if (!ready) break;
+          ++next[r];
+          moved = true;
+        }
+      }
+    }
+    for (int r = 0; r < n; ++r) {
+      if (next[r] < contacts[r].size()) host_stuck_at[r] = contacts[r][next[r]].at;
+    }
+  }
   auto runs = [&](int u) {
     if (model == CommModel::kEager) return true;
     const std::deque<int>& q = queues[units[u].queue];
@@ -298,7 +341,7 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
   auto posted = [&](std::pair<int, int> op) { return unit_of.count(op) > 0; };
   // The RECVs before index `before` on rank r that bring `p`: those naming it, and those whose
   // partner SEND names it. The two differ only where a message is mislabelled, which breaks
-  // matching anyway; for the deadlock question a compute waits for either (verify.h's model).
+  // matching anyway; a compute on a rank without WAITs waits only for the one naming it.
   auto receives_of = [&](int r, int before, const Payload& p) {
     std::vector<int> out;
     for (int j = 0; j < before; ++j) {
@@ -348,6 +391,7 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
     const std::vector<Action>& program = s.program[r];
     const bool grouped = HasWait(program);
     const int i = pc[r];
+    if (i >= host_stuck_at[r]) return false;  // its host never gets past a set-up
     const Action& a = program[i];
     if (IsCompute(a.op)) {
       const std::vector<Task> tasks = Tasks(a);
@@ -359,10 +403,20 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
             v.inputs = false;  // nothing written before it brings the input
             continue;
           }
+          if (!grouped) {
+            // It waits for the RECV written for this input (PyTorch's runtime keeps its recv ops
+            // by the stage and microbatch a RECV names), whatever that RECV's partner sends.
+            bool named = false;
+            for (int j : recvs) {
+              if (Names(s, s.program[r][j].TaskAt(0))->payload != p) continue;
+              named = true;
+              if (!op_done.count({r, j})) return false;
+            }
+            if (!named) v.inputs = false;  // no RECV of its own: it runs without its input
+            continue;
+          }
           for (int j : recvs) {
-            if (op_done.count({r, j})) continue;
-            if (!grouped) return false;  // waits for its receive
-            v.inputs = false;            // runs without it: no WAIT completed the receive
+            if (!op_done.count({r, j})) v.inputs = false;  // no WAIT completed the receive
           }
         }
         // An OVERLAP_F_B's two tasks are independent: neither needs the other's result.
@@ -383,7 +437,6 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
       if (grouped) {
         collected[r].push_back(i);
       } else {
-        if (!set_up(r, {i})) return false;
         post(r, {i}, false);
       }
     } else if (IsWaitSend(a.op)) {
@@ -391,7 +444,6 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
       if (send >= 0 && !op_done.count({r, send})) return false;
     } else if (a.op == Op::kWait && (held_by[r] >= 0 || !collected[r].empty())) {
       if (held_by[r] < 0) {
-        if (!set_up(r, collected[r])) return false;
         held_by[r] = post(r, collected[r], true);
         collected[r].clear();
       }

@@ -12,6 +12,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
   librsvg2-bin libxml2-utils chromium  # pictures: PNG through rsvg-convert; SVG and HTML report checks
+  python3  # scripts/runtime_model.py, the independent model of PyTorch's runtime the tests compare with
 )
 
 missing=()

@@ -243,48 +243,61 @@ TEST(DeadlockStreams, PyTorchIssue172668HangsUnderRankAndPairRunsUnderEdge) {
   EXPECT_FALSE(Says(edge, kSetupSound));
 }
 
-// Three ranks whose first contacts go round the ring (pair_setup_deadlock.pps says how): under
-// the pair layout no data can reach the rank whose first op the others wait for. No set-up is
-// modelled under rank and edge, and there the same schedule runs.
-TEST(DeadlockStreams, FirstContactsRoundTheRingDeadlockTheSetUp) {
+// Three ranks that meet their peers in crossing orders (pair_setup_deadlock.pps says how): under
+// the pair layout the hosts hang at their first contacts before any data moves. The same
+// crossing holds one stream per rank; one per directed edge runs.
+TEST(DeadlockStreams, CrossingFirstContactsDeadlockTheSetUp) {
   const Schedule s = Testdata("pair_setup_deadlock.pps");
   const VerifyReport pair = Verify(s, {.streams = kPair});
   EXPECT_EQ(FailedChecks(pair), std::vector<std::string>{"deadlock"}) << pair.Text();
   EXPECT_TRUE(pair.setup_deadlock);
-  EXPECT_EQ(pair.layout_verdicts, (Verdicts{{kPair, false}, {kRank, true}, {kEdge, true}}));
+  EXPECT_EQ(pair.layout_verdicts, (Verdicts{{kPair, false}, {kRank, false}, {kEdge, true}}));
   EXPECT_TRUE(Says(pair, kSetupDeadlock)) << DeadlockText(pair);
   EXPECT_TRUE(Says(pair,
-                   "under the other stream layouts: --streams rank runs to its end; "
+                   "under the other stream layouts: --streams rank hangs too; "
                    "--streams edge runs to its end"))
       << DeadlockText(pair);
-  // The cycle passes both set-ups that wait: rank 0's with rank 1, rank 1's with rank 2.
+  // The cycle is the three set-ups, each rank's host at its first contact.
+  ASSERT_EQ(pair.cycle.size(), 3u) << DeadlockText(pair);
   std::string waits;
   for (const CycleStep& step : pair.cycle) waits += step.waits_for + "\n";
-  EXPECT_NE(waits.find("the set-up of rank 0's communicator with rank 1"), std::string::npos)
-      << waits;
-  EXPECT_NE(waits.find("the set-up of rank 1's communicator with rank 2"), std::string::npos)
-      << waits;
+  for (const char* setup : {"the set-up of rank 0's communicator with rank 2",
+                            "the set-up of rank 1's communicator with rank 0",
+                            "the set-up of rank 2's communicator with rank 1"}) {
+    EXPECT_NE(waits.find(setup), std::string::npos) << waits;
+  }
   const nlohmann::json j = DeadlockJson(pair);
   EXPECT_EQ(j["setup_deadlock"], true);
   EXPECT_EQ(j["deadlock_free_under"],
-            (nlohmann::json{{"pair", false}, {"rank", true}, {"edge", true}}));
+            (nlohmann::json{{"pair", false}, {"rank", false}, {"edge", true}}));
 
   const VerifyReport rank = Verify(s, {});
-  EXPECT_TRUE(rank.ok) << rank.Text();
-  EXPECT_EQ(rank.layout_verdicts, (Verdicts{{kRank, true}}));
+  EXPECT_FALSE(rank.ok) << rank.Text();
+  EXPECT_FALSE(rank.setup_deadlock);
   const VerifyReport edge = Verify(s, {.streams = kEdge});
   EXPECT_TRUE(edge.ok) << edge.Text();
-  EXPECT_EQ(edge.layout_verdicts, (Verdicts{{kEdge, true}, {kRank, true}}));
-  EXPECT_FALSE(Says(edge, "but it deadlocks under --streams rank"));
+  EXPECT_TRUE(Says(edge, "but it deadlocks under --streams rank"));
   EXPECT_TRUE(Verify(s, {.model = CommModel::kEager, .streams = kPair}).ok);
 }
 
-// A set-up deadlock hangs before the stuck ops are even posted, so buffering small sends cannot
-// help it (with buffered sends rank 0's group still waits for rank 1, which waits for rank 2,
-// which waits for data from that group): the report must not say that the hang shows only above
-// some message size, nor that the schedule relies on buffered sends.
-// DISABLED: the report decides both from the eager model, which has no set-up, and says them;
-// see the report to the lead engineer.
+// First contacts that go round the ring, but a set-up waits for no data: hosts run ahead of their
+// devices, so a host reaches its next first contact without waiting for the compute before it
+// (pair_setup_needs_no_data.pps says how). Sound under every layout.
+TEST(DeadlockStreams, ASetUpWaitsForNoData) {
+  const Schedule s = Testdata("pair_setup_needs_no_data.pps");
+  for (StreamLayout streams : kStreamLayouts) {
+    const VerifyReport r = Verify(s, {.streams = streams});
+    EXPECT_TRUE(r.ok) << StreamLayoutName(streams) << "\n" << r.Text();
+  }
+  const VerifyReport pair = Verify(s, {.streams = kPair});
+  EXPECT_TRUE(Says(pair, "the set-up of each pair communicator at the first op between its two "
+                         "ranks cannot deadlock here"))
+      << DeadlockText(pair);
+}
+
+// A set-up deadlock hangs before any data moves, so buffering small sends cannot help it: the
+// report must not say that the hang shows only above some message size, nor that the schedule
+// relies on buffered sends.
 TEST(DeadlockStreams, SetUpDeadlockHangsAtAnyMessageSize) {
   const VerifyReport pair = Verify(Testdata("pair_setup_deadlock.pps"), {.streams = kPair});
   ASSERT_TRUE(pair.setup_deadlock);
@@ -412,6 +425,56 @@ TEST(DeadlockWaitSend, TimelineOfAWaitSend) {
   EXPECT_GT(slow.ranks[0][4].end, slow.ranks[0][4].start);
 }
 
+// What pipeproof finds in PyTorch 2.15's own runtime orders (written by PyTorch's _dump_csv,
+// testdata/peers/pytorch/torch-2.15/generated/README.md says how and why): each kind is sound
+// under every layout; defer_pp_recv=True deadlocks two ranks that each send before they receive
+// (one stream per rank or per pair: issue 172668 again), closes a three-rank ring through one
+// stream per rank only, and on a directed edge that carries activations and gradients mixes them
+// up under every layout. The README's findings are these verdicts.
+TEST(PyTorchSchedules, WhatPipeproofFindsInPyTorchsOwnRuntimeOrders) {
+  using Checks = std::vector<std::string>;
+  const Checks sound, deadlock{"deadlock"}, mixup{"dependencies", "matching"},
+      mixup_and_deadlock{"dependencies", "matching", "deadlock"};
+  const struct {
+    const char* file;
+    Checks rank, pair, edge, eager;
+  } cases[] = {
+      {"interleaved1f1b_3rank_6stage_6mb_runtime.csv", sound, sound, sound, sound},
+      {"loopedbfs_3rank_6stage_3mb_runtime.csv", sound, sound, sound, sound},
+      {"interleavedzb_3rank_6stage_6mb_runtime.csv", sound, sound, sound, sound},
+      {"zbv_3rank_6stage_6mb_runtime.csv", sound, sound, sound, sound},
+      {"dualpipev_3rank_6stage_6mb_runtime.csv", sound, sound, sound, sound},
+      {"gpipe_3rank_3mb_compute.csv", sound, sound, sound, sound},
+      {"gpipe_3rank_3mb_lowered_runtime.csv", sound, sound, sound, sound},
+      {"dualpipev_3rank_6stage_6mb_mos1_runtime.csv", sound, sound, sound, sound},
+      {"interleaved1f1b_4rank_8stage_8mb_mos1_runtime.csv", sound, sound, sound, sound},
+      {"interleaved1f1b_2rank_4stage_2mb_defer_runtime.csv", deadlock, deadlock, sound, sound},
+      {"dualpipev_2rank_4stage_4mb_defer_runtime.csv", deadlock, deadlock, sound, sound},
+      {"loopedbfs_3rank_6stage_3mb_defer_runtime.csv", deadlock, sound, sound, sound},
+      {"zbv_2rank_4stage_4mb_defer_runtime.csv", mixup_and_deadlock, mixup_and_deadlock, mixup,
+       mixup},
+      {"dualpipev_4rank_8stage_8mb_defer_runtime.csv", mixup_and_deadlock, mixup_and_deadlock,
+       mixup, mixup},
+      {"interleavedzb_2rank_4stage_3mb_defer_runtime.csv", mixup_and_deadlock,
+       mixup_and_deadlock, mixup, mixup},
+  };
+  for (const auto& c : cases) {
+    const Schedule s = ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) +
+                                        "/peers/pytorch/torch-2.15/generated/" + c.file);
+    EXPECT_EQ(FailedChecks(Verify(s, {.use_z3 = false})), c.rank) << c.file;
+    EXPECT_EQ(FailedChecks(Verify(s, {.streams = kPair, .use_z3 = false})), c.pair) << c.file;
+    EXPECT_EQ(FailedChecks(Verify(s, {.streams = kEdge, .use_z3 = false})), c.edge) << c.file;
+    EXPECT_EQ(FailedChecks(Verify(s, {.model = CommModel::kEager, .use_z3 = false})), c.eager)
+        << c.file;
+  }
+  // The three-rank ring runs on a stream per pair thanks to concurrent streams: the report says so.
+  const VerifyReport ring = Verify(
+      ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) +
+                       "/peers/pytorch/torch-2.15/generated/loopedbfs_3rank_6stage_3mb_defer_runtime.csv"),
+      {.streams = kPair});
+  EXPECT_TRUE(Says(ring, "but it deadlocks under --streams rank")) << DeadlockText(ring);
+}
+
 // Every schedule of this file's stream and WAIT_SEND tests, decided three ways under each model
 // and layout: the event simulation, Z3 (full search, where built) and the step-by-step run of
 // verify_test_util.cpp. Verify's own verdict with and without Z3 must agree too.
@@ -420,6 +483,7 @@ TEST(DeadlockStreams, SimulationZ3AndGroundTruthAgreeOnTheseSchedules) {
   std::vector<Schedule> schedules = {
       Testdata("ring_rank_stream_deadlock.pps"),
       Testdata("pair_setup_deadlock.pps"),
+      Testdata("pair_setup_needs_no_data.pps"),
       Testdata("pytorch_172668.pps"),
       Testdata("pytorch_172668_grouped.pps"),
       Pps(h + "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0WAIT_SEND_F1 0RECV_B0 0B0 0WAIT_SEND_F0 "

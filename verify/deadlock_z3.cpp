@@ -1,8 +1,8 @@
 // The deadlock proof with Z3, written apart from the event simulation so the two verdicts check
 // each other (DESIGN.md, "deadlock"). One real variable per compute (when it runs) and two per
 // communication unit (when it starts, when it completes); under the pair layout one more per
-// first contact between two ranks (when it is posted) and one per rank pair (when its
-// communicator is set up). Every rule of the communication model
+// first contact between two ranks (when the rank's host reaches it) and one per rank pair (when
+// its communicator is set up). Every rule of the communication model
 // is a strict inequality "x < y" (y cannot happen until x has): strict, because with "<=" a
 // cycle of zero-length waits would be satisfiable and a real deadlock would pass as sound. All
 // constraints are differences of two variables, so this is difference logic: satisfiable means a
@@ -208,6 +208,7 @@ class Encoding {
     std::vector<Blocker> blockers;
     std::map<int, int> stream_end;  // stream -> completion variable of its last lone unit
     std::set<int> met;              // peers this rank has posted a unit with
+    std::vector<int> host_waits;    // the set-ups of the rank's last first contact
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
@@ -233,8 +234,11 @@ class Encoding {
       if (unit_at[i] < 0) continue;  // computes above; a WAIT with nothing to post; the rest
       const RankUnit& unit = units[unit_at[i]];
       const int start = op_start_[r][unit.ops.front()], end = op_end_[r][unit.ops.front()];
-      // Posting: after the computes before it and what blocks the rank.
-      int posted = start;
+      // The unit starts after the computes before it and what blocks the rank.
+      if (compute >= 0) Require(compute, start, Rule::kAfterCompute);
+      for (const Blocker& b : blockers) Require(b.var, start, b.rule);
+      // Pair layout: a first contact is reached by the host, which runs ahead of the device and
+      // waits only at the set-ups of its earlier first contacts.
       std::vector<int> first_peers;
       if (model_ == CommModel::kNccl && streams_ == StreamLayout::kPair) {
         for (int op : unit.ops) {
@@ -243,16 +247,16 @@ class Encoding {
         }
       }
       if (!first_peers.empty()) {
-        posted = NewVar(r, unit.anchor);
-        Require(posted, start, Rule::kStartsFirst);
-      }
-      if (compute >= 0) Require(compute, posted, Rule::kAfterCompute);
-      for (const Blocker& b : blockers) Require(b.var, posted, b.rule);
-      for (int peer : first_peers) {
-        const int setup = SetupOf(r, peer, unit.anchor);
-        Require(posted, setup, Rule::kSetupPosted);
-        Require(setup, start, Rule::kSetupBlocks);
-        blockers.push_back({setup, Rule::kSetupBlocks});
+        const int reached = NewVar(r, unit.anchor);
+        for (int setup : host_waits) Require(setup, reached, Rule::kSetupBlocks);
+        host_waits.clear();
+        for (int peer : first_peers) {
+          const int setup = SetupOf(r, peer, unit.anchor);
+          Require(reached, setup, Rule::kSetupPosted);
+          Require(setup, start, Rule::kSetupBlocks);
+          blockers.push_back({setup, Rule::kSetupBlocks});
+          host_waits.push_back(setup);
+        }
       }
       if (unit.grouped) {
         blockers = {{end, Rule::kWaitBlocks}};  // everything before holds this group too
@@ -337,8 +341,9 @@ std::string Encoding::Explain(const Constraint& c, const Variable& next) const {
                          them);
     case Rule::kSetupPosted:
     case Rule::kSetupBlocks:
-      return fmt::format("runs after the set-up of a pair communicator, which needs {} posted "
-                         "(lazy set-up at the first op between two ranks, --streams pair)",
+      return fmt::format("runs after the set-up of a pair communicator, which needs {} reached "
+                         "by its rank's host (lazy set-up at the first op between two ranks, "
+                         "--streams pair)",
                          them);
     case Rule::kSetupNoPeer:
       return "never gets past the set-up of a pair communicator: the peer has no op with it";

@@ -225,8 +225,12 @@ std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
     const Task consumer = a.TaskAt(k);
     for (const PassKey& need : Needs(consumer, routes)) {
       if (s.placement[need.stage] == rank) continue;
+      // The RECV written for this input, as PyTorch's runtime waits for it (its recv ops are
+      // kept by the stage and microbatch the RECV names), whatever its partner really sends.
+      const Action named = Action::Comm(need.pass == Pass::kForward ? Op::kRecvF : Op::kRecvB,
+                                        consumer.stage, consumer.microbatch);
       receives.ForEach(NeededPayload(need, consumer), [&](int32_t recv) {
-        if (recv < index) out.push_back(recv);
+        if (recv < index && s.program[rank][recv] == named) out.push_back(recv);
       });
     }
   }

@@ -100,8 +100,9 @@ class PassTable {
 // messages are not placed).
 CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes,
                               const Messages& messages, bool local_only = false);
-// Without WAIT groups a compute at `index` waits for these RECVs: written before it, carrying
-// one of its remote inputs (by either end's label).
+// Without WAIT groups a compute at `index` waits for these RECVs: written before it, each the
+// RECV named for one of its remote inputs (what PyTorch's runtime waits for; under a FIFO mix-up
+// its partner may carry something else, which matching reports).
 std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
                                    const ReceiveIndex& receives, int rank, int index);
 bool UsesWaitGroups(const std::vector<Action>& program);

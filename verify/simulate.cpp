@@ -8,8 +8,9 @@
 // waiting for the receive of its input, and the messages themselves (nccl: an op completes only
 // once its partner's unit has started too; eager: a receive once its send has been posted).
 // Under the pair layout the first unit between two ranks is also posted (an event of its own)
-// and the pair's communicator set up, which blocks both ranks until each has reached its first
-// op with the other. Every event happens as soon as all it waits for has happened, so the times
+// and the pair's communicator set up, which holds both hosts until each has reached its first op
+// with the other; hosts run ahead of their devices, so only set-ups hold a host back from a first
+// contact, and crossing first contacts deadlock before any data moves. Every event happens as soon as all it waits for has happened, so the times
 // come out in one pass over the graph in dependency order, and the events that never happen are
 // exactly those stuck on a cycle of waits: a deadlock. Its minimal cycle is what the report shows.
 
@@ -288,6 +289,7 @@ class ExecutionGraph {
     std::vector<Gate> gates;
     streams_end_.clear();
     contacted_.clear();
+    host_setups_.clear();
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
@@ -314,23 +316,26 @@ class ExecutionGraph {
   }
 
   // Unit u is posted: after the computes before it and what holds the rank, in its streams'
-  // order, and (pair layout) after the set-up of each pair it is the first contact of.
+  // order, and (pair layout) after the set-up of each pair it is the first contact of. A set-up
+  // is between hosts, which run ahead of their devices (a compute, a WAIT and a WAIT_SEND are
+  // stream waits in PyTorch): the host reaches a first contact as soon as the set-ups of its
+  // earlier first contacts are done, whatever data the computes wait for.
   void Post(int u, int last_compute, std::vector<Gate>& gates) {
     const std::vector<int> new_peers = lazy_setup_ ? FirstContacts(u) : std::vector<int>{};
     Unit& unit = units_[u];
-    int entry = unit.start;
+    if (last_compute >= 0) AddEdge(last_compute, unit.start, Reason::kAfterCompute);
+    for (const Gate& g : gates) AddEdge(g.node, unit.start, g.reason, g.action);
     if (!new_peers.empty()) {
       unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u, 0);
-      entry = unit.post;
-      AddEdge(unit.post, unit.start, Reason::kUnitRuns);
-    }
-    if (last_compute >= 0) AddEdge(last_compute, entry, Reason::kAfterCompute);
-    for (const Gate& g : gates) AddEdge(g.node, entry, g.reason, g.action);
-    for (int peer : new_peers) {
-      const int setup = JoinSetup(u, peer);
-      AddEdge(unit.post, setups_[setup].node, Reason::kSetupReached, unit.action);
-      AddEdge(setups_[setup].node, unit.start, Reason::kSetupGate, unit.action);
-      gates.push_back({setups_[setup].node, Reason::kSetupGate, unit.action});
+      for (const Gate& g : host_setups_) AddEdge(g.node, unit.post, g.reason, g.action);
+      host_setups_.clear();
+      for (int peer : new_peers) {
+        const int setup = JoinSetup(u, peer);
+        AddEdge(unit.post, setups_[setup].node, Reason::kSetupReached, unit.action);
+        AddEdge(setups_[setup].node, unit.start, Reason::kSetupGate, unit.action);
+        gates.push_back({setups_[setup].node, Reason::kSetupGate, unit.action});
+        host_setups_.push_back(gates.back());
+      }
     }
     if (model_ == CommModel::kNccl && !unit.grouped) {
       const int op = unit_ops_[unit.ops_begin];
@@ -474,6 +479,7 @@ class ExecutionGraph {
   std::vector<std::vector<int32_t>> compute_node_, unit_of_, wait_unit_, waited_send_;
   std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
   std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
+  std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
   std::vector<int32_t> out_begin_, out_edges_;
   std::vector<double> time_;
   std::vector<bool> done_;
@@ -665,11 +671,11 @@ std::string ExecutionGraph::DescribeSetup(const Edge& gate, const CycleStep& nex
   const int peer = rank == setup.low ? setup.high : setup.low;
   return fmt::format(
       "cannot go on before the set-up of rank {}'s communicator with rank {} completes (its "
-      "first op with rank {} is [{}] {}), which waits for rank {} [{}] {} to be posted: a "
-      "lazily created pair communicator is set up at the first op between two ranks and blocks "
-      "each until the other reaches its own first op with it",
+      "first op with rank {} is [{}] {}), which waits for rank {} to reach [{}] {}, its first op "
+      "with rank {}: a lazily created pair communicator is set up at the first op between two "
+      "ranks and holds each rank's host until the other has reached its own first op with it",
       rank, peer, peer, gate.op, ToString(s_.program[rank][gate.op]), next.rank, next.index,
-      next.action);
+      next.action, rank);
 }
 
 std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const {

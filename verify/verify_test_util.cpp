@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -264,7 +265,6 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams) {
   std::vector<int> pc(s.ranks, 0);
   std::vector<std::vector<int>> pending(s.ranks);
   std::vector<int> waiting_on(s.ranks, -1);  // the unit a WAIT holds the host for
-  std::vector<std::set<int>> met(s.ranks);   // pair layout: peers each host has reached
   for (int r = 0; r < s.ranks; ++r) {
     unit_of[r].assign(s.program[r].size(), -1);
     op_done[r].assign(s.program[r].size(), false);
@@ -287,16 +287,48 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams) {
     if (inserted) queues.emplace_back();
     return it->second;
   };
-  // Pair layout: the host of rank r is at a unit with these ops; false while a peer it meets
-  // there has not reached its own first op with r yet.
-  auto introduced = [&](int r, const std::vector<int>& ops) {
-    if (!nccl || streams != StreamLayout::kPair) return true;
-    for (int op : ops) met[r].insert(p.peer[r][op]);
-    for (int op : ops) {
-      if (!met[p.peer[r][op]].count(r)) return false;
+  // Pair layout: set-ups are between hosts, which do not wait for their devices. Each host meets
+  // its peers unit by unit; at a unit with new peers it stays until each of them has come to its
+  // own first unit with it. Played to the end first: `stuck_at[r]` is where rank r's host stays
+  // for ever (past the end when it gets through).
+  std::vector<int> stuck_at(s.ranks, std::numeric_limits<int>::max());
+  if (nccl && streams == StreamLayout::kPair) {
+    std::vector<std::vector<std::pair<int, std::set<int>>>> firsts(s.ranks);  // (at, new peers)
+    for (int r = 0; r < s.ranks; ++r) {
+      const auto& program = s.program[r];
+      const bool grouped = HasWait(program);
+      std::set<int> seen, group;
+      for (int i = 0; i < Size(program); ++i) {
+        if (IsComm(program[i].op)) group.insert(p.peer[r][i]);
+        const bool unit_ends = grouped ? program[i].op == Op::kWait : IsComm(program[i].op);
+        if (!unit_ends || group.empty()) continue;
+        std::set<int> fresh;
+        for (int q : group) {
+          if (seen.insert(q).second) fresh.insert(q);
+        }
+        if (!fresh.empty()) firsts[r].push_back({i, fresh});
+        group.clear();
+      }
     }
-    return true;
-  };
+    std::vector<size_t> at(s.ranks, 0);
+    std::set<std::pair<int, int>> came;  // (rank, peer): rank's host came to its unit with peer
+    bool moved = true;
+    while (moved) {
+      moved = false;
+      for (int r = 0; r < s.ranks; ++r) {
+        if (at[r] == firsts[r].size()) continue;
+        const std::set<int>& peers = firsts[r][at[r]].second;
+        for (int q : peers) came.insert({r, q});
+        if (std::all_of(peers.begin(), peers.end(), [&](int q) { return came.count({q, r}); })) {
+          ++at[r];
+          moved = true;
+        }
+      }
+    }
+    for (int r = 0; r < s.ranks; ++r) {
+      if (at[r] < firsts[r].size()) stuck_at[r] = firsts[r][at[r]].first;
+    }
+  }
   auto post = [&](int r, std::vector<int> ops, bool grouped) {
     const int queue = grouped ? -1 : queue_of(r, ops.front());
     units.push_back({r, std::move(ops), queue});
@@ -327,14 +359,15 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams) {
     for (int r = 0; r < s.ranks; ++r) {
       const auto& program = s.program[r];
       const bool grouped = HasWait(program);
-      while (pc[r] < Size(program)) {  // the host
+      while (pc[r] < Size(program) && pc[r] < stuck_at[r]) {  // the host
         const Action& a = program[pc[r]];
         if (IsCompute(a.op)) {
           if (!grouped) {
             bool ready = true;
             for (const Payload& want : RemoteInputs(s, routes, r, pc[r])) {
               for (int j = 0; j < pc[r]; ++j) {
-                if (IsRecv(program[j].op) && p.payload[r][j] && Carries(p, r, j, want)) {
+                // The RECV named for the input, as PyTorch's runtime waits for it.
+                if (IsRecv(program[j].op) && p.payload[r][j] && *p.payload[r][j] == want) {
                   ready = ready && op_done[r][j];
                 }
               }
@@ -345,7 +378,6 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams) {
           if (grouped) {
             pending[r].push_back(pc[r]);
           } else {
-            if (!introduced(r, {pc[r]})) break;
             post(r, {pc[r]}, false);
           }
         } else if (IsWaitSend(a.op)) {
@@ -353,7 +385,6 @@ bool TruthRunsToEnd(const Schedule& s, CommModel model, StreamLayout streams) {
           if (send < 0 || !op_done[r][send]) break;  // not posted yet, or still running
         } else if (a.op == Op::kWait && (!pending[r].empty() || waiting_on[r] >= 0)) {
           if (waiting_on[r] < 0) {
-            if (!introduced(r, pending[r])) break;
             waiting_on[r] = post(r, pending[r], true);
             pending[r].clear();
             progress = true;
