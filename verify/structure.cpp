@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "verify/internal.h"
@@ -204,7 +205,15 @@ class StructureCheck {
     }
     counts_.assign(static_cast<size_t>(s_.stages) * s_.microbatches, {});
     const std::vector<bool> has_unshard = StagesWithUnshard();
+    // Most schedules have no runtime actions: their order checks then cost nothing.
+    data_parallel_ = false;
+    for (const auto& program : s_.program) {
+      for (const Action& a : program) data_parallel_ = data_parallel_ || IsDataParallel(a.op);
+    }
     for (int r = 0; r < s_.ranks; ++r) {
+      const auto& program = s_.program[r];
+      wait_sends_ = std::any_of(program.begin(), program.end(),
+                                [](const Action& a) { return IsWaitSend(a.op); });
       RuntimeOrder order(s_, r, found_);
       order.Begin(has_unshard);
       for (int i = 0; i < static_cast<int>(s_.program[r].size()); ++i) CheckAction(r, i, order);
@@ -275,12 +284,12 @@ class StructureCheck {
       if (!CheckTask(r, i, t)) continue;
       if (IsComm(t.op)) {
         CheckMessage(r, i, t);
-        if (IsSend(t.op)) order.Send(a);
+        if (IsSend(t.op) && wait_sends_) order.Send(a);
       } else if (IsWaitSend(t.op)) {
         order.WaitSend(i, a);
       } else {
         counts_[static_cast<size_t>(t.stage) * s_.microbatches + t.microbatch].Count(t.op, r, i);
-        order.Compute(i, t.stage);
+        if (data_parallel_) order.Compute(i, t.stage);
       }
     }
   }
@@ -330,6 +339,8 @@ class StructureCheck {
   const Schedule& s_;
   RouteIndex routes_;
   std::vector<TaskCounts> counts_;
+  bool data_parallel_ = false;  // the schedule has UNSHARD, RESHARD, REDUCE_GRAD, ...
+  bool wait_sends_ = false;     // the rank being checked has WAIT_SENDs
   Findings found_;
 };
 
