@@ -7,12 +7,13 @@
 // pair or per directed edge, --streams), a WAIT or a WAIT_SEND blocking its rank, a compute
 // waiting for the receive of its input, and the messages themselves (nccl: an op completes only
 // once its partner's unit has started too; eager: a receive once its send has been posted).
-// Under the pair layout the first unit between two ranks is also posted (an event of its own)
-// and the pair's communicator set up, which holds both hosts until each has reached its first op
-// with the other; hosts run ahead of their devices, so only set-ups hold a host back from a first
-// contact, and crossing first contacts deadlock before any data moves. Every event happens as soon as all it waits for has happened, so the times
-// come out in one pass over the graph in dependency order, and the events that never happen are
-// exactly those stuck on a cycle of waits: a deadlock. Its minimal cycle is what the report shows.
+// Under the pair layout the host's arrival at the first unit between two ranks is an event of
+// its own, and so is the pair's communicator set-up, which holds both hosts until each has
+// reached its first op with the other; hosts run ahead of their devices, so only set-ups hold a
+// host back from a first contact, and crossing first contacts deadlock before any data moves.
+// Every event happens as soon as all it waits for has happened, so the times come out in one pass
+// over the graph in dependency order, and the events that never happen are exactly those stuck on
+// a cycle of waits: a deadlock. Its minimal cycle is what the report shows.
 
 #include <fmt/format.h>
 
