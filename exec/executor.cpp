@@ -497,7 +497,10 @@ class RankExecutor {
     }
     SwapIfPlanned(in_program_order, sends, action);
     Order(*unit, in_program_order, names);
-    if (options_.planted_bug == PlantedBug::kReleaseSendEarly) unit->keep_alive.clear();
+    if (options_.planted_bug == PlantedBug::kReleaseSendEarly) {
+      unit->keep_alive.clear();
+      for (int c : planned.comms) retained_.erase(c);
+    }
     // Posting waits for every compute queued so far (a no-op on the CPU, where computes are done
     // when they return): the payloads the sends carry, and any poisoning fill of the buffers the
     // receives were just given, are then complete before another stream copies them.
