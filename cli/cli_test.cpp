@@ -100,6 +100,38 @@ TEST(ConvertCommandTest, LowersComputeOnlySchedules) {
   EXPECT_NE(r.err.find("already has SEND/RECV"), std::string::npos) << r.err;
 }
 
+// --streams as a user gives it: the layout decides the verdict (pytorch/pytorch issue 172668
+// hangs on one stream per rank and runs on one per directed edge), run executes where it is sound
+// and, with --allow-deadlock, hangs where it is not; fuzz says the layout and keeps it in its
+// replay commands; the NCCL transport refuses pair and edge before anything runs.
+TEST(StreamsFlagTest, TheLayoutDecidesVerifiesRunsAndFuzzes) {
+  const std::string cross = TestdataPath("verify/pytorch_172668.pps");
+  auto r = RunPipeproof("verify " + cross + " --no-z3");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("--streams edge runs to its end"), std::string::npos) << r.out;
+  EXPECT_EQ(RunPipeproof("verify " + cross + " --no-z3 --streams edge").status, 0);
+  EXPECT_EQ(RunPipeproof("verify " + cross + " --streams ring").status, 2);
+
+  r = RunPipeproof("run " + cross + " --no-z3 --hidden 8 --seq 4 --streams edge");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("on threads (--streams edge)"), std::string::npos) << r.out;
+  EXPECT_EQ(RunPipeproof("run " + cross + " --no-z3 --hidden 8 --seq 4").status, 2);
+  r = RunPipeproof("run " + cross + " --no-z3 --hidden 8 --seq 4 --allow-deadlock --timeout 0.3");
+  EXPECT_EQ(r.status, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("running it anyway (--allow-deadlock)"), std::string::npos) << r.err;
+
+  r = RunPipeproof("fuzz -n 2 --seed 3 --kinds 1f1b --streams pair");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("threads transport (--streams pair)"), std::string::npos) << r.out;
+
+  for (const std::string command : {"run --kind 1f1b -r 2 -m 2", "fuzz -n 1"}) {
+    r = RunPipeproof(command + " --transport nccl --streams edge");
+    EXPECT_EQ(r.status, 2) << command;
+    EXPECT_NE(r.err.find("the NCCL transport has one per rank"), std::string::npos)
+        << command << "\n" << r.err;
+  }
+}
+
 TEST(HelpTest, EverySubcommandHasHelp) {
   for (const char* sub : {"", "generate", "show", "convert"}) {
     auto r = RunPipeproof(std::string(sub) + " --help");

@@ -233,12 +233,8 @@ void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
 }
 
 int Fuzz(const FuzzFlags& f) {
+  CheckStreamsFitTransport(StreamsFlag(f.streams), f.transport);  // before the first case
   CheckDeviceFlags(f.device, f.dtype, f.transport);
-  if (f.transport == "nccl" && f.streams != "rank") {
-    throw InputError(fmt::format("--streams {} with --transport nccl: the NCCL transport has one "
-                                 "communicator per rank, so it runs --streams rank only",
-                                 f.streams));
-  }
   const CampaignOptions options = OptionsFrom(f);
   if (f.device == "cpu") CheckLargestCasesFit(options, f.transport == "threads");
   std::unique_ptr<CaseRunner> runner;

@@ -305,6 +305,7 @@ std::unique_ptr<World> MakeWorld(const RunFlags& f) {
 }
 
 int Run(const RunFlags& f) {
+  CheckStreamsFitTransport(StreamsFlag(f.streams), f.transport);
   CheckDeviceFlags(f.device, f.dtype, f.transport);
   std::unique_ptr<World> world = MakeWorld(f);
   const bool leader = world->leader();

@@ -128,6 +128,10 @@ struct RunOptions {
   ProgressCallback progress;
 };
 
+// The NCCL transport has one communicator per rank, so it runs the rank layout only: InputError
+// for another layout on it, saying what runs that layout.
+void CheckStreamsFitTransport(StreamLayout streams, std::string_view transport);
+
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.
 RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world);
 

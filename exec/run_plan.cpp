@@ -5,7 +5,6 @@
 #include <map>
 #include <set>
 #include <stdexcept>
-#include <tuple>
 
 namespace pipeproof {
 
@@ -55,7 +54,6 @@ RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank,
 
   std::vector<int64_t> sent(schedule.ranks, 0), received(schedule.ranks, 0);
   std::map<int, int> stream_units;  // stream -> lone units so far
-  std::map<std::tuple<Op, int, int>, int> last_send;  // (op, stage, mb) -> its comm index
   std::vector<int> open_group;
   for (int i = 0; i < n; ++i) {
     const Action& a = program[i];
@@ -74,7 +72,6 @@ RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank,
       c.payload = message->payload;
       c.channel_seq = c.send ? sent[c.peer]++ : received[c.peer]++;
       plan.comm_of_action[i] = static_cast<int>(plan.comms.size());
-      if (c.send) last_send[{a.op, a.stage, a.microbatch}] = plan.comm_of_action[i];
       plan.comms.push_back(c);
       plan.retired_by.push_back(-1);
       if (plan.grouped) {
@@ -92,25 +89,15 @@ RankPlan PlanRank(const Schedule& schedule, const RouteIndex& routes, int rank,
       plan.unit_of_action[i] = unit;
       plan.units.push_back({std::move(open_group), i});
       open_group.clear();
-    } else if (IsWaitSend(a.op)) {
-      auto it = last_send.find({SentBy(a.op), a.stage, a.microbatch});
-      if (it == last_send.end()) continue;  // the structure check refuses this
-      const int comm = it->second;
-      plan.waited_unit_of_action[i] = plan.unit_of_action[plan.comms[comm].action];
-      if (!plan.grouped && plan.retired_by[comm] < 0) plan.retired_by[comm] = i;
     }
   }
-  // A grouped rank's WAIT_SEND before the WAIT that posts its SEND names a unit made later.
+  // Once every unit is made: a grouped rank's WAIT_SEND may stand before the WAIT posting its SEND.
+  const std::vector<int> waited = WaitedSendPositions(program);
   for (int i = 0; i < n; ++i) {
-    if (!IsWaitSend(program[i].op) || plan.waited_unit_of_action[i] >= 0) continue;
-    for (int j = i - 1; j >= 0; --j) {
-      const Action& s = program[j];
-      if (s.op == SentBy(program[i].op) && s.stage == program[i].stage &&
-          s.microbatch == program[i].microbatch) {
-        plan.waited_unit_of_action[i] = plan.unit_of_action[j];
-        break;
-      }
-    }
+    if (waited[i] < 0) continue;
+    plan.waited_unit_of_action[i] = plan.unit_of_action[waited[i]];
+    const int comm = plan.comm_of_action[waited[i]];
+    if (!plan.grouped && plan.retired_by[comm] < 0) plan.retired_by[comm] = i;
   }
   plan.unposted = std::move(open_group);
   return plan;

@@ -155,6 +155,14 @@ TEST(ReplayCommandTest, NamesTheScheduleTheModelThePlanAndThePlantedBug) {
             "PIPEPROOF_PLANTED_BUG=release-send-early mpirun -np 2 pipeproof run --transport mpi --kind dualpipe "
             "-r 2 -m 4 --no-overlap --hidden 8 --seq 4 --micro-batch-size 2 --dtype f64 --model-seed 0 "
             "--timeout 10 --replay p.json");
+  // A campaign's stream layout and a case's PyTorch-style WAIT_SENDs are part of the command.
+  c.schedule.kind = "1f1b";
+  c.schedule.wait_sends = true;
+  s.planted_bug = PlantedBug::kNone;
+  s.streams = StreamLayout::kPair;
+  EXPECT_EQ(ReplayCommand("pipeproof", c, s, "p.json"),
+            "pipeproof run --streams pair --kind 1f1b -r 2 -m 4 --wait-sends --hidden 8 --seq 4 "
+            "--micro-batch-size 2 --dtype f64 --model-seed 0 --timeout 10 --replay p.json");
 }
 
 // GPU cases run on the streams transport, which `pipeproof run --device cuda` picks by itself.

@@ -29,8 +29,8 @@ bool HasComm(const Schedule& schedule);  // any SEND/RECV/WAIT/WAIT_SEND
 // The waits PyTorch's runtime writes (torch.distributed.pipelining's _add_wait_send): on every
 // rank without WAITs, each SEND_F is waited for (WAIT_SEND_F) right after the same stage and
 // microbatch's backward (B or I) on that rank, which proves the peer took the activation; every
-// other SEND at the end of the rank's program, in the order of the SENDs. Ranks with WAITs (and
-// SENDs that already have a WAIT_SEND) are left as they are.
+// other SEND at the end of the rank's program, in the order of the SENDs. Ranks with WAITs or
+// WAIT_SENDs already are left as they are.
 Schedule AddWaitSends(const Schedule& schedule);
 
 }  // namespace pipeproof

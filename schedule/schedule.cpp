@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <tuple>
 
 namespace pipeproof {
 
@@ -56,6 +57,21 @@ bool operator==(const Action& a, const Action& b) {
   if (IsDataParallel(a.op)) return a.stage == b.stage;
   if (a.stage != b.stage || a.microbatch != b.microbatch) return false;
   return a.op != Op::kOverlapFB || a.back == b.back;
+}
+
+std::vector<int> WaitedSendPositions(const std::vector<Action>& program) {
+  std::vector<int> waited(program.size(), -1);
+  std::map<std::tuple<Op, int32_t, int32_t>, int> last_send;  // (SEND op, stage, mb) -> position
+  for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+    const Action& a = program[i];
+    if (IsSend(a.op)) {
+      last_send[{a.op, a.stage, a.microbatch}] = i;
+    } else if (IsWaitSend(a.op)) {
+      auto it = last_send.find({SentBy(a.op), a.stage, a.microbatch});
+      if (it != last_send.end()) waited[i] = it->second;
+    }
+  }
+  return waited;
 }
 
 std::string_view OpName(Op op) {

@@ -107,6 +107,10 @@ struct Action {
   friend bool operator==(const Action& a, const Action& b);
 };
 
+// Per action of a rank's program: for a WAIT_SEND, the position of the SEND it waits for (the
+// last one of its stage, microbatch and direction before it; -1 when there is none), else -1.
+std::vector<int> WaitedSendPositions(const std::vector<Action>& program);
+
 // PyTorch's spelling: "0F0", "3I2", "7SEND_B4", "(0F3;7B5)OVERLAP_F_B", "WAIT",
 // "7WAIT_SEND_B4", "3UNSHARD".
 std::string ToString(const Action& action);

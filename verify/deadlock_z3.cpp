@@ -33,7 +33,7 @@ enum class Rule : uint8_t {
   kWaitBlocks,    // a WAIT's group completes before the rank goes on
   kSendWaitBlocks,  // a WAIT_SEND's send completes before the rank goes on
   kInputRecv,     // a compute after the receive that brings its input
-  kStartsFirst,   // a unit is posted before it starts, and starts before it completes
+  kStartsFirst,   // a unit starts before it completes
   kRendezvous,    // nccl: an op completes after its partner's unit starts
   kSendPosted,    // eager: a receive completes after its send is posted
   kNoPartner,     // an op without a partner: unsatisfiable on its own
@@ -53,7 +53,6 @@ struct RankUnit {
   int anchor;  // the WAIT, the lone op, or (never posted) the first op
   std::vector<int> ops;
   bool posted;
-  bool grouped;
 };
 
 // before < after
@@ -154,9 +153,7 @@ class Encoding {
 
   // A rank's units: each SEND/RECV alone on a rank without WAITs; otherwise the ops since the
   // previous WAIT, posted at a WAIT, and the ops after the last WAIT, never posted.
-  std::vector<RankUnit> UnitsOf(const std::vector<Action>& program) const {
-    const bool has_wait = std::any_of(program.begin(), program.end(),
-                                      [](const Action& a) { return a.op == Op::kWait; });
+  static std::vector<RankUnit> UnitsOf(const std::vector<Action>& program, bool has_wait) {
     std::vector<RankUnit> units;
     std::vector<int> group;
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
@@ -164,14 +161,14 @@ class Encoding {
         if (has_wait) {
           group.push_back(i);
         } else {
-          units.push_back({i, {i}, true, false});
+          units.push_back({i, {i}, true});
         }
       } else if (program[i].op == Op::kWait && !group.empty()) {
-        units.push_back({i, group, true, true});
+        units.push_back({i, group, true});
         group.clear();
       }
     }
-    if (!group.empty()) units.push_back({group.front(), group, false, true});
+    if (!group.empty()) units.push_back({group.front(), group, false});
     return units;
   }
 
@@ -186,9 +183,9 @@ class Encoding {
     const auto& program = s_.program[r];
     op_start_[r].assign(program.size(), -1);
     op_end_[r].assign(program.size(), -1);
-    const std::vector<RankUnit> units = UnitsOf(program);
     const bool has_wait = std::any_of(program.begin(), program.end(),
                                       [](const Action& a) { return a.op == Op::kWait; });
+    const std::vector<RankUnit> units = UnitsOf(program, has_wait);
     std::vector<int> unit_at(program.size(), -1);  // anchor -> unit
     for (int u = 0; u < static_cast<int>(units.size()); ++u) {
       const RankUnit& unit = units[u];
@@ -258,7 +255,7 @@ class Encoding {
           host_waits.push_back(setup);
         }
       }
-      if (unit.grouped) {
+      if (has_wait) {
         blockers = {{end, Rule::kWaitBlocks}};  // everything before holds this group too
       } else if (model_ == CommModel::kNccl) {
         const int op = unit.ops.front();

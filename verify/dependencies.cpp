@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "verify/internal.h"
 
@@ -176,20 +175,8 @@ std::vector<std::vector<int32_t>> WaitedSends(const Schedule& s) {
                      [](const Action& a) { return IsWaitSend(a.op); })) {
       continue;
     }
-    out[r].assign(program.size(), -1);
-    std::unordered_map<int64_t, int32_t> last_send;
-    auto key = [&](Op send, const Action& a) {
-      return (int64_t{a.stage} * s.microbatches + a.microbatch) * 2 + (send == Op::kSendB ? 1 : 0);
-    };
-    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
-      const Action& a = program[i];
-      if (IsSend(a.op)) {
-        last_send[key(a.op, a)] = i;
-      } else if (IsWaitSend(a.op)) {
-        auto it = last_send.find(key(SentBy(a.op), a));
-        if (it != last_send.end()) out[r][i] = it->second;
-      }
-    }
+    const std::vector<int> waited = WaitedSendPositions(program);
+    out[r].assign(waited.begin(), waited.end());
   }
   return out;
 }

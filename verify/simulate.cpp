@@ -41,7 +41,7 @@ enum class Reason : uint8_t {
   kInputRecv,     // a compute waits for the receive that brings its input
   kRendezvous,    // nccl: an op completes only while its partner's unit runs
   kSendPosted,    // eager: a receive completes once its send has been posted
-  kUnitRuns,      // a unit completes after it starts (and starts once posted)
+  kUnitRuns,      // a unit completes after it starts
   kNoPartner,     // the op has no partner: it never completes
   kNeverPosted,   // ops after a rank's last WAIT: nothing posts them
   kSetupGate,     // pair: the rank waits at its first op with a peer for the pair's set-up
@@ -201,9 +201,9 @@ class ExecutionGraph {
     return t;
   }
 
-  // The shortest cycle of waits through the stuck point (empty when complete).
-  std::vector<CycleStep> MinimalCycle();
-  bool SetupOnCycle() const { return setup_on_cycle_; }
+  // The shortest cycle of waits through the stuck point (empty when complete), and whether it
+  // passes a pair's set-up.
+  std::vector<CycleStep> MinimalCycle(bool* through_setup) const;
   std::vector<Endpoint> StuckActions(const std::vector<CycleStep>& cycle) const {
     std::vector<Endpoint> out;
     for (const CycleStep& step : cycle) out.push_back({step.rank, step.index});
@@ -229,10 +229,7 @@ class ExecutionGraph {
       case Reason::kSendPosted:
         return costs_.latency;
       case Reason::kUnitRuns:
-        return nodes_[e.to].kind == NodeKind::kUnitEnd &&
-                       UnitWaitsForLatency(units_[nodes_[e.to].action])
-                   ? costs_.latency
-                   : 0;
+        return UnitWaitsForLatency(units_[nodes_[e.to].action]) ? costs_.latency : 0;
       default:
         return 0;
     }
@@ -450,7 +447,7 @@ class ExecutionGraph {
   std::vector<CycleLink> ShortestCycleThrough(int start,
                                               const std::vector<std::vector<int32_t>>& in,
                                               size_t shorter_than) const;
-  std::vector<CycleStep> Render(std::vector<CycleLink> cycle);
+  std::vector<CycleStep> Render(std::vector<CycleLink> cycle, bool* through_setup) const;
   std::vector<CycleStep> RenderSetupWithoutPeer(int setup_node) const;
   int64_t Identity(int node) const {
     const Node& n = nodes_[node];
@@ -485,7 +482,6 @@ class ExecutionGraph {
   std::vector<double> time_;
   std::vector<bool> done_;
   bool complete_ = false;
-  bool setup_on_cycle_ = false;
 };
 
 // Breadth-first search backwards along "waits for" edges, through stuck events only, for the
@@ -523,7 +519,7 @@ std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
   return {};
 }
 
-std::vector<CycleStep> ExecutionGraph::MinimalCycle() {
+std::vector<CycleStep> ExecutionGraph::MinimalCycle(bool* through_setup) const {
   if (complete_) return {};
   std::vector<std::vector<int32_t>> in(nodes_.size());
   for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
@@ -565,12 +561,13 @@ std::vector<CycleStep> ExecutionGraph::MinimalCycle() {
     }
     consider(v);
   }
-  return Render(std::move(best));
+  return Render(std::move(best), through_setup);
 }
 
 // Turns a cycle of events into a cycle of actions: the events of one unit are one step, and a
 // pair's set-up is told as part of the step that waits for it; each step says what it waits for.
-std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) {
+std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle,
+                                              bool* through_setup) const {
   if (cycle.empty()) return {};
   const size_t n = cycle.size();
   std::vector<int> node(n), wait_edge(n);
@@ -579,7 +576,7 @@ std::vector<CycleStep> ExecutionGraph::Render(std::vector<CycleLink> cycle) {
     wait_edge[j] = cycle[j].edge;
   }
   auto is_setup = [&](int v) { return nodes_[v].kind == NodeKind::kSetup; };
-  setup_on_cycle_ = std::any_of(node.begin(), node.end(), is_setup);
+  *through_setup = std::any_of(node.begin(), node.end(), is_setup);
   if (std::all_of(node.begin(), node.end(), is_setup)) return RenderSetupWithoutPeer(node[0]);
   // Rotate so the cycle starts where one action ends and the next begins.
   size_t first = 0;
@@ -750,8 +747,7 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
   SimulationResult result;
   result.timeline = graph.MakeTimeline();
   if (!graph.complete()) {
-    result.cycle = graph.MinimalCycle();
-    result.setup_deadlock = graph.SetupOnCycle();
+    result.cycle = graph.MinimalCycle(&result.setup_deadlock);
     result.stuck_grid = GridAround(schedule, graph.StuckActions(result.cycle));
   }
   return result;

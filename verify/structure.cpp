@@ -72,15 +72,25 @@ std::string DescribeCounts(const Schedule& s, int stage, int mb, const TaskCount
 // before it, once; a stage computes only while its parameters are gathered (between UNSHARD and
 // RESHARD, where the rank writes them) and not after its REDUCE_GRAD; each REDUCE_GRAD is waited
 // for (WAIT_REDUCE_GRAD) before the next, as PyTorch's runtime requires.
+// Where a rank or the schedule has none of these actions, nothing is tracked: most schedules
+// then pay nothing for the rules.
 class RuntimeOrder {
  public:
-  RuntimeOrder(const Schedule& s, int rank, Findings& found)
-      : s_(s), rank_(rank), found_(found) {}
-
   // `has_unshard[stage]`: the stage's rank writes an UNSHARD for it, so it starts sharded.
-  void Begin(const std::vector<bool>& has_unshard) { has_unshard_ = &has_unshard; }
+  // `data_parallel`: the schedule has data-parallel actions at all.
+  RuntimeOrder(const Schedule& s, int rank, const std::vector<bool>& has_unshard,
+               bool data_parallel, Findings& found)
+      : s_(s),
+        rank_(rank),
+        found_(found),
+        has_unshard_(has_unshard),
+        watch_stages_(data_parallel),
+        watch_sends_(std::any_of(s.program[rank].begin(), s.program[rank].end(),
+                                 [](const Action& a) { return IsWaitSend(a.op); })) {}
 
-  void Send(const Action& a) { ++sends_[SendKey(a.op, a.stage, a.microbatch)].unwaited; }
+  void Send(const Action& a) {
+    if (watch_sends_) ++sends_[SendKey(a.op, a.stage, a.microbatch)].unwaited;
+  }
 
   void WaitSend(int i, const Action& a) {
     SendState& state = sends_[SendKey(SentBy(a.op), a.stage, a.microbatch)];
@@ -98,6 +108,7 @@ class RuntimeOrder {
   }
 
   void Compute(int i, int stage) {
+    if (!watch_stages_) return;
     const StageState& st = State(stage);
     if (!st.gathered) {
       found_.Add(st.resharded_at >= 0
@@ -180,14 +191,16 @@ class RuntimeOrder {
   }
   StageState& State(int stage) {
     auto [it, inserted] = stages_.try_emplace(stage);
-    if (inserted) it->second.gathered = !(*has_unshard_)[stage];
+    if (inserted) it->second.gathered = !has_unshard_[stage];
     return it->second;
   }
 
   const Schedule& s_;
   const int rank_;
   Findings& found_;
-  const std::vector<bool>* has_unshard_ = nullptr;
+  const std::vector<bool>& has_unshard_;
+  const bool watch_stages_;
+  const bool watch_sends_;
   std::unordered_map<int64_t, SendState> sends_;
   std::unordered_map<int, StageState> stages_;
   int pending_reduction_ = -1;
@@ -205,17 +218,12 @@ class StructureCheck {
     }
     counts_.assign(static_cast<size_t>(s_.stages) * s_.microbatches, {});
     const std::vector<bool> has_unshard = StagesWithUnshard();
-    // Most schedules have no runtime actions: their order checks then cost nothing.
-    data_parallel_ = false;
+    bool data_parallel = false;
     for (const auto& program : s_.program) {
-      for (const Action& a : program) data_parallel_ = data_parallel_ || IsDataParallel(a.op);
+      for (const Action& a : program) data_parallel = data_parallel || IsDataParallel(a.op);
     }
     for (int r = 0; r < s_.ranks; ++r) {
-      const auto& program = s_.program[r];
-      wait_sends_ = std::any_of(program.begin(), program.end(),
-                                [](const Action& a) { return IsWaitSend(a.op); });
-      RuntimeOrder order(s_, r, found_);
-      order.Begin(has_unshard);
+      RuntimeOrder order(s_, r, has_unshard, data_parallel, found_);
       for (int i = 0; i < static_cast<int>(s_.program[r].size()); ++i) CheckAction(r, i, order);
       order.End();
     }
@@ -284,12 +292,12 @@ class StructureCheck {
       if (!CheckTask(r, i, t)) continue;
       if (IsComm(t.op)) {
         CheckMessage(r, i, t);
-        if (IsSend(t.op) && wait_sends_) order.Send(a);
+        if (IsSend(t.op)) order.Send(a);
       } else if (IsWaitSend(t.op)) {
         order.WaitSend(i, a);
       } else {
         counts_[static_cast<size_t>(t.stage) * s_.microbatches + t.microbatch].Count(t.op, r, i);
-        if (data_parallel_) order.Compute(i, t.stage);
+        order.Compute(i, t.stage);
       }
     }
   }
@@ -339,8 +347,6 @@ class StructureCheck {
   const Schedule& s_;
   RouteIndex routes_;
   std::vector<TaskCounts> counts_;
-  bool data_parallel_ = false;  // the schedule has UNSHARD, RESHARD, REDUCE_GRAD, ...
-  bool wait_sends_ = false;     // the rank being checked has WAIT_SENDs
   Findings found_;
 };
 

@@ -100,7 +100,7 @@ std::vector<std::string> LayoutLines(StreamLayout chosen, bool complete,
     if (setup_deadlock) {
       lines.push_back(
           "a deadlock of set-up: each pair communicator is created at the first op between its "
-          "two ranks and blocks both until each has reached its first op with the other, so "
+          "two ranks and holds both hosts until each has reached its first op with the other, so "
           "ranks that meet their peers in crossing orders hang before any data moves (NCCL's "
           "lazy connection set-up, NVIDIA/nccl issue 783); order every rank's first contacts "
           "consistently, or connect the pairs before the step");
