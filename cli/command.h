@@ -1,15 +1,21 @@
-// How subcommands plug into the pipeproof command. Each *_commands.cpp adds its subcommands
-// with their options and a function that runs one; main() runs the one that was chosen.
+// How subcommands plug into the pipeproof command, in one style: each subcommand has a struct of
+// its flags, a function that declares them on its CLI::App and a function that runs it with the
+// parsed flags (AddCommand). The option sets several commands share are declared here once.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "exec/world.h"
+#include "reference/stage_model.h"
 #include "schedule/formats.h"
+#include "schedule/generate.h"
+#include "verify/verify.h"
 
 namespace pipeproof {
 
@@ -19,6 +25,18 @@ struct Command {
 };
 using Commands = std::vector<Command>;
 
+// Adds subcommand `name` of `parent`: `declare` puts its flags on it, `run` runs it once parsed.
+template <typename Flags>
+CLI::App* AddCommand(CLI::App& parent, Commands& commands, const std::string& name,
+                     const std::string& description, void (*declare)(CLI::App*, Flags&),
+                     int (*run)(const Flags&)) {
+  auto flags = std::make_shared<Flags>();
+  CLI::App* app = parent.add_subcommand(name, description);
+  declare(app, *flags);
+  commands.push_back({app, [flags, run] { return run(*flags); }});
+  return app;
+}
+
 void AddScheduleCommands(CLI::App& app, Commands& commands);  // generate, show, convert
 void AddVerifyCommands(CLI::App& app, Commands& commands);    // verify, simulate
 void AddRunCommands(CLI::App& app, Commands& commands);       // run
@@ -26,20 +44,70 @@ void AddFuzzCommands(CLI::App& app, Commands& commands);      // fuzz
 void AddRenderCommands(CLI::App& app, Commands& commands);    // render
 void AddUserCodeCommands(CLI::App& app, Commands& commands);  // inject, trace, diff
 
-// Options every command that reads a schedule file shares.
+// ---- option sets shared by several commands
+
+// A schedule file: FILE, --from, and the topology of a file without a header (--kind, --stages,
+// -m/--microbatches, --placement, --legacy-bw). `run` takes FILE or a generated schedule.
 struct ScheduleInput {
   std::string path;
   std::string from;  // pps|csv|json, default: detected
   TopologyOptions topology;
   std::string placement;
 };
-void AddScheduleInputOptions(CLI::App* app, ScheduleInput& input);
+enum class FileArgument { kRequired, kOptional };
+void AddScheduleInputOptions(CLI::App* app, ScheduleInput& input,
+                             FileArgument file = FileArgument::kRequired);
 Schedule LoadSchedule(const ScheduleInput& input);
+
+// The options of a generated kind beyond its size: --virtual-stages, --no-overlap, --wait-sends.
+struct KindFlags {
+  int virtual_stages = GenerateOptions{}.virtual_stages;
+  bool no_overlap = false;
+  bool wait_sends = false;
+  void Add(CLI::App* app);
+  void Apply(GenerateOptions& options) const;
+};
+
+// The communication model and costs of verify, simulate and render: --comm, --streams, --cost,
+// --latency.
+struct CommFlags {
+  std::string comm = "nccl";
+  std::string streams = "rank";
+  std::string cost;
+  std::optional<double> latency;
+  void Add(CLI::App* app);
+  CommModel Model() const { return *CommModelFromName(comm); }
+  StreamLayout Streams() const;
+  std::optional<Costs> CostsGiven() const;  // nullopt when neither --cost nor --latency
+};
 
 // --streams rank|pair|edge: which NCCL stream carries each SEND/RECV (verify, simulate, render,
 // run, fuzz). `layout` keeps the name; StreamsFlag() reads it back.
 void AddStreamsOption(CLI::App* app, std::string& layout);
 StreamLayout StreamsFlag(const std::string& layout);
+
+// The stage model of the commands that execute (run, fuzz): --hidden, --seq, --micro-batch-size,
+// --dtype, --model-seed.
+struct StageModelFlags {
+  ModelConfig defaults;
+  int hidden = defaults.shape.hidden;
+  int seq = defaults.shape.seq;
+  int micro_batch_size = defaults.shape.micro_batch_size;
+  std::string dtype = "f64";
+  uint64_t model_seed = 0;
+  void Add(CLI::App* app);
+  ModelConfig Config() const;  // checked (InputError)
+};
+
+// Where they execute: --device, --transport, --streams (run, fuzz).
+struct WorldFlags {
+  std::string device = "cpu";
+  std::string transport = "threads";
+  std::string streams = "rank";
+  // `transport_more`: what the command adds to the transports' own help.
+  void Add(CLI::App* app, const std::string& transport_more = "");
+  WorldSpec Spec(const std::string& dtype) const;
+};
 
 // Writes `text` to `path`, or to stdout when path is empty or "-". InputError if it cannot.
 void WriteOutput(const std::string& path, const std::string& text);

@@ -17,7 +17,7 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "cli/device_flags.h"
+#include "exec/world.h"
 #include "cli/exit_codes.h"
 #include "exec/memory_budget.h"
 #include "fuzz/campaign.h"
@@ -31,20 +31,14 @@ struct FuzzFlags {
   std::optional<int64_t> iterations;
   std::string time;
   uint64_t seed = 1;
-  std::string device = "cpu";
-  std::string transport = "threads";
-  std::string streams = "rank";
+  WorldFlags world;
   std::string launcher = "mpirun --allow-run-as-root --oversubscribe -np {ranks}";
   std::vector<std::string> kinds;
   int max_ranks = DrawLimits{}.max_ranks;
   int microbatch_factor = DrawLimits{}.max_microbatches_per_rank;
   double max_delay_us = DrawLimits{}.max_delay_mean_us;
   double controls = 0;
-  int hidden = CaseSettings::SmallModel().shape.hidden;
-  int seq = CaseSettings::SmallModel().shape.seq;
-  int micro_batch_size = CaseSettings::SmallModel().shape.micro_batch_size;
-  std::string dtype = "f64";
-  uint64_t model_seed = 0;
+  StageModelFlags model{.defaults = CaseSettings::SmallModel()};
   double timeout = CaseSettings{}.timeout_s;
   int max_failures = 1;
   int shrink_runs = ShrinkOptions{}.max_runs;
@@ -74,17 +68,11 @@ double ParseDuration(const std::string& text) {
   throw InputError(fmt::format("--time '{}': expected a duration such as 90s, 15m or 2h", text));
 }
 
-void AddFlags(CLI::App* cmd, FuzzFlags& f) {
+void DeclareFuzz(CLI::App* cmd, FuzzFlags& f) {
   cmd->add_option("-n,--iterations", f.iterations, "stop after this many cases")->check(CLI::PositiveNumber);
   cmd->add_option("--time", f.time, "stop after this long (90s, 15m, 2h); without either, run until Ctrl-C");
   cmd->add_option("--seed", f.seed, "campaign seed: the same seed draws the same cases")->capture_default_str();
-  cmd->add_option("--transport", f.transport,
-                  "threads: ranks as threads of this process (with --device cuda: streams, on one "
-                  "GPU); mpi (nccl, with --device cuda): every case as `mpirun -np R pipeproof run "
-                  "--transport mpi (nccl)`")
-      ->check(CLI::IsMember({"threads", "mpi", "nccl"}))
-      ->capture_default_str();
-  AddStreamsOption(cmd, f.streams);
+  f.world.Add(cmd, "; mpi and nccl run every case as `mpirun -np R pipeproof run --transport mpi (nccl)`");
   cmd->add_option("--launcher", f.launcher, "with --transport mpi: the launcher; {ranks} becomes the case's ranks")
       ->capture_default_str();
   cmd->add_option("--kinds", f.kinds, "schedule kinds to draw from (default: every generator)")
@@ -102,17 +90,7 @@ void AddFlags(CLI::App* cmd, FuzzFlags& f) {
                   "fraction of cases with a negative control (bitflip, swap, drop, kill) that must be caught")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  cmd->add_option("--hidden", f.hidden, "hidden size H of the stage model")->capture_default_str();
-  cmd->add_option("--seq", f.seq, "sequence length L")->capture_default_str();
-  cmd->add_option("--micro-batch-size", f.micro_batch_size, "micro-batch size b")->capture_default_str();
-  cmd->add_option("--dtype", f.dtype, "element type (cpu: f64, f32; cuda: f32, bf16)")
-      ->check(CLI::IsMember({"f64", "f32", "bf16"}))
-      ->capture_default_str();
-  cmd->add_option("--device", f.device,
-                  "where the cases compute: cpu, or cuda (one GPU, ranks over the streams transport)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_option("--model-seed", f.model_seed, "seed of the weights and the data")->capture_default_str();
+  f.model.Add(cmd);
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a case is declared hung")
       ->check(CLI::Range(0.01, 86400.0))
       ->capture_default_str();
@@ -139,6 +117,11 @@ void AddFlags(CLI::App* cmd, FuzzFlags& f) {
   cmd->add_option("--plant", f.plant, "")->group("")->check(CLI::IsMember({"release-send-early", "skip-arrival-wait", "skip-compute-event", "ignore-wait-send"}));
 }
 
+// Cases of a transport with ranks as processes run as `pipeproof run` commands under the launcher.
+bool RunsCasesAsCommands(const FuzzFlags& f) {
+  return f.world.transport == "mpi" || f.world.transport == "nccl";
+}
+
 CampaignOptions OptionsFrom(const FuzzFlags& f) {
   CampaignOptions o;
   o.seed = f.seed;
@@ -150,15 +133,11 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   o.limits.max_microbatches_per_rank = f.microbatch_factor;
   o.limits.max_delay_mean_us = f.max_delay_us;
   o.limits.controls = f.controls;
-  ModelConfig& model = o.settings.model;
-  model.shape = {f.hidden, f.seq, f.micro_batch_size};
-  model.dtype = *DTypeFromName(f.dtype);
-  model.seed = f.model_seed;
-  CheckModelConfig(model);
+  o.settings.model = f.model.Config();
   o.settings.timeout_s = f.timeout;
-  o.settings.device = f.device;
-  o.settings.streams = StreamsFlag(f.streams);
-  o.settings.make_device = DeviceFactoryFor(f.device, model.dtype, f.transport);
+  o.settings.device = f.world.device;
+  o.settings.streams = StreamsFlag(f.world.streams);
+  o.settings.make_device = DevicesFor(f.world.Spec(f.model.dtype));
   if (!f.plant.empty()) o.settings.planted_bug = *PlantedBugFromName(f.plant);
   o.shrink.max_runs = f.shrink_runs;
   o.shrink.attempts = f.shrink_attempts;
@@ -167,7 +146,7 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   std::error_code error;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
   o.pipeproof = error ? "pipeproof" : self.string();
-  if (f.transport == "mpi" || f.transport == "nccl") o.launcher = f.launcher;
+  if (RunsCasesAsCommands(f)) o.launcher = f.launcher;
   return o;
 }
 
@@ -233,19 +212,20 @@ void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
 }
 
 int Fuzz(const FuzzFlags& f) {
-  CheckStreamsFitTransport(StreamsFlag(f.streams), f.transport);  // before the first case
-  CheckDeviceFlags(f.device, f.dtype, f.transport);
+  const WorldSpec spec = f.world.Spec(f.model.dtype);
+  CheckStreamsFitTransport(StreamsFlag(f.world.streams), spec.transport);  // before the first case
+  CheckWorldSpec(spec);
   const CampaignOptions options = OptionsFrom(f);
-  if (f.device == "cpu") CheckLargestCasesFit(options, f.transport == "threads");
+  if (spec.device == "cpu") CheckLargestCasesFit(options, !RunsCasesAsCommands(f));
   std::unique_ptr<CaseRunner> runner;
-  if (f.transport == "mpi" || f.transport == "nccl") {
+  if (RunsCasesAsCommands(f)) {
     CommandRunnerOptions c;
     c.pipeproof = options.pipeproof;
-    c.transport = f.transport;
+    c.transport = spec.transport;
     c.launcher = f.launcher;
     runner = MakeCommandRunner(c);
   } else {
-    runner = MakeThreadRunner(ThreadWorldFor(f.device));
+    runner = MakeThreadRunner(WorldMaker(spec));
   }
   if (options.settings.planted_bug != PlantedBug::kNone) {
     std::cout << fmt::format("fuzz: PLANTED EXECUTOR BUG {} is on (the harness's self-test)\n",
@@ -253,7 +233,7 @@ int Fuzz(const FuzzFlags& f) {
   }
   std::cout << fmt::format("fuzz: seed {}, {} transport{}, kinds {}, up to {} ranks; {}\n", options.seed,
                            runner->Transport(),
-                           f.streams == "rank" ? "" : fmt::format(" (--streams {})", f.streams),
+                           f.world.streams == "rank" ? "" : fmt::format(" (--streams {})", f.world.streams),
                            fmt::join(options.limits.kinds, ","), options.limits.max_ranks,
                            options.iterations ? fmt::format("{} cases", *options.iterations)
                            : options.seconds  ? fmt::format("for {}", f.time)
@@ -282,14 +262,12 @@ int Fuzz(const FuzzFlags& f) {
 }  // namespace
 
 void AddFuzzCommands(CLI::App& app, Commands& commands) {
-  auto flags = std::make_shared<FuzzFlags>();
-  CLI::App* cmd = app.add_subcommand(
-      "fuzz",
+  AddCommand<FuzzFlags>(
+      app, commands, "fuzz",
       "Fuzz the executor: keep drawing a schedule (kind, ranks, microbatches) and a fault plan, run it "
       "against the reference; shrink any failure and print the `pipeproof run --replay` command that "
-      "reproduces it. Exit 0 no failure, 1 a failure found, 2 bad usage");
-  AddFlags(cmd, *flags);
-  commands.push_back({cmd, [flags] { return Fuzz(*flags); }});
+      "reproduces it. Exit 0 no failure, 1 a failure found, 2 bad usage",
+      DeclareFuzz, Fuzz);
 }
 
 }  // namespace pipeproof

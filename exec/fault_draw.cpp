@@ -338,4 +338,9 @@ void CheckPlanFits(const FaultPlan& plan, const RunPlan& run) {
   }
 }
 
+MessageFormat MessageFormatOf(const ModelConfig& model) {
+  const int mantissa = model.dtype == DType::kF64 ? 52 : model.dtype == DType::kF32 ? 23 : 7;
+  return {int64_t{model.shape.Rows()} * model.shape.hidden, mantissa};
+}
+
 }  // namespace pipeproof

@@ -11,6 +11,7 @@
 
 #include "exec/fault_plan.h"
 #include "exec/run_plan.h"
+#include "reference/stage_model.h"
 
 namespace pipeproof {
 
@@ -56,6 +57,9 @@ struct MessageFormat {
   int64_t elements = 1;
   int mantissa_bits = 52;
 };
+
+// What the messages of a run of `model` hold: one activation or gradient, in its dtype.
+MessageFormat MessageFormatOf(const ModelConfig& model);
 
 // Draws the plan. Throws InputError when an option does not fit the run (a straggler or killed
 // rank out of range; --corrupt swap on a schedule where no unit sends two messages to one rank).

@@ -30,8 +30,7 @@ RunOptions Options(const Schedule& s, const FaultOptions& faults, const ModelCon
   o.streams = streams;
   o.exec.model = model;
   o.policy = ComparePolicy::Exact();
-  const int mantissa = model.dtype == DType::kF64 ? 52 : 23;
-  o.faults = DrawFaultPlan(PlanRun(s), faults, {int64_t{model.shape.Rows()} * model.shape.hidden, mantissa}, s.kind);
+  o.faults = DrawFaultPlan(PlanRun(s), faults, MessageFormatOf(model), s.kind);
   o.watchdog.timeout_s = timeout;
   o.schedule_name = s.kind;
   return o;

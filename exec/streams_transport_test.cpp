@@ -34,9 +34,7 @@ RunOutcome RunOnGpu(const Schedule& s, const FaultOptions& faults, const ModelCo
   o.exec.make_device = [dtype = model.dtype](int) { return MakeCudaDevice(dtype); };
   o.exec.planted_bug = bug;
   o.policy = ComparePolicy::Exact();
-  const int mantissa = model.dtype == DType::kF32 ? 23 : 7;
-  o.faults = DrawFaultPlan(PlanRun(s), faults,
-                           {int64_t{model.shape.Rows()} * model.shape.hidden, mantissa}, s.kind);
+  o.faults = DrawFaultPlan(PlanRun(s), faults, MessageFormatOf(model), s.kind);
   o.watchdog.timeout_s = timeout;
   o.schedule_name = s.kind;
   auto world = MakeStreamsWorld();

@@ -38,28 +38,21 @@ const T& Choose(Rng& rng, const std::vector<T>& from) {
   return from[Uniform(rng, 0, static_cast<int>(from.size()) - 1)];
 }
 
-bool IsDualPipe(const std::string& kind) { return kind == "dualpipe" || kind == "dualpipev"; }
+// What the kind's row says about `kind`'s options (false for an unknown kind).
+bool UsesOverlap(const std::string& kind) {
+  const ScheduleKind* k = FindScheduleKind(kind);
+  return k && k->uses_overlap;
+}
+bool UsesVirtualStages(const std::string& kind) {
+  const ScheduleKind* k = FindScheduleKind(kind);
+  return k && k->uses_virtual_stages;
+}
+bool Lowered(const std::string& kind) {
+  const ScheduleKind* k = FindScheduleKind(kind);
+  return k && k->lowered;
+}
 
 }  // namespace
-
-// ---- valid sizes (each generator's own rules; see schedule/generate.h)
-
-std::vector<int> ValidRanks(const std::string& kind, int max) {
-  std::vector<int> out;
-  for (int r = 2; r <= max; ++r) {
-    if (kind != "dualpipe" || r % 2 == 0) out.push_back(r);
-  }
-  if (out.empty()) out.push_back(2);
-  return out;
-}
-
-std::vector<int> ValidMicrobatches(const std::string& kind, int ranks, int max) {
-  const int lo = IsDualPipe(kind) ? 2 * ranks : kind == "interleaved-1f1b" ? ranks : 1;
-  const int step = kind == "dualpipe" ? 2 : kind == "interleaved-1f1b" ? ranks : 1;
-  std::vector<int> out;
-  for (int m = lo; m <= std::max(lo, max); m += step) out.push_back(m);
-  return out;
-}
 
 namespace {
 
@@ -144,8 +137,8 @@ ModelConfig CaseSettings::SmallModel() {
 
 std::string CampaignCase::Describe() const {
   std::string out = fmt::format("{} {}x{}", schedule.kind, schedule.ranks, schedule.microbatches);
-  if (IsDualPipe(schedule.kind)) out += schedule.overlap ? " (overlap)" : " (no overlap)";
-  if (schedule.kind == "interleaved-1f1b") out += fmt::format(" (v={})", schedule.virtual_stages);
+  if (UsesOverlap(schedule.kind)) out += schedule.overlap ? " (overlap)" : " (no overlap)";
+  if (UsesVirtualStages(schedule.kind)) out += fmt::format(" (v={})", schedule.virtual_stages);
   if (schedule.wait_sends) out += " (WAIT_SENDs)";
   std::vector<std::string> faults;
   if (plan) {  // its summary, one kind of fault per line
@@ -178,8 +171,7 @@ std::string CaseScheduleName(const CampaignCase& c) {
 FaultPlan CasePlan(const CampaignCase& c, const CaseSettings& settings) {
   if (c.plan) return *c.plan;
   const Schedule s = CaseSchedule(c);
-  const int mantissa = settings.model.dtype == DType::kF64 ? 52 : settings.model.dtype == DType::kF32 ? 23 : 7;
-  const MessageFormat format{int64_t{settings.model.shape.Rows()} * settings.model.shape.hidden, mantissa};
+  const MessageFormat format = MessageFormatOf(settings.model);
   return DrawFaultPlan(PlanRun(s), c.faults, format, CaseScheduleName(c));
 }
 
@@ -308,8 +300,8 @@ std::string ReplayCommand(const std::string& pipeproof, const CampaignCase& c, c
     out += fmt::format(" --streams {}", StreamLayoutName(settings.streams));
   }
   out += fmt::format(" --kind {} -r {} -m {}", c.schedule.kind, c.schedule.ranks, c.schedule.microbatches);
-  if (c.schedule.kind == "interleaved-1f1b") out += fmt::format(" --virtual-stages {}", c.schedule.virtual_stages);
-  if (IsDualPipe(c.schedule.kind) && !c.schedule.overlap) out += " --no-overlap";
+  if (UsesVirtualStages(c.schedule.kind)) out += fmt::format(" --virtual-stages {}", c.schedule.virtual_stages);
+  if (UsesOverlap(c.schedule.kind) && !c.schedule.overlap) out += " --no-overlap";
   if (c.schedule.wait_sends) out += " --wait-sends";
   const ModelConfig& m = settings.model;
   out += fmt::format(" --hidden {} --seq {} --micro-batch-size {} --dtype {} --model-seed {}", m.shape.hidden,
@@ -346,11 +338,11 @@ CampaignCase DrawCase(uint64_t seed, int64_t number, const DrawLimits& limits) {
   g.kind = Choose(rng, limits.kinds);
   g.ranks = Choose(rng, ValidRanks(g.kind, limits.max_ranks));
   g.microbatches = Choose(rng, ValidMicrobatches(g.kind, g.ranks, limits.max_microbatches_per_rank * g.ranks));
-  g.virtual_stages = g.kind == "interleaved-1f1b" ? Uniform(rng, 1, 3) : 2;
+  g.virtual_stages = UsesVirtualStages(g.kind) ? Uniform(rng, 1, 3) : 2;
   g.overlap = Coin(rng, 0.5);
   // Half the lowered kinds wait for their sends as PyTorch's runtime does; drawn apart from `rng`
   // so that every other draw stays what it was.
-  g.wait_sends = !IsDualPipe(g.kind) && (Mix(Mix(seed ^ 0x5741495453454e44) ^ number) & 1) != 0;
+  g.wait_sends = Lowered(g.kind) && (Mix(Mix(seed ^ 0x5741495453454e44) ^ number) & 1) != 0;
 
   FaultOptions& f = c.faults;
   f.seed = rng() % 1000000000;
@@ -389,7 +381,7 @@ std::vector<GenerateOptions> LargestSchedules(const DrawLimits& limits) {
     g.kind = kind;
     g.ranks = ValidRanks(kind, limits.max_ranks).back();
     g.microbatches = ValidMicrobatches(kind, g.ranks, limits.max_microbatches_per_rank * g.ranks).back();
-    g.virtual_stages = kind == "interleaved-1f1b" ? 3 : 2;  // DrawCase's most
+    g.virtual_stages = UsesVirtualStages(kind) ? 3 : 2;  // DrawCase's most
     out.push_back(g);
   }
   return out;
@@ -497,7 +489,7 @@ std::vector<CampaignCase> StructuralCandidates(const CampaignCase& c) {
     x.schedule.microbatches = m;
     out.push_back(x);
   }
-  if (g.kind == "interleaved-1f1b" && g.virtual_stages > 1) {
+  if (UsesVirtualStages(g.kind) && g.virtual_stages > 1) {
     CampaignCase x = c;
     x.schedule.virtual_stages = 1;
     out.push_back(x);

@@ -25,6 +25,7 @@
 #include "exec/fault_plan.h"
 #include "exec/run.h"
 #include "schedule/generate.h"
+#include "schedule/kinds.h"  // ValidRanks, ValidMicrobatches
 
 namespace pipeproof {
 
@@ -116,13 +117,6 @@ std::string ReplayCommand(const std::string& pipeproof, const CampaignCase& c, c
                           const std::string& launcher = "");
 
 // ---- drawing
-
-// Rank counts a case of `kind` may have: from 2 (the fewest with messages) to `max`; DualPipe's
-// are even.
-std::vector<int> ValidRanks(const std::string& kind, int max);
-// Microbatch counts for `ranks` up to `max`, and at least the kind's smallest: DualPipe needs an
-// even M >= 2R, DualPipeV M >= 2R, interleaved 1F1B a multiple of R.
-std::vector<int> ValidMicrobatches(const std::string& kind, int ranks, int max);
 
 struct DrawLimits {
   std::vector<std::string> kinds = GeneratorKinds();

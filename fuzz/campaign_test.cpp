@@ -53,16 +53,6 @@ TEST(DrawCaseTest, TheSameSeedAndNumberDrawTheSameValidCase) {
             DrawCase(8, 1, limits).Describe() + std::to_string(DrawCase(8, 1, limits).faults.seed));
 }
 
-TEST(DrawCaseTest, ValidSizesFollowEachGeneratorsRules) {
-  EXPECT_EQ(ValidRanks("dualpipe", 7), (std::vector<int>{2, 4, 6}));
-  EXPECT_EQ(ValidRanks("1f1b", 4), (std::vector<int>{2, 3, 4}));
-  EXPECT_EQ(ValidMicrobatches("dualpipe", 2, 9), (std::vector<int>{4, 6, 8}));
-  EXPECT_EQ(ValidMicrobatches("dualpipev", 3, 7), (std::vector<int>{6, 7}));
-  EXPECT_EQ(ValidMicrobatches("interleaved-1f1b", 3, 9), (std::vector<int>{3, 6, 9}));
-  EXPECT_EQ(ValidMicrobatches("gpipe", 2, 3), (std::vector<int>{1, 2, 3}));
-  EXPECT_EQ(ValidMicrobatches("dualpipe", 4, 2), (std::vector<int>{8}));  // at least the minimum
-}
-
 // A runner whose "bug" shows only when rank 1's fourth communication op is posted at least 50us
 // late on a schedule of two ranks or more: the shrinker must find exactly that.
 class SyntheticBugRunner final : public CaseRunner {

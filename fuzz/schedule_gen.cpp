@@ -5,21 +5,17 @@
 #include <numeric>
 #include <random>
 
+#include "schedule/kinds.h"
+
 namespace pipeproof {
 
 rc::Gen<GenerateOptions> GenValidOptions(int max_ranks, int max_factor) {
   return rc::gen::exec([=] {
     GenerateOptions o;
     o.kind = *rc::gen::elementOf(GeneratorKinds());
-    o.ranks = *rc::gen::inRange(1, max_ranks + 1);
-    if (o.kind == "dualpipe") o.ranks = std::max(2, o.ranks - o.ranks % 2);
-    const int lo = (o.kind == "dualpipe" || o.kind == "dualpipev") ? 2 * o.ranks : 1;
-    o.microbatches = *rc::gen::inRange(lo, std::max(lo, max_factor * o.ranks) + 1);
-    if (o.kind == "dualpipe") o.microbatches += o.microbatches % 2;
-    if (o.kind == "interleaved-1f1b") {
-      o.microbatches = o.ranks * *rc::gen::inRange(1, max_factor + 1);
-      o.virtual_stages = *rc::gen::inRange(1, 4);
-    }
+    o.ranks = *rc::gen::elementOf(ValidRanks(o.kind, max_ranks, /*min_ranks=*/1));
+    o.microbatches = *rc::gen::elementOf(ValidMicrobatches(o.kind, o.ranks, max_factor * o.ranks));
+    if (FindScheduleKind(o.kind)->uses_virtual_stages) o.virtual_stages = *rc::gen::inRange(1, 4);
     o.overlap = *rc::gen::arbitrary<bool>();
     o.with_comm = *rc::gen::arbitrary<bool>();
     return o;

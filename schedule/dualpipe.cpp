@@ -12,7 +12,7 @@
 #include <array>
 #include <deque>
 
-#include "schedule/generate.h"
+#include "schedule/generators.h"
 
 namespace pipeproof {
 namespace {
@@ -189,10 +189,6 @@ class DualPipeRank {
   std::deque<Action> deferred_weights_;
 };
 
-void Require(bool ok, const std::string& rule) {
-  if (!ok) throw InputError(rule);
-}
-
 // Both kinds have 2R stages, rank r holding stages r and 2R-1-r (the V placement).
 Schedule TwoStagesPerRank(const char* kind, int ranks, int microbatches) {
   CheckLimits(ranks, 2 * int64_t{ranks}, microbatches);
@@ -215,14 +211,10 @@ Schedule WithPrograms(Schedule s, bool overlap, ShapeOfRank shape_of_rank) {
 
 }  // namespace
 
-Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
-  Require(ranks >= 2 && ranks % 2 == 0,
-          fmt::format("dualpipe needs an even number of ranks, at least 2 (got {})", ranks));
-  Require(microbatches % 2 == 0 && microbatches >= 2 * ranks,
-          fmt::format("dualpipe needs an even number of microbatches, at least twice the ranks "
-                      "(2 x {} = {}; got {})",
-                      ranks, 2 * ranks, microbatches));
-  const int R = ranks, M = microbatches;
+namespace generators {
+
+Schedule DualPipe(const GenerateOptions& o) {
+  const int R = o.ranks, M = o.microbatches;
   Schedule s = TwoStagesPerRank("dualpipe", R, M);
   // Direction 0: stages 0..R-1, stage s on rank s. Direction 1: stages R..2R-1, stage R+s on
   // rank R-1-s holding the parameters of stage s. Microbatches split evenly between directions.
@@ -232,7 +224,7 @@ Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
     for (int i = 0; i < R; ++i) route.push_back(m < M / 2 ? i : R + i);
     s.routes.push_back(route);
   }
-  return WithPrograms(std::move(s), overlap, [&](int r) {
+  return WithPrograms(std::move(s), o.overlap, [&](int r) {
     DualPipeShape shape;
     shape.half_ranks = R / 2;
     shape.half_rank = std::min(r, R - 1 - r);
@@ -245,15 +237,10 @@ Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
   });
 }
 
-Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap) {
-  Require(ranks >= 1, fmt::format("dualpipev needs at least one rank (got {})", ranks));
-  Require(microbatches >= 2 * ranks,
-          fmt::format("dualpipev needs at least twice as many microbatches as ranks "
-                      "(2 x {} = {}; got {})",
-                      ranks, 2 * ranks, microbatches));
-  const int R = ranks, M = microbatches;
+Schedule DualPipeV(const GenerateOptions& o) {
+  const int R = o.ranks, M = o.microbatches;
   // Every microbatch passes all 2R stages, down the V and back up.
-  return WithPrograms(TwoStagesPerRank("dualpipev", R, M), overlap, [&](int r) {
+  return WithPrograms(TwoStagesPerRank("dualpipev", R, M), o.overlap, [&](int r) {
     DualPipeShape shape;
     shape.half_ranks = R;
     shape.half_rank = r;
@@ -265,4 +252,5 @@ Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap) {
   });
 }
 
+}  // namespace generators
 }  // namespace pipeproof

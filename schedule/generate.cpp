@@ -9,14 +9,12 @@
 #include <deque>
 #include <stdexcept>
 
+#include "schedule/generators.h"
+#include "schedule/kinds.h"
 #include "schedule/lower.h"
 
 namespace pipeproof {
 namespace {
-
-void Require(bool ok, const std::string& rule) {
-  if (!ok) throw InputError(rule);
-}
 
 // One rank's compute order as it is written down.
 class ComputeOrder {
@@ -40,17 +38,23 @@ class ComputeOrder {
   std::deque<Action> deferred_;
 };
 
-Schedule Pipeline(const std::string& kind, int ranks, int stages, int microbatches) {
+Schedule Pipeline(const std::string& kind, int ranks, int64_t stages, int microbatches) {
+  CheckLimits(ranks, stages, microbatches);
   Schedule s;
   s.kind = kind;
   s.ranks = ranks;
-  s.stages = stages;
+  s.stages = static_cast<int>(stages);
   s.microbatches = microbatches;
   CompleteTopology(s);  // loop placement, own parameters, every microbatch through every stage
   return s;
 }
 
-Schedule GPipe(int R, int M) {
+}  // namespace
+
+namespace generators {
+
+Schedule GPipe(const GenerateOptions& o) {
+  const int R = o.ranks, M = o.microbatches;
   Schedule s = Pipeline("gpipe", R, R, M);
   for (int r = 0; r < R; ++r) {
     ComputeOrder rank(s.program[r]);
@@ -60,7 +64,8 @@ Schedule GPipe(int R, int M) {
   return s;
 }
 
-Schedule OneFOneB(int R, int M) {
+Schedule OneFOneB(const GenerateOptions& o) {
+  const int R = o.ranks, M = o.microbatches;
   Schedule s = Pipeline("1f1b", R, R, M);
   for (int r = 0; r < R; ++r) {
     ComputeOrder rank(s.program[r]);
@@ -78,8 +83,9 @@ Schedule OneFOneB(int R, int M) {
 // Megatron-LM's interleaved 1F1B: rank r holds stages r, r+R, ..., r+(V-1)R. Microbatches go in
 // groups of R, each group through the rank's first chunk, then its second, ...; backwards walk
 // the chunks in reverse.
-Schedule Interleaved1F1B(int R, int M, int V) {
-  Schedule s = Pipeline("interleaved-1f1b", R, R * V, M);
+Schedule Interleaved1F1B(const GenerateOptions& o) {
+  const int R = o.ranks, M = o.microbatches, V = o.virtual_stages;
+  Schedule s = Pipeline("interleaved-1f1b", R, int64_t{R} * V, M);
   const int units = M * V;
   auto microbatch = [&](int k) { return (k / (R * V)) * R + k % R; };
   auto forward_stage = [&](int r, int k) { return ((k % (R * V)) / R) * R + r; };
@@ -100,7 +106,8 @@ Schedule Interleaved1F1B(int R, int M, int V) {
 
 // ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism"): 1F1B with the backward split into I
 // and W; rank r holds back its first r weight gradients, which then fill the cool-down bubble.
-Schedule ZeroBubbleH1(int R, int M) {
+Schedule ZeroBubbleH1(const GenerateOptions& o) {
+  const int R = o.ranks, M = o.microbatches;
   Schedule s = Pipeline("zb1p", R, R, M);
   for (int r = 0; r < R; ++r) {
     ComputeOrder rank(s.program[r]);
@@ -120,6 +127,10 @@ Schedule ZeroBubbleH1(int R, int M) {
   return s;
 }
 
+}  // namespace generators
+
+namespace {
+
 Schedule WithComm(Schedule compute_only) {
   LoweringResult lowered = Lower(compute_only);
   if (!lowered.schedule) {
@@ -129,11 +140,8 @@ Schedule WithComm(Schedule compute_only) {
   return std::move(*lowered.schedule);
 }
 
-}  // namespace
 
-std::vector<std::string> GeneratorKinds() {
-  return {"gpipe", "1f1b", "interleaved-1f1b", "zb1p", "dualpipe", "dualpipev"};
-}
+}  // namespace
 
 Schedule ComputeOnly(const Schedule& schedule) {
   Schedule out = schedule;
@@ -145,39 +153,30 @@ Schedule ComputeOnly(const Schedule& schedule) {
 }
 
 Schedule Generate(const GenerateOptions& o) {
-  const std::string& kind = o.kind;
-  const std::vector<std::string> kinds = GeneratorKinds();
-  Require(std::find(kinds.begin(), kinds.end(), kind) != kinds.end(),
-          fmt::format("unknown schedule kind '{}' (known: {})", kind,
-                      fmt::join(kinds, ", ")));
-  Require(o.ranks >= 1, fmt::format("{} needs at least one rank (got {})", kind, o.ranks));
-  Require(o.microbatches >= 1,
-          fmt::format("{} needs at least one microbatch (got {})", kind, o.microbatches));
-  if (kind == "dualpipe" || kind == "dualpipev") {
-    Schedule s = kind == "dualpipe" ? GenerateDualPipe(o.ranks, o.microbatches, o.overlap)
-                                    : GenerateDualPipeV(o.ranks, o.microbatches, o.overlap);
-    return o.with_comm ? s : ComputeOnly(s);
+  const ScheduleKind* kind = FindScheduleKind(o.kind);
+  if (!kind) {
+    throw InputError(fmt::format("unknown schedule kind '{}' (known: {})", o.kind,
+                                 fmt::join(GeneratorKinds(), ", ")));
   }
-  Schedule s;
-  if (kind == "interleaved-1f1b") {
-    Require(o.virtual_stages >= 1,
-            fmt::format("interleaved-1f1b needs at least one stage per rank (got {})",
-                        o.virtual_stages));
-    CheckLimits(o.ranks, int64_t{o.ranks} * o.virtual_stages, o.microbatches);
-    Require(o.microbatches % o.ranks == 0,
-            fmt::format("interleaved-1f1b needs the microbatches to be a multiple of the ranks "
-                        "(Megatron's rule; {} is not a multiple of {})",
-                        o.microbatches, o.ranks));
-    s = Interleaved1F1B(o.ranks, o.microbatches, o.virtual_stages);
-  } else {
-    CheckLimits(o.ranks, o.ranks, o.microbatches);
-    if (kind == "gpipe") s = GPipe(o.ranks, o.microbatches);
-    if (kind == "1f1b") s = OneFOneB(o.ranks, o.microbatches);
-    if (kind == "zb1p") s = ZeroBubbleH1(o.ranks, o.microbatches);
+  if (o.ranks < 1) throw InputError(fmt::format("{} needs at least one rank (got {})", o.kind, o.ranks));
+  if (o.microbatches < 1) {
+    throw InputError(
+        fmt::format("{} needs at least one microbatch (got {})", o.kind, o.microbatches));
   }
+  if (std::string rule = kind->size_problem(o); !rule.empty()) throw InputError(rule);
+  Schedule s = kind->generate(o);
+  if (!kind->lowered) return o.with_comm ? s : ComputeOnly(s);
   if (!o.with_comm) return s;
   s = WithComm(std::move(s));
   return o.wait_sends ? AddWaitSends(s) : s;
+}
+
+Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
+  return Generate({.kind = "dualpipe", .ranks = ranks, .microbatches = microbatches, .overlap = overlap});
+}
+
+Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap) {
+  return Generate({.kind = "dualpipev", .ranks = ranks, .microbatches = microbatches, .overlap = overlap});
 }
 
 }  // namespace pipeproof

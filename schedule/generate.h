@@ -1,4 +1,5 @@
-// Schedule generators: gpipe, 1f1b, interleaved-1f1b, zb1p, dualpipe, dualpipev.
+// Generating a schedule of a kind in the table of kinds (schedule/kinds.h): gpipe, 1f1b,
+// interleaved-1f1b, zb1p, dualpipe, dualpipev.
 #pragma once
 
 #include <string>
@@ -20,14 +21,14 @@ struct GenerateOptions {
   bool wait_sends = false;
 };
 
-std::vector<std::string> GeneratorKinds();
+std::vector<std::string> GeneratorKinds();  // the table's names, in its order
 
 // The schedule of `options.kind` for the given size. Invalid sizes throw InputError naming the
 // rule ("dualpipe needs an even number of ranks", ...).
 Schedule Generate(const GenerateOptions& options);
 
-// DualPipe and DualPipeV exactly as the reference implementation's step() runs them
-// (deepseek-ai/DualPipe, dualpipe/dualpipe.py and dualpipe/dualpipev.py).
+// Generate() for DualPipe and DualPipeV, exactly as the reference implementation's step() runs
+// them (deepseek-ai/DualPipe, dualpipe/dualpipe.py and dualpipe/dualpipev.py).
 Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap);
 Schedule GenerateDualPipeV(int ranks, int microbatches, bool overlap);
 

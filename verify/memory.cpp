@@ -12,34 +12,6 @@
 
 namespace pipeproof {
 
-std::optional<ActivationBound> KindActivationBound(const Schedule& s) {
-  int longest_route = 0;
-  for (const auto& route : s.routes)
-    longest_route = std::max(longest_route, static_cast<int>(route.size()));
-  if (s.kind == "dualpipe" || s.kind == "dualpipev") {
-    return ActivationBound{longest_route + 1,
-                           fmt::format("{}: S_route + 1 = {} + 1", s.kind, longest_route)};
-  }
-  if (s.kind == "1f1b" || s.kind == "zb1p") {
-    return ActivationBound{s.ranks, fmt::format("{}: R = {}", s.kind, s.ranks)};
-  }
-  if (s.kind == "gpipe") {
-    return ActivationBound{s.microbatches,
-                           fmt::format("gpipe: M = {} (every forward is held until the "
-                                       "backwards)",
-                                       s.microbatches)};
-  }
-  if (s.kind == "interleaved-1f1b" && s.ranks > 0 && s.stages % s.ranks == 0) {
-    const int64_t v = s.stages / s.ranks;
-    const int64_t warmup_plus_one = v == 1 ? s.ranks : (v + 1) * s.ranks - 1;
-    const int64_t bound = std::min<int64_t>(warmup_plus_one, v * s.microbatches);
-    return ActivationBound{static_cast<int>(bound),
-                           fmt::format("interleaved-1f1b: min(M V, {}) with V = {}",
-                                       v == 1 ? "R" : "(V + 1) R - 1", v)};
-  }
-  return std::nullopt;
-}
-
 namespace verify_internal {
 
 MemoryReport MeasureMemory(const Schedule& s) {

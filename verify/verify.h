@@ -47,6 +47,7 @@
 #include <string_view>
 #include <vector>
 
+#include "schedule/kinds.h"
 #include "schedule/schedule.h"
 
 namespace pipeproof {
@@ -138,16 +139,8 @@ struct MemoryReport {
   std::string bound_source;  // where the bound comes from
 };
 
-// The bound on live activations per rank that the generator `kind` guarantees, with its
-// explanation; nullopt for an unknown kind. dualpipe/dualpipev: S_route + 1 (S_route = the
-// longest route); 1f1b and zb1p: R; gpipe: M (every forward is held until the backwards);
-// interleaved-1f1b with V stages per rank: min(M V, (V + 1) R - 1), Megatron's warm-up of
-// 2(R - 1) + (V - 1) R chunks plus the one in flight.
-struct ActivationBound {
-  int bound = 0;
-  std::string source;
-};
-std::optional<ActivationBound> KindActivationBound(const Schedule& schedule);
+// The bound on live activations per rank that a generated kind keeps: KindActivationBound
+// (schedule/kinds.h), read from the table of kinds.
 
 // The timing simulation: every action's start and end per rank. Computes run for their cost;
 // a SEND/RECV runs from its unit's start until the op completes; a WAIT from the posting of its

@@ -1,0 +1,151 @@
+// The option sets several commands share (cli/command.h).
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include "cli/command.h"
+
+namespace pipeproof {
+
+void AddScheduleInputOptions(CLI::App* app, ScheduleInput& in, FileArgument file) {
+  CLI::Option* path = app->add_option(
+      "FILE", in.path,
+      file == FileArgument::kRequired
+          ? "schedule file (.pps, .csv, .json; - for stdin)"
+          : "schedule file (.pps, .csv, .json; - for stdin); or generate one with --kind");
+  if (file == FileArgument::kRequired) path->required();
+  app->add_option("--from", in.from, "input format, default: from the file name or content")
+      ->check(CLI::IsMember({"pps", "csv", "json"}));
+  app->add_option("--kind", in.topology.kind,
+                  file == FileArgument::kRequired
+                      ? "files without a header: take placement, params and routes from this "
+                        "generator's schedule (e.g. dualpipe)"
+                      : "generate this kind of schedule (with --ranks and --microbatches); with "
+                        "FILE: take a headerless file's topology from it")
+      ->check(CLI::IsMember(GeneratorKinds()));
+  app->add_option("--stages", in.topology.stages, "files without a header: number of stages");
+  app->add_option("-m,--microbatches", in.topology.microbatches,
+                  file == FileArgument::kRequired
+                      ? "files without a header: number of microbatches"
+                      : "microbatches (generated, or of a headerless file)");
+  app->add_option("--placement", in.placement,
+                  "files without a header: loop, v or a comma list with each stage's rank");
+  app->add_flag("--legacy-bw", in.topology.legacy_bw,
+                "read PyTorch's legacy spellings: BW = full backward, a B with a later W = I");
+}
+
+Schedule LoadSchedule(const ScheduleInput& in) {
+  ReadOptions options;
+  if (!in.from.empty()) options.format = FormatFromName(in.from);
+  options.topology = in.topology;
+  if (!in.placement.empty()) options.topology.placement = in.placement;
+  return ReadScheduleFile(in.path, options);
+}
+
+void KindFlags::Add(CLI::App* app) {
+  app->add_option("--virtual-stages", virtual_stages, "interleaved-1f1b: stages per rank")
+      ->capture_default_str();
+  app->add_flag("--no-overlap", no_overlap,
+                "dualpipe/dualpipev: the module has no overlapped forward-backward (F then B)");
+  app->add_flag("--wait-sends", wait_sends,
+                "the lowered kinds: a WAIT_SEND for every SEND where PyTorch's runtime puts it");
+}
+
+void KindFlags::Apply(GenerateOptions& options) const {
+  options.virtual_stages = virtual_stages;
+  options.overlap = !no_overlap;
+  options.wait_sends = wait_sends;
+}
+
+void CommFlags::Add(CLI::App* app) {
+  app->add_option("--comm", comm,
+                  "communication model: nccl (rendezvous, in-order streams, see --streams) or "
+                  "eager (sends complete when posted)")
+      ->check(CLI::IsMember({"nccl", "eager"}))
+      ->capture_default_str();
+  AddStreamsOption(app, streams);
+  app->add_option("--cost", cost,
+                  "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
+  app->add_option("--latency", latency, "per-message latency (default 0)");
+}
+
+StreamLayout CommFlags::Streams() const { return StreamsFlag(streams); }
+
+std::optional<Costs> CommFlags::CostsGiven() const {
+  if (cost.empty() && !latency) return std::nullopt;
+  Costs c = ParseCosts(cost);
+  if (latency) c.latency = *latency;
+  return c;
+}
+
+void AddStreamsOption(CLI::App* app, std::string& layout) {
+  app->add_option("--streams", layout,
+                  "NCCL stream layout: rank (one stream per rank: PyTorch's default nccl backend, "
+                  "DualPipe's batch_isend_irecv), pair (one per rank pair: nccl-lazy, set up at "
+                  "the first op between two ranks) or edge (one per directed edge: "
+                  "pipeline_per_edge_p2p)")
+      ->check(CLI::IsMember({"rank", "pair", "edge"}))
+      ->capture_default_str();
+}
+
+StreamLayout StreamsFlag(const std::string& layout) {
+  return StreamLayoutFromName(layout).value_or(StreamLayout::kRank);
+}
+
+void StageModelFlags::Add(CLI::App* app) {
+  app->add_option("--hidden", hidden, "hidden size H of the stage model")->capture_default_str();
+  app->add_option("--seq", seq, "sequence length L")->capture_default_str();
+  app->add_option("--micro-batch-size", micro_batch_size, "micro-batch size b")
+      ->capture_default_str();
+  app->add_option("--dtype", dtype, "element type (cpu: f64, f32; cuda: f32, bf16)")
+      ->check(CLI::IsMember({"f64", "f32", "bf16"}))
+      ->capture_default_str();
+  app->add_option("--model-seed", model_seed, "seed of the weights and the data")
+      ->capture_default_str();
+}
+
+ModelConfig StageModelFlags::Config() const {
+  ModelConfig model;
+  model.shape = {hidden, seq, micro_batch_size};
+  model.dtype = *DTypeFromName(dtype);
+  model.seed = model_seed;
+  CheckModelConfig(model);
+  return model;
+}
+
+void WorldFlags::Add(CLI::App* app, const std::string& transport_more) {
+  app->add_option("--device", device,
+                  "where every rank and the sequential reference compute: cpu, or cuda (one GPU; "
+                  "the ranks are threads whose messages are device copies: the streams transport)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  std::vector<std::string> help;
+  for (const TransportKind& t : Transports()) help.push_back(t.help);
+  app->add_option("--transport", transport, fmt::format("{}{}", fmt::join(help, "; "), transport_more))
+      ->check(CLI::IsMember(TransportNames()))
+      ->capture_default_str();
+  AddStreamsOption(app, streams);
+}
+
+WorldSpec WorldFlags::Spec(const std::string& dtype) const {
+  return {.device = device, .dtype = dtype, .transport = transport};
+}
+
+void WriteOutput(const std::string& path, const std::string& text) {
+  if (path.empty() || path == "-") {
+    std::cout << text;
+    std::cout.flush();
+    return;
+  }
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw InputError::At(path, 0, 0, fmt::format("cannot write: {}", std::strerror(errno)));
+  out << text;
+  if (!out.flush()) throw InputError::At(path, 0, 0, "cannot write the whole file");
+}
+
+}  // namespace pipeproof

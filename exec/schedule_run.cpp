@@ -1,0 +1,80 @@
+#include "exec/schedule_run.h"
+
+#include <algorithm>
+
+#include "exec/memory_budget.h"
+#include "schedule/lower.h"
+
+namespace pipeproof {
+namespace {
+
+// Whether the deadlock check is the only one that failed: the schedule is well formed, so it can
+// run, and it hangs.
+bool OnlyDeadlockFails(const VerifyReport& report) {
+  for (const CheckResult& c : report.checks) {
+    if (!c.ok() && c.name != "deadlock") return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Schedule AsRun(Schedule schedule, std::string* name) {
+  if (HasComm(schedule)) return schedule;
+  LoweringResult lowered = Lower(schedule);
+  if (!lowered.schedule) {
+    throw InputError("the compute-only schedule cannot be lowered: " + lowered.problem);
+  }
+  if (name) *name += ", SEND/RECV inserted by lowering";
+  return std::move(*lowered.schedule);
+}
+
+FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options) {
+  if (options.replay) return *options.replay;
+  return DrawFaultPlan(PlanRun(schedule), options.draw, MessageFormatOf(options.model),
+                       options.schedule_name);
+}
+
+ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world) {
+  CheckStreamsFitTransport(options.streams, options.world.transport);
+  ScheduleRun result;
+  VerifyOptions verify;
+  verify.model = CommModel::kNccl;  // what the executor does
+  verify.streams = options.streams;
+  verify.use_z3 = options.use_z3;
+  verify.progress = options.progress;
+  result.report = Verify(schedule, verify);
+  if (!result.report.ok && !(options.allow_deadlock && OnlyDeadlockFails(result.report))) {
+    result.refused = true;
+    return result;
+  }
+  if (options.world.device == "cpu") {
+    CheckRunFitsInMemory(EstimateRunMemory(schedule, options.model, result.report.memory.peak,
+                                           result.report.memory.stash_peak,
+                                           options.world.transport != "mpi"),
+                         options.model);
+  }
+  result.faults = RunFaults(schedule, options);
+  if (options.on_start && world.leader()) options.on_start(result.report, result.faults);
+
+  RunOptions run;
+  run.streams = options.streams;
+  run.exec.model = options.model;
+  // Every rank and the reference on the same kind of device: exact mode compares like kernels.
+  run.exec.make_device = DevicesFor(options.world);
+  run.exec.flight_capacity = std::max<size_t>(options.watchdog.flight_tail, 16);
+  run.exec.record_timeline = options.record_timeline;
+  run.policy = options.policy;
+  run.faults = result.faults;
+  run.watchdog = options.watchdog;
+  run.watchdog.progress = options.progress;
+  run.progress = options.progress;
+  run.schedule_name = options.schedule_name;
+  if (options.on_fatal) {
+    run.on_fatal = [&](const RunOutcome& outcome) { options.on_fatal(outcome, result.faults); };
+  }
+  result.outcome = RunAndCompare(schedule, run, world);
+  return result;
+}
+
+}  // namespace pipeproof

@@ -1,0 +1,60 @@
+// `pipeproof run` as one library call: verify the schedule under the model the executor has,
+// refuse what fails (or, asked to, run a schedule whose only fault is a deadlock, to watch it
+// hang), check that the run fits in memory with the verifier's own peaks, draw or replay the fault
+// plan, execute it in a world, and compare with the sequential reference.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "exec/fault_draw.h"
+#include "exec/fault_plan.h"
+#include "exec/run.h"
+#include "exec/world.h"
+#include "verify/verify.h"
+
+namespace pipeproof {
+
+struct ScheduleRunOptions {
+  WorldSpec world;
+  StreamLayout streams = StreamLayout::kRank;
+  bool use_z3 = true;
+  // Run a schedule whose deadlock check alone fails (the watchdog stops the hang: exit 3).
+  bool allow_deadlock = false;
+  ModelConfig model;
+  ComparePolicy policy = ComparePolicy::Exact();
+  FaultOptions draw;                // the faults to draw, unless
+  std::optional<FaultPlan> replay;  // a recorded plan is replayed
+  WatchdogOptions watchdog;
+  bool record_timeline = false;
+  std::string schedule_name;
+  // Live progress of the verification and of the run's long phases (may be empty).
+  ProgressCallback progress;
+  // Called on the world's leader once verification let the schedule through and the plan is
+  // known, before anything runs (to say that a deadlock runs anyway, to save the plan).
+  std::function<void(const VerifyReport& report, const FaultPlan& plan)> on_start;
+  // As RunOptions::on_fatal, with the plan.
+  std::function<void(const RunOutcome& outcome, const FaultPlan& plan)> on_fatal;
+};
+
+struct ScheduleRun {
+  VerifyReport report;
+  bool refused = false;  // the schedule fails verification: nothing ran (exit 2)
+  FaultPlan faults;
+  std::optional<RunOutcome> outcome;  // when it ran
+};
+
+// `schedule` must have its SEND/RECVs (AsRun lowers a compute-only one). Throws InputError for a
+// world that does not fit the streams layout, a run that does not fit in memory, faults that do
+// not fit the schedule.
+ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world);
+
+// The schedule as `run` executes it: with communication as given, or lowered when compute-only
+// (InputError when its compute order admits no execution). `name` gains a note when lowered.
+Schedule AsRun(Schedule schedule, std::string* name = nullptr);
+
+// The fault plan for `options` (drawn, or the replayed one as it is).
+FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options);
+
+}  // namespace pipeproof
