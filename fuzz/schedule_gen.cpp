@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
-#include <random>
+#include <tuple>
+#include <vector>
 
 #include "schedule/kinds.h"
 
@@ -70,10 +71,32 @@ rc::Gen<Schedule> GenArbitrarySchedule() {
 
 namespace {
 
-using Rng = std::mt19937_64;
+// Every choice below is a RapidCheck value drawn inside rc::gen::exec, never a seed, so that
+// RapidCheck shrinks a counterexample's program and not only its sizes. Each shrinks toward 0,
+// which every use reads as the simplest program: the first ready compute, a message next to its
+// compute, an optional action left out.
 
-bool Coin(Rng& rng, double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; }
-int Uniform(Rng& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+// One of 0..n-1, uniformly: the topology already grows with RapidCheck's size, and scaling every
+// choice too would make the early cases canonical programs only.
+int Pick(int n) { return *rc::gen::resize(rc::kNominalSize, rc::gen::inRange(0, n)); }
+
+// True with `percent` % chance; a 0 drawn is false, so true must mean "add the feature".
+bool Chance(int percent) { return Pick(100) >= 100 - percent; }
+
+// Removes and returns the `k`-th element.
+template <typename T>
+T Take(std::vector<T>& items, int k) {
+  T item = items[k];
+  items.erase(items.begin() + k);
+  return item;
+}
+
+// `items` in a drawn order; shrinks toward the given order.
+std::vector<Action> DrawOrder(std::vector<Action> items) {
+  std::vector<Action> out;
+  while (!items.empty()) out.push_back(Take(items, Pick(static_cast<int>(items.size()))));
+  return out;
+}
 
 // A compute task of the step and what must run before it anywhere in the step.
 struct StepTask {
@@ -81,7 +104,9 @@ struct StepTask {
   std::vector<int> after;  // indices of tasks it depends on
 };
 
-std::vector<StepTask> StepTasks(const Schedule& s, Rng& rng) {
+// The step's computes: per microbatch its forwards along the route, then its backwards, each
+// either full or split into I and W.
+std::vector<StepTask> StepTasks(const Schedule& s) {
   std::vector<StepTask> tasks;
   std::map<std::tuple<Op, int, int>, int> index;  // (F or backward, stage, mb) -> task
   auto add = [&](Op op, int stage, int mb, std::vector<int> after) {
@@ -99,7 +124,7 @@ std::vector<StepTask> StepTasks(const Schedule& s, Rng& rng) {
     for (auto it = route.rbegin(); it != route.rend(); ++it) {
       std::vector<int> after{index[{Op::kForward, *it, m}]};
       if (later >= 0) after.push_back(later);
-      const bool split = Coin(rng, 0.5);
+      const bool split = Chance(50);
       later = add(split ? Op::kInputGrad : Op::kBackward, *it, m, after);
       if (split) add(Op::kWeightGrad, *it, m, {later});
     }
@@ -107,39 +132,55 @@ std::vector<StepTask> StepTasks(const Schedule& s, Rng& rng) {
   return tasks;
 }
 
-// Fills s.program from a random order of the step's tasks that respects every dependency.
-void BuildPrograms(Schedule& s, Rng& rng) {
-  const std::vector<StepTask> tasks = StepTasks(s, rng);
+// A drawn order of all tasks that respects every dependency. Tasks become ready in a queue, so
+// that shrinking every pick to the first ready one gives the breadth-first order.
+std::vector<int> StepOrder(const std::vector<StepTask>& tasks) {
   const int n = static_cast<int>(tasks.size());
-  // Per rank: compute tasks in order; per task: its position on its rank.
-  std::vector<std::vector<Task>> computes(s.ranks);
-  std::vector<int> position(n, -1);
   std::vector<int> remaining(n);
   std::vector<std::vector<int>> users(n);
+  std::vector<int> ready;
   for (int t = 0; t < n; ++t) {
     remaining[t] = static_cast<int>(tasks[t].after.size());
     for (int d : tasks[t].after) users[d].push_back(t);
-  }
-  std::vector<int> ready;
-  for (int t = 0; t < n; ++t) {
     if (remaining[t] == 0) ready.push_back(t);
   }
+  std::vector<int> order;
   while (!ready.empty()) {
-    const int k = Uniform(rng, 0, static_cast<int>(ready.size()) - 1);
-    const int t = ready[k];
-    ready.erase(ready.begin() + k);
-    const int r = s.placement[tasks[t].task.stage];
-    position[t] = static_cast<int>(computes[r].size());
-    computes[r].push_back(tasks[t].task);
+    const int t = Take(ready, Pick(static_cast<int>(ready.size())));
+    order.push_back(t);
     for (int u : users[t]) {
       if (--remaining[u] == 0) ready.push_back(u);
     }
   }
-  // Messages: a SEND after the producer, a RECV before the consumer, each either next to it or
-  // anywhere it may go. slots[r][k] holds the SEND/RECVs written just before compute k.
+  return order;
+}
+
+// The computes in `order`, split by rank: per rank its computes, per task its index there.
+struct RankComputes {
+  std::vector<std::vector<Task>> computes;
+  std::vector<int> position;
+};
+
+RankComputes SplitByRank(const Schedule& s, const std::vector<StepTask>& tasks,
+                         const std::vector<int>& order) {
+  RankComputes out{std::vector<std::vector<Task>>(s.ranks), std::vector<int>(tasks.size(), -1)};
+  for (int t : order) {
+    std::vector<Task>& computes = out.computes[s.placement[tasks[t].task.stage]];
+    out.position[t] = static_cast<int>(computes.size());
+    computes.push_back(tasks[t].task);
+  }
+  return out;
+}
+
+// Per rank, the SEND/RECVs written just before each of its computes (slot k: before compute k,
+// the last slot: after them all). A SEND goes after its producer and a RECV before its consumer,
+// each either next to it or anywhere it may go.
+std::vector<std::vector<std::vector<Action>>> PlaceMessages(const Schedule& s,
+                                                            const std::vector<StepTask>& tasks,
+                                                            const RankComputes& placed) {
   std::vector<std::vector<std::vector<Action>>> slots(s.ranks);
-  for (int r = 0; r < s.ranks; ++r) slots[r].resize(computes[r].size() + 1);
-  for (int t = 0; t < n; ++t) {
+  for (int r = 0; r < s.ranks; ++r) slots[r].resize(placed.computes[r].size() + 1);
+  for (size_t t = 0; t < tasks.size(); ++t) {
     const Task& consumer = tasks[t].task;
     if (consumer.op == Op::kWeightGrad) continue;
     for (int d : tasks[t].after) {
@@ -147,68 +188,91 @@ void BuildPrograms(Schedule& s, Rng& rng) {
       const int from = s.placement[producer.stage], to = s.placement[consumer.stage];
       if (from == to || producer.stage == consumer.stage) continue;
       const bool forward = consumer.op == Op::kForward;
-      const int after = position[d] + 1, before = position[t];
-      const int send_at = Coin(rng, 0.5) ? after : Uniform(rng, after, static_cast<int>(computes[from].size()));
-      const int recv_at = Coin(rng, 0.5) ? before : Uniform(rng, 0, before);
-      slots[from][send_at].push_back(Action::Comm(forward ? Op::kSendF : Op::kSendB, producer.stage, producer.microbatch));
-      slots[to][recv_at].push_back(Action::Comm(forward ? Op::kRecvF : Op::kRecvB, consumer.stage, consumer.microbatch));
+      const int after = placed.position[d] + 1, before = placed.position[t];
+      const int last = static_cast<int>(placed.computes[from].size());
+      const int send_at = Chance(50) ? after + Pick(last - after + 1) : after;
+      const int recv_at = Chance(50) ? before - Pick(before + 1) : before;
+      slots[from][send_at].push_back(
+          Action::Comm(forward ? Op::kSendF : Op::kSendB, producer.stage, producer.microbatch));
+      slots[to][recv_at].push_back(
+          Action::Comm(forward ? Op::kRecvF : Op::kRecvB, consumer.stage, consumer.microbatch));
     }
   }
-  s.program.assign(s.ranks, {});
-  for (int r = 0; r < s.ranks; ++r) {
-    const bool grouped = Coin(rng, 0.5);
-    std::vector<Action>& program = s.program[r];
-    bool pending = false;
-    for (size_t k = 0; k < slots[r].size(); ++k) {
-      std::shuffle(slots[r][k].begin(), slots[r][k].end(), rng);
-      for (const Action& a : slots[r][k]) {
-        program.push_back(a);
-        pending = true;
-        if (grouped && Coin(rng, 0.25)) {
-          program.push_back(Action::Wait());
-          pending = false;
-        }
-      }
-      if (grouped && pending && Coin(rng, 0.8)) {
-        program.push_back(Action::Wait());
-        pending = false;
-      }
-      if (k < computes[r].size()) program.push_back(Action::Compute(computes[r][k].op, computes[r][k].stage, computes[r][k].microbatch));
+  return slots;
+}
+
+// One rank's program: its slots in a drawn order around its computes, and on some ranks WAIT
+// groups: a WAIT after some of the SEND/RECVs, and most often one before the next compute and
+// one at the end for what is still pending.
+std::vector<Action> RankProgram(const std::vector<std::vector<Action>>& slots,
+                                const std::vector<Task>& computes) {
+  const bool grouped = Chance(50);
+  std::vector<Action> program;
+  bool pending = false;
+  auto wait_if = [&](int percent) {
+    if (grouped && pending && Chance(percent)) {
+      program.push_back(Action::Wait());
+      pending = false;
     }
-    if (grouped && pending && Coin(rng, 0.9)) program.push_back(Action::Wait());
+  };
+  for (size_t k = 0; k < slots.size(); ++k) {
+    for (const Action& a : DrawOrder(slots[k])) {
+      program.push_back(a);
+      pending = true;
+      wait_if(25);
+    }
+    wait_if(80);
+    if (k < computes.size()) {
+      program.push_back(Action::Compute(computes[k].op, computes[k].stage, computes[k].microbatch));
+    }
+  }
+  wait_if(90);
+  return program;
+}
+
+// Fills s.program: every compute once in a drawn order of the whole step, with its messages.
+void BuildPrograms(Schedule& s) {
+  const std::vector<StepTask> tasks = StepTasks(s);
+  const RankComputes placed = SplitByRank(s, tasks, StepOrder(tasks));
+  const auto slots = PlaceMessages(s, tasks, placed);
+  s.program.clear();
+  for (int r = 0; r < s.ranks; ++r) s.program.push_back(RankProgram(slots[r], placed.computes[r]));
+}
+
+// On some ranks, a WAIT_SEND somewhere after some SENDs: on a rank with WAIT groups it may stand
+// before the WAIT that posts its SEND, which deadlocks.
+void AddWaitSendsAnywhere(std::vector<Action>& program) {
+  if (!Chance(50)) return;
+  for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+    const Action a = program[i];
+    if (!IsSend(a.op) || !Chance(60)) continue;
+    const int at = i + 1 + Pick(static_cast<int>(program.size()) - i);
+    program.insert(program.begin() + at, Action::WaitSend(a.op, a.stage, a.microbatch));
   }
 }
 
-// PyTorch's runtime actions on some ranks: a WAIT_SEND somewhere after some SENDs (on a rank with
-// WAIT groups it may stand before the WAIT that posts its SEND, which deadlocks), and the
-// data-parallel actions around each stage's computes (UNSHARD first, then REDUCE_GRAD,
-// WAIT_REDUCE_GRAD and RESHARD at the end), which change nothing but must be read and kept.
-void AddRuntimeActions(Schedule& s, Rng& rng) {
+// On some ranks, the data-parallel actions around each stage's computes (UNSHARD first, then
+// REDUCE_GRAD, WAIT_REDUCE_GRAD and RESHARD at the end), which change nothing but must be read
+// and kept.
+void AddDataParallelActions(const Schedule& s, int rank, std::vector<Action>& program) {
+  if (!Chance(20)) return;
+  std::vector<Action> before, after;
+  for (int st = 0; st < s.stages; ++st) {
+    if (s.placement[st] != rank) continue;
+    before.push_back(Action::DataParallel(Op::kUnshard, st));
+    after.push_back(Action::DataParallel(Op::kReduceGrad, st));
+    after.push_back(Action::DataParallel(Op::kWaitReduceGrad, st));
+    after.push_back(Action::DataParallel(Op::kReshard, st));
+  }
+  program.insert(program.begin(), before.begin(), before.end());
+  program.insert(program.end(), after.begin(), after.end());
+}
+
+// PyTorch's runtime actions on some ranks.
+void AddRuntimeActions(Schedule& s) {
   for (int r = 0; r < s.ranks; ++r) {
-    std::vector<Action>& program = s.program[r];
-    if (Coin(rng, 0.5)) {
-      for (int i = 0; i < static_cast<int>(program.size()); ++i) {
-        const Action a = program[i];
-        if (!IsSend(a.op) || !Coin(rng, 0.6)) continue;
-        const int at = Uniform(rng, i + 1, static_cast<int>(program.size()));
-        program.insert(program.begin() + at, Action::WaitSend(a.op, a.stage, a.microbatch));
-      }
-    }
-    if (Coin(rng, 0.2)) {
-      std::vector<int> stages;
-      for (int st = 0; st < s.stages; ++st) {
-        if (s.placement[st] == r) stages.push_back(st);
-      }
-      std::vector<Action> before, after;
-      for (int st : stages) {
-        before.push_back(Action::DataParallel(Op::kUnshard, st));
-        after.push_back(Action::DataParallel(Op::kReduceGrad, st));
-        after.push_back(Action::DataParallel(Op::kWaitReduceGrad, st));
-        after.push_back(Action::DataParallel(Op::kReshard, st));
-      }
-      program.insert(program.begin(), before.begin(), before.end());
-      program.insert(program.end(), after.begin(), after.end());
-    }
+    AddWaitSendsAnywhere(s.program[r]);
+    AddDataParallelActions(s, r, s.program[r]);
   }
 }
 
@@ -220,16 +284,17 @@ rc::Gen<Schedule> GenWellFormedSchedule() {
     s.ranks = *rc::gen::inRange(2, 6);
     s.stages = *rc::gen::inRange(2, 9);
     s.microbatches = *rc::gen::inRange(1, 6);
-    s.placement = *rc::gen::container<std::vector<int>>(s.stages, rc::gen::inRange(0, s.ranks));
+    // Uniform like the choices: scaled by size, a small case would place every stage on rank 0,
+    // and a counterexample could not shrink to fewer ranks without losing its messages.
+    for (int st = 0; st < s.stages; ++st) s.placement.push_back(Pick(s.ranks));
     s.params.resize(s.stages);
     std::iota(s.params.begin(), s.params.end(), 0);
     std::vector<int> forwards(s.stages);
     std::iota(forwards.begin(), forwards.end(), 0);
     const std::vector<int> backwards(forwards.rbegin(), forwards.rend());
     for (int m = 0; m < s.microbatches; ++m) s.routes.push_back(*rc::gen::arbitrary<bool>() ? backwards : forwards);
-    Rng rng(*rc::gen::arbitrary<uint64_t>());
-    BuildPrograms(s, rng);
-    AddRuntimeActions(s, rng);
+    BuildPrograms(s);
+    AddRuntimeActions(s);
     return s;
   });
 }

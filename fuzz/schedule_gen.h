@@ -36,7 +36,9 @@ rc::Gen<Schedule> GenArbitrarySchedule();
 // producer and a RECV somewhere before each consumer, on some ranks WAITs at random places, on
 // some WAIT_SENDs somewhere after their SENDs, and on some the data-parallel actions around each
 // stage. Some of these run, some deadlock under one model, layout or all, some read an input too
-// early.
+// early. Every choice is a RapidCheck value, so that a counterexample shrinks to a small program
+// (fewer ranks, microbatches and WAITs, computes in their simplest order); schedule_gen_test.cpp
+// checks that it does.
 rc::Gen<Schedule> GenWellFormedSchedule();
 
 }  // namespace pipeproof
