@@ -20,11 +20,9 @@ namespace pipeproof {
 namespace {
 
 struct RenderFlags {
+  ScheduleInput input;
   std::string output;
-  std::string comm = "nccl";
-  std::string streams = "rank";
-  std::string cost;
-  std::optional<double> latency;
+  CommFlags comm;
   std::string from_run;
   std::string pass = "train";
   bool show_comm = false;
@@ -61,7 +59,8 @@ void WritePicture(const std::string& path, const std::string& svg) {
   }
 }
 
-int Render(const ScheduleInput& input, const RenderFlags& f) {
+int Render(const RenderFlags& f) {
+  const ScheduleInput& input = f.input;
   Schedule schedule = LoadSchedule(input);
   // A file of unknown origin is titled by its name.
   if (schedule.kind.empty()) schedule.kind = std::filesystem::path(input.path).filename().string();
@@ -69,15 +68,11 @@ int Render(const ScheduleInput& input, const RenderFlags& f) {
   if (!f.from_run.empty()) {
     std::string transport;
     const RunTimeline run = TimelineFromReport(f.from_run, transport);
-    if (!HasComm(schedule)) {  // `run` lowers a compute-only schedule first; draw what it ran
-      LoweringResult lowered = Lower(schedule);
-      if (lowered.schedule) schedule = std::move(*lowered.schedule);
-    }
+    schedule = LowerIfComputeOnly(std::move(schedule));  // `run` lowers a compute-only schedule first
     view = RecordedView(schedule, run, f.pass == "both" ? "" : f.pass, transport);
   } else {
-    Costs costs = ParseCosts(f.cost);
-    if (f.latency) costs.latency = *f.latency;
-    view = ScheduleView(schedule, *CommModelFromName(f.comm), costs, StreamsFlag(f.streams));
+    view = ScheduleView(schedule, f.comm.Model(), f.comm.CostsGiven().value_or(Costs{}),
+                        f.comm.Streams());
   }
   SvgOptions options;
   options.show_comm = f.show_comm || !view.stuck.empty();
@@ -86,41 +81,35 @@ int Render(const ScheduleInput& input, const RenderFlags& f) {
   return view.stuck.empty() ? kExitOk : kExitCheckFailed;
 }
 
+void DeclareRender(CLI::App* cmd, RenderFlags& f) {
+  AddScheduleInputOptions(cmd, f.input);
+  cmd->add_option("-o,--output", f.output,
+                  "the picture: OUT.svg, or OUT.png (through rsvg-convert); - for SVG on stdout")
+      ->required();
+  f.comm.Add(cmd);
+  cmd->add_option("--from-run", f.from_run,
+                  "draw the timeline recorded by pipeproof run --report REPORT (real times) "
+                  "instead of simulating");
+  cmd->add_option("--pass", f.pass, "with --from-run: the pass to draw")
+      ->check(CLI::IsMember({"train", "inference", "both"}))
+      ->capture_default_str();
+  cmd->add_flag("--show-comm", f.show_comm,
+                "draw SEND, RECV and WAIT as thin marks under each rank's cells");
+  cmd->add_option("--width", f.width,
+                  "width of the time axis in pixels (default: from the makespan)")
+      ->check(CLI::Range(100, 100000));
+}
+
 }  // namespace
 
 void AddRenderCommands(CLI::App& app, Commands& commands) {
-  auto input = std::make_shared<ScheduleInput>();
-  auto flags = std::make_shared<RenderFlags>();
-  CLI::App* cmd = app.add_subcommand(
-      "render",
+  AddCommand<RenderFlags>(
+      app, commands, "render",
       "Draw a schedule's timeline (ranks as rows, time left to right, one coloured cell per "
-      "action) as "
-      "SVG or PNG: simulated under given costs, or as a recorded run ran (--from-run). A "
-      "deadlocked "
-      "schedule is drawn up to the stuck point with its cycle of blocked actions (exit 1)");
-  AddScheduleInputOptions(cmd, *input);
-  cmd->add_option("-o,--output", flags->output,
-                  "the picture: OUT.svg, or OUT.png (through rsvg-convert); - for SVG on stdout")
-      ->required();
-  cmd->add_option("--comm", flags->comm, "communication model of the simulation")
-      ->check(CLI::IsMember({"nccl", "eager"}))
-      ->capture_default_str();
-  AddStreamsOption(cmd, flags->streams);
-  cmd->add_option("--cost", flags->cost,
-                  "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
-  cmd->add_option("--latency", flags->latency, "per-message latency (default 0)");
-  cmd->add_option("--from-run", flags->from_run,
-                  "draw the timeline recorded by pipeproof run --report REPORT (real times) "
-                  "instead of simulating");
-  cmd->add_option("--pass", flags->pass, "with --from-run: the pass to draw")
-      ->check(CLI::IsMember({"train", "inference", "both"}))
-      ->capture_default_str();
-  cmd->add_flag("--show-comm", flags->show_comm,
-                "draw SEND, RECV and WAIT as thin marks under each rank's cells");
-  cmd->add_option("--width", flags->width,
-                  "width of the time axis in pixels (default: from the makespan)")
-      ->check(CLI::Range(100, 100000));
-  commands.push_back({cmd, [=] { return Render(*input, *flags); }});
+      "action) as SVG or PNG: simulated under given costs, or as a recorded run ran "
+      "(--from-run). A deadlocked schedule is drawn up to the stuck point with its cycle of "
+      "blocked actions (exit 1)",
+      DeclareRender, Render);
 }
 
 }  // namespace pipeproof

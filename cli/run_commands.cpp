@@ -23,6 +23,7 @@
 #include "render/run_report.h"
 #include "render/timeline_view.h"
 #include "schedule/generate.h"
+#include "schedule/lower.h"
 #include "verify/verify.h"
 
 namespace pipeproof {
@@ -134,7 +135,7 @@ Schedule ScheduleFrom(const RunFlags& f, std::string& name) {
     name = fmt::format("{}, {} ranks, {} stages, {} microbatches", g.kind, schedule.ranks, schedule.stages,
                        schedule.microbatches);
   }
-  return AsRun(std::move(schedule), &name);
+  return LowerIfComputeOnly(std::move(schedule), &name);
 }
 
 ComparePolicy PolicyFrom(const RunFlags& f, DType dtype) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "exec/memory_budget.h"
-#include "schedule/lower.h"
 
 namespace pipeproof {
 namespace {
@@ -18,16 +17,6 @@ bool OnlyDeadlockFails(const VerifyReport& report) {
 }
 
 }  // namespace
-
-Schedule AsRun(Schedule schedule, std::string* name) {
-  if (HasComm(schedule)) return schedule;
-  LoweringResult lowered = Lower(schedule);
-  if (!lowered.schedule) {
-    throw InputError("the compute-only schedule cannot be lowered: " + lowered.problem);
-  }
-  if (name) *name += ", SEND/RECV inserted by lowering";
-  return std::move(*lowered.schedule);
-}
 
 FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options) {
   if (options.replay) return *options.replay;

@@ -45,14 +45,10 @@ struct ScheduleRun {
   std::optional<RunOutcome> outcome;  // when it ran
 };
 
-// `schedule` must have its SEND/RECVs (AsRun lowers a compute-only one). Throws InputError for a
+// `schedule` must have its SEND/RECVs (LowerIfComputeOnly lowers a compute-only one). Throws InputError for a
 // world that does not fit the streams layout, a run that does not fit in memory, faults that do
 // not fit the schedule.
 ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world);
-
-// The schedule as `run` executes it: with communication as given, or lowered when compute-only
-// (InputError when its compute order admits no execution). `name` gains a note when lowered.
-Schedule AsRun(Schedule schedule, std::string* name = nullptr);
 
 // The fault plan for `options` (drawn, or the replayed one as it is).
 FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options);

@@ -335,12 +335,7 @@ TimelineView DeadlockView(const Schedule& schedule, const Timeline& partial,
 TimelineView VerifiedView(const Schedule& input, const VerifyReport& report) {
   Schedule s = input;
   CompleteTopology(s);
-  if (report.lowered) {
-    LoweringResult lowered = Lower(s);
-    if (!lowered.schedule)
-      throw InputError("the compute-only schedule cannot be lowered: " + lowered.problem);
-    s = std::move(*lowered.schedule);
-  }
+  if (report.lowered) s = LowerIfComputeOnly(std::move(s));
   if (!report.cycle.empty()) {
     return DeadlockView(s, Simulate(s, report.model, report.costs, report.streams), report.cycle,
                         report.model, report.streams);

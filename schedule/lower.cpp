@@ -236,4 +236,14 @@ Schedule AddWaitSends(const Schedule& schedule) {
   return out;
 }
 
+Schedule LowerIfComputeOnly(Schedule schedule, std::string* name) {
+  if (HasComm(schedule)) return schedule;
+  LoweringResult lowered = Lower(schedule);
+  if (!lowered.schedule) {
+    throw InputError("the compute-only schedule cannot be lowered: " + lowered.problem);
+  }
+  if (name) *name += ", SEND/RECV inserted by lowering";
+  return std::move(*lowered.schedule);
+}
+
 }  // namespace pipeproof

@@ -26,6 +26,10 @@ LoweringResult Lower(const Schedule& compute_only);
 
 bool HasComm(const Schedule& schedule);  // any SEND/RECV/WAIT/WAIT_SEND
 
+// The schedule as `run` executes it: as given when it has communication, else lowered (InputError
+// when its compute order admits no execution). `name`, when given, gains a note when lowered.
+Schedule LowerIfComputeOnly(Schedule schedule, std::string* name = nullptr);
+
 // The waits PyTorch's runtime writes (torch.distributed.pipelining's _add_wait_send): on every
 // rank without WAITs, each SEND_F is waited for (WAIT_SEND_F) right after the same stage and
 // microbatch's backward (B or I) on that rank, which proves the peer took the activation; every
