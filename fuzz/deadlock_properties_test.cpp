@@ -84,8 +84,8 @@ const std::vector<MutationClass>& WellFormedMutations() {
       MutationClass::kDropComm,       MutationClass::kDropWait,       MutationClass::kDuplicateComm,
       MutationClass::kSwapAdjacent,   MutationClass::kSwapAny,        MutationClass::kSendMicrobatch,
       MutationClass::kRecvMicrobatch, MutationClass::kCommAcrossWait, MutationClass::kMoveWait,
-      MutationClass::kReverseGroup,   MutationClass::kStripWaits,     MutationClass::kStripAllWaits,
-      MutationClass::kShuffleRank};
+      MutationClass::kReverseGroup,   MutationClass::kSwapSendRecv,   MutationClass::kStripWaits,
+      MutationClass::kStripAllWaits,  MutationClass::kShuffleRank};
   return classes;
 }
 

@@ -78,6 +78,7 @@ MUTATION_CLASS_IS_CAUGHT(RecvMicrobatch, kRecvMicrobatch)
 MUTATION_CLASS_IS_CAUGHT(CommAcrossWait, kCommAcrossWait)
 MUTATION_CLASS_IS_CAUGHT(MoveWait, kMoveWait)
 MUTATION_CLASS_IS_CAUGHT(ReverseGroup, kReverseGroup)
+MUTATION_CLASS_IS_CAUGHT(SwapSendRecv, kSwapSendRecv)
 MUTATION_CLASS_IS_CAUGHT(WrongRank, kWrongRank)
 MUTATION_CLASS_IS_CAUGHT(IWithoutW, kIWithoutW)
 MUTATION_CLASS_IS_CAUGHT(StripWaits, kStripWaits)
@@ -90,7 +91,7 @@ MUTATION_CLASS_IS_CAUGHT(WaitSendAfterSend, kWaitSendAfterSend)
 MUTATION_CLASS_IS_CAUGHT(WaitSendInGroup, kWaitSendInGroup)
 
 // Every class has a test above.
-TEST(MutationProperties, EveryClassHasAProperty) { EXPECT_EQ(AllMutationClasses().size(), 22u); }
+TEST(MutationProperties, EveryClassHasAProperty) { EXPECT_EQ(AllMutationClasses().size(), 23u); }
 
 }  // namespace
 }  // namespace pipeproof
