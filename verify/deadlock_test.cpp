@@ -632,5 +632,47 @@ TEST(Deadlock, CycleStepsNameRealActions) {
   EXPECT_GT(cycles, 5);
 }
 
+// The proof's outcome as a field of the deadlock check and of its JSON, not only as words.
+TEST(Deadlock, ProofVerdictIsStructured) {
+  const Schedule sound = Generated("dualpipe", 2, 4);
+  const Schedule hangs = Pps(std::string(kOneFOneBHeader) +
+                             "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                             "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n");
+  using Outcome = ProofVerdict::Outcome;
+  for (const Schedule* s : {&sound, &hangs}) {
+    const std::optional<ProofVerdict> skipped = Verify(*s, {.use_z3 = false}).Find("deadlock")->proof;
+    ASSERT_TRUE(skipped.has_value());
+    EXPECT_EQ(skipped->outcome, Outcome::kNotAsked);
+  }
+  const VerifyReport ok = Verify(sound, {});
+  const VerifyReport deadlock = Verify(hangs, {});
+  ASSERT_TRUE(ok.ok) << ok.Text();
+  ASSERT_EQ(FailedChecks(deadlock), std::vector<std::string>{"deadlock"}) << deadlock.Text();
+  const ProofVerdict& free_proof = ok.Find("deadlock")->proof.value();
+  const ProofVerdict& deadlock_proof = deadlock.Find("deadlock")->proof.value();
+  const nlohmann::json free_json = DeadlockJson(ok)["proof"];
+  const nlohmann::json deadlock_json = DeadlockJson(deadlock)["proof"];
+  if (!HaveZ3()) {
+    EXPECT_EQ(free_proof.outcome, Outcome::kNoZ3);
+    EXPECT_EQ(deadlock_proof.outcome, Outcome::kNoZ3);
+    EXPECT_EQ(free_json["outcome"], "no-z3");
+    return;
+  }
+  EXPECT_EQ(free_proof.outcome, Outcome::kDeadlockFree);
+  EXPECT_EQ(deadlock_proof.outcome, Outcome::kDeadlock);
+  for (const ProofVerdict* p : {&free_proof, &deadlock_proof}) {
+    EXPECT_TRUE(p->agrees_with_simulation);
+    EXPECT_GT(p->constraints, 0);
+    EXPECT_GT(p->variables, 0);
+  }
+  EXPECT_EQ(free_json["outcome"], "deadlock-free");
+  EXPECT_EQ(deadlock_json["outcome"], "deadlock");
+  EXPECT_EQ(deadlock_json["agrees_with_simulation"], true);
+  EXPECT_EQ(deadlock_json["constraints"], deadlock_proof.constraints);
+  // The fields the JSON had before stay.
+  EXPECT_TRUE(DeadlockJson(deadlock).contains("cycle"));
+  EXPECT_TRUE(DeadlockJson(deadlock).contains("setup_deadlock"));
+}
+
 }  // namespace
 }  // namespace pipeproof
