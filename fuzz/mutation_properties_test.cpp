@@ -53,6 +53,7 @@ void CheckMutantsAreCaught(MutationClass c) {
   // The static rules are the same question on both sides.
   RC_ASSERT(report.Find("structure")->ok() == truth.structure);
   if (truth.structure) {
+    RC_ASSERT(report.Find("dependencies")->ok() == truth.dependencies);
     RC_ASSERT(report.Find("matching")->ok() == truth.matching);
     RC_ASSERT(report.Find("memory")->ok() == truth.memory);
   }
