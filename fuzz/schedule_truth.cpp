@@ -297,11 +297,12 @@ bool MessagesMatch(const Schedule& s) {
   return true;
 }
 
-// The program text alone, as the verifier's dependencies check reads it. A remote input arrives
-// through a RECV written before the compute that brings it (by its own name or its partner's),
-// whose partner SEND comes after the input was made and which has completed by then: on a rank
-// with WAITs a WAIT lies between the RECV and the compute; without WAITs the compute waits for
-// it. A SEND comes after what it, or its partner, names was made on its rank.
+// The program text alone, as the verifier's dependencies check reads it, so that a rank that
+// hangs is still judged past the point where it hangs. A remote input comes by a RECV written
+// before the compute and bringing it (by its own name or its partner's), whose partner SEND
+// stands after the input is made and which has completed when the compute runs: on a rank with
+// WAITs a WAIT lies between the two; without WAITs the compute waits for it. A SEND stands after
+// what it, or its partner, names is made on its rank.
 bool DependenciesHold(const Schedule& s) {
   const Pairing pairs = PairMessages(s);
   for (int r = 0; r < s.ranks; ++r) {
@@ -605,8 +606,8 @@ int PeakActivations(const Schedule& s) {
   return peak;
 }
 
-// Written here apart from verify/memory.cpp's KindActivationBound on purpose: the memory check
-// is judged against this table, so it must not share the verifier's.
+// Written here apart from the verifier's table of bounds (KindActivationBound) on purpose: the
+// memory check is judged against this one, so a wrong bound there must not be copied here.
 int KindBound(const Schedule& s) {
   size_t longest = 0;
   for (const auto& route : s.routes) longest = std::max(longest, route.size());
