@@ -53,6 +53,7 @@ void CheckMutantsAreCaught(MutationClass c) {
   // The static rules are the same question on both sides.
   RC_ASSERT(report.Find("structure")->ok() == truth.structure);
   if (truth.structure) {
+    RC_ASSERT(report.Find("dependencies")->ok() == truth.dependencies);
     RC_ASSERT(report.Find("matching")->ok() == truth.matching);
     RC_ASSERT(report.Find("memory")->ok() == truth.memory);
   }
@@ -78,6 +79,7 @@ MUTATION_CLASS_IS_CAUGHT(RecvMicrobatch, kRecvMicrobatch)
 MUTATION_CLASS_IS_CAUGHT(CommAcrossWait, kCommAcrossWait)
 MUTATION_CLASS_IS_CAUGHT(MoveWait, kMoveWait)
 MUTATION_CLASS_IS_CAUGHT(ReverseGroup, kReverseGroup)
+MUTATION_CLASS_IS_CAUGHT(SwapSendRecv, kSwapSendRecv)
 MUTATION_CLASS_IS_CAUGHT(WrongRank, kWrongRank)
 MUTATION_CLASS_IS_CAUGHT(IWithoutW, kIWithoutW)
 MUTATION_CLASS_IS_CAUGHT(StripWaits, kStripWaits)
@@ -90,7 +92,7 @@ MUTATION_CLASS_IS_CAUGHT(WaitSendAfterSend, kWaitSendAfterSend)
 MUTATION_CLASS_IS_CAUGHT(WaitSendInGroup, kWaitSendInGroup)
 
 // Every class has a test above.
-TEST(MutationProperties, EveryClassHasAProperty) { EXPECT_EQ(AllMutationClasses().size(), 22u); }
+TEST(MutationProperties, EveryClassHasAProperty) { EXPECT_EQ(AllMutationClasses().size(), 23u); }
 
 }  // namespace
 }  // namespace pipeproof

@@ -159,6 +159,18 @@ std::string ReverseGroup(Schedule& s, Rng& rng) {
                      start.index + length - 1);
 }
 
+std::string SwapSendRecv(Schedule& s, Rng& rng) {
+  const Place p = Pick(s, rng, [](const Action& a) { return IsSend(a.op); });
+  if (p.rank < 0) return "";
+  std::vector<Action>& program = s.program[p.rank];
+  for (int j = p.index + 1; j < static_cast<int>(program.size()); ++j) {
+    if (!IsRecv(program[j].op)) continue;
+    std::swap(program[p.index], program[j]);
+    return fmt::format("rank {}: the SEND at [{}] and the RECV at [{}] swapped", p.rank, p.index, j);
+  }
+  return "";
+}
+
 std::string WrongRank(Schedule& s, Rng& rng) {
   if (s.ranks < 2) return "";
   const Place p = Pick(s, rng, [](const Action& a) { return !IsWait(a); });
@@ -176,11 +188,16 @@ std::string WrongRank(Schedule& s, Rng& rng) {
 
 std::string IWithoutW(Schedule& s, Rng& rng) {
   const Place p = Pick(s, rng, [](const Action& a) {
-    return a.op == Op::kBackward || (a.op == Op::kOverlapFB && a.back.op == Op::kBackward);
+    return a.op == Op::kBackward || a.op == Op::kWeightGrad ||
+           (a.op == Op::kOverlapFB && a.back.op == Op::kBackward);
   });
   if (p.rank < 0) return "";
   const std::string what = Where(s, p);
   Action& a = s.program[p.rank][p.index];
+  if (a.op == Op::kWeightGrad) {
+    s.program[p.rank].erase(s.program[p.rank].begin() + p.index);
+    return "dropped " + what + ", leaving its I without a W";
+  }
   if (a.op == Op::kBackward) {
     a.op = Op::kInputGrad;
   } else {
@@ -318,14 +335,18 @@ int AddPyTorchWaitSends(Schedule& s) {
 
 const std::vector<MutationClass>& AllMutationClasses() {
   static const std::vector<MutationClass> all = {
-      MutationClass::kDropCompute,    MutationClass::kDropComm,       MutationClass::kDropWait,
-      MutationClass::kDuplicateCompute, MutationClass::kDuplicateComm, MutationClass::kSwapAdjacent,
-      MutationClass::kSwapAny,        MutationClass::kSendMicrobatch, MutationClass::kRecvMicrobatch,
-      MutationClass::kCommAcrossWait, MutationClass::kMoveWait,       MutationClass::kReverseGroup,
-      MutationClass::kWrongRank,      MutationClass::kIWithoutW,      MutationClass::kStripWaits,
-      MutationClass::kStripAllWaits,  MutationClass::kShuffleRank,    MutationClass::kDropWaitSend,
-      MutationClass::kDuplicateWaitSend, MutationClass::kWaitSendBeforeSend,
-      MutationClass::kWaitSendAfterSend, MutationClass::kWaitSendInGroup};
+      MutationClass::kDropCompute,        MutationClass::kDropComm,
+      MutationClass::kDropWait,           MutationClass::kDuplicateCompute,
+      MutationClass::kDuplicateComm,      MutationClass::kSwapAdjacent,
+      MutationClass::kSwapAny,            MutationClass::kSendMicrobatch,
+      MutationClass::kRecvMicrobatch,     MutationClass::kCommAcrossWait,
+      MutationClass::kMoveWait,           MutationClass::kReverseGroup,
+      MutationClass::kSwapSendRecv,       MutationClass::kWrongRank,
+      MutationClass::kIWithoutW,          MutationClass::kStripWaits,
+      MutationClass::kStripAllWaits,      MutationClass::kShuffleRank,
+      MutationClass::kDropWaitSend,       MutationClass::kDuplicateWaitSend,
+      MutationClass::kWaitSendBeforeSend, MutationClass::kWaitSendAfterSend,
+      MutationClass::kWaitSendInGroup};
   return all;
 }
 
@@ -343,6 +364,7 @@ std::string MutationClassName(MutationClass c) {
     case MutationClass::kCommAcrossWait: return "comm-across-wait";
     case MutationClass::kMoveWait: return "move-wait";
     case MutationClass::kReverseGroup: return "reverse-group";
+    case MutationClass::kSwapSendRecv: return "swap-send-recv";
     case MutationClass::kWrongRank: return "wrong-rank";
     case MutationClass::kIWithoutW: return "i-without-w";
     case MutationClass::kStripWaits: return "strip-waits";
@@ -378,6 +400,7 @@ std::string Mutate(Schedule& s, MutationClass c, uint64_t seed) {
     case MutationClass::kCommAcrossWait: what = CommAcrossWait(s, rng); break;
     case MutationClass::kMoveWait: what = MoveWait(s, rng); break;
     case MutationClass::kReverseGroup: what = ReverseGroup(s, rng); break;
+    case MutationClass::kSwapSendRecv: what = SwapSendRecv(s, rng); break;
     case MutationClass::kWrongRank: what = WrongRank(s, rng); break;
     case MutationClass::kIWithoutW: what = IWithoutW(s, rng); break;
     case MutationClass::kStripWaits: what = StripWaits(s, rng, false); break;

@@ -1,7 +1,8 @@
-// Mutations of schedules for the property suites: the classes of mistake the verifier issue
-// lists (drop or duplicate an action, swap two actions, change a microbatch id in a SEND or RECV,
-// move a SEND or RECV across a WAIT, move a WAIT) and a few more that people make by hand. Each
-// is written here, apart from verify/'s own tests, and is judged by fuzz/schedule_truth.h.
+// The one library of schedule mutations, shared by verify/'s unit tests and the property suites:
+// the classes of mistake the verifier issue lists (drop or duplicate an action, swap two actions,
+// change a microbatch id in a SEND or RECV, move a SEND or RECV across a WAIT, move a WAIT) and a
+// few more that people make by hand. Each is written here, apart from verify/'s code, and is
+// judged by fuzz/schedule_truth.h.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +27,9 @@ enum class MutationClass {
   kCommAcrossWait,    // a SEND/RECV moves to the other side of its nearest WAIT
   kMoveWait,          // a WAIT moves elsewhere in its rank's program
   kReverseGroup,      // the SEND/RECVs between two WAITs are written in reverse order
+  kSwapSendRecv,      // a SEND and the nearest RECV after it on its rank trade places
   kWrongRank,         // an action moves to another rank
-  kIWithoutW,         // a B becomes an I whose W never comes
+  kIWithoutW,         // a B becomes an I whose W never comes, or a W is dropped
   kStripWaits,        // one rank loses every WAIT
   kStripAllWaits,     // every rank loses every WAIT
   kShuffleRank,       // one rank's program in random order
@@ -44,7 +46,8 @@ std::string MutationClassName(MutationClass c);  // "drop-compute", ...
 // How RapidCheck prints a class in a counterexample (found by lookup).
 inline void showValue(MutationClass c, std::ostream& os) { os << MutationClassName(c); }
 
-// Applies one mutation of class `c` to `s` at a place drawn from `seed`. Returns a description
+// Applies one mutation of class `c` to `s` at a place drawn from `seed` (a seed rather than a
+// generator, so that a RapidCheck counterexample replays from the value it printed). Returns a description
 // ("rank 2: dropped [7] 3B1") or "" when the class has nowhere to apply on this schedule (no
 // WAIT to drop, say); `s` is then unchanged.
 std::string Mutate(Schedule& s, MutationClass c, uint64_t seed);

@@ -105,6 +105,68 @@ Pairing PairMessages(const Schedule& s) {
 // What a rank has computed: ('F' | 'B' | 'I', stage, mb), B and I both marking the backward.
 using Done = std::tuple<char, int, int>;
 
+// What a compute task needs: the results made on its own rank, and the payloads from others.
+struct Inputs {
+  std::vector<Done> local;
+  std::vector<Payload> remote;
+};
+
+Inputs InputsOf(const Schedule& s, int r, const Task& t) {
+  Inputs out;
+  const int st = t.stage, m = t.microbatch;
+  if (t.op == Op::kForward) {
+    const int prev = Neighbour(s, st, m, -1);
+    if (prev >= 0 && s.placement[prev] == r) out.local.push_back({'F', prev, m});
+    if (prev >= 0 && s.placement[prev] != r) out.remote.push_back({'A', prev, st, m});
+  } else if (t.op == Op::kBackward || t.op == Op::kInputGrad) {
+    out.local.push_back({'F', st, m});
+    const int next = Neighbour(s, st, m, +1);
+    if (next >= 0 && s.placement[next] == r) out.local.push_back({'B', next, m});
+    if (next >= 0 && s.placement[next] != r) out.remote.push_back({'G', next, st, m});
+  } else if (t.op == Op::kWeightGrad) {
+    out.local.push_back({'I', st, m});
+  }
+  return out;
+}
+
+// What made a payload, on the rank of the stage it comes from.
+Done MakerOf(const Payload& p) {
+  const auto [kind, from, to, m] = p;
+  return {kind == 'A' ? 'F' : 'B', from, m};
+}
+
+// The position of the first compute that makes `d` on the rank of d's stage, or -1.
+int MadeAt(const Schedule& s, const Done& d) {
+  const auto [what, stage, m] = d;
+  const std::vector<Action>& program = s.program[s.placement[stage]];
+  for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+    for (const Task& t : Tasks(program[i])) {
+      if (t.stage != stage || t.microbatch != m) continue;
+      const bool makes = what == 'F'   ? t.op == Op::kForward
+                         : what == 'B' ? t.op == Op::kBackward || t.op == Op::kInputGrad
+                                       : t.op == Op::kInputGrad;
+      if (makes) return i;
+    }
+  }
+  return -1;
+}
+
+// The RECVs before index `before` on rank r that bring `p`: those naming it, and those whose
+// partner SEND names it. The two differ only where a message is mislabelled, which breaks
+// matching anyway; a compute on a rank without WAITs waits only for the one naming it.
+std::vector<int> ReceivesOf(const Schedule& s, const Pairing& pairs, int r, int before,
+                            const Payload& p) {
+  std::vector<int> out;
+  for (int j = 0; j < before; ++j) {
+    const Action& a = s.program[r][j];
+    if (!IsRecv(a.op)) continue;
+    const auto [pr, pi] = pairs.Of(r, j);
+    const bool sent_as_p = pr >= 0 && Names(s, s.program[pr][pi].TaskAt(0))->payload == p;
+    if (Names(s, a.TaskAt(0))->payload == p || sent_as_p) out.push_back(j);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string Verdict::Describe() const {
@@ -114,10 +176,21 @@ std::string Verdict::Describe() const {
     if (!ok) out += (out.empty() ? "" : ", ") + std::string(name);
   };
   add(structure, "structure");
+  add(dependencies, "dependencies");
   add(matching, "matching");
   add(inputs, "inputs");
   add(runs_to_end, "runs_to_end");
   add(memory, "memory");
+  return out;
+}
+
+std::vector<std::string> Verdict::FailingChecks() const {
+  if (!structure) return {"structure"};
+  std::vector<std::string> out;
+  if (!dependencies) out.push_back("dependencies");
+  if (!matching) out.push_back("matching");
+  if (!runs_to_end) out.push_back("deadlock");
+  if (!memory) out.push_back("memory");
   return out;
 }
 
@@ -219,6 +292,57 @@ bool MessagesMatch(const Schedule& s) {
       const auto [pr, pi] = pairs.Of(r, i);
       if (pr < 0) return false;  // left over
       if (Names(s, a.TaskAt(0))->payload != Names(s, s.program[pr][pi].TaskAt(0))->payload) return false;
+    }
+  }
+  return true;
+}
+
+// The program text alone, as the verifier's dependencies check reads it, so that a rank that
+// hangs is still judged past the point where it hangs. A remote input comes by a RECV written
+// before the compute and bringing it (by its own name or its partner's), whose partner SEND
+// stands after the input is made and which has completed when the compute runs: on a rank with
+// WAITs a WAIT lies between the two; without WAITs the compute waits for it. A SEND stands after
+// what it, or its partner, names is made on its rank.
+bool DependenciesHold(const Schedule& s) {
+  const Pairing pairs = PairMessages(s);
+  for (int r = 0; r < s.ranks; ++r) {
+    const std::vector<Action>& program = s.program[r];
+    const bool grouped = HasWait(program);
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      const Action& a = program[i];
+      if (IsSend(a.op)) {
+        std::vector<Payload> named{Names(s, a.TaskAt(0))->payload};
+        if (const auto [pr, pi] = pairs.Of(r, i); pr >= 0) {
+          named.push_back(Names(s, s.program[pr][pi].TaskAt(0))->payload);
+        }
+        bool made = false;
+        for (const Payload& p : named) {
+          const Done maker = MakerOf(p);
+          if (s.placement[std::get<1>(maker)] != r) continue;
+          const int at = MadeAt(s, maker);
+          made = made || (at >= 0 && at < i);
+        }
+        if (!made) return false;
+      }
+      if (!IsCompute(a.op)) continue;
+      for (const Task& t : Tasks(a)) {
+        const Inputs need = InputsOf(s, r, t);
+        for (const Done& d : need.local) {
+          const int at = MadeAt(s, d);
+          if (at < 0 || at >= i) return false;
+        }
+        for (const Payload& p : need.remote) {
+          const int made = MadeAt(s, MakerOf(p));
+          bool arrived = false;
+          for (int j : ReceivesOf(s, pairs, r, i, p)) {
+            bool completed = !grouped;
+            for (int w = j + 1; w < i && !completed; ++w) completed = program[w].op == Op::kWait;
+            const auto [sr, si] = pairs.Of(r, j);
+            arrived = arrived || (completed && sr >= 0 && made >= 0 && si > made);
+          }
+          if (!arrived) return false;
+        }
+      }
     }
   }
   return true;
@@ -339,20 +463,6 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
     return !q.empty() && q.front() == u;
   };
   auto posted = [&](std::pair<int, int> op) { return unit_of.count(op) > 0; };
-  // The RECVs before index `before` on rank r that bring `p`: those naming it, and those whose
-  // partner SEND names it. The two differ only where a message is mislabelled, which breaks
-  // matching anyway; a compute on a rank without WAITs waits only for the one naming it.
-  auto receives_of = [&](int r, int before, const Payload& p) {
-    std::vector<int> out;
-    for (int j = 0; j < before; ++j) {
-      const Action& a = s.program[r][j];
-      if (!IsRecv(a.op)) continue;
-      const auto [pr, pi] = pairs.Of(r, j);
-      const bool sent_as_p = pr >= 0 && Names(s, s.program[pr][pi].TaskAt(0))->payload == p;
-      if (Names(s, a.TaskAt(0))->payload == p || sent_as_p) out.push_back(j);
-    }
-    return out;
-  };
   // The SEND a WAIT_SEND at index i waits for: the last of its stage, microbatch and direction.
   auto waited_send = [&](int r, int i) {
     const Action& w = s.program[r][i];
@@ -361,29 +471,6 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
       if (a.op == SentBy(w.op) && a.stage == w.stage && a.microbatch == w.microbatch) return j;
     }
     return -1;
-  };
-
-  // What a compute task needs: the local results, and the payloads from other ranks.
-  struct Needs {
-    std::vector<Done> local;
-    std::vector<Payload> remote;
-  };
-  auto needs = [&](int r, const Task& t) {
-    Needs out;
-    const int st = t.stage, m = t.microbatch;
-    if (t.op == Op::kForward) {
-      const int prev = Neighbour(s, st, m, -1);
-      if (prev >= 0 && s.placement[prev] == r) out.local.push_back({'F', prev, m});
-      if (prev >= 0 && s.placement[prev] != r) out.remote.push_back({'A', prev, st, m});
-    } else if (t.op == Op::kBackward || t.op == Op::kInputGrad) {
-      out.local.push_back({'F', st, m});
-      const int next = Neighbour(s, st, m, +1);
-      if (next >= 0 && s.placement[next] == r) out.local.push_back({'B', next, m});
-      if (next >= 0 && s.placement[next] != r) out.remote.push_back({'G', next, st, m});
-    } else if (t.op == Op::kWeightGrad) {
-      out.local.push_back({'I', st, m});
-    }
-    return out;
   };
 
   // One step of rank r's host; false when it cannot move now.
@@ -396,9 +483,9 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
     if (IsCompute(a.op)) {
       const std::vector<Task> tasks = Tasks(a);
       for (const Task& t : tasks) {
-        const Needs need = needs(r, t);
+        const Inputs need = InputsOf(s, r, t);
         for (const Payload& p : need.remote) {
-          const std::vector<int> recvs = receives_of(r, i, p);
+          const std::vector<int> recvs = ReceivesOf(s, pairs, r, i, p);
           if (recvs.empty()) {
             v.inputs = false;  // nothing written before it brings the input
             continue;
@@ -431,8 +518,7 @@ Verdict Run(const Schedule& s, CommModel model, StreamLayout layout) {
       }
     } else if (IsComm(a.op)) {
       if (IsSend(a.op)) {
-        const auto [kind, from, to, m] = Names(s, a.TaskAt(0))->payload;
-        if (!done[r].count({kind == 'A' ? 'F' : 'B', from, m})) v.inputs = false;
+        if (!done[r].count(MakerOf(Names(s, a.TaskAt(0))->payload))) v.inputs = false;
       }
       if (grouped) {
         collected[r].push_back(i);
@@ -520,6 +606,8 @@ int PeakActivations(const Schedule& s) {
   return peak;
 }
 
+// Written here apart from the verifier's table of bounds (KindActivationBound) on purpose: the
+// memory check is judged against this one, so a wrong bound there must not be copied here.
 int KindBound(const Schedule& s) {
   size_t longest = 0;
   for (const auto& route : s.routes) longest = std::max(longest, route.size());
@@ -537,6 +625,7 @@ Verdict Judge(const Schedule& s, CommModel model, StreamLayout layout) {
   Verdict v;
   v.structure = StructureHolds(s);
   if (!v.structure) return v;
+  v.dependencies = DependenciesHold(s);
   v.matching = MessagesMatch(s);
   const Verdict run = Run(s, model, layout);
   v.inputs = run.inputs;

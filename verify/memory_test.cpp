@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fuzz/schedule_truth.h"
 #include "schedule/generate.h"
 #include "verify/verify.h"
 #include "verify/verify_test_util.h"
@@ -25,9 +26,9 @@ TEST(Memory, GeneratedSchedulesStayWithinTheirKindsBound) {
       ASSERT_TRUE(report.Find("memory")->ok()) << kind << " " << r << "x" << m << "\n"
                                                << report.Text();
       ASSERT_TRUE(report.memory.bound.has_value());
-      EXPECT_EQ(*report.memory.bound, testing::TruthKindBound(s));
+      EXPECT_EQ(*report.memory.bound, truth::KindBound(s));
       const int peak = *std::max_element(report.memory.peak.begin(), report.memory.peak.end());
-      EXPECT_EQ(peak, testing::TruthPeakActivations(s)) << kind;
+      EXPECT_EQ(peak, truth::PeakActivations(s)) << kind;
       // DualPipe's bound is tight: some rank holds S_route + 1 chunks (once the pipe is full).
       if (kind == "dualpipe" && m >= 2 * r) {
         EXPECT_EQ(peak, r + 1) << kind << " " << r;

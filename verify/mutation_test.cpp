@@ -1,21 +1,23 @@
-// Negative controls: systematically mutated generated schedules, each verdict compared with the
-// ground truth computed in verify_test_util.cpp from the definitions (for deadlock, a
-// step-by-step run of the mutated program). The table printed at the end is the mutation score
+// Negative controls: systematically mutated generated schedules (fuzz/schedule_mutation.h), each
+// verdict compared with the ground truth of fuzz/schedule_truth.h, computed from the definitions
+// (for deadlock, a step-by-step run of the mutated program). The table printed at the end is the mutation score
 // per class: how many mutants each class made, how many are really broken, how many of those
 // the verifier caught, and whether it named the same failing checks as the ground truth.
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <random>
 
+#include "fuzz/schedule_mutation.h"
+#include "fuzz/schedule_truth.h"
 #include "schedule/formats.h"
 #include "verify/verify.h"
 #include "verify/verify_test_util.h"
 
 namespace pipeproof {
 namespace {
-
-using testing::Mutation;
 
 struct Score {
   int mutants = 0, broken = 0, caught = 0, same_checks = 0;
@@ -43,50 +45,32 @@ std::vector<Schedule> Bases() {
   return out;
 }
 
-// The check every mutant of a class must fail, where the class always breaks the same rule.
-std::optional<std::string> AlwaysFails(Mutation m) {
-  switch (m) {
-    case Mutation::kDropCompute:
-    case Mutation::kDuplicateCompute:
-    case Mutation::kWrongRank:
-    case Mutation::kIWithoutW:
-      return "structure";
-    case Mutation::kDropComm:
-    case Mutation::kDuplicateComm:
-    case Mutation::kSendMicrobatch:
-    case Mutation::kRecvMicrobatch:
-      return "matching";
-    default:
-      return std::nullopt;
-  }
-}
-
 TEST(Mutation, VerdictsMatchTheGroundTruth) {
   std::mt19937 rng(20241122);
-  std::map<Mutation, Score> scores;
+  std::map<MutationClass, Score> scores;
   const std::vector<Schedule> bases = Bases();
   for (const Schedule& base : bases) {
-    for (Mutation m : testing::AllMutations()) {
+    for (MutationClass m : AllMutationClasses()) {
       for (int attempt = 0; attempt < 7; ++attempt) {
         Schedule mutant = base;
-        if (!Mutate(mutant, m, rng)) continue;
+        if (Mutate(mutant, m, rng()).empty()) continue;
         const CommModel model = attempt == 6 ? CommModel::kEager : CommModel::kNccl;
-        const std::vector<std::string> truth = testing::TruthFailedChecks(mutant, model);
+        const std::vector<std::string> judged = truth::Judge(mutant, model).FailingChecks();
         const VerifyReport report = Verify(mutant, {.model = model, .use_z3 = false});
         const std::vector<std::string> got = testing::FailedChecks(report);
         Score& score = scores[m];
         ++score.mutants;
-        score.broken += !truth.empty();
-        score.caught += !truth.empty() && !report.ok;
-        score.same_checks += truth == got;
+        score.broken += !judged.empty();
+        score.caught += !judged.empty() && !report.ok;
+        score.same_checks += judged == got;
         score.first_check[got.empty() ? "sound" : got.front()]++;
-        ASSERT_EQ(got, truth) << testing::MutationName(m) << " of " << base.kind << " ("
+        ASSERT_EQ(got, judged) << MutationClassName(m) << " of " << base.kind << " ("
                               << CommModelName(model) << ")\n"
                               << WritePps(mutant) << "\n"
                               << report.Text();
-        if (auto expected = AlwaysFails(m)) {
-          ASSERT_NE(std::find(got.begin(), got.end(), *expected), got.end())
-              << testing::MutationName(m) << "\n"
+        if (const std::string expected = AlwaysFailingCheck(m); !expected.empty()) {
+          ASSERT_NE(std::find(got.begin(), got.end(), expected), got.end())
+              << MutationClassName(m) << "\n"
               << report.Text();
         }
       }
@@ -98,10 +82,10 @@ TEST(Mutation, VerdictsMatchTheGroundTruth) {
   for (const auto& [m, s] : scores) {
     std::string firsts;
     for (const auto& [name, n] : s.first_check) firsts += name + ":" + std::to_string(n) + " ";
-    std::printf("[ mutation ] %-32s %7d %7d %7d %8.0f%%  %s\n", testing::MutationName(m).c_str(),
+    std::printf("[ mutation ] %-32s %7d %7d %7d %8.0f%%  %s\n", MutationClassName(m).c_str(),
                 s.mutants, s.broken, s.caught, 100.0 * s.same_checks / s.mutants, firsts.c_str());
-    EXPECT_EQ(s.caught, s.broken) << testing::MutationName(m);
-    EXPECT_GT(s.mutants, 10) << testing::MutationName(m);
+    EXPECT_EQ(s.caught, s.broken) << MutationClassName(m);
+    EXPECT_GT(s.mutants, 10) << MutationClassName(m);
     total += s.mutants;
   }
   EXPECT_GT(total, 1000);

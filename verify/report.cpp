@@ -194,6 +194,16 @@ std::string_view CommModelName(CommModel model) {
   return model == CommModel::kNccl ? "nccl" : "eager";
 }
 
+std::string_view ProofOutcomeName(ProofVerdict::Outcome outcome) {
+  switch (outcome) {
+    case ProofVerdict::Outcome::kNotAsked: return "not-asked";
+    case ProofVerdict::Outcome::kNoZ3: return "no-z3";
+    case ProofVerdict::Outcome::kDeadlockFree: return "deadlock-free";
+    case ProofVerdict::Outcome::kDeadlock: return "deadlock";
+  }
+  return "?";
+}
+
 std::string DescribeSemantics(CommModel model, StreamLayout streams) {
   if (model == CommModel::kEager) return "the eager model";
   const char* layout = streams == StreamLayout::kRank   ? "one stream per rank"
@@ -358,6 +368,18 @@ std::string VerifyReport::Json() const {
       }
       cj["deadlock_free_under"] = layouts;  // per stream layout decided (nccl model)
       cj["setup_deadlock"] = setup_deadlock;
+      if (c.proof) {
+        const ProofVerdict& p = *c.proof;
+        nlohmann::ordered_json proof;
+        proof["outcome"] = std::string(ProofOutcomeName(p.outcome));
+        proof["agrees_with_simulation"] = p.agrees_with_simulation;
+        if (p.proven()) {
+          proof["seconds"] = JsonNumber(p.seconds);
+          proof["variables"] = p.variables;
+          proof["constraints"] = p.constraints;
+        }
+        cj["proof"] = std::move(proof);
+      }
     }
     if (c.name == "memory") {
       cj["peak"] = memory.peak;

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "fuzz/schedule_truth.h"
 #include "verify/verify.h"
 #include "verify/verify_test_util.h"
 
@@ -282,7 +283,7 @@ TEST(StructureRuntime, EveryRuntimeActionInAValidOrder) {
       "rank 1: 1UNSHARD 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1 1REDUCE_GRAD "
       "1WAIT_REDUCE_GRAD 1RESHARD 1WAIT_SEND_B0 1WAIT_SEND_B1\n";
   const Schedule s = Pps(std::string(kHeader) + program);
-  EXPECT_TRUE(testing::TruthStructure(s));
+  EXPECT_TRUE(truth::StructureHolds(s));
   for (StreamLayout streams : kStreamLayouts) {
     const VerifyReport r = Verify(s, {.streams = streams, .use_z3 = false});
     EXPECT_TRUE(r.ok) << StreamLayoutName(streams) << "\n" << r.Text();

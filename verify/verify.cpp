@@ -136,14 +136,22 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     z3 = ProveWithZ3(s, routes, messages, options.model, options.streams, options.progress);
   }
   std::string proof = "Z3 proof skipped (--no-z3)";
+  ProofVerdict& verdict = check.proof.emplace();
   if (z3) {
     proof = fmt::format(
         "Z3 proves it: the timing constraints are {} ({} variables, {} "
         "constraints, {:.2f} s)",
         z3->deadlock_free ? "satisfiable" : "unsatisfiable", z3->variables, z3->constraints,
         z3->seconds);
+    verdict = {.outcome = z3->deadlock_free ? ProofVerdict::Outcome::kDeadlockFree
+                                            : ProofVerdict::Outcome::kDeadlock,
+               .agrees_with_simulation = z3->deadlock_free == complete,
+               .seconds = z3->seconds,
+               .variables = z3->variables,
+               .constraints = z3->constraints};
   } else if (options.use_z3) {
     proof = "Z3 proof skipped: this build has no Z3";
+    verdict.outcome = ProofVerdict::Outcome::kNoZ3;
   }
   if (z3 && z3->deadlock_free != complete) {
     check.status = CheckStatus::kFail;

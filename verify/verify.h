@@ -113,11 +113,32 @@ struct VerifyOptions {
 
 enum class CheckStatus { kPass, kFail, kSkipped };
 
+// What Z3 made of the deadlock question, so that callers need not read it out of the text.
+struct ProofVerdict {
+  enum class Outcome {
+    kNotAsked,      // VerifyOptions::use_z3 was false (--no-z3)
+    kNoZ3,          // asked, but this build has no Z3
+    kDeadlockFree,  // the timing constraints are satisfiable: a complete execution exists
+    kDeadlock,      // they are unsatisfiable: no execution runs to its end
+  };
+  Outcome outcome = Outcome::kNotAsked;
+  // False only on a pipeproof bug: the check then fails whatever Z3 said, and says so.
+  bool agrees_with_simulation = true;
+  // Set when Z3 ran.
+  double seconds = 0;
+  int variables = 0;
+  int constraints = 0;
+  bool proven() const { return outcome == Outcome::kDeadlockFree || outcome == Outcome::kDeadlock; }
+};
+std::string_view ProofOutcomeName(ProofVerdict::Outcome outcome);  // "deadlock-free", "no-z3", ...
+
 struct CheckResult {
   std::string name;  // structure, dependencies, matching, deadlock, memory, timing
   CheckStatus status = CheckStatus::kPass;
   std::string message;               // one line
   std::vector<std::string> details;  // further lines for the text report
+  // deadlock, wherever the event simulation decided it: Z3's part of the verdict.
+  std::optional<ProofVerdict> proof;
   bool ok() const { return status != CheckStatus::kFail; }
   bool skipped() const { return status == CheckStatus::kSkipped; }
 };
