@@ -43,7 +43,7 @@ std::string Where(const Schedule& s, int rank, int index) {
 }
 
 CheckResult Skipped(std::string name, const std::string& why) {
-  return {std::move(name), CheckStatus::kSkipped, "skipped: " + why, {}};
+  return {std::move(name), CheckStatus::kSkipped, "skipped: " + why, {}, std::nullopt};
 }
 
 std::vector<std::string> CycleLines(const std::vector<CycleStep>& cycle) {
