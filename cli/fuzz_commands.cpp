@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +20,7 @@
 #include "cli/exit_codes.h"
 #include "exec/memory_budget.h"
 #include "fuzz/campaign.h"
+#include "render/progress.h"
 #include "schedule/generate.h"
 #include "verify/verify.h"
 
@@ -152,51 +152,6 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
 
 std::atomic<bool> g_interrupted{false};
 
-// Prints progress: one line rewritten in place on a terminal, a line every `interval` seconds
-// otherwise.
-class Progress {
- public:
-  Progress(bool quiet, double interval) : quiet_(quiet), tty_(::isatty(STDOUT_FILENO)), interval_(interval) {}
-
-  void Case(const CampaignStats& stats) {
-    if (quiet_) return;
-    const auto now = std::chrono::steady_clock::now();
-    const double since = std::chrono::duration<double>(now - last_).count();
-    if (since < (tty_ ? 0.2 : interval_)) return;
-    last_ = now;
-    Print(stats);
-  }
-
-  void Message(const std::string& text) {
-    EndLine();
-    std::cout << text << '\n' << std::flush;
-  }
-
-  void Final(const CampaignStats& stats) {
-    if (!quiet_) Print(stats);
-    EndLine();
-  }
-
- private:
-  void Print(const CampaignStats& stats) {
-    if (tty_) {
-      std::cout << "\r\033[K" << "fuzz: " << ProgressLine(stats) << std::flush;
-      open_line_ = true;
-    } else {
-      std::cout << "fuzz: " << ProgressLine(stats) << '\n' << std::flush;
-    }
-  }
-  void EndLine() {
-    if (open_line_) std::cout << '\n';
-    open_line_ = false;
-  }
-
-  bool quiet_, tty_;
-  double interval_;
-  bool open_line_ = false;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-};
-
 // Refuses, before the first case, a campaign whose largest cases cannot fit in memory (exit 2),
 // rather than one that the OOM killer ends in the middle.
 void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
@@ -238,16 +193,24 @@ int Fuzz(const FuzzFlags& f) {
                            options.iterations ? fmt::format("{} cases", *options.iterations)
                            : options.seconds  ? fmt::format("for {}", f.time)
                                               : std::string("until Ctrl-C"));
-  Progress progress(f.quiet, f.progress_interval);
+  // On stdout, with the campaign's messages: a live line on a terminal, a line every
+  // --progress-interval seconds otherwise.
+  ProgressOptions progress_options;
+  progress_options.mode = f.quiet ? ProgressMode::kOff : ProgressMode::kAuto;
+  progress_options.out = &std::cout;
+  progress_options.fd = STDOUT_FILENO;
+  progress_options.quiet_s = f.progress_interval;
+  progress_options.plain_every_s = f.progress_interval;
+  Progress progress("fuzz", progress_options);
   CampaignEvents events;
-  events.on_case = [&](const CampaignStats& stats) { progress.Case(stats); };
-  events.on_message = [&](const std::string& text) { progress.Message(text); };
+  events.on_case = [&](const CampaignStats& stats) { progress.Update(ProgressLine(stats)); };
+  events.on_message = [&](const std::string& text) { progress.Print(text); };
   events.should_stop = [] { return g_interrupted.load(); };
   g_interrupted = false;
   auto previous = std::signal(SIGINT, [](int) { g_interrupted = true; });
   const CampaignResult result = RunCampaign(options, *runner, events);
   std::signal(SIGINT, previous);
-  progress.Final(result.stats);
+  progress.Finish();
   std::cout << fmt::format("fuzz: {} cases in {:.1f}s ({:.1f} cases/s), {} failures{}; stopped by {}\n",
                            result.stats.cases, result.stats.seconds, result.stats.CasesPerSecond(),
                            result.stats.failures,

@@ -7,9 +7,9 @@
 // and the one `pipeproof run ... --replay PLAN` command that reproduces it is printed.
 //
 // Every case is drawn from the campaign seed and its number alone, so a campaign is reproducible
-// case by case. Cases run through a CaseRunner: ranks as threads of this process, or a
-// `pipeproof run` command per case (MPI under mpirun; later GPUs, by the transport and device
-// the command is given).
+// case by case. Cases run through a CaseRunner: ranks as threads of this process (the threads and
+// streams transports, in-process library calls), or a `pipeproof run` command per case where the
+// ranks must be processes (MPI, NCCL under mpirun).
 #pragma once
 
 #include <cstdint>
@@ -99,7 +99,9 @@ std::unique_ptr<CaseRunner> MakeThreadRunner(std::function<std::unique_ptr<World
 // runner.Run, with anything it throws turned into a kFault outcome.
 CaseOutcome RunCase(CaseRunner& runner, const CampaignCase& c, const FaultPlan& plan, const CaseSettings& settings);
 
-// How a case runs as a command: `[launcher] pipeproof run --transport T ... --replay PLAN`.
+// How a case runs as a command: `[launcher] pipeproof run --transport T ... --replay PLAN`. Only
+// for transports whose ranks are processes (MPI, NCCL under mpirun): process isolation is the
+// point there (fuzz/campaign.cpp, CommandRunner, says why).
 struct CommandRunnerOptions {
   std::string pipeproof;       // the binary
   std::string transport = "mpi";
@@ -215,7 +217,7 @@ struct CampaignEvents {
 
 CampaignResult RunCampaign(const CampaignOptions& options, CaseRunner& runner, const CampaignEvents& events = {});
 
-// "1234 cases, 0 failures, 45.2 cases/s, 1m07s elapsed"
+// "1234 cases, 0 failures, 45.2 cases/s" (the progress line adds the time)
 std::string ProgressLine(const CampaignStats& stats);
 
 // Runs `command` through the shell; its exit status (128 + signal when killed).

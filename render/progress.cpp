@@ -125,6 +125,13 @@ void Progress::Draw(bool last) {
   printed_ = true;
 }
 
+void Progress::Print(std::string_view text) {
+  std::lock_guard lock(mutex_);
+  std::ostream& out = *options_.out;
+  if (mode_ == ProgressMode::kLive && printed_) out << "\r\033[K";
+  out << text << '\n' << std::flush;
+}
+
 void Progress::Finish() {
   {
     std::lock_guard lock(mutex_);

@@ -69,6 +69,9 @@ class Progress {
   // Thread-safe and cheap: stores the state for the next redraw.
   void Update(std::string_view phase, int64_t done = 0, int64_t total = 0);
   void SetNote(std::string_view note);
+  // Prints `text` as a line of its own (the live line, erased first, comes back at the next
+  // redraw), through the same stream, so that messages and progress never interleave mid-line.
+  void Print(std::string_view text);
   // Stops the ticker. Live: erases the line. Plain: a last line, if any line was printed.
   void Finish();
   // For VerifyOptions::progress, RunOptions::progress and the like. Valid while this lives.
