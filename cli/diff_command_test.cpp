@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -12,13 +11,6 @@
 
 namespace pipeproof {
 namespace {
-
-template <typename T>
-std::string Raw(const std::vector<T>& values) {
-  std::string b(values.size() * sizeof(T), '\0');
-  std::memcpy(b.data(), values.data(), b.size());
-  return b;
-}
 
 // The whole command on a 64 MiB safetensors dump with one flipped bit: found, named, and fast.
 TEST(TensorDiffTest, DiffFindsOneFlippedBitInALargeDump) {
@@ -33,7 +25,7 @@ TEST(TensorDiffTest, DiffFindsOneFlippedBitInALargeDump) {
       state ^= state << 13, state ^= state >> 7, state ^= state << 17;
       v = static_cast<float>(static_cast<int64_t>(state % 100001) - 50000) * 1e-6f;
     }
-    f.tensors.push_back(MakeTensor(name, ElementType::kF32, {2048, 4096}, Raw(values)));
+    f.tensors.push_back(MakeTensor(name, ElementType::kF32, {2048, 4096}, RawBytes(values)));
   }
   const std::string a = WriteSafetensors(f);
   ASSERT_GE(a.size(), 64u << 20);

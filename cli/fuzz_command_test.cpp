@@ -16,13 +16,8 @@ using testing::RunCommand;
 using testing::RunPipeproof;
 using testing::ScratchPath;
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
-
-std::string ScratchDir(const std::string& name) {
-  const std::string dir = ScratchPath(name);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+using testing::Has;
+using testing::ScratchDir;
 
 // Without CUDA or a GPU (as here when no GPU is present) a GPU campaign is refused before it starts.
 TEST(FuzzCommandTest, DeviceCudaIsRefusedWithoutAGpuAndBf16WithoutCuda) {

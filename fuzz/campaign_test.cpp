@@ -20,13 +20,8 @@ namespace {
 using testing::RunCommand;
 using testing::ScratchPath;
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
-
-std::string ScratchDir(const std::string& name) {
-  const std::string dir = ScratchPath(name);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+using testing::Has;
+using testing::ScratchDir;
 
 TEST(DrawCaseTest, TheSameSeedAndNumberDrawTheSameValidCase) {
   DrawLimits limits;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -33,6 +34,17 @@ inline std::string ReadWhole(const std::string& path) {
 // A path for a scratch file of this test process.
 inline std::string ScratchPath(const std::string& name) {
   return ::testing::TempDir() + "/pipeproof_" + std::to_string(::getpid()) + "_" + name;
+}
+
+// A scratch directory of this test process, made.
+inline std::string ScratchDir(const std::string& name) {
+  const std::string dir = ScratchPath(name);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline bool Has(const std::string& text, const std::string& what) {
+  return text.find(what) != std::string::npos;
 }
 
 inline CommandOutput RunCommand(const std::string& command) {

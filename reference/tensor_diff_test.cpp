@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -12,13 +11,6 @@
 
 namespace pipeproof {
 namespace {
-
-template <typename T>
-std::string Raw(const std::vector<T>& values) {
-  std::string b(values.size() * sizeof(T), '\0');
-  std::memcpy(b.data(), values.data(), b.size());
-  return b;
-}
 
 DiffOptions Exact() {
   DiffOptions o;
@@ -34,7 +26,7 @@ TensorDump Dump(std::vector<StoredTensor> tensors) {
 }
 
 TEST(TensorDiffTest, EqualDumpsMatch) {
-  const auto t = MakeTensor("w", ElementType::kF32, {2, 3}, Raw<float>({1, 2, 3, 4, 5, 6}));
+  const auto t = MakeTensor("w", ElementType::kF32, {2, 3}, RawBytes<float>({1, 2, 3, 4, 5, 6}));
   const TensorDiff d = DiffTensors(Dump({t}), Dump({t}), {});
   EXPECT_TRUE(d.ok()) << d.Text();
   EXPECT_TRUE(DiffTensors(Dump({t}), Dump({t}), Exact()).ok());
@@ -45,8 +37,8 @@ TEST(TensorDiffTest, PointsAtTheElementInItsOwnShapeAndType) {
   std::vector<uint16_t> b = a;
   b[1 * 12 + 2 * 4 + 3] = 0x3c01;  // the next f16 after 1.0, at [1,2,3]
   const TensorDiff d =
-      DiffTensors(Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(a))}),
-                  Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(b))}), Exact());
+      DiffTensors(Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, RawBytes(a))}),
+                  Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, RawBytes(b))}), Exact());
   ASSERT_FALSE(d.ok());
   const TensorComparison& c = d.report.tensors[0];
   EXPECT_EQ(c.mismatches, 1);
@@ -55,8 +47,8 @@ TEST(TensorDiffTest, PointsAtTheElementInItsOwnShapeAndType) {
   EXPECT_EQ(*c.max_ulp, 1u) << "one f16 ULP, not f32's";
   EXPECT_NE(c.note.find("F16 [2,3,4]; first mismatch at [1,2,3]"), std::string::npos) << c.note;
   // Within f16's default tolerance.
-  EXPECT_TRUE(DiffTensors(Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(a))}),
-                          Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, Raw(b))}), {})
+  EXPECT_TRUE(DiffTensors(Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, RawBytes(a))}),
+                          Dump({MakeTensor("h", ElementType::kF16, {2, 3, 4}, RawBytes(b))}), {})
                   .ok());
   const auto j = nlohmann::json::parse(d.Json());
   EXPECT_EQ(j["tensors"][0]["first"]["index_nd"], (std::vector<int64_t>{1, 2, 3}));
@@ -66,19 +58,19 @@ TEST(TensorDiffTest, PointsAtTheElementInItsOwnShapeAndType) {
 TEST(TensorDiffTest, WideIntegersCompareBitForBit) {
   const int64_t big = (int64_t{1} << 60) + 1;
   const TensorDiff d = DiffTensors(
-      Dump({MakeTensor("i", ElementType::kI64, {2}, Raw<int64_t>({big, -3}))}),
-      Dump({MakeTensor("i", ElementType::kI64, {2}, Raw<int64_t>({big + 1, -3}))}), Exact());
+      Dump({MakeTensor("i", ElementType::kI64, {2}, RawBytes<int64_t>({big, -3}))}),
+      Dump({MakeTensor("i", ElementType::kI64, {2}, RawBytes<int64_t>({big + 1, -3}))}), Exact());
   ASSERT_FALSE(d.ok()) << "2^60 + 1 and 2^60 + 2 are one double apart from nothing";
   EXPECT_EQ(d.report.tensors[0].first_index, 0);
   EXPECT_EQ(*d.report.tensors[0].max_ulp, 1u);
 }
 
 TEST(TensorDiffTest, NamesShapesAndRenames) {
-  const auto w = MakeTensor("rank0.w", ElementType::kF32, {2, 2}, Raw<float>({1, 2, 3, 4}));
+  const auto w = MakeTensor("rank0.w", ElementType::kF32, {2, 2}, RawBytes<float>({1, 2, 3, 4}));
   auto renamed = w;
   renamed.name = "rank0/w";
-  auto transposed = MakeTensor("v", ElementType::kF32, {4, 1}, Raw<float>({1, 2, 3, 4}));
-  auto v = MakeTensor("v", ElementType::kF32, {1, 4}, Raw<float>({1, 2, 3, 4}));
+  auto transposed = MakeTensor("v", ElementType::kF32, {4, 1}, RawBytes<float>({1, 2, 3, 4}));
+  auto v = MakeTensor("v", ElementType::kF32, {1, 4}, RawBytes<float>({1, 2, 3, 4}));
   const TensorDiff plain = DiffTensors(Dump({w, v}), Dump({renamed, transposed}), {});
   const std::string text = plain.Text();
   EXPECT_EQ(plain.report.MismatchingTensors(), 3) << text;
@@ -95,8 +87,8 @@ TEST(TensorDiffTest, NamesShapesAndRenames) {
 }
 
 TEST(TensorDiffTest, EveryComparedPairIsShownToTheCaller) {
-  const auto a = MakeTensor("w", ElementType::kF16, {2, 1}, Raw<uint16_t>({0x3c00, 0x4000}));
-  const auto b = MakeTensor("w", ElementType::kF16, {2, 1}, Raw<uint16_t>({0x3c00, 0x4200}));
+  const auto a = MakeTensor("w", ElementType::kF16, {2, 1}, RawBytes<uint16_t>({0x3c00, 0x4000}));
+  const auto b = MakeTensor("w", ElementType::kF16, {2, 1}, RawBytes<uint16_t>({0x3c00, 0x4200}));
   int seen = 0;
   DiffTensors(Dump({a}), Dump({b}), {},
               [&](const TensorComparison& c, const HostTensor& run, const HostTensor& ref,

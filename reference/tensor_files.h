@@ -82,6 +82,12 @@ std::string WriteSafetensors(const SafetensorsFile& file);
 std::string WriteNpy(const StoredTensor& tensor);  // version 1.0, C order; bf16 as '<V2'
 StoredTensor MakeTensor(std::string name, ElementType type, std::vector<int64_t> shape,
                         std::string bytes);
+// The bytes of `values` as they lie in memory (little-endian, as the formats store them), for
+// MakeTensor.
+template <typename T>
+std::string RawBytes(const std::vector<T>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
+}
 
 // A dump: one file, or a directory searched recursively for *.safetensors and *.npy. Names: a
 // safetensors file's tensors by their own names, a lone .npy by its file name without ".npy"; in
