@@ -119,7 +119,7 @@ void DeclareFuzz(CLI::App* cmd, FuzzFlags& f) {
 
 // Cases of a transport with ranks as processes run as `pipeproof run` commands under the launcher.
 bool RunsCasesAsCommands(const FuzzFlags& f) {
-  return f.world.transport == "mpi" || f.world.transport == "nccl";
+  return TransportOf(f.world.Spec(f.model.dtype)).ranks_are_processes;
 }
 
 CampaignOptions OptionsFrom(const FuzzFlags& f) {
@@ -168,8 +168,7 @@ void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
 
 int Fuzz(const FuzzFlags& f) {
   const WorldSpec spec = f.world.Spec(f.model.dtype);
-  CheckStreamsFitTransport(StreamsFlag(f.world.streams), spec.transport);  // before the first case
-  CheckWorldSpec(spec);
+  CheckWorldSpec(spec);  // before the first case
   const CampaignOptions options = OptionsFrom(f);
   if (spec.device == "cpu") CheckLargestCasesFit(options, !RunsCasesAsCommands(f));
   std::unique_ptr<CaseRunner> runner;

@@ -133,7 +133,7 @@ void WorldFlags::Add(CLI::App* app, const std::string& transport_more) {
 }
 
 WorldSpec WorldFlags::Spec(const std::string& dtype) const {
-  return {.device = device, .dtype = dtype, .transport = transport};
+  return {.device = device, .dtype = dtype, .transport = transport, .streams = StreamsFlag(streams)};
 }
 
 void WriteOutput(const std::string& path, const std::string& text) {

@@ -216,7 +216,6 @@ void WritePictures(const RunFlags& f, const RunOutcome& outcome, const Schedule&
 
 int Run(const RunFlags& f) {
   const WorldSpec spec = f.world.Spec(f.model.dtype);
-  CheckStreamsFitTransport(StreamsFlag(f.world.streams), spec.transport);
   std::unique_ptr<World> world = MakeWorld(spec);
   const bool leader = world->leader();
   try {
@@ -224,7 +223,6 @@ int Run(const RunFlags& f) {
     const Schedule schedule = ScheduleFrom(f, name);
     ScheduleRunOptions options;
     options.world = spec;
-    options.streams = StreamsFlag(f.world.streams);
     options.use_z3 = !f.no_z3;
     options.allow_deadlock = f.allow_deadlock;
     options.model = f.model.Config();

@@ -115,7 +115,7 @@ struct RunOptions {
   // Which streams run a rank's SEND/RECVs (ranks without WAITs): one per rank, per peer or per
   // peer and direction, each a thread of the rank; under `pair` the first unit with a peer first
   // waits for that peer's first unit with it (Transport::Connect). The NCCL transport, with one
-  // communicator per rank, runs `rank` only.
+  // communicator per rank, runs `rank` only (CheckWorldSpec, exec/world.h, refuses the others).
   StreamLayout streams = StreamLayout::kRank;
   ComparePolicy policy;  // exact: the reference replays the schedule's sums; tolerance: natural order
   FaultPlan faults;
@@ -127,10 +127,6 @@ struct RunOptions {
   // Progress of the long phases (executing, the reference, the comparison); may be empty.
   ProgressCallback progress;
 };
-
-// The NCCL transport has one communicator per rank, so it runs the rank layout only: InputError
-// for another layout on it, saying what runs that layout.
-void CheckStreamsFitTransport(StreamLayout streams, std::string_view transport);
 
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.
 RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world);

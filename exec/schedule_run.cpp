@@ -25,11 +25,10 @@ FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options)
 }
 
 ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world) {
-  CheckStreamsFitTransport(options.streams, options.world.transport);
   ScheduleRun result;
   VerifyOptions verify;
   verify.model = CommModel::kNccl;  // what the executor does
-  verify.streams = options.streams;
+  verify.streams = options.world.streams;
   verify.use_z3 = options.use_z3;
   verify.progress = options.progress;
   result.report = Verify(schedule, verify);
@@ -47,7 +46,7 @@ ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& opti
   if (options.on_start && world.leader()) options.on_start(result.report, result.faults);
 
   RunOptions run;
-  run.streams = options.streams;
+  run.streams = options.world.streams;
   run.exec.model = options.model;
   // Every rank and the reference on the same kind of device: exact mode compares like kernels.
   run.exec.make_device = DevicesFor(options.world);

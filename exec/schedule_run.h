@@ -17,8 +17,7 @@
 namespace pipeproof {
 
 struct ScheduleRunOptions {
-  WorldSpec world;
-  StreamLayout streams = StreamLayout::kRank;
+  WorldSpec world;  // its stream layout too
   bool use_z3 = true;
   // Run a schedule whose deadlock check alone fails (the watchdog stops the hang: exit 3).
   bool allow_deadlock = false;
@@ -45,9 +44,9 @@ struct ScheduleRun {
   std::optional<RunOutcome> outcome;  // when it ran
 };
 
-// `schedule` must have its SEND/RECVs (LowerIfComputeOnly lowers a compute-only one). Throws InputError for a
-// world that does not fit the streams layout, a run that does not fit in memory, faults that do
-// not fit the schedule.
+// `schedule` must have its SEND/RECVs (LowerIfComputeOnly lowers a compute-only one); `world` is
+// the one MakeWorld(options.world) made. Throws InputError for a run that does not fit in memory
+// and for faults that do not fit the schedule.
 ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world);
 
 // The fault plan for `options` (drawn, or the replayed one as it is).

@@ -87,17 +87,6 @@ void CheckCudaUsable() {
 #endif
 }
 
-// The row `spec` runs over: threads on cuda are the streams transport.
-const TransportKind& TransportOf(const WorldSpec& spec) {
-  const std::string name =
-      spec.device == "cuda" && spec.transport == "threads" ? "streams" : spec.transport;
-  for (const TransportKind& t : Transports()) {
-    if (t.name == name) return t;
-  }
-  throw InputError(fmt::format("unknown transport '{}' (known: {})", spec.transport,
-                               fmt::join(TransportNames(), ", ")));
-}
-
 }  // namespace
 
 const std::vector<TransportKind>& Transports() {
@@ -115,14 +104,27 @@ const std::vector<TransportKind>& Transports() {
        .other_device_hint =
            "--device cuda sends device memory: with one GPU per MPI process use --transport "
            "nccl; on one GPU leave --transport out (the streams transport)",
+       .ranks_are_processes = true,
        .unavailable = AlwaysAvailable, .make_world = MpiWorld, .make_devices = HostDevices},
       {.name = "nccl", .device = "cuda",
        .help = "nccl (with --device cuda): one GPU per rank, ranks as processes under mpirun -np "
                "RANKS or else as threads",
        .other_device_hint = "",
+       .rank_streams_only = true,
+       .ranks_are_processes = true,
        .unavailable = NcclUnavailable, .make_world = NcclWorld, .make_devices = GpuPerRank},
   };
   return transports;
+}
+
+const TransportKind& TransportOf(const WorldSpec& spec) {
+  const std::string name =
+      spec.device == "cuda" && spec.transport == "threads" ? "streams" : spec.transport;
+  for (const TransportKind& t : Transports()) {
+    if (t.name == name) return t;
+  }
+  throw InputError(fmt::format("unknown transport '{}' (known: {})", spec.transport,
+                               fmt::join(TransportNames(), ", ")));
 }
 
 std::vector<std::string> TransportNames() {
@@ -132,11 +134,23 @@ std::vector<std::string> TransportNames() {
 }
 
 void CheckWorldSpec(const WorldSpec& spec) {
+  const TransportKind& transport = TransportOf(spec);
+  if (transport.rank_streams_only && spec.streams != StreamLayout::kRank) {
+    std::vector<std::string> others;
+    for (const TransportKind& t : Transports()) {
+      if (!t.rank_streams_only) others.push_back(t.name);
+    }
+    throw InputError(fmt::format(
+        "--streams {} needs a communicator per {}; the {} transport has one per rank: run it "
+        "with --streams rank, or on the {} transport",
+        StreamLayoutName(spec.streams),
+        spec.streams == StreamLayout::kPair ? "rank pair" : "directed edge",
+        transport.name == "nccl" ? "NCCL" : transport.name, fmt::join(others, ", ")));
+  }
   if (spec.device == "cpu" && spec.dtype == "bf16")
     throw InputError("--dtype bf16 computes on the GPU: add --device cuda");
   if (spec.device == "cuda" && spec.dtype == "f64")
     throw InputError("--device cuda computes in f32 or bf16: add --dtype f32 or --dtype bf16");
-  const TransportKind& transport = TransportOf(spec);
   if (transport.device != spec.device) {
     throw InputError(transport.other_device_hint.empty()
                          ? fmt::format("--transport {} runs on GPUs: add --device cuda",

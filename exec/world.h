@@ -20,6 +20,7 @@ struct WorldSpec {
   std::string device = "cpu";         // cpu (f64, f32) or cuda (f32, bf16)
   std::string dtype = "f64";          // f64, f32, bf16
   std::string transport = "threads";  // a name in TransportNames(); threads on cuda is streams
+  StreamLayout streams = StreamLayout::kRank;  // which streams carry a rank's SEND/RECVs
 };
 
 struct TransportKind {
@@ -28,6 +29,10 @@ struct TransportKind {
   std::string help;    // one clause for --help
   // What to say to a user who asks for it on the other device.
   std::string other_device_hint;
+  // One communicator per rank: it runs the rank stream layout only.
+  bool rank_streams_only = false;
+  // Its ranks are processes under a launcher (mpirun), so a campaign runs each case as a command.
+  bool ranks_are_processes = false;
   // "" when this build and machine can run `spec` over it, else why not (a sentence).
   std::string (*unavailable)(const WorldSpec& spec);
   std::unique_ptr<World> (*make_world)();
@@ -38,10 +43,14 @@ struct TransportKind {
 const std::vector<TransportKind>& Transports();
 std::vector<std::string> TransportNames();
 
-// Refuses a device, dtype and transport that do not go together, --device cuda where this build
-// has no CUDA or this machine no usable GPU, and a transport this build or node cannot run (NCCL
-// with fewer GPUs on this node than ranks under mpirun): InputError (exit 2), before anything runs.
+// Refuses a stream layout the transport cannot run, a device, dtype and transport that do not go
+// together, --device cuda where this build has no CUDA or this machine no usable GPU, and a
+// transport this build or node cannot run (NCCL with fewer GPUs on this node than ranks under
+// mpirun): InputError (exit 2), before anything runs.
 void CheckWorldSpec(const WorldSpec& spec);
+
+// The row `spec` runs over (threads on cuda: streams). InputError for an unknown name.
+const TransportKind& TransportOf(const WorldSpec& spec);
 
 // The world `spec` runs in (checked), and a maker of fresh ones for runners that need one per
 // case.
