@@ -312,7 +312,16 @@ std::string RunOutcome::Json() const {
   return j.dump(2) + "\n";
 }
 
+void CheckStreamsFitTransport(StreamLayout streams, std::string_view transport) {
+  if (streams == StreamLayout::kRank || !transport.starts_with("nccl")) return;
+  throw InputError(fmt::format(
+      "--streams {} needs a communicator per {}; the NCCL transport has one per rank: run it "
+      "with --streams rank, or on the threads, mpi or streams transport",
+      StreamLayoutName(streams), streams == StreamLayout::kPair ? "rank pair" : "directed edge"));
+}
+
 RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world) {
+  CheckStreamsFitTransport(options.streams, world.TransportName());
   const RunPlan plan = PlanRun(schedule, options.streams);
   CheckPlanFits(options.faults, plan);
   RunOutcome outcome;

@@ -128,6 +128,11 @@ struct RunOptions {
   ProgressCallback progress;
 };
 
+// The NCCL transport has one communicator per rank, so it runs the rank layout only: InputError
+// for another layout on a world named nccl, saying what runs that layout. RunAndCompare checks it;
+// the world factory (exec/world.h) checks it first, for each transport whose row says so.
+void CheckStreamsFitTransport(StreamLayout streams, std::string_view transport);
+
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.
 RunOutcome RunAndCompare(const Schedule& schedule, const RunOptions& options, World& world);
 

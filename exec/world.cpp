@@ -135,18 +135,7 @@ std::vector<std::string> TransportNames() {
 
 void CheckWorldSpec(const WorldSpec& spec) {
   const TransportKind& transport = TransportOf(spec);
-  if (transport.rank_streams_only && spec.streams != StreamLayout::kRank) {
-    std::vector<std::string> others;
-    for (const TransportKind& t : Transports()) {
-      if (!t.rank_streams_only) others.push_back(t.name);
-    }
-    throw InputError(fmt::format(
-        "--streams {} needs a communicator per {}; the {} transport has one per rank: run it "
-        "with --streams rank, or on the {} transport",
-        StreamLayoutName(spec.streams),
-        spec.streams == StreamLayout::kPair ? "rank pair" : "directed edge",
-        transport.name == "nccl" ? "NCCL" : transport.name, fmt::join(others, ", ")));
-  }
+  if (transport.rank_streams_only) CheckStreamsFitTransport(spec.streams, transport.name);
   if (spec.device == "cpu" && spec.dtype == "bf16")
     throw InputError("--dtype bf16 computes on the GPU: add --device cuda");
   if (spec.device == "cuda" && spec.dtype == "f64")
