@@ -141,10 +141,12 @@ void CheckWorldSpec(const WorldSpec& spec) {
   if (spec.device == "cuda" && spec.dtype == "f64")
     throw InputError("--device cuda computes in f32 or bf16: add --dtype f32 or --dtype bf16");
   if (transport.device != spec.device) {
-    throw InputError(transport.other_device_hint.empty()
+    if (!transport.other_device_hint.empty()) throw InputError(transport.other_device_hint);
+    throw InputError(transport.device == "cuda"
                          ? fmt::format("--transport {} runs on GPUs: add --device cuda",
                                        transport.name)
-                         : transport.other_device_hint);
+                         : fmt::format("--transport {} runs on the CPU: leave --device cuda out",
+                                       transport.name));
   }
   if (spec.device == "cuda") CheckCudaUsable();
   if (std::string why = transport.unavailable(spec); !why.empty()) throw InputError(why);
