@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "schedule/schedule.h"  // InputError, kMaxRanks
+#include "schedule/errors.h"  // InputError, kMaxRanks
 
 namespace pipeproof {
 

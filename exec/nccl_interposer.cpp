@@ -64,7 +64,7 @@
 #include "exec/nccl_api.h"
 #include "exec/nccl_gpu.h"
 #include "exec/nccl_trace.h"
-#include "schedule/schedule.h"  // InputError, kMaxRanks
+#include "schedule/errors.h"  // InputError, kMaxRanks
 
 #define PIPEPROOF_EXPORT extern "C" __attribute__((visibility("default")))
 

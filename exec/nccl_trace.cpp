@@ -10,7 +10,7 @@
 #include <set>
 #include <sstream>
 
-#include "schedule/schedule.h"  // InputError, kMaxRanks
+#include "schedule/errors.h"  // InputError, kMaxRanks
 
 namespace pipeproof {
 

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "exec/nccl_trace.h"
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof::testing {
 

@@ -8,7 +8,7 @@
 
 #include "exec/nccl_trace_oracle.h"
 #include "exec/trace_test_util.h"
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {

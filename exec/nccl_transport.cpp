@@ -14,7 +14,7 @@
 #include "reference/cuda_device.h"
 #include "reference/cuda_kernels.h"
 #include "reference/shared_library.h"
-#include "schedule/schedule.h"  // InputError
+#include "schedule/errors.h"  // InputError
 
 namespace pipeproof {
 namespace {

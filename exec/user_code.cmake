@@ -5,7 +5,7 @@
 # Traces: the one module that defines the format, for the interposer and every reader.
 add_library(pipeproof_nccl_trace nccl_trace.cpp)
 target_include_directories(pipeproof_nccl_trace PUBLIC ${PROJECT_SOURCE_DIR})
-target_link_libraries(pipeproof_nccl_trace PUBLIC pipeproof_schedule fmt::fmt)
+target_link_libraries(pipeproof_nccl_trace PUBLIC pipeproof_errors fmt::fmt)
 
 # The analyzer: matching, hangs, and traces turned into schedules (the CLI verifies those).
 add_library(pipeproof_trace_check trace_check.cpp)
@@ -45,7 +45,7 @@ if(NOT PIPEPROOF_NCCL STREQUAL "OFF")
     nccl_gpu.cpp
     nccl_trace.cpp
     fault_plan.cpp
-    ${PROJECT_SOURCE_DIR}/schedule/schedule.cpp)
+    ${PROJECT_SOURCE_DIR}/schedule/errors.cpp)
   target_include_directories(pipeproof_nccl PRIVATE ${PROJECT_SOURCE_DIR})
   # Only the wrapped NCCL calls leave the library; its C++ runtime and fmt stay inside it, so it
   # does not meet the program's own (a conda environment's libstdc++, say).

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "exec/fault_plan.h"
-#include "schedule/schedule.h"  // InputError
+#include "schedule/errors.h"  // InputError
 
 namespace pipeproof {
 namespace {

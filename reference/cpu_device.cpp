@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "schedule/schedule.h"  // InputError
+#include "schedule/errors.h"  // InputError
 
 namespace pipeproof {
 namespace {

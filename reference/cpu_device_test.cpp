@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {

@@ -13,7 +13,7 @@
 #include "reference/cpu_device.h"
 #include "reference/cuda_test_util.h"
 #include "reference/stage_model.h"
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "schedule/schedule.h"  // InputError
+#include "schedule/errors.h"  // InputError
 
 namespace pipeproof {
 namespace {

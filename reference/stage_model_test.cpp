@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "reference/cpu_device.h"
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {

@@ -9,7 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "schedule/schedule.h"  // InputError, Quote
+#include "schedule/errors.h"  // InputError, Quote
 
 namespace pipeproof {
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "schedule/schedule.h"  // InputError, Quote
+#include "schedule/errors.h"  // InputError, Quote
 
 namespace pipeproof {
 

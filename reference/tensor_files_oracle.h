@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "reference/tensor_files.h"
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof::testing {
 

@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "reference/tensor_files_oracle.h"
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <vector>
 
-#include "schedule/schedule.h"
+#include "schedule/errors.h"
 
 extern char** environ;
 

@@ -5,37 +5,13 @@
 
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "schedule/errors.h"
+
 namespace pipeproof {
-
-// Sizes beyond these are refused by every reader and generator, with the limit named.
-inline constexpr int kMaxRanks = 4096;
-inline constexpr int kMaxStages = 65536;
-inline constexpr int kMaxMicrobatches = 1 << 20;
-inline constexpr int64_t kMaxStageMicrobatches = int64_t{1} << 20;  // stages x microbatches
-inline constexpr int64_t kMaxActions = int64_t{1} << 22;             // all ranks together
-
-// Bad input or usage (exit status 2). what() is "file:line:col: error: message" when the
-// error has a place in a file, "error: message" otherwise.
-class InputError : public std::runtime_error {
- public:
-  explicit InputError(const std::string& message, const std::string& location = "");
-  // A place in a file: line and col are 1-based; 0 leaves them out.
-  static InputError At(std::string_view file, int line, int col, std::string_view message);
-  const std::string& message() const { return message_; }
-  const std::string& location() const { return location_; }
-
- private:
-  std::string message_;
-  std::string location_;
-};
-
-// `text` quoted for an error message: control and non-ASCII bytes as \xNN, long text cut short.
-std::string Quote(std::string_view text);
 
 // The kinds of action, spelled as PyTorch spells them (see ToString/ParseAction).
 enum class Op : uint8_t {
@@ -144,9 +120,6 @@ struct Schedule {
   int64_t ActionCount() const;
   friend bool operator==(const Schedule&, const Schedule&) = default;
 };
-
-// Refuses sizes beyond the limits above, naming the limit (InputError).
-void CheckLimits(int64_t ranks, int64_t stages, int64_t microbatches);
 
 // A schedule's shape before any action: fills placement (loop), params (identity) and routes
 // (all stages in order) where they are empty, then checks every limit and range. Throws
