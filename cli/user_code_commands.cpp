@@ -22,11 +22,11 @@
 #include "cli/command.h"
 #include "cli/exit_codes.h"
 #include "exec/fault_plan.h"
-#include "exec/nccl_trace.h"
-#include "exec/trace_check.h"
 #include "reference/tensor_diff.h"
 #include "reference/tensor_files.h"
 #include "render/html_report.h"
+#include "usercode/nccl_trace.h"
+#include "usercode/trace_check.h"
 #include "verify/verify.h"
 
 namespace pipeproof {

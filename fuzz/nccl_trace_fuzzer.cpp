@@ -1,8 +1,8 @@
-// libFuzzer target: the NCCL trace reader on arbitrary bytes (see exec/nccl_trace_oracle.h).
+// libFuzzer target: the NCCL trace reader on arbitrary bytes (see usercode/nccl_trace_oracle.h).
 #include <cstddef>
 #include <cstdint>
 
-#include "exec/nccl_trace_oracle.h"
+#include "usercode/nccl_trace_oracle.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   pipeproof::testing::CheckTraceReader({reinterpret_cast<const char*>(data), size});

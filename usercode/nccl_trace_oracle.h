@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_trace.h"
 #include "schedule/errors.h"
 
 namespace pipeproof::testing {

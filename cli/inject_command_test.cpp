@@ -1,5 +1,5 @@
 // `pipeproof inject` and `pipeproof trace check` end to end, on CPU: a DualPipe-style program
-// (exec/nccl_standin/pipeline_program.cpp) over the stand-in NCCL, with the interposer preloaded
+// (usercode/nccl_standin/pipeline_program.cpp) over the stand-in NCCL, with the interposer preloaded
 // in front of it. Forwarding, delay placement, shuffles, trace contents, the signal path, and the
 // analyzer on planted bugs.
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 
 #include "cli/command_test_util.h"
 #include "exec/fault_plan.h"
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_trace.h"
 #include "exec/run_plan.h"
 #include "schedule/formats.h"
 #include "schedule/generate.h"

@@ -1,7 +1,7 @@
 // libpipeproof_nccl.so: an LD_PRELOAD interposer for NCCL's point-to-point and group calls. It
 // forwards every call to the real NCCL, follows a seeded fault plan (exec/fault_plan.h, the plans
 // `pipeproof run` draws and saves), and records every ncclSend/ncclRecv of each rank in a trace
-// (exec/nccl_trace.h) written at exit, when a rank destroys its last communicator, and on a fatal
+// (usercode/nccl_trace.h) written at exit, when a rank destroys its last communicator, and on a fatal
 // signal. `pipeproof inject` sets it up; it reads:
 //   PIPEPROOF_NCCL_TRACE_DIR  where traces go (none are written without it)
 //   PIPEPROOF_NCCL_PLAN       a fault plan (JSON); without it, calls are only traced
@@ -61,9 +61,9 @@
 #include <vector>
 
 #include "exec/fault_plan.h"
-#include "exec/nccl_api.h"
-#include "exec/nccl_gpu.h"
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_api.h"
+#include "usercode/nccl_gpu.h"
+#include "usercode/nccl_trace.h"
 #include "schedule/errors.h"  // InputError, kMaxRanks
 
 #define PIPEPROOF_EXPORT extern "C" __attribute__((visibility("default")))

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_trace.h"
 
 namespace pipeproof::testing {
 

@@ -1,4 +1,4 @@
-#include "exec/trace_check.h"
+#include "usercode/trace_check.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-// `pipeproof trace check`: what the per-rank NCCL traces of one run (exec/nccl_trace.h) say about
+// `pipeproof trace check`: what the per-rank NCCL traces of one run (usercode/nccl_trace.h) say about
 // the program that made them.
 //
 //   Matching   NCCL pairs point-to-point calls without tags: per communicator and ordered pair of
@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_trace.h"
 #include "schedule/schedule.h"
 
 namespace pipeproof {

@@ -1,4 +1,4 @@
-#include "exec/nccl_gpu.h"
+#include "usercode/nccl_gpu.h"
 
 #if defined(PIPEPROOF_INTERPOSER_GPU)
 

@@ -1,8 +1,8 @@
-#include "exec/trace_check.h"
+#include "usercode/trace_check.h"
 
 #include <gtest/gtest.h>
 
-#include "exec/trace_test_util.h"
+#include "usercode/trace_test_util.h"
 #include "verify/verify.h"
 
 namespace pipeproof {

@@ -33,7 +33,7 @@
 #include <thread>
 #include <vector>
 
-#include "exec/nccl_api.h"
+#include "usercode/nccl_api.h"
 #include "exec/run_plan.h"
 #include "schedule/formats.h"
 #include "schedule/generate.h"

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "exec/nccl_api.h"
+#include "usercode/nccl_api.h"
 
 int main(int argc, char** argv) {
   const int groups = argc > 1 ? std::atoi(argv[1]) : 100000;

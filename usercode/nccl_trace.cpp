@@ -1,4 +1,4 @@
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_trace.h"
 
 #include <fmt/format.h>
 

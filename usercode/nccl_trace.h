@@ -56,7 +56,7 @@ struct TraceHeader {
   uint16_t header_bytes;  // sizeof(TraceHeader)
   uint16_t comm_bytes;    // sizeof(TraceComm)
   uint16_t call_bytes;    // sizeof(TraceCall)
-  int32_t rank;           // the rank this file is about (see exec/nccl_interposer.cpp for how)
+  int32_t rank;           // the rank this file is about (see usercode/nccl_interposer.cpp for how)
   uint32_t pid;
   uint32_t comm_count;
   uint32_t flags;  // TraceFlag

@@ -1,4 +1,4 @@
-#include "exec/nccl_trace.h"
+#include "usercode/nccl_trace.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "exec/nccl_trace_oracle.h"
-#include "exec/trace_test_util.h"
+#include "usercode/nccl_trace_oracle.h"
+#include "usercode/trace_test_util.h"
 #include "schedule/errors.h"
 
 namespace pipeproof {

@@ -29,7 +29,7 @@
 #include <tuple>
 #include <vector>
 
-#include "exec/nccl_api.h"
+#include "usercode/nccl_api.h"
 
 #define STANDIN_EXPORT extern "C" __attribute__((visibility("default")))
 
