@@ -6,14 +6,8 @@
 //   pipeproof diff A B [--exact] [--rtol R] [--atol A] [--map OLD=NEW]... [--json FILE] [--html
 //   FILE]
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -21,10 +15,10 @@
 
 #include "cli/command.h"
 #include "cli/exit_codes.h"
-#include "exec/fault_plan.h"
 #include "reference/tensor_diff.h"
 #include "reference/tensor_files.h"
 #include "render/html_report.h"
+#include "usercode/launcher.h"
 #include "usercode/nccl_trace.h"
 #include "usercode/trace_check.h"
 #include "verify/verify.h"
@@ -36,98 +30,8 @@ namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------- inject
 
-struct InjectFlags {
-  std::string plan;
-  std::string trace_dir = "pipeproof-traces";
-  std::string delays = "auto";
-  std::string library;
-  bool quiet = false;
-  std::vector<std::string> command;
-};
-
-// libpipeproof_nccl.so: --library, $PIPEPROOF_NCCL_INTERPOSER, or ../lib next to this binary.
-std::string FindInterposer(const std::string& given) {
-  std::string path = given;
-  if (path.empty()) {
-    if (const char* env = getenv("PIPEPROOF_NCCL_INTERPOSER"); env && *env) path = env;
-  }
-  if (path.empty()) {
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) path = (self.parent_path().parent_path() / "lib" / "libpipeproof_nccl.so").string();
-  }
-  std::error_code ec;
-  if (path.empty() || !fs::is_regular_file(path, ec)) {
-    throw InputError(fmt::format(
-        "the NCCL interposer is not at {}: build the target pipeproof_nccl (it is left out with "
-        "-DPIPEPROOF_NCCL=OFF), or give --library",
-        path.empty() ? "its usual place" : path));
-  }
-  return fs::absolute(path).string();
-}
-
-// A fresh trace directory: made if missing, traces of an earlier run removed.
-std::string PrepareTraceDirectory(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw InputError(fmt::format("cannot make the trace directory: {}", ec.message()), dir);
-  int removed = 0;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file() && entry.path().string().ends_with(kTraceFileSuffix)) {
-      fs::remove(entry.path(), ec);
-      ++removed;
-    }
-  }
-  if (removed)
-    std::cerr << fmt::format("pipeproof inject: removed {} traces of an earlier run from {}\n",
-                             removed, dir);
-  return fs::absolute(dir).string();
-}
-
-pid_t g_child = 0;
-void ForwardSignal(int sig) {
-  if (g_child > 0) kill(g_child, sig);
-}
-
-// Runs `command` with `env` added; returns its exit status (128 + N when signal N ended it).
-int RunWithEnvironment(const std::vector<std::string>& command,
-                       const std::vector<std::pair<std::string, std::string>>& env) {
-  int error_pipe[2];
-  if (pipe2(error_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::strerror(errno));
-  const pid_t child = fork();
-  if (child < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
-  if (child == 0) {
-    close(error_pipe[0]);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv;
-    for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    const int e = errno;
-    (void)!write(error_pipe[1], &e, sizeof e);
-    _exit(127);
-  }
-  close(error_pipe[1]);
-  int exec_errno = 0;
-  const bool exec_failed = read(error_pipe[0], &exec_errno, sizeof exec_errno) == sizeof exec_errno;
-  close(error_pipe[0]);
-  // The terminal sends SIGINT and SIGQUIT to the whole process group, the child included: ignore
-  // them here. SIGTERM and SIGHUP sent to this process alone are passed on.
-  g_child = child;
-  signal(SIGINT, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
-  signal(SIGTERM, ForwardSignal);
-  signal(SIGHUP, ForwardSignal);
-  int status = 0;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (exec_failed)
-    throw InputError(fmt::format("cannot run {}: {}", command.front(), std::strerror(exec_errno)));
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 void AddInject(CLI::App& app, Commands& commands) {
-  auto f = std::make_shared<InjectFlags>();
+  auto f = std::make_shared<LaunchOptions>();
   CLI::App* cmd = app.add_subcommand("inject",
                                      "Run a program that uses NCCL under the interposer: its "
                                      "point-to-point calls follow a fault plan and are "
@@ -149,32 +53,14 @@ void AddInject(CLI::App& app, Commands& commands) {
                   "the interposer (default: lib/libpipeproof_nccl.so next to bin/pipeproof)");
   cmd->add_flag("--quiet", f->quiet, "no notices from the interposer");
   cmd->add_option("COMMAND", f->command, "the program and its arguments, after --")->required();
-  commands.push_back(
-      {cmd, [f] {
-         const std::string library = FindInterposer(f->library);
-         std::vector<std::pair<std::string, std::string>> env;
-         if (!f->plan.empty()) {
-           const FaultPlan plan = ReadFaultPlan(f->plan);  // bad plans stop here, with exit 2
-           std::cerr << "pipeproof inject: fault plan " << f->plan << ": " << plan.Summary();
-           env.push_back({"PIPEPROOF_NCCL_PLAN", fs::absolute(f->plan).string()});
-         }
-         const std::string dir = PrepareTraceDirectory(f->trace_dir);
-         const char* preload = getenv("LD_PRELOAD");
-         env.push_back({"LD_PRELOAD", preload && *preload ? library + ":" + preload : library});
-         env.push_back({"PIPEPROOF_NCCL_TRACE_DIR", dir});
-         env.push_back({"PIPEPROOF_NCCL_DELAYS", f->delays});
-         if (f->quiet) env.push_back({"PIPEPROOF_NCCL_QUIET", "1"});
-         const int status = RunWithEnvironment(f->command, env);
-         int traces = 0;
-         std::error_code ec;
-         for (const auto& e : fs::directory_iterator(dir, ec))
-           traces += e.path().string().ends_with(kTraceFileSuffix);
-         std::cerr << fmt::format(
-             "pipeproof inject: {} exited with status {}; {} rank traces in {} "
-             "(pipeproof trace check {})\n",
-             f->command.front(), status, traces, dir, dir);
-         return status;
-       }});
+  commands.push_back({cmd, [f] {
+                        const LaunchResult r = LaunchWithInterposer(*f, std::cerr);
+                        std::cerr << fmt::format(
+                            "pipeproof inject: {} exited with status {}; {} rank traces in {} "
+                            "(pipeproof trace check {})\n",
+                            f->command.front(), r.status, r.traces, r.trace_dir, r.trace_dir);
+                        return r.status;
+                      }});
 }
 
 // ---------------------------------------------------------------- trace
