@@ -1,6 +1,7 @@
 // The executor: runs one rank's program, action by action, over a Transport on a Device, with a
 // fault plan applied and a flight recorder kept. Every transport uses this same code per rank:
-// threads of one process (exec/run.h), MPI processes (exec/mpi_world.h), later NCCL ranks.
+// threads of one process (exec/run.h), MPI processes (exec/mpi_world.h), threads on one GPU
+// (exec/streams_transport.h) and NCCL ranks (exec/nccl_transport.h).
 //
 // How it runs a rank:
 //   - Computes run in program order on the rank's thread, with the stage model of reference/.

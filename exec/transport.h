@@ -8,8 +8,10 @@
 //   - the ops of a unit progress independently; the unit completes when all of them have.
 //
 // Implementations: InProcessFabric's endpoints (threads of one process), MpiTransport (one
-// process per rank; exec/mpi_world.h). An NCCL transport (ncclGroupStart/ncclSend/ncclRecv/
-// ncclGroupEnd on the communication stream) and a one-GPU streams transport fit the same call.
+// process per rank; exec/mpi_world.h), the one-GPU streams transport (threads with device copies;
+// exec/streams_transport.h) and the NCCL transport (each unit one ncclGroupStart/ncclSend/
+// ncclRecv/ncclGroupEnd group on the communication stream; exec/nccl_transport.h), the last two
+// built with CUDA only.
 #pragma once
 
 #include <atomic>

@@ -2,9 +2,10 @@
 // the same Device kernels, so in exact mode a difference can only come from the schedule's
 // execution (order, communication, buffer lifetimes), never from the arithmetic.
 //
-// Implementations: CpuDevice (f64, f32; reference/cpu_device.h). A CUDA device (f32, bf16) slots
-// in behind the same interface: tensors then live in GPU memory, kernels queue on the device's
-// compute stream, Synchronize() waits for them, and Download() copies back to the host.
+// Implementations: CpuDevice (f64, f32; reference/cpu_device.h) and, built with CUDA only,
+// CudaDevice (f32, bf16; reference/cuda_device.h), whose tensors live in GPU memory: its kernels
+// queue on the device's compute stream, Synchronize() waits for them, and Download() copies back
+// to the host.
 #pragma once
 
 #include <cstdint>
