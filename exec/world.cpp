@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "exec/mpi_world.h"
-#include "schedule/schedule.h"  // InputError
+#include "schedule/errors.h"  // InputError
 #ifdef PIPEPROOF_HAVE_CUDA
 #include "exec/streams_transport.h"
 #include "reference/cuda_device.h"
