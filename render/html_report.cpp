@@ -314,4 +314,19 @@ std::string MismatchHtml(const MismatchReport& report, const std::vector<ErrorHe
   return out;
 }
 
+std::string DiffHtml(const TensorDiff& diff, const std::vector<ErrorHeatmap>& heatmaps) {
+  HtmlReportContext context;
+  context.title = "pipeproof diff";
+  const int64_t bad = diff.report.MismatchingTensors();
+  context.headline =
+      bad ? fmt::format("MISMATCH: {} of {} tensors differ (exit 1)", bad,
+                        diff.report.tensors.size())
+          : fmt::format("MATCH: all {} tensors agree (exit 0)", diff.report.tensors.size());
+  context.facts = {{"A (reference)", fmt::format("{}: {} tensors", diff.a_path, diff.a_tensors)},
+                   {"B (run)", fmt::format("{}: {} tensors", diff.b_path, diff.b_tensors)},
+                   {"comparison", diff.report.policy.Describe()}};
+  for (const std::string& n : diff.notes) context.details += n + "\n";
+  return MismatchHtml(diff.report, heatmaps, context);
+}
+
 }  // namespace pipeproof

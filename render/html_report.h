@@ -16,6 +16,7 @@
 
 #include "reference/dtype.h"
 #include "reference/mismatch_report.h"
+#include "reference/tensor_diff.h"
 
 namespace pipeproof {
 
@@ -55,6 +56,9 @@ struct HtmlReportContext {
   std::string details;    // preformatted text after the table (a hang's dump), may be empty
   int max_heatmaps = 16;  // heatmaps for the worst tensors (suspects first); the rest are counted
 };
+
+// `pipeproof diff`'s report: the table, and a heatmap per differing tensor.
+std::string DiffHtml(const TensorDiff& diff, const std::vector<ErrorHeatmap>& heatmaps);
 
 std::string MismatchHtml(const MismatchReport& report, const std::vector<ErrorHeatmap>& heatmaps,
                          const HtmlReportContext& context);

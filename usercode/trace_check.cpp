@@ -1,5 +1,7 @@
 #include "usercode/trace_check.h"
 
+#include "verify/verify.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -910,6 +912,91 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
   }
   if (self_sends)
     out.notes.push_back(fmt::format("{} calls a rank made to itself are left out", self_sends));
+  return out;
+}
+
+TraceDeadlockVerdict CheckTraceDeadlock(const std::vector<Trace>& traces, const TraceSchedule& ts,
+                                        bool use_z3) {
+  VerifyOptions options;
+  options.model = CommModel::kNccl;
+  options.use_z3 = use_z3;
+  const VerifyReport report = Verify(ts.schedule, options);
+  const CheckResult* check = report.Find("deadlock");
+  TraceDeadlockVerdict v;
+  v.ok = check && check->ok();
+  v.text = fmt::format(
+      "deadlock (the calls as a schedule under the nccl model: rendezvous sends, one in-order "
+      "stream per rank): {}\n",
+      v.ok ? "none: this call order completes under every timing" : "this call order can deadlock");
+  if (check) v.text += "  verifier: " + check->message + "\n";
+  nlohmann::json cycle = nlohmann::json::array();
+  for (size_t k = 0; k < report.cycle.size(); ++k) {
+    const CycleStep& step = report.cycle[k];
+    const CycleStep& next = report.cycle[(k + 1) % report.cycle.size()];
+    const CallRef call = ts.origin[step.rank][step.index];
+    const CallRef waits_for = ts.origin[next.rank][next.index];
+    const std::string what =
+        call.valid() ? DescribeCall(traces, call)
+                     : fmt::format("rank {} action {} ({})", step.rank, step.index, step.action);
+    const std::string whom = waits_for.valid()
+                                 ? DescribeCall(traces, waits_for)
+                                 : fmt::format("rank {} action {}", next.rank, next.index);
+    if (report.cycle.size() == 1) {
+      v.text += fmt::format("  {}\n    never completes: {}\n", what, step.waits_for);
+    } else {
+      v.text += fmt::format("  {}{}\n    waits for {}\n", what,
+                            step.action == "WAIT" ? " and the rest of its group" : "", whom);
+    }
+    cycle.push_back({{"rank", step.rank},
+                     {"call", call.valid() ? nlohmann::json(call.index) : nlohmann::json(nullptr)},
+                     {"action", step.action},
+                     {"waits_for", step.waits_for}});
+  }
+  for (const std::string& n : ts.notes) v.text += "  note: " + n + "\n";
+  v.json = nlohmann::json{{"ok", v.ok},
+                          {"message", check ? check->message : ""},
+                          {"cycle", cycle},
+                          {"notes", ts.notes}}
+               .dump();
+  return v;
+}
+
+std::string FormatTrace(const Trace& t) {
+  std::string out = fmt::format(
+      "{}: rank {}, pid {} on {}, {} communicators, {} calls{}\n", t.path, t.rank(), t.header.pid,
+      t.host(), t.comms.size(), t.calls.size(),
+      t.ended_on_signal()
+          ? fmt::format(", written when signal {} ended the process", t.header.end_signal)
+          : "");
+  for (size_t i = 0; i < t.comms.size(); ++i) {
+    const TraceComm& c = t.comms[i];
+    out += fmt::format("  communicator #{}: id {:#018x}, rank {} of {}, {}{}{}\n", i, c.id, c.rank,
+                       c.nranks, CommOriginName(static_cast<CommOrigin>(c.origin)),
+                       c.parent_id ? fmt::format(" of {:#018x}", c.parent_id) : "",
+                       c.flags & kCommDestroyed ? ", destroyed"
+                       : c.flags & kCommAborted ? ", aborted"
+                                                : "");
+  }
+  for (size_t i = 0; i < t.calls.size(); ++i) {
+    const TraceCall& c = t.calls[i];
+    const bool send = c.kind == static_cast<uint8_t>(CallKind::kSend);
+    std::string state = c.flags & kCallStopped ? "stopped dead before it"
+                        : c.flags & kCallCompleted
+                            ? fmt::format("completed at {:.6f} s", c.t_complete / 1e9)
+                        : c.flags & kCallPosted ? "posted, never completed"
+                                                : "never posted";
+    if (c.flags & kCallError) state += fmt::format(", NCCL error {}", c.result);
+    out += fmt::format(
+        "  #{} {:.6f} s {} #{}.{}{}: {} {} x {} {} rank {} (comm #{}, stream {:#x}){}: {}\n", i,
+        c.t_call / 1e9, c.flags & kCallInGroup ? "group" : "unit", c.unit, c.index_in_unit,
+        c.flags & kCallShuffled ? fmt::format(" posted as #{}", c.posted_as) : "",
+        send ? "send" : "recv", c.count, NcclDataTypeName(c.dtype), send ? "to" : "from", c.peer,
+        c.comm, c.stream,
+        c.delay_us ? fmt::format(", delayed {} us{}", c.delay_us,
+                                 c.flags & kCallGpuDelay ? " on the GPU" : "")
+                   : "",
+        state);
+  }
   return out;
 }
 

@@ -127,4 +127,17 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces);
 // "rank 0 call #12 (ncclSend 4096 x float32 to rank 1, group #7)".
 std::string DescribeCall(const std::vector<Trace>& traces, const CallRef& call);
 
+// The verifier's deadlock check (nccl model, one in-order stream per rank) on the calls as a
+// schedule, its cycle told in calls: `trace check --deadlock`.
+struct TraceDeadlockVerdict {
+  bool ok = true;
+  std::string text;  // the report's lines
+  std::string json;  // {"ok", "message", "cycle": [{"rank", "call", "action", "waits_for"}], "notes"}
+};
+TraceDeadlockVerdict CheckTraceDeadlock(const std::vector<Trace>& traces, const TraceSchedule& ts,
+                                        bool use_z3);
+
+// A trace call by call, as `trace show` prints it.
+std::string FormatTrace(const Trace& trace);
+
 }  // namespace pipeproof
