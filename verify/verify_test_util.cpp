@@ -11,12 +11,6 @@ Schedule Generated(const std::string& kind, int ranks, int microbatches, bool ov
   return Generate({.kind = kind, .ranks = ranks, .microbatches = microbatches, .overlap = overlap});
 }
 
-const std::vector<std::string>& CheckNames() {
-  static const std::vector<std::string> names = {"structure", "dependencies", "matching",
-                                                 "deadlock",  "memory",       "timing"};
-  return names;
-}
-
 std::vector<std::string> FailedChecks(const VerifyReport& report) {
   std::vector<std::string> out;
   for (const CheckResult& c : report.checks) {

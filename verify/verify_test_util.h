@@ -15,8 +15,6 @@ namespace pipeproof::testing {
 Schedule Pps(const std::string& text);
 Schedule Generated(const std::string& kind, int ranks, int microbatches, bool overlap = true);
 
-// The check names in report order.
-const std::vector<std::string>& CheckNames();
 // The names of the checks that failed, in order.
 std::vector<std::string> FailedChecks(const VerifyReport& report);
 
