@@ -44,7 +44,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIPEPROOF_CUDA=ON -DP
   >"$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; echo "FAILED: configure"; exit 1; }
 grep "pipeproof:" "$build.configure.log"
-targets=(pipeproof cuda_device_test streams_transport_test campaign_gpu_test run_command_test nccl_gpu_test
+targets=(pipeproof cuda_device_test streams_transport_test campaign_gpu_test nccl_run_command_test nccl_gpu_test
   inject_gpu_command_test nccl_transport_test)
 if [[ -f /usr/include/benchmark/benchmark.h || -f /usr/local/include/benchmark/benchmark.h ||
       -f .gpu-carry/include/benchmark/benchmark.h ]]; then
