@@ -132,6 +132,87 @@ TEST(StreamsFlagTest, TheLayoutDecidesVerifiesRunsAndFuzzes) {
   }
 }
 
+// Every numeric flag has a range, said in its help and in the refusal: no wrapped seeds, no
+// memory-eating sizes, no nan or inf tolerances.
+TEST(FlagRangeTest, OutOfRangeNumbersAreRefusedNamingTheFlagAndTheRule) {
+  const std::string run = "run --kind 1f1b -r 2 -m 2 --hidden 8 --seq 4 ";
+  const std::pair<std::string, std::string> bad[] = {
+      {run + "--seed -1", "--seed: must be an integer from 0 to 18446744073709551615"},
+      {run + "--seed 18446744073709551616", "--seed: must be an integer from 0"},
+      {run + "--model-seed -3", "--model-seed: must be an integer from 0"},
+      {run + "--flight-tail 100000000", "--flight-tail: must be an integer from 1 to 4096"},
+      {run + "--tolerance --rtol nan", "--rtol: must be a finite number, at least 0"},
+      {run + "--tolerance --atol inf", "--atol: must be a finite number, at least 0"},
+      {run + "--timeout nan", "--timeout: must be a number from 0.01 to 86400"},
+      {run + "--kill-rank -1", "--kill-rank: must be an integer from 0"},
+      {"run --kind 1f1b -r 0 -m 2", "--ranks: must be an integer from 1 to 4096"},
+      {"run --kind 1f1b -r 2 -m 2 --hidden 0", "--hidden: must be an integer from 1"},
+      {"generate 1f1b -r 2 -m 2.5", "--microbatches: must be an integer from 1"},
+      {"fuzz -n 0", "--iterations: must be an integer from 1"},
+      {"fuzz -n 1 --shrink-attempts 0", "--shrink-attempts: must be an integer from 1 to 1000"},
+      {"fuzz -n 1 --controls 2", "--controls: must be a number from 0 to 1"},
+      {"verify " + TestdataPath("verify/pytorch_172668.pps") + " --latency nan",
+       "--latency: must be a finite number, at least 0"},
+      {"verify " + TestdataPath("verify/pytorch_172668.pps") + " --max-activations -1",
+       "--max-activations: must be an integer from 0"},
+      {"diff a b --rtol -1", "--rtol: must be a finite number, at least 0"},
+      {"diff a b --max-lines 1e9", "--max-lines: must be an integer from 0 to 1000000"},
+  };
+  for (const auto& [args, message] : bad) {
+    const auto r = RunPipeproof(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+  }
+  // The ranges are in the help.
+  const auto help = RunPipeproof("run --help");
+  EXPECT_NE(help.out.find("in 1..4096"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("in 0..2^64-1"), std::string::npos) << help.out;
+}
+
+// A generated kind's own options are refused for kinds that do not take them, and for a FILE.
+TEST(FlagRangeTest, KindOptionsGoOnlyWithTheKindsThatTakeThem) {
+  const std::pair<std::string, std::string> bad[] = {
+      {"run --kind 1f1b -r 2 -m 2 --no-overlap", "--no-overlap applies to dualpipe and dualpipev, not to 1f1b"},
+      {"generate zb1p -r 2 -m 2 --virtual-stages 3",
+       "--virtual-stages applies to interleaved-1f1b, not to zb1p"},
+      {"generate dualpipe -r 2 -m 4 --wait-sends",
+       "--wait-sends applies to gpipe, 1f1b, interleaved-1f1b and zb1p, not to dualpipe"},
+      {"run " + TestdataPath("verify/pytorch_172668.pps") + " --no-overlap",
+       "cannot go with a schedule FILE"},
+  };
+  for (const auto& [args, message] : bad) {
+    const auto r = RunPipeproof(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+  }
+  EXPECT_EQ(RunPipeproof("generate interleaved-1f1b -r 2 -m 4 --virtual-stages 3").status, 0);
+  EXPECT_EQ(RunPipeproof("generate dualpipev -r 2 -m 4 --no-overlap").status, 0);
+  EXPECT_EQ(RunPipeproof("generate 1f1b -r 2 -m 4 --wait-sends").status, 0);
+}
+
+// A tolerance wide enough hides a flipped bit: the report says it may be the setting, not a bug
+// in pipeproof.
+TEST(FlagRangeTest, AControlMissedWithinAWideToleranceBlamesTheTolerance) {
+  const auto r = RunPipeproof(
+      "run --kind 1f1b -r 2 -m 2 --hidden 8 --seq 4 --tolerance --rtol 1e300 --atol 1e300 "
+      "--corrupt bitflip -q");
+  EXPECT_EQ(r.status, 3) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("NEGATIVE CONTROL NOT CAUGHT within the tolerance given"),
+            std::string::npos)
+      << r.out << r.err;
+  EXPECT_EQ((r.out + r.err).find("FAULT IN PIPEPROOF"), std::string::npos) << r.out << r.err;
+}
+
+TEST(FlagRangeTest, VersionAndTheMemoryLimitVariable) {
+  auto r = RunPipeproof("--version");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("pipeproof ", 0), 0u) << r.out;
+  r = testing::RunCommand("PIPEPROOF_MEMORY_LIMIT=abc " + std::string(PIPEPROOF_BINARY) +
+                          " run --kind 1f1b -r 2 -m 2 --hidden 8 --seq 4");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("PIPEPROOF_MEMORY_LIMIT='abc'"), std::string::npos) << r.err;
+}
+
 TEST(HelpTest, EverySubcommandHasHelp) {
   for (const char* sub : {"", "generate", "show", "convert"}) {
     auto r = RunPipeproof(std::string(sub) + " --help");

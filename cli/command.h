@@ -64,7 +64,10 @@ struct KindFlags {
   int virtual_stages = GenerateOptions{}.virtual_stages;
   bool no_overlap = false;
   bool wait_sends = false;
+  CLI::Option* virtual_stages_option = nullptr;
   void Add(CLI::App* app);
+  bool Given() const;  // any of them on the command line
+  // Sets them on `options`; InputError for one its kind does not take (the table of kinds says).
   void Apply(GenerateOptions& options) const;
 };
 
@@ -108,6 +111,18 @@ struct WorldFlags {
   void Add(CLI::App* app, const std::string& transport_more = "");
   WorldSpec Spec(const std::string& dtype) const;
 };
+
+// ---- validators: each says its rule in --help and in the refusal (exit 2)
+
+// An integer from `lo` to `hi`, written as one (no sign for lo >= 0, no fraction, no overflow).
+CLI::Validator IntegerIn(int64_t lo, int64_t hi);
+// A seed: an integer from 0 to 2^64 - 1 (a minus sign or a larger number is refused, not wrapped
+// or saturated).
+CLI::Validator SeedValue();
+// A finite number from `lo` to `hi` (nan and inf refused).
+CLI::Validator NumberIn(double lo, double hi);
+// A tolerance or a latency: a finite number, at least 0.
+CLI::Validator NonNegativeFinite();
 
 // Writes `text` to `path`, or to stdout when path is empty or "-". InputError if it cannot.
 void WriteOutput(const std::string& path, const std::string& text);

@@ -69,48 +69,51 @@ double ParseDuration(const std::string& text) {
 }
 
 void DeclareFuzz(CLI::App* cmd, FuzzFlags& f) {
-  cmd->add_option("-n,--iterations", f.iterations, "stop after this many cases")->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--iterations", f.iterations, "stop after this many cases")->check(IntegerIn(1, INT64_MAX));
   cmd->add_option("--time", f.time, "stop after this long (90s, 15m, 2h); without either, run until Ctrl-C");
-  cmd->add_option("--seed", f.seed, "campaign seed: the same seed draws the same cases")->capture_default_str();
+  cmd->add_option("--seed", f.seed, "campaign seed: the same seed draws the same cases")
+      ->check(SeedValue())
+      ->capture_default_str();
   f.world.Add(cmd, "; mpi and nccl run every case as `mpirun -np R pipeproof run --transport mpi (nccl)`");
   cmd->add_option("--launcher", f.launcher, "with --transport mpi: the launcher; {ranks} becomes the case's ranks")
       ->capture_default_str();
   cmd->add_option("--kinds", f.kinds, "schedule kinds to draw from (default: every generator)")
       ->delimiter(',')
       ->check(CLI::IsMember(GeneratorKinds()));
-  cmd->add_option("--max-ranks", f.max_ranks, "most ranks in a case")->check(CLI::Range(2, 64))->capture_default_str();
+  cmd->add_option("--max-ranks", f.max_ranks, "most ranks in a case")->check(IntegerIn(2, 64))->capture_default_str();
   cmd->add_option("--max-microbatches-per-rank", f.microbatch_factor,
                   "most microbatches per rank (at least each kind's minimum)")
-      ->check(CLI::Range(1, 64))
+      ->check(IntegerIn(1, 64))
       ->capture_default_str();
   cmd->add_option("--max-delay", f.max_delay_us, "largest mean delay in microseconds (means are drawn log-uniformly)")
-      ->check(CLI::Range(2.0, 1e6))
+      ->check(NumberIn(2, 1e6))
       ->capture_default_str();
   cmd->add_option("--controls", f.controls,
                   "fraction of cases with a negative control (bitflip, swap, drop, kill) that must be caught")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(NumberIn(0, 1))
       ->capture_default_str();
   f.model.Add(cmd);
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a case is declared hung")
-      ->check(CLI::Range(0.01, 86400.0))
+      ->check(NumberIn(0.01, 86400))
       ->capture_default_str();
   cmd->add_option("--max-failures", f.max_failures, "stop after this many failures (each is shrunk)")
-      ->check(CLI::PositiveNumber)
+      ->check(IntegerIn(1, 1000000))
       ->capture_default_str();
   cmd->add_option("--shrink-runs", f.shrink_runs, "most runs spent shrinking one failure")
-      ->check(CLI::NonNegativeNumber)
+      ->check(IntegerIn(0, 1000000))
       ->capture_default_str();
   cmd->add_option("--shrink-attempts", f.shrink_attempts,
                   "runs of each shrink candidate (a timing-dependent failure may need more than one)")
-      ->check(CLI::PositiveNumber)
+      ->check(IntegerIn(1, 1000))
       ->capture_default_str();
   cmd->add_option("--replay-checks", f.replay_checks, "run each printed replay command this often to confirm it")
-      ->check(CLI::NonNegativeNumber)
+      ->check(IntegerIn(0, 1000))
       ->capture_default_str();
   cmd->add_option("--out", f.out_dir, "directory for the minimal fault plans")->capture_default_str();
   cmd->add_option("--summary", f.summary, "write the campaign's results as JSON to this file");
   cmd->add_option("--progress-interval", f.progress_interval,
                   "seconds between progress lines when the output is not a terminal")
+      ->check(NumberIn(0.01, 86400))
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", f.quiet, "no progress lines");
   // The harness's self-test, never on by default: switches on a known executor bug.

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
       "pipeproof: prove pipeline-parallel training schedules correct, then try to break them"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
+  app.set_version_flag("--version", std::string("pipeproof ") + PIPEPROOF_VERSION);
   Commands commands;
   AddScheduleCommands(app, commands);
   AddVerifyCommands(app, commands);
@@ -26,6 +27,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);  // prints the message and the usage line

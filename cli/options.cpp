@@ -4,13 +4,22 @@
 #include <fmt/ranges.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 
 #include "cli/command.h"
+#include "schedule/kinds.h"
 
 namespace pipeproof {
+namespace {
+
+constexpr int64_t kMaxModelDimension = int64_t{1} << 28;
+
+}  // namespace
 
 void AddScheduleInputOptions(CLI::App* app, ScheduleInput& in, FileArgument file) {
   CLI::Option* path = app->add_option(
@@ -28,11 +37,13 @@ void AddScheduleInputOptions(CLI::App* app, ScheduleInput& in, FileArgument file
                       : "generate this kind of schedule (with --ranks and --microbatches); with "
                         "FILE: take a headerless file's topology from it")
       ->check(CLI::IsMember(GeneratorKinds()));
-  app->add_option("--stages", in.topology.stages, "files without a header: number of stages");
+  app->add_option("--stages", in.topology.stages, "files without a header: number of stages")
+      ->check(IntegerIn(1, kMaxStages));
   app->add_option("-m,--microbatches", in.topology.microbatches,
                   file == FileArgument::kRequired
                       ? "files without a header: number of microbatches"
-                      : "microbatches (generated, or of a headerless file)");
+                      : "microbatches (generated, or of a headerless file)")
+      ->check(IntegerIn(1, kMaxMicrobatches));
   app->add_option("--placement", in.placement,
                   "files without a header: loop, v or a comma list with each stage's rank");
   app->add_flag("--legacy-bw", in.topology.legacy_bw,
@@ -48,15 +59,51 @@ Schedule LoadSchedule(const ScheduleInput& in) {
 }
 
 void KindFlags::Add(CLI::App* app) {
-  app->add_option("--virtual-stages", virtual_stages, "interleaved-1f1b: stages per rank")
-      ->capture_default_str();
+  virtual_stages_option =
+      app->add_option("--virtual-stages", virtual_stages, "interleaved-1f1b: stages per rank")
+          ->check(IntegerIn(1, kMaxStages))
+          ->capture_default_str();
   app->add_flag("--no-overlap", no_overlap,
                 "dualpipe/dualpipev: the module has no overlapped forward-backward (F then B)");
   app->add_flag("--wait-sends", wait_sends,
                 "the lowered kinds: a WAIT_SEND for every SEND where PyTorch's runtime puts it");
 }
 
+bool KindFlags::Given() const {
+  return no_overlap || wait_sends || (virtual_stages_option && virtual_stages_option->count() > 0);
+}
+
+namespace {
+
+// "--no-overlap applies to dualpipe and dualpipev, not to 1f1b".
+[[noreturn]] void RefuseKindFlag(const std::string& flag, const std::string& kind,
+                                 bool (*takes)(const ScheduleKind&)) {
+  std::vector<std::string> kinds;
+  for (const ScheduleKind& k : ScheduleKinds()) {
+    if (takes(k)) kinds.push_back(k.name);
+  }
+  const std::string last = kinds.back();
+  kinds.pop_back();
+  const std::string list =
+      kinds.empty() ? last : fmt::format("{} and {}", fmt::join(kinds, ", "), last);
+  throw InputError(fmt::format("{} applies to {}, not to {}", flag, list, kind));
+}
+
+}  // namespace
+
 void KindFlags::Apply(GenerateOptions& options) const {
+  if (const ScheduleKind* kind = FindScheduleKind(options.kind)) {
+    if (no_overlap && !kind->uses_overlap) {
+      RefuseKindFlag("--no-overlap", kind->name, [](const ScheduleKind& k) { return k.uses_overlap; });
+    }
+    if (virtual_stages_option && virtual_stages_option->count() > 0 && !kind->uses_virtual_stages) {
+      RefuseKindFlag("--virtual-stages", kind->name,
+                     [](const ScheduleKind& k) { return k.uses_virtual_stages; });
+    }
+    if (wait_sends && !kind->lowered) {
+      RefuseKindFlag("--wait-sends", kind->name, [](const ScheduleKind& k) { return k.lowered; });
+    }
+  }
   options.virtual_stages = virtual_stages;
   options.overlap = !no_overlap;
   options.wait_sends = wait_sends;
@@ -71,7 +118,8 @@ void CommFlags::Add(CLI::App* app) {
   AddStreamsOption(app, streams);
   app->add_option("--cost", cost,
                   "per-action costs, e.g. F=1,B=2,I=1,W=1,FB=3 (defaults: those values)");
-  app->add_option("--latency", latency, "per-message latency (default 0)");
+  app->add_option("--latency", latency, "per-message latency (default 0)")
+      ->check(NonNegativeFinite());
 }
 
 StreamLayout CommFlags::Streams() const { return StreamsFlag(streams); }
@@ -98,14 +146,21 @@ StreamLayout StreamsFlag(const std::string& layout) {
 }
 
 void StageModelFlags::Add(CLI::App* app) {
-  app->add_option("--hidden", hidden, "hidden size H of the stage model")->capture_default_str();
-  app->add_option("--seq", seq, "sequence length L")->capture_default_str();
+  // Each at most a tensor's most elements; CheckModelConfig checks their products.
+  app->add_option("--hidden", hidden, "hidden size H of the stage model")
+      ->check(IntegerIn(1, kMaxModelDimension))
+      ->capture_default_str();
+  app->add_option("--seq", seq, "sequence length L")
+      ->check(IntegerIn(1, kMaxModelDimension))
+      ->capture_default_str();
   app->add_option("--micro-batch-size", micro_batch_size, "micro-batch size b")
+      ->check(IntegerIn(1, kMaxModelDimension))
       ->capture_default_str();
   app->add_option("--dtype", dtype, "element type (cpu: f64, f32; cuda: f32, bf16)")
       ->check(CLI::IsMember({"f64", "f32", "bf16"}))
       ->capture_default_str();
   app->add_option("--model-seed", model_seed, "seed of the weights and the data")
+      ->check(SeedValue())
       ->capture_default_str();
 }
 
@@ -134,6 +189,57 @@ void WorldFlags::Add(CLI::App* app, const std::string& transport_more) {
 
 WorldSpec WorldFlags::Spec(const std::string& dtype) const {
   return {.device = device, .dtype = dtype, .transport = transport, .streams = StreamsFlag(streams)};
+}
+
+CLI::Validator IntegerIn(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        int64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [at, error] = std::from_chars(text.data(), end, v);
+        if (error == std::errc() && at == end && v >= lo && v <= hi) return "";
+        return fmt::format("must be an integer from {} to {} (got '{}')", lo, hi, text);
+      },
+      fmt::format("in {}..{}", lo, hi));
+}
+
+CLI::Validator SeedValue() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        uint64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [at, error] = std::from_chars(text.data(), end, v);
+        if (error == std::errc() && at == end) return "";
+        return fmt::format("must be an integer from 0 to 18446744073709551615 (got '{}')", text);
+      },
+      "in 0..2^64-1");
+}
+
+CLI::Validator NumberIn(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (!text.empty() && end == text.c_str() + text.size() && std::isfinite(v) && v >= lo &&
+            v <= hi) {
+          return "";
+        }
+        return fmt::format("must be a number from {:g} to {:g} (got '{}')", lo, hi, text);
+      },
+      fmt::format("in {:g}..{:g}", lo, hi));
+}
+
+CLI::Validator NonNegativeFinite() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (!text.empty() && end == text.c_str() + text.size() && std::isfinite(v) && v >= 0) {
+          return "";
+        }
+        return fmt::format("must be a finite number, at least 0 (got '{}')", text);
+      },
+      ">= 0");
 }
 
 void WriteOutput(const std::string& path, const std::string& text) {

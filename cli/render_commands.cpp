@@ -97,7 +97,7 @@ void DeclareRender(CLI::App* cmd, RenderFlags& f) {
                 "draw SEND, RECV and WAIT as thin marks under each rank's cells");
   cmd->add_option("--width", f.width,
                   "width of the time axis in pixels (default: from the makespan)")
-      ->check(CLI::Range(100, 100000));
+      ->check(IntegerIn(100, 100000));
 }
 
 }  // namespace

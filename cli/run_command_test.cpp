@@ -82,7 +82,7 @@ TEST(RunCommandTest, BadUsageExitsTwoWithTheReason) {
            {"run --kind 1f1b -r 3 -m 4 --kill-rank 3", "--kill-rank 3"},
            {"run --kind 1f1b -r 3 -m 4 --delay gauss:1ms", "the distribution must be"},
            {"run --kind 1f1b -r 3 -m 4 --straggler 1:0.5", "slowdown factor"},
-           {"run --kind 1f1b -r 3 -m 4 --hidden 0", "--hidden is 0"},
+           {"run --kind 1f1b -r 3 -m 4 --hidden 0", "--hidden: must be an integer from 1"},
            {"run --kind 1f1b -r 3 -m 4 --exact --tolerance", "exclude each other"},
            {"run --kind 1f1b -r 3 -m 4 --replay nowhere.json", "nowhere.json: error: cannot read"},
            {"run --kind 1f1b -r 3 -m 4 --replay nowhere.json --shuffle", "--replay takes every fault"},

@@ -66,7 +66,7 @@ struct RunFlags {
 
 void DeclareRun(CLI::App* cmd, RunFlags& f) {
   AddScheduleInputOptions(cmd, f.input, FileArgument::kOptional);
-  cmd->add_option("-r,--ranks", f.ranks, "ranks of the generated schedule");
+  cmd->add_option("-r,--ranks", f.ranks, "ranks of the generated schedule")->check(IntegerIn(1, kMaxRanks));
   f.kind.Add(cmd);
   cmd->add_flag("--allow-deadlock", f.allow_deadlock,
                 "run a schedule that fails only the deadlock check, to see it hang on real ranks "
@@ -78,26 +78,30 @@ void DeclareRun(CLI::App* cmd, RunFlags& f) {
   cmd->add_flag("--tolerance", f.tolerance,
                 "results must be close to a plain microbatch-order reference: |run - ref| <= rtol "
                 "|ref| + atol max|ref| (defaults: f64 rtol 1e-9 atol 1e-12, f32 rtol 1e-4 atol 1e-5)");
-  cmd->add_option("--rtol", f.rtol, "relative tolerance (with --tolerance)");
-  cmd->add_option("--atol", f.atol, "absolute tolerance, as a fraction of the tensor's largest reference value (with --tolerance)");
+  cmd->add_option("--rtol", f.rtol, "relative tolerance (with --tolerance)")->check(NonNegativeFinite());
+  cmd->add_option("--atol", f.atol, "absolute tolerance, as a fraction of the tensor's largest reference value (with --tolerance)")
+      ->check(NonNegativeFinite());
 
   f.world.Add(cmd);
   cmd->add_option("--timeout", f.timeout, "seconds without progress before a hang is declared")
-      ->check(CLI::Range(0.01, 86400.0))
+      ->check(NumberIn(0.01, 86400))
       ->capture_default_str();
-  cmd->add_option("--flight-tail", f.flight_tail, "events per rank in a hang's dump")->capture_default_str();
+  cmd->add_option("--flight-tail", f.flight_tail, "events per rank in a hang's dump")
+      ->check(IntegerIn(1, 4096))
+      ->capture_default_str();
 
   cmd->add_option("--delay", f.delay,
                   "random delays: uniform|exponential|heavy[:MEAN], e.g. exp:100us (before posting, "
                   "before delivery and before compute)");
   cmd->add_option("--delay-at", f.delay_at, "where delays go: any of post,deliver,compute");
-  cmd->add_option("--seed", f.seed, "seed of the fault plan")->capture_default_str();
+  cmd->add_option("--seed", f.seed, "seed of the fault plan")->check(SeedValue())->capture_default_str();
   cmd->add_option("--straggler", f.stragglers, "slow a rank's computes: RANK:FACTOR (repeatable)");
   cmd->add_flag("--shuffle", f.shuffle, "shuffle the posting order inside each unit (legal: keeps each rank pair's order)");
   cmd->add_flag("--poison", f.poison, "fill every freed buffer with NaN");
   cmd->add_option("--corrupt", f.corrupt, "negative control: bitflip, swap or drop one message (must be caught)")
       ->check(CLI::IsMember({"bitflip", "swap", "drop"}));
-  cmd->add_option("--kill-rank", f.kill_rank, "negative control: this rank stops dead at a random action");
+  cmd->add_option("--kill-rank", f.kill_rank, "negative control: this rank stops dead at a random action")
+      ->check(IntegerIn(0, kMaxRanks - 1));
   cmd->add_option("--replay", f.replay, "take every fault from this fault plan (JSON) instead of drawing them");
   cmd->add_option("--save-plan", f.save_plan, "write the fault plan of this run (JSON)");
 
@@ -117,6 +121,11 @@ Schedule ScheduleFrom(const RunFlags& f, std::string& name) {
   Schedule schedule;
   if (!f.input.path.empty()) {
     if (f.ranks) throw InputError("--ranks generates a schedule; it cannot go with a schedule FILE");
+    if (f.kind.Given()) {
+      throw InputError(
+          "--no-overlap, --virtual-stages and --wait-sends shape a generated schedule; they cannot "
+          "go with a schedule FILE");
+    }
     schedule = LoadSchedule(f.input);
     name = fmt::format("{} ({}{} ranks, {} stages, {} microbatches)", f.input.path,
                        schedule.kind.empty() ? "" : schedule.kind + ", ", schedule.ranks, schedule.stages,

@@ -25,8 +25,12 @@ void DeclareGenerate(CLI::App* cmd, GenerateFlags& f) {
   cmd->add_option("KIND", f.options.kind, "schedule kind")
       ->required()
       ->check(CLI::IsMember(GeneratorKinds()));
-  cmd->add_option("-r,--ranks", f.options.ranks, "pipeline ranks")->required();
-  cmd->add_option("-m,--microbatches", f.options.microbatches, "microbatches")->required();
+  cmd->add_option("-r,--ranks", f.options.ranks, "pipeline ranks")
+      ->required()
+      ->check(IntegerIn(1, kMaxRanks));
+  cmd->add_option("-m,--microbatches", f.options.microbatches, "microbatches")
+      ->required()
+      ->check(IntegerIn(1, kMaxMicrobatches));
   f.kind.Add(cmd);
   cmd->add_option("-f,--format", f.format, "pps, csv, csv-compute (no SEND/RECV/WAIT) or json")
       ->check(CLI::IsMember(FormatNames()))

@@ -131,14 +131,17 @@ void DeclareDiff(CLI::App* cmd, DiffFlags& f) {
   cmd->add_option("A", f.a, "the reference dump (e.g. a single-device run)")->required();
   cmd->add_option("B", f.b, "the dump under test (e.g. the pipelined run)")->required();
   cmd->add_flag("--exact", f.exact, "every element bit for bit (default: per-type tolerances)");
-  cmd->add_option("--rtol", f.rtol, "relative tolerance for every float type");
+  cmd->add_option("--rtol", f.rtol, "relative tolerance for every float type")
+      ->check(NonNegativeFinite());
   cmd->add_option("--atol", f.atol,
-                  "absolute tolerance, as a fraction of the tensor's largest |A|");
+                  "absolute tolerance, as a fraction of the tensor's largest |A|")
+      ->check(NonNegativeFinite());
   cmd->add_option("--map", f.maps,
                   "OLD=NEW: A's tensor OLD is B's NEW; OLD*=NEW* for a prefix (repeatable)");
   cmd->add_option("--json", f.json, "also write the report as JSON to this file (- for stdout)");
   cmd->add_option("--html", f.html, "also write the report as an HTML page to this file");
   cmd->add_option("--max-lines", f.max_lines, "mismatching tensors listed in the text")
+      ->check(IntegerIn(0, 1000000))
       ->capture_default_str();
 }
 

@@ -130,7 +130,7 @@ TEST(VerifyCli, BadInputIsExitTwo) {
       {"verify --cost F=abc " + good, "not a non-negative number"},
       {"verify --cost Q=1 " + good, "unknown cost"},
       {"verify --comm tcp " + good, "tcp"},
-      {"verify --max-activations -3 " + good, "at least 0"},
+      {"verify --max-activations -3 " + good, "--max-activations: must be an integer from 0"},
       {"simulate --cost F=-1 " + good, "non-negative"},
       {"verify", "FILE"},
   };

@@ -30,7 +30,8 @@ void DeclareVerify(CLI::App* cmd, VerifyFlags& f) {
   cmd->add_flag("--json", f.json, "print JSON");
   cmd->add_flag("--no-z3", f.no_z3, "skip the Z3 proof of the deadlock verdict");
   cmd->add_option("--max-activations", f.max_activations,
-                  "memory bound per rank in stage-chunks (default: the generator kind's bound)");
+                  "memory bound per rank in stage-chunks (default: the generator kind's bound)")
+      ->check(IntegerIn(0, kMaxStageMicrobatches));
   cmd->add_option("--svg", f.svg,
                   "draw the timeline as SVG: a deadlock up to its stuck point, the cycle of blocked "
                   "actions highlighted; otherwise the timing simulation");

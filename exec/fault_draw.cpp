@@ -24,7 +24,7 @@ double ParseNumber(std::string_view text, std::string_view what) {
 // "100us", "1.5ms", "0.2s", "250" (microseconds).
 double ParseMicroseconds(std::string_view text) {
   double scale = 1;
-  for (auto [suffix, factor] : {std::pair{"us", 1.0}, {"ms", 1e3}, {"s", 1e6}}) {
+  for (auto [suffix, factor] : {std::pair{"ns", 1e-3}, {"us", 1.0}, {"ms", 1e3}, {"s", 1e6}}) {
     std::string_view s(suffix);
     if (text.size() > s.size() && text.substr(text.size() - s.size()) == s) {
       text.remove_suffix(s.size());

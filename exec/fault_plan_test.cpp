@@ -178,6 +178,7 @@ TEST(DelaySpecTest, ParsesDistributionsAndUnits) {
   EXPECT_EQ(DelaySpec::Parse("exp").mean_us, 100);
   EXPECT_EQ(DelaySpec::Parse("pareto:1s").distribution, DelayDistribution::kHeavyTailed);
   EXPECT_EQ(DelaySpec::Parse("exp:250").mean_us, 250);
+  EXPECT_DOUBLE_EQ(DelaySpec::Parse("exp:200ns").mean_us, 0.2);
   EXPECT_THROW(DelaySpec::Parse("gauss:1ms"), InputError);
   EXPECT_THROW(DelaySpec::Parse("exp:fast"), InputError);
   EXPECT_THROW(DelaySpec::Parse("exp:-1ms"), InputError);

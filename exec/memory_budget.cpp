@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -68,8 +69,13 @@ MemoryEstimate EstimateRunMemory(const Schedule& schedule, const ModelConfig& mo
 int64_t AvailableMemoryBytes() {
   if (const char* limit = std::getenv("PIPEPROOF_MEMORY_LIMIT"); limit && *limit) {
     char* end = nullptr;
+    errno = 0;
     const long long v = std::strtoll(limit, &end, 10);
-    if (end && *end == 0 && v > 0) return v;
+    if (end && *end == 0 && v > 0 && errno == 0) return v;
+    throw InputError(fmt::format(
+        "PIPEPROOF_MEMORY_LIMIT='{}': expected the memory this run may use, as a positive number "
+        "of bytes (unset it to use MemAvailable of /proc/meminfo)",
+        limit));
   }
   std::ifstream meminfo("/proc/meminfo");
   std::string line;

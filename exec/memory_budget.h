@@ -35,7 +35,8 @@ MemoryEstimate EstimateRunMemory(const Schedule& schedule, const ModelConfig& mo
                                  std::span<const int> stash_peak, bool all_ranks_here);
 
 // MemAvailable of /proc/meminfo in bytes; the environment variable
-// PIPEPROOF_MEMORY_LIMIT (bytes) overrides it; -1 when neither says.
+// PIPEPROOF_MEMORY_LIMIT (bytes) overrides it (InputError when it is not a positive number); -1
+// when neither says.
 int64_t AvailableMemoryBytes();
 
 // Throws InputError naming the estimate, what is available and what to change,

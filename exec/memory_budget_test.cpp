@@ -94,5 +94,15 @@ TEST(MemoryBudgetTest, FormatsBytes) {
   EXPECT_EQ(FormatBytes(int64_t{3} << 30), "3.0 GiB");
 }
 
+// A limit that is not a number of bytes is refused, never silently ignored.
+TEST(MemoryBudgetTest, AnUnreadableLimitIsRefused) {
+  for (const char* bad : {"abc", "-5", "0", "12GB", "99999999999999999999999"}) {
+    MemoryLimit limit(bad);
+    EXPECT_THROW(AvailableMemoryBytes(), InputError) << bad;
+  }
+  MemoryLimit limit("1073741824");
+  EXPECT_EQ(AvailableMemoryBytes(), 1073741824);
+}
+
 }  // namespace
 }  // namespace pipeproof

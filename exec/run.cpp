@@ -213,7 +213,11 @@ void Judge(const Schedule& schedule, const RunOptions& options, RunOutcome& o) {
                            "--rtol/--atol passes; tighten them or use --exact)");
     if (!o.control_caught) {
       o.status = RunStatus::kFault;
-      o.headline = "FAULT IN PIPEPROOF: a negative control went unnoticed; " + o.headline;
+      // Bit for bit, nothing but pipeproof can hide a corruption; within tolerance the user's
+      // tolerance can, so the headline says which it is.
+      o.headline = exact ? "FAULT IN PIPEPROOF: a negative control went unnoticed; " + o.headline
+                         : "NEGATIVE CONTROL NOT CAUGHT within the tolerance given (--rtol/--atol "
+                           "too wide for it?); " + o.headline;
     }
   }
 }
