@@ -203,6 +203,27 @@ TEST(FlagRangeTest, AControlMissedWithinAWideToleranceBlamesTheTolerance) {
   EXPECT_EQ((r.out + r.err).find("FAULT IN PIPEPROOF"), std::string::npos) << r.out << r.err;
 }
 
+// A directory, a device or a missing file given where a file is read is named for what it is,
+// at once: none of them is read without end.
+TEST(InputFileTest, WhatIsNotAFileIsRefusedByNameInBoundedTime) {
+  const std::string dir = ::testing::TempDir();
+  const std::pair<std::string, std::string> bad[] = {
+      {"verify " + dir, "this is a directory, not a schedule file"},
+      {"verify /dev/zero", "this is a character device, not a schedule file"},
+      {"run --kind 1f1b -r 2 -m 2 --replay " + dir, "this is a directory, not a fault plan file"},
+      {"run --kind 1f1b -r 2 -m 2 --replay /dev/zero", "this is a character device, not a fault plan"},
+      {"trace show /dev/zero", "this is a character device, not a trace file"},
+      {"diff /dev/zero /dev/zero", "this is a character device, not a tensor dump"},
+      {"diff /nonexistent/a /nonexistent/b", "/nonexistent/a: error: no such file"},
+  };
+  for (const auto& [args, message] : bad) {
+    const auto r = RunPipeproof(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_LT(r.seconds, 10) << args;
+  }
+}
+
 TEST(FlagRangeTest, VersionAndTheMemoryLimitVariable) {
   auto r = RunPipeproof("--version");
   EXPECT_EQ(r.status, 0) << r.err;

@@ -157,7 +157,9 @@ int RunDiff(const DiffFlags& f) {
                            const ComparePolicy& policy) {
     if (!f.html.empty() && !c.ok()) heatmaps.push_back(ComputeHeatmap(c.name, run, ref, policy));
   };
-  const TensorDiff diff = DiffTensors(ReadTensorDump(f.a), ReadTensorDump(f.b), options, heatmap);
+  const TensorDump a = ReadTensorDump(f.a);  // A first: its errors come first
+  const TensorDump b = ReadTensorDump(f.b);
+  const TensorDiff diff = DiffTensors(a, b, options, heatmap);
   if (f.json != "-") std::cout << diff.Text(f.max_lines);
   if (!f.json.empty()) WriteOutput(f.json, diff.Json());
   if (!f.html.empty()) WriteOutput(f.html, DiffHtml(diff, heatmaps));

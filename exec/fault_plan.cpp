@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "schedule/errors.h"  // InputError, kMaxRanks
+#include "schedule/read_file.h"
 
 namespace pipeproof {
 
@@ -366,12 +367,12 @@ FaultPlan ParseFaultPlan(std::string_view text, std::string_view name) {
   return PlanReader(name).Plan(j);
 }
 
+// Far beyond any plan the limits allow to be drawn (a few arrays of 2^22 delays), so that a
+// device or a huge file is refused before it is read.
+constexpr int64_t kMaxPlanBytes = int64_t{1} << 30;
+
 FaultPlan ReadFaultPlan(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot read the fault plan: {}", std::strerror(errno)), path);
-  std::ostringstream all;
-  all << in.rdbuf();
-  return ParseFaultPlan(all.str(), path);
+  return ParseFaultPlan(ReadFileBounded(path, kMaxPlanBytes, "fault plan"), path);
 }
 
 }  // namespace pipeproof

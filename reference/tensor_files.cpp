@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "schedule/errors.h"  // InputError, Quote
+#include "schedule/read_file.h"
 
 namespace pipeproof {
 
@@ -536,19 +538,10 @@ std::string WriteNpy(const StoredTensor& t) {
 
 namespace {
 
+// No limit beyond the memory it needs: a dump is as large as the model it holds.
 std::shared_ptr<const std::string> ReadWhole(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot read: {}", std::strerror(errno)), path.string());
-  auto bytes = std::make_shared<std::string>();
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (size > 0) {
-    bytes->resize(static_cast<size_t>(size));
-    in.read(bytes->data(), size);
-    if (!in) throw InputError("cannot read the whole file", path.string());
-  }
-  return bytes;
+  return std::make_shared<const std::string>(
+      ReadFileBounded(path.string(), std::numeric_limits<int64_t>::max(), "tensor dump"));
 }
 
 bool HasSuffix(const std::string& s, std::string_view suffix) { return s.ends_with(suffix); }
@@ -611,8 +604,13 @@ TensorDump ReadTensorDump(const std::string& path) {
     } else {
       AddFile(dump, path, "");
     }
-  } else {
+  } else if (const std::string kind = FileKind(path); kind == "nothing") {
     throw InputError("no such file or directory", path);
+  } else {
+    throw InputError(fmt::format("this is {}, not a tensor dump (a .safetensors or .npy file, or "
+                                 "a directory of them)",
+                                 kind),
+                     path);
   }
   std::set<std::string> names;
   for (const StoredTensor& t : dump.tensors) {

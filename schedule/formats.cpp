@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "schedule/read_file.h"
+
 namespace pipeproof {
 
 namespace {
@@ -78,25 +80,18 @@ Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadO
 
 Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options) {
   std::string text;
-  if (path == "-") {
-    std::ostringstream all;
-    all << std::cin.rdbuf();
-    text = all.str();
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw InputError::At(path, 0, 0, fmt::format("cannot read: {}", std::strerror(errno)));
-    in.seekg(0, std::ios::end);
-    std::streamoff size = in.tellg();
-    if (size < 0) throw InputError::At(path, 0, 0, "cannot read: not a regular file");
-    if (size > kMaxFileBytes) {
-      throw InputError::At(path, 0, 0,
-                           fmt::format("the file is {} bytes, more than the limit of {}", size,
-                                       kMaxFileBytes));
+  if (path == "-") {  // a pipe has no size to check first: read it in chunks, up to the limit
+    char chunk[1 << 16];
+    while (std::cin.read(chunk, sizeof chunk) || std::cin.gcount() > 0) {
+      text.append(chunk, static_cast<size_t>(std::cin.gcount()));
+      if (static_cast<int64_t>(text.size()) > kMaxFileBytes) {
+        throw InputError::At("<stdin>", 0, 0,
+                             fmt::format("more than the limit of {} bytes for a schedule",
+                                         kMaxFileBytes));
+      }
     }
-    in.seekg(0);
-    text.resize(static_cast<size_t>(size));
-    in.read(text.data(), size);
-    if (!in) throw InputError::At(path, 0, 0, "cannot read the whole file");
+  } else {
+    text = ReadFileBounded(path, kMaxFileBytes, "schedule");
   }
   return ParseSchedule(text, path == "-" ? "<stdin>" : path, options);
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "schedule/errors.h"  // InputError, kMaxRanks
+#include "schedule/read_file.h"
 
 namespace pipeproof {
 
@@ -99,6 +100,9 @@ constexpr uint64_t kMaxCalls = uint64_t{1} << 26;
 constexpr uint32_t kMaxComms = 1u << 16;
 constexpr int32_t kMaxCommRanks = 1 << 24;
 constexpr uint64_t kMaxCount = uint64_t{1} << 48;
+// The largest file those counts allow; anything larger is refused before it is read.
+constexpr int64_t kMaxTraceBytes =
+    sizeof(TraceHeader) + int64_t{kMaxComms} * sizeof(TraceComm) + kMaxCalls * sizeof(TraceCall);
 
 // Decodes and checks one file; every refusal names where it is.
 class TraceReader {
@@ -281,11 +285,7 @@ Trace ParseTrace(std::string_view bytes, std::string_view name) {
 }
 
 Trace ReadTrace(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot read the trace: {}", std::strerror(errno)), path);
-  std::ostringstream all;
-  all << in.rdbuf();
-  return ParseTrace(all.str(), path);
+  return ParseTrace(ReadFileBounded(path, kMaxTraceBytes, "trace"), path);
 }
 
 std::vector<Trace> ReadTraceDirectory(const std::string& dir) {

@@ -1,0 +1,53 @@
+#include "schedule/read_file.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "schedule/errors.h"
+
+namespace pipeproof {
+
+std::string FileKind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? "nothing" : std::strerror(errno);
+  switch (st.st_mode & S_IFMT) {
+    case S_IFREG: return "";
+    case S_IFDIR: return "a directory";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFIFO: return "a pipe";
+    case S_IFSOCK: return "a socket";
+    default: return "not a regular file";
+  }
+}
+
+std::string ReadFileBounded(const std::string& path, int64_t max_bytes, std::string_view what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw InputError::At(path, 0, 0, fmt::format("cannot read the {}: {}", what, std::strerror(errno)));
+  }
+  if (const std::string kind = FileKind(path); !kind.empty()) {
+    throw InputError::At(path, 0, 0, fmt::format("this is {}, not a {} file", kind, what));
+  }
+  if (st.st_size > max_bytes) {
+    throw InputError::At(path, 0, 0,
+                         fmt::format("the file is {} bytes, more than the limit of {} for a {}",
+                                     st.st_size, max_bytes, what));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw InputError::At(path, 0, 0, fmt::format("cannot read the {}: {}", what, std::strerror(errno)));
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (in.gcount() != static_cast<std::streamsize>(bytes.size())) {
+    throw InputError::At(path, 0, 0, fmt::format("cannot read the whole {} file", what));
+  }
+  return bytes;
+}
+
+}  // namespace pipeproof
