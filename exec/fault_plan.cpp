@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "schedule/errors.h"  // InputError, kMaxRanks
+#include "schedule/json_keys.h"
 #include "schedule/read_file.h"
 
 namespace pipeproof {
@@ -363,6 +364,10 @@ FaultPlan ParseFaultPlan(std::string_view text, std::string_view name) {
       what = what.substr(bracket + 2);
     }
     throw InputError(fmt::format("not valid JSON: {}", what), std::string(name));
+  }
+  if (const std::optional<std::string> duplicate = FindDuplicateKey(text)) {
+    throw InputError(fmt::format("key {} appears twice in one object", Quote(*duplicate)),
+                     std::string(name));
   }
   return PlanReader(name).Plan(j);
 }

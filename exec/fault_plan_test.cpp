@@ -155,6 +155,9 @@ TEST(FaultPlanTest, ReaderNamesWhatIsWrong) {
   EXPECT_NE(error(head + R"("corrupt": {"kind": "drop", "from": 0, "to": 1}})").find("missing \"message\""), std::string::npos);
   EXPECT_NE(error(head + R"("ranks": [{"straggler": 0.5}]})").find("between 1 and 1000"), std::string::npos);
   EXPECT_NE(error(head + R"("kill": {"rank": 1}})").find("kill: missing \"action\""), std::string::npos);
+  // nlohmann would keep the second silently: a plan that says two things is refused.
+  EXPECT_NE(error(head + R"("seed": 1, "seed": 2})").find("key 'seed' appears twice"), std::string::npos)
+      << error(head + R"("seed": 1, "seed": 2})");
 }
 
 TEST(FaultPlanTest, ReaderSurvivesEveryTruncation) {

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "schedule/errors.h"  // InputError, Quote
+#include "schedule/json_keys.h"
 #include "schedule/read_file.h"
 
 namespace pipeproof {
@@ -140,29 +141,17 @@ class SafetensorsReader {
         header.find_first_not_of(' ', end + 1) != std::string_view::npos) {
       Fail("the header must end with '}', padded with spaces only");
     }
-    // Keys repeated within one object: refused (nlohmann would keep the last silently).
-    std::vector<std::set<std::string>> keys;
-    std::string duplicate;
-    auto callback = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-      using E = nlohmann::json::parse_event_t;
-      if (event == E::object_start) keys.emplace_back();
-      if (event == E::object_end && !keys.empty()) keys.pop_back();
-      if (event == E::key && !keys.empty() &&
-          !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
-        duplicate = parsed.get<std::string>();
-      }
-      return true;
-    };
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(header.begin(), header.end(), callback);
+      j = nlohmann::json::parse(header.begin(), header.end());
     } catch (const nlohmann::json::exception& e) {
       std::string what = e.what();
       if (auto colon = what.find("]: "); colon != std::string::npos) what = what.substr(colon + 3);
       Fail("the header is not valid JSON: " + what);
     }
-    if (!duplicate.empty())
-      Fail(fmt::format("key {} appears twice in one object of the header", Quote(duplicate)));
+    if (const std::optional<std::string> duplicate = FindDuplicateKey(header)) {
+      Fail(fmt::format("key {} appears twice in one object of the header", Quote(*duplicate)));
+    }
     if (!j.is_object()) Fail("the header is not a JSON object");
     return j;
   }

@@ -174,6 +174,7 @@ TEST(MalformedInputTest, EveryReaderNamesThePlaceAndTheRule) {
       {"huge.json", "{\"ranks\": 1e300, \"microbatches\": 1, \"program\": [[]]}", "huge.json:1:11:", "/ranks: expected an integer"},
       {"act.json", "{\"ranks\": 1,\n \"microbatches\": 1,\n \"program\": [[\"0F0\", \"0Z0\"]]}", "act.json:3:22:", "/program/0/1"},
       {"rows.json", "{\"ranks\": 2, \"microbatches\": 1, \"program\": [[]]}", "rows.json:1:44:", "one list of actions per rank"},
+      {"dupkey.json", "{\"ranks\": 1, \"microbatches\": 1, \"ranks\": 2, \"program\": [[]]}", "dupkey.json", "key 'ranks' appears twice"},
       {"key.json", "{\"ranks\": 1, \"colour\": 1}", "key.json:1:24:", "/colour: unknown key"},
       {"array.json", "[1, 2]", "array.json", "expected a JSON object"},
   };

@@ -15,6 +15,7 @@
 
 #include "schedule/formats.h"
 #include "schedule/generate.h"
+#include "schedule/json_keys.h"
 
 namespace pipeproof {
 namespace {
@@ -151,7 +152,12 @@ class JsonReader {
 
   json Parse() {
     try {
-      return json::parse(text_.begin(), text_.end());
+      json j = json::parse(text_.begin(), text_.end());
+      if (const std::optional<std::string> duplicate = FindDuplicateKey(text_)) {
+        throw InputError::At(name_, 0, 0,
+                             fmt::format("key {} appears twice in one object", Quote(*duplicate)));
+      }
+      return j;
     } catch (const json::out_of_range& e) {  // a number too large for any C++ type
       throw InputError::At(name_, 0, 0, "malformed JSON: a number too large to represent");
     } catch (const json::parse_error& e) {
