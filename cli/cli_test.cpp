@@ -224,6 +224,26 @@ TEST(InputFileTest, WhatIsNotAFileIsRefusedByNameInBoundedTime) {
   }
 }
 
+// A failed run leaves its fault plan only where the user asked (--save-plan, or beside
+// --report); otherwise it says that the same command replays it, and writes nothing.
+TEST(FailedRunPlanTest, ThePlanGoesWhereAskedAndNowhereElse) {
+  const std::string run = "run --kind 1f1b -r 3 -m 5 --timeout 0.3 --corrupt drop --hidden 8 --seq 4 -q";
+  auto r = RunPipeproof(run);
+  EXPECT_EQ(r.status, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("replay these faults exactly: the same command (its plan is drawn from --seed 1)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("pipeproof-plan-"), std::string::npos) << r.err;
+  const std::string report = testing::ScratchPath("failed.json");
+  const std::string plan = testing::ScratchPath("failed.plan.json");
+  r = RunPipeproof(run + " --report " + report);
+  EXPECT_EQ(r.status, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("--replay " + plan), std::string::npos) << r.err;
+  EXPECT_NE(testing::ReadWhole(plan).find("pipeproof fault plan"), std::string::npos);
+  std::remove(report.c_str());
+  std::remove(plan.c_str());
+}
+
 TEST(FlagRangeTest, VersionAndTheMemoryLimitVariable) {
   auto r = RunPipeproof("--version");
   EXPECT_EQ(r.status, 0) << r.err;

@@ -10,7 +10,6 @@
 #include <memory>
 #include <optional>
 
-#include <unistd.h>
 
 #include "cli/command.h"
 #include "cli/exit_codes.h"
@@ -198,13 +197,25 @@ void Emit(const RunFlags& f, const RunOutcome& outcome, const FaultPlan& plan) {
   } else {
     out << outcome.Text();
   }
+  // The plan goes where the user asked (--save-plan, or beside --report); otherwise no file is
+  // left behind: the same command draws the same plan from its seed.
   if (failed && f.replay.empty() && !plan.Empty()) {
     std::string path = f.save_plan;
-    if (path.empty()) {
-      path = (std::filesystem::temp_directory_path() / fmt::format("pipeproof-plan-{}-{}.json", f.seed, ::getpid())).string();
+    if (path.empty() && !f.report.empty()) {
+      path = std::filesystem::path(f.report).replace_extension(".plan.json").string();
       WriteOutput(path, plan.Json());
     }
-    out << fmt::format("replay these faults exactly: the same command without the fault flags, plus --replay {}\n", path);
+    if (path.empty()) {
+      out << fmt::format(
+          "replay these faults exactly: the same command (its plan is drawn from --seed {}); "
+          "--save-plan PLAN keeps it as a file\n",
+          f.seed);
+    } else {
+      out << fmt::format(
+          "replay these faults exactly: the same command without the fault flags, plus --replay "
+          "{}\n",
+          path);
+    }
   }
   out.flush();
   if (!f.report.empty()) WriteOutput(f.report, outcome.Json());
