@@ -97,5 +97,13 @@ TEST(PlantedBugTest, AVariableThatNamesNoPlantedBugIsRefused) {
   EXPECT_TRUE(Has(r.err, "not a planted bug")) << r.err;
 }
 
+// A launcher that cannot start is bad usage, found before the first case, not a bug to shrink.
+TEST(FuzzCommandTest, ALauncherThatCannotStartIsRefusedBeforeTheFirstCase) {
+  const testing::CommandOutput r = RunPipeproof("fuzz --transport mpi --launcher garbage -n 1");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "--launcher 'garbage': 'garbage' cannot be started")) << r.err;
+  EXPECT_FALSE(Has(r.out, "FAILURE")) << r.out;
+}
+
 }  // namespace
 }  // namespace pipeproof

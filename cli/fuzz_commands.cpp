@@ -176,6 +176,7 @@ int Fuzz(const FuzzFlags& f) {
   if (spec.device == "cpu") CheckLargestCasesFit(options, !RunsCasesAsCommands(f));
   std::unique_ptr<CaseRunner> runner;
   if (RunsCasesAsCommands(f)) {
+    CheckLauncher(f.launcher);
     CommandRunnerOptions c;
     c.pipeproof = options.pipeproof;
     c.transport = spec.transport;

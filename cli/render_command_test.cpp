@@ -107,8 +107,11 @@ TEST(RenderCommand, VerifySvgOfADeadlockHighlightsItsCycle) {
   for (const auto* box : doc->WithClass("stuck")) on_cycle += box->Attr("data-cycle-step") != "-1";
   EXPECT_EQ(on_cycle, 4);
   EXPECT_EQ(doc->WithClass("waits-for").size(), 4u);
-  // render draws the same picture and says so by its exit status.
-  EXPECT_EQ(RunPipeproof("render " + kDeadlock + " -o " + ScratchPath("deadlock2.svg")).status, 1);
+  // render draws the same picture and says so by its exit status, and on stderr.
+  const auto rendered = RunPipeproof("render " + kDeadlock + " -o " + ScratchPath("deadlock2.svg"));
+  EXPECT_EQ(rendered.status, 1);
+  EXPECT_NE(rendered.err.find("the schedule deadlocks (4 actions blocked)"), std::string::npos)
+      << rendered.err;
 }
 
 TEST(RenderCommand, NegativeControlHtmlPointsAtTheCorruptedBlock) {

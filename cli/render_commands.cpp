@@ -78,7 +78,13 @@ int Render(const RenderFlags& f) {
   options.show_comm = f.show_comm || !view.stuck.empty();
   options.width = f.width;
   WritePicture(f.output, TimelineSvg(view, options));
-  return view.stuck.empty() ? kExitOk : kExitCheckFailed;
+  if (view.stuck.empty()) return kExitOk;
+  // Exit 1 says why: the picture stops where the schedule does.
+  std::cerr << fmt::format(
+      "pipeproof: the schedule deadlocks ({} actions blocked); {} shows it up to the stuck point "
+      "(pipeproof verify says what each waits for)\n",
+      view.stuck.size(), f.output == "-" ? "the SVG" : f.output);
+  return kExitCheckFailed;
 }
 
 void DeclareRender(CLI::App* cmd, RenderFlags& f) {

@@ -280,6 +280,28 @@ std::unique_ptr<CaseRunner> MakeCommandRunner(const CommandRunnerOptions& option
   return std::make_unique<CommandRunner>(options);
 }
 
+void CheckLauncher(const std::string& launcher) {
+  std::istringstream words(launcher);
+  std::string program;
+  words >> program;
+  if (program.empty()) return;  // no launcher: the command runs as it is
+  auto runnable = [](const std::string& path) { return ::access(path.c_str(), X_OK) == 0; };
+  bool found = false;
+  if (program.find('/') != std::string::npos) {
+    found = runnable(program);
+  } else if (const char* path = std::getenv("PATH")) {
+    std::istringstream dirs(path);
+    for (std::string dir; !found && std::getline(dirs, dir, ':');) {
+      found = runnable((dir.empty() ? "." : dir) + "/" + program);
+    }
+  }
+  if (!found) {
+    throw InputError(fmt::format(
+        "--launcher '{}': '{}' cannot be started (not found on PATH, or not executable)",
+        launcher, program));
+  }
+}
+
 std::string ReplayCommand(const std::string& pipeproof, const CampaignCase& c, const CaseSettings& settings,
                           const std::string& plan_path, const std::string& transport, const std::string& launcher) {
   std::string out;

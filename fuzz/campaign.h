@@ -111,6 +111,10 @@ struct CommandRunnerOptions {
 };
 std::unique_ptr<CaseRunner> MakeCommandRunner(const CommandRunnerOptions& options);
 
+// Refuses (InputError) a launcher whose program cannot be started (not on PATH, not executable),
+// before the first case: otherwise every case would fail with exit 127 and be shrunk as a bug.
+void CheckLauncher(const std::string& launcher);
+
 // The one shell command that runs case `c` with the plan at `plan_path` as `pipeproof run` does:
 // the schedule flags, the model, the watchdog, --replay, and the planted bug's variable when one
 // is on. `launcher` as in CommandRunnerOptions (empty for threads).

@@ -47,7 +47,7 @@ std::string_view FormatName(Format format) {
 
 Format DetectFormat(std::string_view name, std::string_view text) {
   std::string_view ext = Extension(name);
-  if (ext == "pps" || ext == "txt") return Format::kPps;
+  if (ext == "pps") return Format::kPps;  // any other name (.txt, none) is read by its content
   if (ext == "csv") return Format::kCsv;
   if (ext == "json") return Format::kJson;
   size_t first = text.find_first_not_of(" \t\r\n");
@@ -69,6 +69,8 @@ Format DetectFormat(std::string_view name, std::string_view text) {
 }
 
 Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadOptions& options) {
+  // A UTF-8 byte order mark (Windows editors write one) is not part of any format.
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   switch (options.format.value_or(DetectFormat(name, text))) {
     case Format::kPps: return ParsePps(text, name, options.topology);
     case Format::kCsv:

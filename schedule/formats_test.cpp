@@ -213,6 +213,19 @@ TEST(DetectFormatTest, ByExtensionThenByContent) {
   EXPECT_EQ(DetectFormat("a", "# hi\nranks 2\n"), Format::kPps);
   EXPECT_EQ(DetectFormat("a", "rank 0: 0F0\n"), Format::kPps);
   EXPECT_EQ(DetectFormat("-", "0F0,0B0\n"), Format::kCsv);
+  // .txt says nothing about the format: the content decides.
+  EXPECT_EQ(DetectFormat("a.txt", "0F0,0B0\n"), Format::kCsv);
+  EXPECT_EQ(DetectFormat("a.txt", "rank 0: 0F0\n"), Format::kPps);
+  EXPECT_EQ(DetectFormat("a.txt", "{\"ranks\": 1}"), Format::kJson);
+}
+
+// A byte order mark is read past in every format, as editors on Windows write one.
+TEST(DetectFormatTest, AByteOrderMarkIsReadPast) {
+  const std::string bom = "\xEF\xBB\xBF";
+  const Schedule pps = ParseSchedule(bom + "ranks 1\nmicrobatches 1\nrank 0: 0F0 0B0\n", "a.pps", {});
+  EXPECT_EQ(pps.ranks, 1);
+  const Schedule csv = ParseSchedule(bom + "0F0,0B0\n", "a.csv", {});
+  EXPECT_EQ(csv.ActionCount(), 2);
 }
 
 }  // namespace

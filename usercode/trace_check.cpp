@@ -942,7 +942,10 @@ TraceDeadlockVerdict CheckTraceDeadlock(const std::vector<Trace>& traces, const 
                                  ? DescribeCall(traces, waits_for)
                                  : fmt::format("rank {} action {}", next.rank, next.index);
     if (report.cycle.size() == 1) {
-      v.text += fmt::format("  {}\n    never completes: {}\n", what, step.waits_for);
+      // The verifier's reason already says "never completes: ..." where it is that.
+      v.text += fmt::format("  {}\n    {}{}\n", what,
+                            step.waits_for.starts_with("never completes") ? "" : "never completes: ",
+                            step.waits_for);
     } else {
       v.text += fmt::format("  {}{}\n    waits for {}\n", what,
                             step.action == "WAIT" ? " and the rest of its group" : "", whom);
