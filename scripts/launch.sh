@@ -3,6 +3,7 @@
 #
 #   scripts/launch.sh [OPTIONS] N COMMAND [ARGS...]
 #     --hostfile FILE  spread the ranks over the hosts in FILE (Open MPI host file: "host slots=8")
+#     --oversubscribe  more ranks than cores (on one node without a host file this is automatic)
 #     --print          print the mpirun command instead of running it
 #     --mpirun PATH    the mpirun to use (default: $MPIRUN, else mpirun)
 #     -h, --help       this text
@@ -21,18 +22,20 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() {
   echo "launch.sh: $*" >&2
-  echo "usage: scripts/launch.sh [--hostfile FILE] [--print] [--mpirun PATH] N COMMAND [ARGS...]" >&2
+  echo "usage: scripts/launch.sh [--hostfile FILE] [--oversubscribe] [--print] [--mpirun PATH] N COMMAND [ARGS...]" >&2
   exit 2
 }
 
 hostfile=""
 print=0
+oversubscribe=0
 mpirun="${MPIRUN:-mpirun}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --hostfile) [[ $# -ge 2 ]] || die "--hostfile needs a file"; hostfile="$2"; shift 2 ;;
     --hostfile=*) hostfile="${1#*=}"; shift ;;
     --print) print=1; shift ;;
+    --oversubscribe) oversubscribe=1; shift ;;
     --mpirun) [[ $# -ge 2 ]] || die "--mpirun needs a path"; mpirun="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -50,7 +53,17 @@ if [[ -n "$hostfile" && ! -r "$hostfile" ]]; then die "cannot read the host file
 
 cmd=("$mpirun" -np "$ranks")
 if [[ -n "$hostfile" ]]; then cmd+=(--hostfile "$hostfile"); fi
-cmd+=(--map-by numa --bind-to numa)
+# One node, more ranks than cores: mpirun would refuse ("not enough slots"), so oversubscribe.
+cores="$(nproc 2>/dev/null || echo 1)"
+if [[ -z "$hostfile" && $oversubscribe -eq 0 && "$ranks" -gt "$cores" ]]; then
+  echo "launch.sh: $ranks ranks on $cores cores: oversubscribing" >&2
+  oversubscribe=1
+fi
+if [[ $oversubscribe -eq 1 ]]; then
+  cmd+=(--map-by numa:oversubscribe --bind-to numa:overload-allowed)
+else
+  cmd+=(--map-by numa --bind-to numa)
+fi
 # Open MPI refuses root unless told; containers often run as root.
 if [[ "$(id -u)" -eq 0 ]]; then cmd+=(--allow-run-as-root); fi
 while IFS= read -r name; do
