@@ -302,7 +302,7 @@ bool MessagesMatch(const Schedule& s) {
 // before the compute and bringing it (by its own name or its partner's), whose partner SEND
 // stands after the input is made and which has completed when the compute runs: on a rank with
 // WAITs a WAIT lies between the two; without WAITs the compute waits for it. A SEND stands after
-// what it, or its partner, names is made on its rank.
+// what it names is made on its rank (it reads that buffer, whatever its partner expects).
 bool DependenciesHold(const Schedule& s) {
   const Pairing pairs = PairMessages(s);
   for (int r = 0; r < s.ranks; ++r) {
@@ -311,18 +311,9 @@ bool DependenciesHold(const Schedule& s) {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsSend(a.op)) {
-        std::vector<Payload> named{Names(s, a.TaskAt(0))->payload};
-        if (const auto [pr, pi] = pairs.Of(r, i); pr >= 0) {
-          named.push_back(Names(s, s.program[pr][pi].TaskAt(0))->payload);
-        }
-        bool made = false;
-        for (const Payload& p : named) {
-          const Done maker = MakerOf(p);
-          if (s.placement[std::get<1>(maker)] != r) continue;
-          const int at = MadeAt(s, maker);
-          made = made || (at >= 0 && at < i);
-        }
-        if (!made) return false;
+        const Done maker = MakerOf(Names(s, a.TaskAt(0))->payload);
+        const int at = s.placement[std::get<1>(maker)] == r ? MadeAt(s, maker) : -1;
+        if (at < 0 || at >= i) return false;
       }
       if (!IsCompute(a.op)) continue;
       for (const Task& t : Tasks(a)) {

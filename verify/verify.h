@@ -11,7 +11,7 @@
 //                 sent after the input is computed and has completed when the compute runs: a WAIT
 //                 lies between the RECV and the compute on a rank with WAIT groups; without WAITs
 //                 the compute waits for the RECVs written before it that bring its input. Every
-//                 SEND comes after the compute that makes what it (or its partner) names.
+//                 SEND comes after the compute that makes what it names (it reads that buffer).
 //   matching      per ordered rank pair, the k-th SEND and the k-th RECV name the same payload and
 //                 none is left over. Where they disagree the message is a silent mix-up (NCCL has
 //                 no tags): the report says which send met which receive and what each carried.
