@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -672,6 +673,25 @@ TEST(Deadlock, ProofVerdictIsStructured) {
   // The fields the JSON had before stay.
   EXPECT_TRUE(DeadlockJson(deadlock).contains("cycle"));
   EXPECT_TRUE(DeadlockJson(deadlock).contains("setup_deadlock"));
+}
+
+// A deadlock caused by a missing RECV gets the advice that fixes it (add the RECV), not the
+// grouping advice of a send-before-receive cycle.
+TEST(Deadlock, AMissingReceiveIsNamedAsTheCause) {
+  Schedule s = Generated("1f1b", 2, 3);
+  auto& rank1 = s.program[1];
+  const auto recv = std::find_if(rank1.begin(), rank1.end(), [](const Action& a) {
+    return a.op == Op::kRecvF && a.microbatch == 1;
+  });
+  ASSERT_NE(recv, rank1.end());
+  rank1.erase(recv);
+  const VerifyReport r = Verify(s, {.use_z3 = false});
+  ASSERT_FALSE(r.Find("deadlock")->ok()) << r.Text();
+  EXPECT_NE(r.Find("deadlock")->message.find("a SEND or RECV has no partner"), std::string::npos)
+      << r.Text();
+  EXPECT_TRUE(Says(r, "the cause is a message without a partner: rank 0 [7] 0SEND_F2 is left over"))
+      << r.Text();
+  EXPECT_FALSE(Says(r, "in one group")) << r.Text();
 }
 
 }  // namespace

@@ -43,6 +43,27 @@ std::string EagerExplanation() {
          "one side receives first.";
 }
 
+// The first SEND or RECV without a partner, as "rank r [i] ACTION"; "" when every op has one.
+std::string FirstLeftOver(const Schedule& s, const Messages& messages) {
+  for (int r = 0; r < s.ranks; ++r) {
+    for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
+      if (messages.peer[r][i] >= 0 && !messages.partner[r][i].valid()) return Where(s, r, i);
+    }
+  }
+  return "";
+}
+
+// The advice when the cause is a SEND or RECV that is missing on the other side: grouping would
+// not help, the missing op would.
+std::string MissingOpExplanation(const std::string& left_over) {
+  return fmt::format(
+      "the cause is a message without a partner: {} is left over (see matching), so this rank "
+      "pair's sends and receives differ in number and every later message of the pair meets the "
+      "wrong partner, or none. Add the missing RECV (or SEND); grouping or reordering the others "
+      "does not fix it.",
+      left_over);
+}
+
 // Why the hang of a deadlock under nccl comes and goes with the model size, or does not.
 std::string MessageSizeCaveat(bool eager_runs, bool setup) {
   if (setup) return "it hangs at any message size: the set-up moves no data";
@@ -178,6 +199,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   // data moves before it, so no buffering helps), though the eager model has no set-up either.
   const bool eager_runs = nccl && !sim.setup_deadlock &&
                           RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
+  const std::string left_over = FirstLeftOver(s, messages);
   const std::vector<CycleStep>& cycle = report.cycle;
   const std::string stuck =
       cycle.size() == 1
@@ -185,9 +207,10 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
                         cycle.front().index, cycle.front().action)
           : fmt::format("{} blocked actions wait for each other in a cycle", cycle.size());
   check.message = fmt::format("under {} the execution cannot finish: {}{}", semantics, stuck,
-                              eager_runs ? " (it would run under the eager model: NCCL's "
-                                           "send/recv is a rendezvous, see below)"
-                                         : "");
+                              !left_over.empty() ? " (a SEND or RECV has no partner, see below)"
+                              : eager_runs       ? " (it would run under the eager model: NCCL's "
+                                                   "send/recv is a rendezvous, see below)"
+                                                 : "");
   check.details = CycleLines(cycle);
   if (nccl) {
     for (std::string& line :
@@ -195,8 +218,14 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
       check.details.push_back(std::move(line));
     }
   }
-  if (eager_runs) check.details.push_back(EagerExplanation());
-  if (nccl) check.details.push_back(MessageSizeCaveat(eager_runs, sim.setup_deadlock));
+  if (!left_over.empty()) {
+    check.details.push_back(MissingOpExplanation(left_over));
+  } else if (eager_runs) {
+    check.details.push_back(EagerExplanation());
+  }
+  if (nccl && left_over.empty()) {
+    check.details.push_back(MessageSizeCaveat(eager_runs, sim.setup_deadlock));
+  }
   check.details.push_back(proof);
   if (z3 && !z3->cycle.empty() && !SameActions(z3->cycle, cycle)) {
     check.details.push_back("the cycle Z3's unsat core holds:");
