@@ -84,6 +84,11 @@ TEST(RenderCommand, RunReportTraceAndPictureOfTheRealRun) {
   }
   EXPECT_EQ(static_cast<int>(doc->WithClass("cell").size()), expected);
   EXPECT_NE(doc->WithClass("subtitle").at(0)->text.find("as it ran on threads"), std::string::npos);
+  // Another schedule with as many ranks is refused, not drawn with this run's times.
+  const std::string other = Generated("dualpipev -r 4 -m 8", "other.pps");
+  r = RunPipeproof("render " + other + " --from-run " + report + " -o " + ScratchPath("other.svg"));
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("the recorded run is not of this schedule"), std::string::npos) << r.err;
 }
 
 TEST(RenderCommand, SimulateWritesATrace) {

@@ -237,6 +237,21 @@ TimelineView RecordedView(const Schedule& schedule, const RunTimeline& run, std:
     } catch (const InputError&) {
       continue;  // a report from another version: draw what can be read
     }
+    // A report of another schedule with as many ranks must not be drawn over this one: every
+    // training action it recorded stands at its place in this schedule.
+    if (span.pass == "train") {
+      const auto& program = schedule.program[span.rank];
+      if (span.index < 0 || span.index >= static_cast<int>(program.size()) ||
+          ToString(program[span.index]) != span.action) {
+        throw InputError(fmt::format(
+            "the recorded run is not of this schedule: its rank {} ran {} at [{}], where this "
+            "schedule has {}",
+            span.rank, span.action, span.index,
+            span.index >= 0 && span.index < static_cast<int>(program.size())
+                ? ToString(program[span.index])
+                : "no action"));
+      }
+    }
     TimelineCell cell = CellOf(schedule, chunk, span.rank, span.index, a);
     cell.comm = span.comm;
     cell.start = span.start * 1e3;
