@@ -295,7 +295,26 @@ void CheckPlanFits(const FaultPlan& plan, const RunPlan& run) {
     throw InputError(fmt::format("the fault plan has faults for {} ranks; the schedule has {}", plan.ranks.size(), run.ranks));
   }
   for (int r = 0; r < static_cast<int>(plan.ranks.size()); ++r) {
+    // A delay array holds one entry per site of the run from the first on (a hand-written plan
+    // may stop early: the sites after it have no delay). More entries than sites were written
+    // for another run.
+    const RankFaults& f = plan.ranks[r];
+    const auto fits = [&](std::string_view name, size_t entries, int64_t sites) {
+      if (static_cast<int64_t>(entries) <= sites) return;
+      throw InputError(fmt::format(
+          "fault plan: ranks[{}].{} has {} entries; this run has {} (one per {}): it was written "
+          "for another run",
+          r, name, entries, sites, name == "compute_delay_us" ? "compute" : "communication op"));
+    };
+    fits("post_delay_us", f.post_delay_us.size(), run.Comms(r));
+    fits("deliver_delay_us", f.deliver_delay_us.size(), run.Comms(r));
+    fits("compute_delay_us", f.compute_delay_us.size(), run.Computes(r));
     for (const auto& u : plan.ranks[r].unit_orders) {
+      if (u.unit < 0 || u.unit >= run.Units(r)) {
+        throw InputError(fmt::format(
+            "fault plan: ranks[{}].unit_orders names unit {}; rank {} has units 0..{} in this run",
+            r, u.unit, r, run.Units(r) - 1));
+      }
       // Find the unit by its run-wide counter and check that each channel keeps its order.
       for (const PassPlan& pass : run.passes) {
         const int64_t local = u.unit - pass.base[r].unit;

@@ -24,6 +24,8 @@
 namespace pipeproof {
 
 // Faults on one rank. Arrays are indexed by the rank's counters; a missing entry means none.
+// The delay arrays hold one entry per site of the run, in order; a shorter one covers the first
+// sites only (the rest have no delay), a longer one is refused (CheckPlanFits).
 struct RankFaults {
   std::vector<uint32_t> post_delay_us;     // per communication op
   std::vector<uint32_t> deliver_delay_us;  // per communication op (receives only)

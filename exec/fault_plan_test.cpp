@@ -131,6 +131,28 @@ TEST(FaultPlanTest, AReplayMustFitItsRun) {
   const FaultPlan plan = Draw(a, Everything(2));
   EXPECT_NO_THROW(CheckPlanFits(plan, PlanRun(a)));
   EXPECT_THROW(CheckPlanFits(plan, PlanRun(b)), InputError);
+  // A plan edited to fit no run: delay arrays of another length, a unit the rank does not have.
+  auto refused = [&](FaultPlan edited, const std::string& says) {
+    edited.target.reset();  // the counts alone must catch it
+    try {
+      CheckPlanFits(edited, PlanRun(a));
+      ADD_FAILURE() << "accepted: " << says;
+    } catch (const InputError& e) {
+      EXPECT_NE(e.message().find(says), std::string::npos) << e.message();
+    }
+  };
+  FaultPlan shorter = plan;  // a prefix: the last op has no delay
+  shorter.ranks[1].post_delay_us.pop_back();
+  EXPECT_NO_THROW(CheckPlanFits(shorter, PlanRun(a)));
+  FaultPlan longer = plan;
+  longer.ranks[1].post_delay_us.push_back(7);
+  refused(longer, "ranks[1].post_delay_us has");
+  longer = plan;
+  longer.ranks[0].compute_delay_us.push_back(7);
+  refused(longer, "ranks[0].compute_delay_us has");
+  FaultPlan unit = plan;
+  unit.ranks[2].unit_orders.push_back({.unit = 1 << 20, .order = {0}});
+  refused(unit, "ranks[2].unit_orders names unit 1048576");
 }
 
 TEST(FaultPlanTest, ReaderNamesWhatIsWrong) {
