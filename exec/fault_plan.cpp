@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "schedule/errors.h"  // InputError, kMaxRanks
-#include "schedule/json_keys.h"
+#include "schedule/json_text.h"
 #include "schedule/read_file.h"
 
 namespace pipeproof {
@@ -188,13 +188,31 @@ std::string FaultPlan::Json() const {
 
 namespace {
 
-// Reads a parsed document with a path for every error ("ranks[2].post_delay_us[5]").
+// "ranks[2].post_delay_us[5]" as the keys and indices it names.
+std::vector<std::string> PathParts(std::string_view path) {
+  std::vector<std::string> parts;
+  std::string part;
+  for (char c : path) {
+    if (c == '.' || c == '[' || c == ']') {
+      if (!part.empty()) parts.push_back(std::move(part));
+      part.clear();
+    } else {
+      part += c;
+    }
+  }
+  if (!part.empty()) parts.push_back(std::move(part));
+  return parts;
+}
+
+// Reads a parsed document with a path for every error ("ranks[2].post_delay_us[5]"), placed at
+// the value's line and column in the text.
 class PlanReader {
  public:
-  explicit PlanReader(std::string_view name) : name_(name) {}
+  PlanReader(std::string_view name, std::string_view text) : name_(name), text_(text) {}
 
   [[noreturn]] void Fail(const std::string& path, const std::string& what) const {
-    throw InputError(fmt::format("{}: {}", path, what), std::string(name_));
+    const TextPlace place = LocateJsonValue(text_, PathParts(path));
+    throw InputError::At(name_, place.line, place.col, fmt::format("{}: {}", path, what));
   }
 
   const JsonValue& Field(const JsonValue& object, const std::string& path, const char* key) const {
@@ -346,6 +364,7 @@ class PlanReader {
   static constexpr size_t kMaxUnitOps = 1 << 16;
   static constexpr int64_t kMaxDelayUs = int64_t{3600} * 1000 * 1000;  // an hour
   std::string_view name_;
+  std::string_view text_;
 };
 
 }  // namespace
@@ -369,7 +388,7 @@ FaultPlan ParseFaultPlan(std::string_view text, std::string_view name) {
     throw InputError(fmt::format("key {} appears twice in one object", Quote(*duplicate)),
                      std::string(name));
   }
-  return PlanReader(name).Plan(j);
+  return PlanReader(name, text).Plan(j);
 }
 
 // Far beyond any plan the limits allow to be drawn (a few arrays of 2^22 delays), so that a

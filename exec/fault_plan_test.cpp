@@ -177,6 +177,10 @@ TEST(FaultPlanTest, ReaderNamesWhatIsWrong) {
   EXPECT_NE(error(head + R"("corrupt": {"kind": "drop", "from": 0, "to": 1}})").find("missing \"message\""), std::string::npos);
   EXPECT_NE(error(head + R"("ranks": [{"straggler": 0.5}]})").find("between 1 and 1000"), std::string::npos);
   EXPECT_NE(error(head + R"("kill": {"rank": 1}})").find("kill: missing \"action\""), std::string::npos);
+  // Every error names its line and column.
+  EXPECT_NE(error(head + "\n\"ranks\": [{\"post_delay_us\": [1,\n -2]}]}").find("p.json:3:2: error: ranks[0].post_delay_us[1]"),
+            std::string::npos)
+      << error(head + "\n\"ranks\": [{\"post_delay_us\": [1,\n -2]}]}");
   // nlohmann would keep the second silently: a plan that says two things is refused.
   EXPECT_NE(error(head + R"("seed": 1, "seed": 2})").find("key 'seed' appears twice"), std::string::npos)
       << error(head + R"("seed": 1, "seed": 2})");

@@ -12,7 +12,7 @@
 #include <set>
 
 #include "schedule/errors.h"  // InputError, Quote
-#include "schedule/json_keys.h"
+#include "schedule/json_text.h"
 #include "schedule/read_file.h"
 
 namespace pipeproof {

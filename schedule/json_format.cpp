@@ -15,139 +15,23 @@
 
 #include "schedule/formats.h"
 #include "schedule/generate.h"
-#include "schedule/json_keys.h"
+#include "schedule/json_text.h"
 
 namespace pipeproof {
 namespace {
 
 using nlohmann::json;
 
-// Finds where the value at a JSON pointer starts, by replaying the parse with a SAX handler
-// that tracks the current path and reads the byte offset from a counting iterator. A value
-// starts after the previous token (and any blanks, ',' or ':'), which is where the offset stood
-// at the previous event; numbers make the lexer read one character ahead, so "where the
-// current token ended" is not reliable, but "where the previous one ended" is.
-class PointerLocator : public nlohmann::json_sax<json> {
- public:
-  PointerLocator(const std::vector<std::string>& target, const size_t* offset)
-      : target_(target), offset_(offset) {}
-  size_t found() const { return found_; }
-
-  bool null() override { return Value(); }
-  bool boolean(bool) override { return Value(); }
-  bool number_integer(number_integer_t) override { return Value(); }
-  bool number_unsigned(number_unsigned_t) override { return Value(); }
-  bool number_float(number_float_t, const string_t&) override { return Value(); }
-  bool string(string_t&) override { return Value(); }
-  bool binary(binary_t&) override { return Value(); }
-  bool start_object(std::size_t) override { return Open(false); }
-  bool key(string_t& k) override {
-    path_.back() = k;
-    return Mark();
-  }
-  bool end_object() override { return Close(); }
-  bool start_array(std::size_t) override { return Open(true); }
-  bool end_array() override { return Close(); }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
-    return false;
-  }
-
- private:
-  bool Here() {
-    if (path_ == target_ && found_ == std::string::npos) found_ = previous_end_;
-    return found_ == std::string::npos;
-  }
-  bool Mark() {
-    previous_end_ = *offset_;
-    return true;
-  }
-  bool Value() {
-    bool go_on = Here();
-    Advance();
-    Mark();
-    return go_on;
-  }
-  bool Open(bool array) {
-    bool go_on = Here();
-    path_.push_back(array ? "0" : "");
-    is_array_.push_back(array);
-    Mark();
-    return go_on;
-  }
-  bool Close() {
-    path_.pop_back();
-    is_array_.pop_back();
-    Advance();
-    return Mark();
-  }
-  void Advance() {  // on to the next element of the enclosing array
-    if (!is_array_.empty() && is_array_.back()) {
-      path_.back() = std::to_string(std::stoul(path_.back()) + 1);
-    }
-  }
-  std::vector<std::string> target_;
-  const size_t* offset_;
-  std::vector<std::string> path_;
-  std::vector<bool> is_array_;
-  size_t previous_end_ = 0;
-  size_t found_ = std::string::npos;
-};
-
-struct CountingIterator {
-  using iterator_category = std::input_iterator_tag;
-  using value_type = char;
-  using difference_type = std::ptrdiff_t;
-  using pointer = const char*;
-  using reference = const char&;
-  const char* p;
-  const char* base;
-  size_t* offset;
-  reference operator*() const { return *p; }
-  CountingIterator& operator++() {
-    ++p;
-    *offset = static_cast<size_t>(p - base);
-    return *this;
-  }
-  CountingIterator operator++(int) {
-    CountingIterator old = *this;
-    ++*this;
-    return old;
-  }
-  bool operator==(const CountingIterator& o) const { return p == o.p; }
-  bool operator!=(const CountingIterator& o) const { return p != o.p; }
-};
-
-void LineCol(std::string_view text, size_t offset, int& line, int& col) {
-  line = 1;
-  col = 1;
-  for (size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-}
-
 class JsonReader {
  public:
   JsonReader(std::string_view text, std::string_view name) : text_(text), name_(name) {}
 
   [[noreturn]] void Fail(const std::vector<std::string>& path, const std::string& message) const {
-    size_t offset = 0;
-    PointerLocator locator(path, &offset);
-    CountingIterator begin{text_.data(), text_.data(), &offset};
-    CountingIterator end{text_.data() + text_.size(), text_.data(), &offset};
-    json::sax_parse(begin, end, &locator);
-    int line = 0, col = 0;
-    if (size_t at = locator.found(); at != std::string::npos) {
-      while (at < text_.size() && std::strchr(" \t\r\n,:", text_[at])) ++at;
-      LineCol(text_, at, line, col);
-    }
+    const TextPlace place = LocateJsonValue(text_, path);
     std::string where;
     for (const std::string& p : path) where += "/" + p;
-    throw InputError::At(name_, line, col, fmt::format("{}: {}", where.empty() ? "/" : where, message));
+    throw InputError::At(name_, place.line, place.col,
+                         fmt::format("{}: {}", where.empty() ? "/" : where, message));
   }
 
   json Parse() {
@@ -161,15 +45,14 @@ class JsonReader {
     } catch (const json::out_of_range& e) {  // a number too large for any C++ type
       throw InputError::At(name_, 0, 0, "malformed JSON: a number too large to represent");
     } catch (const json::parse_error& e) {
-      int line = 0, col = 0;
-      LineCol(text_, e.byte > 0 ? e.byte - 1 : 0, line, col);
+      const TextPlace place = PlaceOfOffset(text_, e.byte > 0 ? e.byte - 1 : 0);
       std::string what = e.what();
       // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 2:
       // syntax error while parsing value - ..."; keep what follows the location.
       if (size_t colon = what.find(": ", what.find("column")); colon != std::string::npos) {
         what = what.substr(colon + 2);
       }
-      throw InputError::At(name_, line, col, "malformed JSON: " + what);
+      throw InputError::At(name_, place.line, place.col, "malformed JSON: " + what);
     }
   }
 
