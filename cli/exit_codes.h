@@ -1,4 +1,4 @@
-// Exit statuses (DESIGN.md): shared by every subcommand.
+// Exit statuses (docs/design.md): shared by every subcommand.
 #pragma once
 
 namespace pipeproof {

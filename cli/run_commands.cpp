@@ -1,5 +1,5 @@
 // run: verify a schedule, execute it on real ranks under injected faults, compare with the
-// sequential reference (DESIGN.md, "Execution and the reference"). Exit 0 match, 1 mismatch (a
+// sequential reference (docs/design.md, "Execution and the reference"). Exit 0 match, 1 mismatch (a
 // caught bitflip or swap included), 2 bad input or a schedule that fails verification, 3 hang,
 // dead rank or another runtime fault (a caught drop or kill included).
 

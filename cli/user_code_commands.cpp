@@ -1,4 +1,4 @@
-// inject, trace check, trace show, diff: pipeproof on programs it did not write (DESIGN.md,
+// inject, trace check, trace show, diff: pipeproof on programs it did not write (docs/design.md,
 // "Users' own code").
 //   pipeproof inject [--plan PLAN] [--trace-dir DIR] [--delays auto|host|gpu] -- COMMAND...
 //   pipeproof trace check DIR [--deadlock] [--no-z3] [--schedule-out FILE] [--json]

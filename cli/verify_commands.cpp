@@ -1,4 +1,4 @@
-// verify, simulate: parse the flags, call verify/, print the report (DESIGN.md, "Verification").
+// verify, simulate: parse the flags, call verify/, print the report (docs/design.md, "Verification").
 
 #include <filesystem>
 #include <iostream>

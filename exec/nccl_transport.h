@@ -1,4 +1,4 @@
-// The NCCL transport (DESIGN.md, "Execution and the reference"): one GPU per rank, each rank's
+// The NCCL transport (docs/design.md, "Execution and the reference"): one GPU per rank, each rank's
 // unit one NCCL group (ncclGroupStart, ncclSend/ncclRecv per op in posting order, ncclGroupEnd)
 // on its CudaDevice's communication stream. NCCL gives the `nccl` semantics by definition: FIFO
 // per rank pair without tags, the ops of a group progressing together.

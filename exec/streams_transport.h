@@ -1,4 +1,4 @@
-// The one-GPU streams transport (DESIGN.md, "Execution and the reference"): every rank a thread of
+// The one-GPU streams transport (docs/design.md, "Execution and the reference"): every rank a thread of
 // this process with its own CudaDevice (its own compute and communication streams) on the same
 // GPU; a matched SEND/RECV becomes a device-to-device copy. It is the threads transport with
 // another MessageCopier (exec/inproc_transport.h), so the `nccl` semantics (units, FIFO per rank

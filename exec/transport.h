@@ -1,7 +1,7 @@
 // How ranks exchange tensors. A Transport is one rank's end of the fabric; the executor hands it
 // communication units (a WAIT group, or a lone SEND/RECV) from the rank's communication streams,
 // each stream's in program order (one stream per rank, per peer or per peer and direction: the
-// run's StreamLayout), and the transport runs them with the `nccl` semantics of DESIGN.md:
+// run's StreamLayout), and the transport runs them with the `nccl` semantics of docs/design.md:
 //   - no tags: the k-th send from p to q meets the k-th receive on q from p (the executor posts
 //     each (sender, receiver) pair's ops in program order);
 //   - rendezvous: a send completes only once its receive is posted, and vice versa;

@@ -1,7 +1,7 @@
 // Property suite 3: every mutation class is caught. A generated schedule (random kind and size;
 // for the WAIT_SEND classes with PyTorch's WAIT_SENDs added) gets one mutation of the class at a
 // random place and is judged under a random communication model and stream layout; whether the
-// mutant is really broken is decided by fuzz/schedule_truth.h from DESIGN.md's definitions (for
+// mutant is really broken is decided by fuzz/schedule_truth.h from docs/design.md's definitions (for
 // deadlock: running the mutated program step by step), never by the verifier. The verifier must
 // fail exactly the mutants the ground truth calls broken (none missed, no false alarm), and for
 // classes that always break the same rule, fail that rule's check. Each class is its own test;

@@ -1,5 +1,5 @@
 // The one ground truth of every test that judges schedules (verify/'s unit tests and the
-// property suites): whether a schedule is sound, decided here from DESIGN.md's definitions
+// property suites): whether a schedule is sound, decided here from docs/design.md's definitions
 // without any of verify/'s checking code (no event graph, no Z3). The deadlock question is
 // answered by running the program step by step under the communication model, with every compute
 // and SEND checking on the spot that what it needs is there.

@@ -1,4 +1,4 @@
-// The sequential reference step and the comparison of a pipelined run with it (DESIGN.md,
+// The sequential reference step and the comparison of a pipelined run with it (docs/design.md,
 // "Execution and the reference").
 //
 // The reference runs every microbatch through its route on one device, one thread: forward, MSE

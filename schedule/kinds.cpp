@@ -46,7 +46,7 @@ std::string InterleavedSize(const GenerateOptions& o) {
   return "";
 }
 
-// ---- activation bounds (DESIGN.md, Verification: memory)
+// ---- activation bounds (docs/design.md, Verification: memory)
 
 std::optional<ActivationBound> RouteBound(const Schedule& s) {  // dualpipe, dualpipev
   int longest_route = 0;

@@ -1,6 +1,6 @@
 // The schedule model: ranks, stages, microbatches, where stages live, which parameter block
 // each stage holds, the route every microbatch takes, and each rank's actions in program order.
-// See DESIGN.md, "The schedule model". Every other library reads schedules through this header.
+// See docs/design.md, "The schedule model". Every other library reads schedules through this header.
 #pragma once
 
 #include <cstdint>
@@ -165,7 +165,7 @@ struct Message {
 std::optional<Message> MessageOf(const Schedule& schedule, const RouteIndex& routes,
                                  const Task& comm);
 
-// Which NCCL stream carries a point-to-point op (DESIGN.md, "Stream layout"). Program order,
+// Which NCCL stream carries a point-to-point op (docs/design.md, "Stream layout"). Program order,
 // rendezvous and FIFO matching hold within a stream; a rank's streams run independently, as far
 // as the hardware lets their kernels run at the same time.
 //  kRank: one stream per rank for all its point-to-point traffic (one communicator: PyTorch's
@@ -196,7 +196,7 @@ std::string ToString(const PassKey& key);  // "F 2 mb 5", "B 2 mb 5" (B covers I
 
 // The passes a compute task produces (B produces kBackward and kWeight).
 std::vector<PassKey> Produces(const Task& compute);
-// The passes a compute task needs, each with the stage that produces it (DESIGN.md, "Data
+// The passes a compute task needs, each with the stage that produces it (docs/design.md, "Data
 // dependencies"). Whether that stage is on the same rank decides local versus received.
 std::vector<PassKey> Needs(const Task& compute, const RouteIndex& routes);
 

@@ -1,6 +1,6 @@
 // The launcher behind `pipeproof inject`: runs a program with the NCCL interposer preloaded, a
 // fault plan and a fresh trace directory handed to it through the environment, forwards the
-// signals meant for it, and waits for it (DESIGN.md, "Users' own code").
+// signals meant for it, and waits for it (docs/design.md, "Users' own code").
 #pragma once
 
 #include <ostream>

@@ -1,5 +1,5 @@
 // The deadlock proof with Z3, written apart from the event simulation so the two verdicts check
-// each other (DESIGN.md, "deadlock"). One real variable per compute (when it runs) and two per
+// each other (docs/design.md, "deadlock"). One real variable per compute (when it runs) and two per
 // communication unit (when it starts, when it completes); under the pair layout one more per
 // first contact between two ranks (when the rank's host reaches it) and one per rank pair (when
 // its communicator is set up). Every rule of the communication model

@@ -1,4 +1,4 @@
-// The report: text for people, JSON for programs (DESIGN.md, "Verification"), and the small
+// The report: text for people, JSON for programs (docs/design.md, "Verification"), and the small
 // pieces of text the checks share.
 
 #include <fmt/format.h>

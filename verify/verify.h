@@ -1,4 +1,4 @@
-// The verifier: proves a schedule sound, or shows exactly where it is not (DESIGN.md,
+// The verifier: proves a schedule sound, or shows exactly where it is not (docs/design.md,
 // "Verification"). Verify() runs six checks, in this order, each reported by name:
 //
 //   structure     shape, counts and placement: every action's stage and microbatch in range and
@@ -52,7 +52,7 @@
 
 namespace pipeproof {
 
-// How SEND/RECV behave (DESIGN.md, "Communication semantics").
+// How SEND/RECV behave (docs/design.md, "Communication semantics").
 //  kNccl: a rank's communication streams (one per rank, per rank pair or per directed edge: the
 //         StreamLayout of schedule.h) each run their units (a WAIT group, or a lone SEND/RECV on a
 //         rank without WAITs) strictly in program order; a unit starts only after every compute

@@ -1,7 +1,7 @@
 // A stand-in for libnccl.so.2 for tests on machines without GPUs: the communicator and
 // point-to-point API over threads of one process, with NCCL's semantics where they matter to
 // pipeproof. Buffers are host memory; streams are opaque and ignored.
-//   - Rendezvous (DESIGN.md's `nccl` model): a send completes only together with its receive,
+//   - Rendezvous (docs/design.md's `nccl` model): a send completes only together with its receive,
 //     the k-th send from p to q with the k-th receive on q from p, whatever their sizes (the
 //     smaller size is copied). A call outside a group blocks its thread until it completes, as
 //     the rank's in-order stream would; a group posts its calls at ncclGroupEnd, in the order they
