@@ -132,6 +132,17 @@ TEST(StreamsFlagTest, TheLayoutDecidesVerifiesRunsAndFuzzes) {
   }
 }
 
+// Each command line exits 2 within seconds, its stderr saying the given words.
+template <size_t N>
+void ExpectRefused(const std::pair<std::string, std::string> (&cases)[N]) {
+  for (const auto& [args, message] : cases) {
+    const auto r = RunPipeproof(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_LT(r.seconds, 10) << args;
+  }
+}
+
 // Every numeric flag has a range, said in its help and in the refusal: no wrapped seeds, no
 // memory-eating sizes, no nan or inf tolerances.
 TEST(FlagRangeTest, OutOfRangeNumbersAreRefusedNamingTheFlagAndTheRule) {
@@ -158,11 +169,7 @@ TEST(FlagRangeTest, OutOfRangeNumbersAreRefusedNamingTheFlagAndTheRule) {
       {"diff a b --rtol -1", "--rtol: must be a finite number, at least 0"},
       {"diff a b --max-lines 1e9", "--max-lines: must be an integer from 0 to 1000000"},
   };
-  for (const auto& [args, message] : bad) {
-    const auto r = RunPipeproof(args);
-    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
-    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
-  }
+  ExpectRefused(bad);
   // The ranges are in the help.
   const auto help = RunPipeproof("run --help");
   EXPECT_NE(help.out.find("in 1..4096"), std::string::npos) << help.out;
@@ -180,11 +187,7 @@ TEST(FlagRangeTest, KindOptionsGoOnlyWithTheKindsThatTakeThem) {
       {"run " + TestdataPath("verify/pytorch_172668.pps") + " --no-overlap",
        "cannot go with a schedule FILE"},
   };
-  for (const auto& [args, message] : bad) {
-    const auto r = RunPipeproof(args);
-    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
-    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
-  }
+  ExpectRefused(bad);
   EXPECT_EQ(RunPipeproof("generate interleaved-1f1b -r 2 -m 4 --virtual-stages 3").status, 0);
   EXPECT_EQ(RunPipeproof("generate dualpipev -r 2 -m 4 --no-overlap").status, 0);
   EXPECT_EQ(RunPipeproof("generate 1f1b -r 2 -m 4 --wait-sends").status, 0);
@@ -216,12 +219,7 @@ TEST(InputFileTest, WhatIsNotAFileIsRefusedByNameInBoundedTime) {
       {"diff /dev/zero /dev/zero", "this is a character device, not a tensor dump"},
       {"diff /nonexistent/a /nonexistent/b", "/nonexistent/a: error: no such file"},
   };
-  for (const auto& [args, message] : bad) {
-    const auto r = RunPipeproof(args);
-    EXPECT_EQ(r.status, 2) << args << "\n" << r.out << r.err;
-    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
-    EXPECT_LT(r.seconds, 10) << args;
-  }
+  ExpectRefused(bad);
 }
 
 // A failed run leaves its fault plan only where the user asked (--save-plan, or beside
