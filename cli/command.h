@@ -67,6 +67,7 @@ struct KindFlags {
   CLI::Option* virtual_stages_option = nullptr;
   void Add(CLI::App* app);
   bool Given() const;  // any of them on the command line
+  bool VirtualStagesGiven() const;
   // Sets them on `options`; InputError for one its kind does not take (the table of kinds says).
   void Apply(GenerateOptions& options) const;
 };

@@ -69,8 +69,12 @@ void KindFlags::Add(CLI::App* app) {
                 "the lowered kinds: a WAIT_SEND for every SEND where PyTorch's runtime puts it");
 }
 
+bool KindFlags::VirtualStagesGiven() const {
+  return virtual_stages_option && virtual_stages_option->count() > 0;
+}
+
 bool KindFlags::Given() const {
-  return no_overlap || wait_sends || (virtual_stages_option && virtual_stages_option->count() > 0);
+  return no_overlap || wait_sends || VirtualStagesGiven();
 }
 
 namespace {
@@ -96,7 +100,7 @@ void KindFlags::Apply(GenerateOptions& options) const {
     if (no_overlap && !kind->uses_overlap) {
       RefuseKindFlag("--no-overlap", kind->name, [](const ScheduleKind& k) { return k.uses_overlap; });
     }
-    if (virtual_stages_option && virtual_stages_option->count() > 0 && !kind->uses_virtual_stages) {
+    if (VirtualStagesGiven() && !kind->uses_virtual_stages) {
       RefuseKindFlag("--virtual-stages", kind->name,
                      [](const ScheduleKind& k) { return k.uses_virtual_stages; });
     }
@@ -215,15 +219,23 @@ CLI::Validator SeedValue() {
       "in 0..2^64-1");
 }
 
+namespace {
+
+// `text` as a finite number, all of it; nullopt for anything else (nan, inf, "1x").
+std::optional<double> FiniteNumber(const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
 CLI::Validator NumberIn(double lo, double hi) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {
-        char* end = nullptr;
-        const double v = std::strtod(text.c_str(), &end);
-        if (!text.empty() && end == text.c_str() + text.size() && std::isfinite(v) && v >= lo &&
-            v <= hi) {
-          return "";
-        }
+        const std::optional<double> v = FiniteNumber(text);
+        if (v && *v >= lo && *v <= hi) return "";
         return fmt::format("must be a number from {:g} to {:g} (got '{}')", lo, hi, text);
       },
       fmt::format("in {:g}..{:g}", lo, hi));
@@ -232,11 +244,8 @@ CLI::Validator NumberIn(double lo, double hi) {
 CLI::Validator NonNegativeFinite() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        char* end = nullptr;
-        const double v = std::strtod(text.c_str(), &end);
-        if (!text.empty() && end == text.c_str() + text.size() && std::isfinite(v) && v >= 0) {
-          return "";
-        }
+        const std::optional<double> v = FiniteNumber(text);
+        if (v && *v >= 0) return "";
         return fmt::format("must be a finite number, at least 0 (got '{}')", text);
       },
       ">= 0");

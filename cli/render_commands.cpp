@@ -4,10 +4,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "cli/command.h"
 #include "cli/exit_codes.h"
@@ -15,6 +13,7 @@
 #include "render/timeline_svg.h"
 #include "render/timeline_view.h"
 #include "schedule/lower.h"
+#include "schedule/read_file.h"
 
 namespace pipeproof {
 namespace {
@@ -29,17 +28,10 @@ struct RenderFlags {
   int width = 0;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError::At(path, 0, 0, "cannot read the file");
-  std::ostringstream all;
-  all << in.rdbuf();
-  return all.str();
-}
-
 // The recorded timeline a `pipeproof run --report` file carries, and what the run ran on.
 RunTimeline TimelineFromReport(const std::string& path, std::string& transport) {
-  const std::string text = ReadFile(path);
+  // A report holds a timeline of every action: far below this unless something else was given.
+  const std::string text = ReadFileBounded(path, int64_t{1} << 32, "run report");
   try {
     return RunTimelineFromReport(text, &transport);
   } catch (const std::runtime_error& e) {

@@ -130,7 +130,7 @@ struct RunOptions {
 
 // The NCCL transport has one communicator per rank, so it runs the rank layout only: InputError
 // for another layout on a world named nccl, saying what runs that layout. RunAndCompare checks it;
-// the world factory (exec/world.h) checks it first, for each transport whose row says so.
+// the world factory (exec/world.h) checks it first.
 void CheckStreamsFitTransport(StreamLayout streams, std::string_view transport);
 
 // Runs `schedule` (with SEND/RECV; verified) in `world` and compares it with the reference.

@@ -16,13 +16,14 @@ bool OnlyDeadlockFails(const VerifyReport& report) {
   return true;
 }
 
-}  // namespace
-
+// The fault plan for `options`: drawn, or the replayed one as it is.
 FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options) {
   if (options.replay) return *options.replay;
   return DrawFaultPlan(PlanRun(schedule), options.draw, MessageFormatOf(options.model),
                        options.schedule_name);
 }
+
+}  // namespace
 
 ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world) {
   ScheduleRun result;
@@ -39,7 +40,7 @@ ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& opti
   if (options.world.device == "cpu") {
     CheckRunFitsInMemory(EstimateRunMemory(schedule, options.model, result.report.memory.peak,
                                            result.report.memory.stash_peak,
-                                           options.world.transport != "mpi"),
+                                           !TransportOf(options.world).ranks_are_processes),
                          options.model);
   }
   result.faults = RunFaults(schedule, options);

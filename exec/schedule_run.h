@@ -49,7 +49,4 @@ struct ScheduleRun {
 // and for faults that do not fit the schedule.
 ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world);
 
-// The fault plan for `options` (drawn, or the replayed one as it is).
-FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options);
-
 }  // namespace pipeproof

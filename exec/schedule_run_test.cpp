@@ -71,10 +71,17 @@ TEST(ScheduleRunTest, ADeadlockRunsWhenAllowedAndHangs) {
 // this process may use is refused before anything is allocated.
 TEST(ScheduleRunTest, ARunThatCannotFitInMemoryIsRefusedFirst) {
   ScheduleRunOptions o = Small();
-  o.model.shape = {4096, 4096, 4};
   setenv("PIPEPROOF_MEMORY_LIMIT", "1073741824", 1);  // 1 GiB
   auto world = MakeWorld(o.world);
-  EXPECT_THROW(RunSchedule(GenerateDualPipe(4, 8, true), o, *world), InputError);
+  // The control: the small model fits under the same limit.
+  EXPECT_EQ(RunSchedule(GenerateDualPipe(4, 8, true), o, *world).outcome->status, RunStatus::kMatch);
+  o.model.shape = {4096, 4096, 4};
+  try {
+    RunSchedule(GenerateDualPipe(4, 8, true), o, *world);
+    ADD_FAILURE() << "a run far beyond 1 GiB was not refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(e.message().find("this run needs at least"), std::string::npos) << e.message();
+  }
   unsetenv("PIPEPROOF_MEMORY_LIMIT");
 }
 

@@ -110,7 +110,6 @@ const std::vector<TransportKind>& Transports() {
        .help = "nccl (with --device cuda): one GPU per rank, ranks as processes under mpirun -np "
                "RANKS or else as threads",
        .other_device_hint = "",
-       .rank_streams_only = true,
        .ranks_are_processes = true,
        .unavailable = NcclUnavailable, .make_world = NcclWorld, .make_devices = GpuPerRank},
   };
@@ -135,7 +134,7 @@ std::vector<std::string> TransportNames() {
 
 void CheckWorldSpec(const WorldSpec& spec) {
   const TransportKind& transport = TransportOf(spec);
-  if (transport.rank_streams_only) CheckStreamsFitTransport(spec.streams, transport.name);
+  CheckStreamsFitTransport(spec.streams, transport.name);
   if (spec.device == "cpu" && spec.dtype == "bf16")
     throw InputError("--dtype bf16 computes on the GPU: add --device cuda");
   if (spec.device == "cuda" && spec.dtype == "f64")

@@ -29,8 +29,6 @@ struct TransportKind {
   std::string help;    // one clause for --help
   // What to say to a user who asks for it on the other device.
   std::string other_device_hint;
-  // One communicator per rank: it runs the rank stream layout only.
-  bool rank_streams_only = false;
   // Its ranks are processes under a launcher (mpirun), so a campaign runs each case as a command.
   bool ranks_are_processes = false;
   // "" when this build and machine can run `spec` over it, else why not (a sentence).

@@ -58,13 +58,5 @@ TEST(WorldTest, MismatchesAreRefusedWithWhatToChange) {
   EXPECT_EQ(Refusal({.streams = StreamLayout::kPair}), "");
 }
 
-// A process transport runs a campaign's cases as commands; the others in-process.
-TEST(WorldTest, RowsSayWhichTransportsHaveProcessRanks) {
-  for (const TransportKind& t : Transports()) {
-    EXPECT_EQ(t.ranks_are_processes, t.name == "mpi" || t.name == "nccl") << t.name;
-    EXPECT_EQ(t.rank_streams_only, t.name == "nccl") << t.name;
-  }
-}
-
 }  // namespace
 }  // namespace pipeproof

@@ -38,19 +38,6 @@ const T& Choose(Rng& rng, const std::vector<T>& from) {
   return from[Uniform(rng, 0, static_cast<int>(from.size()) - 1)];
 }
 
-// What the kind's row says about `kind`'s options (false for an unknown kind).
-bool UsesOverlap(const std::string& kind) {
-  const ScheduleKind* k = FindScheduleKind(kind);
-  return k && k->uses_overlap;
-}
-bool UsesVirtualStages(const std::string& kind) {
-  const ScheduleKind* k = FindScheduleKind(kind);
-  return k && k->uses_virtual_stages;
-}
-bool Lowered(const std::string& kind) {
-  const ScheduleKind* k = FindScheduleKind(kind);
-  return k && k->lowered;
-}
 
 }  // namespace
 
@@ -131,8 +118,8 @@ ModelConfig CaseSettings::SmallModel() {
 
 std::string CampaignCase::Describe() const {
   std::string out = fmt::format("{} {}x{}", schedule.kind, schedule.ranks, schedule.microbatches);
-  if (UsesOverlap(schedule.kind)) out += schedule.overlap ? " (overlap)" : " (no overlap)";
-  if (UsesVirtualStages(schedule.kind)) out += fmt::format(" (v={})", schedule.virtual_stages);
+  if (ScheduleKindNamed(schedule.kind).uses_overlap) out += schedule.overlap ? " (overlap)" : " (no overlap)";
+  if (ScheduleKindNamed(schedule.kind).uses_virtual_stages) out += fmt::format(" (v={})", schedule.virtual_stages);
   if (schedule.wait_sends) out += " (WAIT_SENDs)";
   std::vector<std::string> faults;
   if (plan) {  // its summary, one kind of fault per line
@@ -320,8 +307,8 @@ std::string ReplayCommand(const std::string& pipeproof, const CampaignCase& c, c
     out += fmt::format(" --streams {}", StreamLayoutName(settings.streams));
   }
   out += fmt::format(" --kind {} -r {} -m {}", c.schedule.kind, c.schedule.ranks, c.schedule.microbatches);
-  if (UsesVirtualStages(c.schedule.kind)) out += fmt::format(" --virtual-stages {}", c.schedule.virtual_stages);
-  if (UsesOverlap(c.schedule.kind) && !c.schedule.overlap) out += " --no-overlap";
+  if (ScheduleKindNamed(c.schedule.kind).uses_virtual_stages) out += fmt::format(" --virtual-stages {}", c.schedule.virtual_stages);
+  if (ScheduleKindNamed(c.schedule.kind).uses_overlap && !c.schedule.overlap) out += " --no-overlap";
   if (c.schedule.wait_sends) out += " --wait-sends";
   const ModelConfig& m = settings.model;
   out += fmt::format(" --hidden {} --seq {} --micro-batch-size {} --dtype {} --model-seed {}", m.shape.hidden,
@@ -358,11 +345,11 @@ CampaignCase DrawCase(uint64_t seed, int64_t number, const DrawLimits& limits) {
   g.kind = Choose(rng, limits.kinds);
   g.ranks = Choose(rng, ValidRanks(g.kind, limits.max_ranks));
   g.microbatches = Choose(rng, ValidMicrobatches(g.kind, g.ranks, limits.max_microbatches_per_rank * g.ranks));
-  g.virtual_stages = UsesVirtualStages(g.kind) ? Uniform(rng, 1, 3) : 2;
+  g.virtual_stages = ScheduleKindNamed(g.kind).uses_virtual_stages ? Uniform(rng, 1, 3) : 2;
   g.overlap = Coin(rng, 0.5);
   // Half the lowered kinds wait for their sends as PyTorch's runtime does; drawn apart from `rng`
   // so that every other draw stays what it was.
-  g.wait_sends = Lowered(g.kind) && (Mix(Mix(seed ^ 0x5741495453454e44) ^ number) & 1) != 0;
+  g.wait_sends = ScheduleKindNamed(g.kind).lowered && (Mix(Mix(seed ^ 0x5741495453454e44) ^ number) & 1) != 0;
 
   FaultOptions& f = c.faults;
   f.seed = rng() % 1000000000;
@@ -401,7 +388,7 @@ std::vector<GenerateOptions> LargestSchedules(const DrawLimits& limits) {
     g.kind = kind;
     g.ranks = ValidRanks(kind, limits.max_ranks).back();
     g.microbatches = ValidMicrobatches(kind, g.ranks, limits.max_microbatches_per_rank * g.ranks).back();
-    g.virtual_stages = UsesVirtualStages(kind) ? 3 : 2;  // DrawCase's most
+    g.virtual_stages = ScheduleKindNamed(kind).uses_virtual_stages ? 3 : 2;  // DrawCase's most
     out.push_back(g);
   }
   return out;
@@ -509,7 +496,7 @@ std::vector<CampaignCase> StructuralCandidates(const CampaignCase& c) {
     x.schedule.microbatches = m;
     out.push_back(x);
   }
-  if (UsesVirtualStages(g.kind) && g.virtual_stages > 1) {
+  if (ScheduleKindNamed(g.kind).uses_virtual_stages && g.virtual_stages > 1) {
     CampaignCase x = c;
     x.schedule.virtual_stages = 1;
     out.push_back(x);

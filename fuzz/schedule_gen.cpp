@@ -16,7 +16,7 @@ rc::Gen<GenerateOptions> GenValidOptions(int max_ranks, int max_factor) {
     o.kind = *rc::gen::elementOf(GeneratorKinds());
     o.ranks = *rc::gen::elementOf(ValidRanks(o.kind, max_ranks, /*min_ranks=*/1));
     o.microbatches = *rc::gen::elementOf(ValidMicrobatches(o.kind, o.ranks, max_factor * o.ranks));
-    if (FindScheduleKind(o.kind)->uses_virtual_stages) o.virtual_stages = *rc::gen::inRange(1, 4);
+    if (ScheduleKindNamed(o.kind).uses_virtual_stages) o.virtual_stages = *rc::gen::inRange(1, 4);
     o.overlap = *rc::gen::arbitrary<bool>();
     o.with_comm = *rc::gen::arbitrary<bool>();
     return o;

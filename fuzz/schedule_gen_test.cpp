@@ -24,8 +24,6 @@ int Count(const Schedule& s, bool (*which)(Op)) {
 }
 
 bool IsWaitOp(Op op) { return op == Op::kWait; }
-bool IsWaitSendOp(Op op) { return op == Op::kWaitSendF || op == Op::kWaitSendB; }
-bool IsDataParallelOp(Op op) { return IsDataParallel(op); }
 bool IsWeightGradOp(Op op) { return op == Op::kWeightGrad; }
 
 // Counts the shrinks RapidCheck accepted, for the failure message.
@@ -78,8 +76,8 @@ TEST(ScheduleGenProperties, WellFormedScheduleShrinksToTheSmallestWithAWait) {
     EXPECT_EQ(s.stages, 2);
     EXPECT_EQ(s.microbatches, 1);
     EXPECT_EQ(Count(s, IsWaitOp), 1);
-    EXPECT_EQ(Count(s, IsWaitSendOp), 0);
-    EXPECT_EQ(Count(s, IsDataParallelOp), 0);
+    EXPECT_EQ(Count(s, IsWaitSend), 0);
+    EXPECT_EQ(Count(s, IsDataParallel), 0);
     EXPECT_EQ(Count(s, IsWeightGradOp), 0);
   }
 }

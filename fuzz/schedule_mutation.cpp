@@ -230,20 +230,7 @@ std::string ShuffleRank(Schedule& s, Rng& rng) {
   return fmt::format("rank {}: program shuffled", r);
 }
 
-// The SEND a WAIT_SEND at `index` of `program` waits for: the last one of its kind before it.
-int WaitedSend(const std::vector<Action>& program, int index) {
-  const Action& w = program[index];
-  const Op send = w.op == Op::kWaitSendF ? Op::kSendF : Op::kSendB;
-  for (int j = index - 1; j >= 0; --j) {
-    const Action& a = program[j];
-    if (a.op == send && a.stage == w.stage && a.microbatch == w.microbatch) return j;
-  }
-  return -1;
-}
-
-bool IsWaitSendAction(const Action& a) {
-  return a.op == Op::kWaitSendF || a.op == Op::kWaitSendB;
-}
+bool IsWaitSendAction(const Action& a) { return IsWaitSend(a.op); }
 
 // A WAIT_SEND moves: before the first SEND of its kind on its rank (the rule that a WAIT_SEND
 // follows its SEND then always breaks), or to just after the SEND it waits for (which, on a rank
@@ -253,7 +240,7 @@ std::string MoveWaitSend(Schedule& s, Rng& rng, bool before) {
   if (p.rank < 0) return "";
   std::vector<Action>& program = s.program[p.rank];
   const Action w = program[p.index];
-  const Op send = w.op == Op::kWaitSendF ? Op::kSendF : Op::kSendB;
+  const Op send = SentBy(w.op);
   int to = -1;  // where it goes in the program without it
   if (before) {
     int first = -1;
@@ -264,7 +251,7 @@ std::string MoveWaitSend(Schedule& s, Rng& rng, bool before) {
     if (first < 0) return "";
     to = Below(rng, first + 1);  // anywhere before that SEND
   } else {
-    const int sent = WaitedSend(program, p.index);
+    const int sent = WaitedSendPositions(program)[p.index];
     if (sent < 0 || sent + 1 == p.index) return "";
     to = sent + 1;
   }
@@ -311,7 +298,7 @@ int AddPyTorchWaitSends(Schedule& s) {
     std::vector<Action> pending;  // SENDs not waited for yet, in order
     for (const Action& a : program) {
       out.push_back(a);
-      if (a.op == Op::kSendF || a.op == Op::kSendB) pending.push_back(a);
+      if (IsSend(a.op)) pending.push_back(a);
       for (int k = 0; k < a.TaskCount(); ++k) {
         const Task t = a.TaskAt(k);
         if (t.op != Op::kBackward && t.op != Op::kInputGrad) continue;

@@ -241,15 +241,13 @@ TimelineView RecordedView(const Schedule& schedule, const RunTimeline& run, std:
     // training action it recorded stands at its place in this schedule.
     if (span.pass == "train") {
       const auto& program = schedule.program[span.rank];
-      if (span.index < 0 || span.index >= static_cast<int>(program.size()) ||
-          ToString(program[span.index]) != span.action) {
+      const bool in_range = span.index >= 0 && span.index < static_cast<int>(program.size());
+      if (!in_range || !(program[span.index] == a)) {
         throw InputError(fmt::format(
             "the recorded run is not of this schedule: its rank {} ran {} at [{}], where this "
             "schedule has {}",
             span.rank, span.action, span.index,
-            span.index >= 0 && span.index < static_cast<int>(program.size())
-                ? ToString(program[span.index])
-                : "no action"));
+            in_range ? ToString(program[span.index]) : "no action"));
       }
     }
     TimelineCell cell = CellOf(schedule, chunk, span.rank, span.index, a);

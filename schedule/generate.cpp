@@ -153,11 +153,7 @@ Schedule ComputeOnly(const Schedule& schedule) {
 }
 
 Schedule Generate(const GenerateOptions& o) {
-  const ScheduleKind* kind = FindScheduleKind(o.kind);
-  if (!kind) {
-    throw InputError(fmt::format("unknown schedule kind '{}' (known: {})", o.kind,
-                                 fmt::join(GeneratorKinds(), ", ")));
-  }
+  const ScheduleKind* kind = &ScheduleKindNamed(o.kind);
   if (o.ranks < 1) throw InputError(fmt::format("{} needs at least one rank (got {})", o.kind, o.ranks));
   if (o.microbatches < 1) {
     throw InputError(

@@ -10,7 +10,6 @@
 namespace pipeproof {
 namespace {
 
-using Json = nlohmann::json;
 using json = nlohmann::json;
 
 // Finds where the value at a JSON pointer starts, by replaying the parse with a SAX handler
@@ -108,10 +107,8 @@ struct CountingIterator {
   bool operator!=(const CountingIterator& o) const { return p != o.p; }
 };
 
-
-
 // Keeps the keys of every open object; stops the parse at the first repeated one.
-class DuplicateKeyFinder final : public nlohmann::json_sax<Json> {
+class DuplicateKeyFinder final : public nlohmann::json_sax<json> {
  public:
   std::optional<std::string> duplicate;
 
@@ -150,7 +147,7 @@ class DuplicateKeyFinder final : public nlohmann::json_sax<Json> {
 std::optional<std::string> FindDuplicateKey(std::string_view text) {
   DuplicateKeyFinder finder;
   try {
-    Json::sax_parse(text.begin(), text.end(), &finder);
+    json::sax_parse(text.begin(), text.end(), &finder);
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;  // not valid JSON: the caller's parse reports it
   }

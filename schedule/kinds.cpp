@@ -1,6 +1,7 @@
 #include "schedule/kinds.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
@@ -85,12 +86,6 @@ bool Fits(const ScheduleKind& kind, int ranks, int microbatches) {
   return kind.size_problem(o).empty();
 }
 
-const ScheduleKind& KindNamed(const std::string& name) {
-  const ScheduleKind* kind = FindScheduleKind(name);
-  if (!kind) throw InputError(fmt::format("unknown schedule kind '{}'", name));
-  return *kind;
-}
-
 }  // namespace
 
 const std::vector<ScheduleKind>& ScheduleKinds() {
@@ -119,6 +114,15 @@ const ScheduleKind* FindScheduleKind(std::string_view name) {
   return nullptr;
 }
 
+const ScheduleKind& ScheduleKindNamed(std::string_view name) {
+  const ScheduleKind* kind = FindScheduleKind(name);
+  if (!kind) {
+    throw InputError(fmt::format("unknown schedule kind '{}' (known: {})", name,
+                                 fmt::join(GeneratorKinds(), ", ")));
+  }
+  return *kind;
+}
+
 std::vector<std::string> GeneratorKinds() {
   std::vector<std::string> names;
   for (const ScheduleKind& kind : ScheduleKinds()) names.push_back(kind.name);
@@ -133,7 +137,7 @@ std::optional<ActivationBound> KindActivationBound(const Schedule& schedule) {
 // A rank count is valid when some microbatch count fits it; every kind's smallest microbatch
 // count is at most 2R + 2 (DualPipe's 2R).
 std::vector<int> ValidRanks(const std::string& name, int max, int min_ranks) {
-  const ScheduleKind& kind = KindNamed(name);
+  const ScheduleKind& kind = ScheduleKindNamed(name);
   auto valid = [&](int r) {
     for (int m = 1; m <= 2 * r + 2; ++m) {
       if (Fits(kind, r, m)) return true;
@@ -151,7 +155,7 @@ std::vector<int> ValidRanks(const std::string& name, int max, int min_ranks) {
 }
 
 std::vector<int> ValidMicrobatches(const std::string& name, int ranks, int max) {
-  const ScheduleKind& kind = KindNamed(name);
+  const ScheduleKind& kind = ScheduleKindNamed(name);
   std::vector<int> out;
   for (int m = 1; m <= max; ++m) {
     if (Fits(kind, ranks, m)) out.push_back(m);

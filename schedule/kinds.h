@@ -38,6 +38,8 @@ struct ScheduleKind {
 
 const std::vector<ScheduleKind>& ScheduleKinds();
 const ScheduleKind* FindScheduleKind(std::string_view name);  // null for an unknown name
+// The row of `name`; InputError naming the known kinds for an unknown one.
+const ScheduleKind& ScheduleKindNamed(std::string_view name);
 // GeneratorKinds() (generate.h) lists the names in table order.
 
 // The bound of the generator named by `schedule.kind`; nullopt for an unknown kind or one

@@ -10,11 +10,10 @@
 #include "schedule/errors.h"
 
 namespace pipeproof {
+namespace {
 
-std::string FileKind(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? "nothing" : std::strerror(errno);
-  switch (st.st_mode & S_IFMT) {
+std::string KindOfMode(mode_t mode) {
+  switch (mode & S_IFMT) {
     case S_IFREG: return "";
     case S_IFDIR: return "a directory";
     case S_IFCHR: return "a character device";
@@ -25,12 +24,20 @@ std::string FileKind(const std::string& path) {
   }
 }
 
+}  // namespace
+
+std::string FileKind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? "nothing" : std::strerror(errno);
+  return KindOfMode(st.st_mode);
+}
+
 std::string ReadFileBounded(const std::string& path, int64_t max_bytes, std::string_view what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     throw InputError::At(path, 0, 0, fmt::format("cannot read the {}: {}", what, std::strerror(errno)));
   }
-  if (const std::string kind = FileKind(path); !kind.empty()) {
+  if (const std::string kind = KindOfMode(st.st_mode); !kind.empty()) {
     throw InputError::At(path, 0, 0, fmt::format("this is {}, not a {} file", kind, what));
   }
   if (st.st_size > max_bytes) {

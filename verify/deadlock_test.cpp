@@ -385,9 +385,8 @@ TEST(DeadlockWaitSend, WaitSendBeforeTheWaitThatPostsItsSend) {
   }
 }
 
-// DISABLED: the simulation's cycle of that deadlock reads "rank 0 [3] WAIT waits for rank 0 [3]
-// WAIT" and names neither the WAIT_SEND nor its SEND (the WAIT's group waits for itself, through
-// the WAIT_SEND); Z3's core does name it. See the report to the lead engineer.
+// A WAIT_SEND inside the group of the WAIT that posts its SEND: the WAIT's group waits for itself
+// through the WAIT_SEND, and the cycle must name the WAIT_SEND, not only "WAIT waits for WAIT".
 TEST(DeadlockWaitSend, WaitSendBeforeItsWaitIsNamedInTheCycle) {
   const VerifyReport r =
       Verify(Pps(std::string(kOneFOneBHeader) +

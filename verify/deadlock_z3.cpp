@@ -183,8 +183,7 @@ class Encoding {
     const auto& program = s_.program[r];
     op_start_[r].assign(program.size(), -1);
     op_end_[r].assign(program.size(), -1);
-    const bool has_wait = std::any_of(program.begin(), program.end(),
-                                      [](const Action& a) { return a.op == Op::kWait; });
+    const bool has_wait = UsesWaitGroups(program);
     const std::vector<RankUnit> units = UnitsOf(program, has_wait);
     std::vector<int> unit_at(program.size(), -1);  // anchor -> unit
     for (int u = 0; u < static_cast<int>(units.size()); ++u) {

@@ -328,5 +328,20 @@ TEST(Structure, RandomProgramsNeverCrash) {
   }
 }
 
+// A microbatch the header counts but no rank names is reported as missing, with the hint that a
+// file without a header counts its microbatches from the largest it names.
+TEST(Structure, AMicrobatchWithNoTaskAtAllSaysHowTheyAreCounted) {
+  const VerifyReport r = Verify(
+      Pps("ranks 2\nstages 2\nmicrobatches 3\n"
+          "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+          "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n"),
+      {.use_z3 = false});
+  EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"structure"}) << r.Text();
+  EXPECT_NE(r.Text().find("stage 0 microbatch 2: no task at all (the schedule has microbatches "
+                          "0..2"),
+            std::string::npos)
+      << r.Text();
+}
+
 }  // namespace
 }  // namespace pipeproof

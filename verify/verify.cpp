@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "schedule/lower.h"
 #include "verify/internal.h"
@@ -43,9 +44,13 @@ std::string EagerExplanation() {
          "one side receives first.";
 }
 
-// The first SEND or RECV without a partner, as "rank r [i] ACTION"; "" when every op has one.
-std::string FirstLeftOver(const Schedule& s, const Messages& messages) {
-  for (int r = 0; r < s.ranks; ++r) {
+// The first SEND or RECV without a partner on a rank of `cycle`, as "rank r [i] ACTION"; "" when
+// there is none (a stray op on another rank is not this deadlock's cause).
+std::string FirstLeftOver(const Schedule& s, const Messages& messages,
+                          const std::vector<CycleStep>& cycle) {
+  std::set<int> ranks;
+  for (const CycleStep& step : cycle) ranks.insert(step.rank);
+  for (int r : ranks) {
     for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
       if (messages.peer[r][i] >= 0 && !messages.partner[r][i].valid()) return Where(s, r, i);
     }
@@ -199,7 +204,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   // data moves before it, so no buffering helps), though the eager model has no set-up either.
   const bool eager_runs = nccl && !sim.setup_deadlock &&
                           RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
-  const std::string left_over = FirstLeftOver(s, messages);
+  const std::string left_over = FirstLeftOver(s, messages, sim.cycle);
   const std::vector<CycleStep>& cycle = report.cycle;
   const std::string stuck =
       cycle.size() == 1
