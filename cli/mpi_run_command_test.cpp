@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <regex>
 #include <string>
 
 #include "cli/command_test_util.h"
@@ -66,6 +67,25 @@ TEST(MpiRunTest, DropsAndDeadRanksEndTheJobWithStatusThreeAndTheDump) {
     } else {
       EXPECT_TRUE(Has(r.err, "posted, no match yet")) << r.err;
     }
+  }
+}
+
+// One report per job, whichever rank dies (the lowest rank that answers reports), with no Open
+// MPI notice restating it when launched through scripts/launch.sh, and every progress line whole.
+TEST(MpiRunTest, ADeadRankGivesOneReportPerJob) {
+  for (const int dead : {0, 2}) {
+    const CommandOutput r = testing::RunCommand(
+        "PIPEPROOF_PROGRESS=plain " + std::string(PIPEPROOF_SOURCE_DIR) + "/scripts/launch.sh 4 " + PIPEPROOF_BINARY +
+        " run --transport mpi --kind 1f1b -r 4 -m 6 --timeout 1.5 --kill-rank " + std::to_string(dead) + kSmall);
+    EXPECT_EQ(r.status, 3) << r.out << r.err;
+    size_t results = 0;
+    for (size_t at = r.err.find("\nresult: "); at != std::string::npos; at = r.err.find("\nresult: ", at + 1)) ++results;
+    EXPECT_EQ(results, 1u) << r.err;
+    EXPECT_TRUE(Has(r.err, "(found by rank " + std::string(dead == 0 ? "1" : "0") + ")")) << r.err;
+    EXPECT_FALSE(Has(r.err, "MPI_ABORT")) << r.err;
+    EXPECT_FALSE(Has(r.err, "-----")) << r.err;
+    // Rank 0 prints the progress; it ends its line only when it is alive to report.
+    if (dead != 0) EXPECT_TRUE(std::regex_search(r.err, std::regex("(^|\n)run: done, [0-9.]+ s\n"))) << r.err;
   }
 }
 

@@ -230,6 +230,13 @@ class MpiWatchdog {
     }
   }
 
+  bool LowerRankAnswered() const { return !answers_.empty() && answers_.begin()->first < rank_; }
+
+  void PostponeRounds() {
+    next_check_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(options_.timeout_s));
+  }
+
   bool Stalled(Clock::time_point now) const {
     return !recorder_.Busy() &&
            Seconds(now - recorder_.last_progress()) >= options_.timeout_s;
@@ -249,8 +256,7 @@ class MpiWatchdog {
       Answer(status.MPI_SOURCE, round);
       if (in_round_ && status.MPI_SOURCE < rank_) {
         in_round_ = false;
-        next_check_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(options_.timeout_s));
+        PostponeRounds();
       }
     }
     while (true) {
@@ -335,6 +341,11 @@ class MpiWatchdog {
     if (failure_round_) {
       e.end = Execution::End::kFailed;
       e.headline = failure_headline_;
+    } else if (!busy && youngest >= options_.timeout_s && LowerRankAnswered()) {
+      // One report per job: the lowest rank that answers reports the hang. It is stalled too (no
+      // rank moves), so its own round comes; ours would race it to print before MPI_Abort lands.
+      PostponeRounds();
+      return;
     } else if (!busy && youngest >= options_.timeout_s) {
       e.end = Execution::End::kHang;
       std::map<std::string, int> census;

@@ -55,7 +55,7 @@ void CheckModelConfig(const ModelConfig& c) {
 }
 
 std::string Describe(const ModelConfig& c) {
-  return fmt::format("hidden {}, seq {}, micro-batch {}, {}, seed {}", c.shape.hidden, c.shape.seq,
+  return fmt::format("hidden {}, seq {}, micro-batch {}, {}, model seed {}", c.shape.hidden, c.shape.seq,
                      c.shape.micro_batch_size, DTypeName(c.dtype), c.seed);
 }
 

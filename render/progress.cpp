@@ -12,6 +12,14 @@
 namespace pipeproof {
 namespace {
 
+// std::cerr flushes after every `<<`: the text and its newline written apart let another stream's
+// output (a report on stdout, forwarded separately under mpirun) land between them, gluing lines.
+void WriteLine(std::ostream& out, std::string_view text) {
+  std::string line(text);
+  line += '\n';
+  out << line << std::flush;
+}
+
 ProgressMode ResolveMode(ProgressMode mode, int fd) {
   if (mode != ProgressMode::kAuto) return mode;
   if (const char* env = std::getenv(kProgressVariable)) {
@@ -120,7 +128,7 @@ void Progress::Draw(bool last) {
   } else {
     if (last && !printed_) return;  // short work: nothing at all
     if (last) line = FormatProgress(task_, {"done", 0, 0, ""}, Elapsed());
-    out << line << '\n' << std::flush;
+    WriteLine(out, line);
   }
   printed_ = true;
 }
@@ -129,7 +137,7 @@ void Progress::Print(std::string_view text) {
   std::lock_guard lock(mutex_);
   std::ostream& out = *options_.out;
   if (mode_ == ProgressMode::kLive && printed_) out << "\r\033[K";
-  out << text << '\n' << std::flush;
+  WriteLine(out, text);
 }
 
 void Progress::Finish() {

@@ -5,6 +5,8 @@
 #     --hostfile FILE  spread the ranks over the hosts in FILE (Open MPI host file: "host slots=8")
 #     --oversubscribe  more ranks than cores (on one node without a host file this is automatic)
 #     --print          print the mpirun command instead of running it
+#     --mpi-notices    keep Open MPI's notices about non-zero exits and MPI_Abort (dropped by
+#                      default: pipeproof reports the job itself, once, with its own exit status)
 #     --mpirun PATH    the mpirun to use (default: $MPIRUN, else mpirun)
 #     -h, --help       this text
 #
@@ -22,13 +24,14 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() {
   echo "launch.sh: $*" >&2
-  echo "usage: scripts/launch.sh [--hostfile FILE] [--oversubscribe] [--print] [--mpirun PATH] N COMMAND [ARGS...]" >&2
+  echo "usage: scripts/launch.sh [--hostfile FILE] [--oversubscribe] [--print] [--mpi-notices] [--mpirun PATH] N COMMAND [ARGS...]" >&2
   exit 2
 }
 
 hostfile=""
 print=0
 oversubscribe=0
+keep_notices=0
 mpirun="${MPIRUN:-mpirun}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -36,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --hostfile=*) hostfile="${1#*=}"; shift ;;
     --print) print=1; shift ;;
     --oversubscribe) oversubscribe=1; shift ;;
+    --mpi-notices) keep_notices=1; shift ;;
     --mpirun) [[ $# -ge 2 ]] || die "--mpirun needs a path"; mpirun="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -77,4 +81,45 @@ if [[ $print -eq 1 ]]; then
   printf '\n'
   exit 0
 fi
-exec "${cmd[@]}"
+if [[ $keep_notices -eq 1 ]]; then exec "${cmd[@]}"; fi
+
+# Open MPI frames each notice in dashed lines. Drop the ones that only restate what pipeproof has
+# already reported (a non-zero exit, the MPI_Abort that ends a hung job) and the unpack error its
+# notice forwarding logs during that abort; pass everything else through as it comes.
+drop_mpi_notices() {
+  awk '
+    function flush(   i) { if (!drop) for (i = 1; i <= n; i++) print block[i]; n = 0; drop = 0; fflush() }
+    /^-----------------------------------------------------------*$/ {
+      block[++n] = $0
+      if (inside) { flush(); inside = 0 } else inside = 1
+      next
+    }
+    inside {
+      block[++n] = $0
+      if ($0 ~ /MPI_ABORT was invoked|Primary job +terminated normally|exited with non-zero status/) drop = 1
+      next
+    }
+    /ORTE_ERROR_LOG: Data unpack would read past end of buffer in file .*show_help\.c/ { next }
+    { print; fflush() }
+    END { flush() }
+  '
+}
+
+# mpirun runs as a child so that its stderr can be filtered: stdin is handed on explicitly (a
+# background job would get /dev/null) and a TERM, INT or HUP sent to this script reaches it.
+# The filter reads through a named pipe, so that it is a job this script can wait for.
+fifo_dir="$(mktemp -d)"
+trap 'rm -rf "$fifo_dir"' EXIT
+mkfifo "$fifo_dir/stderr"
+drop_mpi_notices <"$fifo_dir/stderr" >&2 &
+filter_pid=$!
+"${cmd[@]}" <&0 2>"$fifo_dir/stderr" &
+mpirun_pid=$!
+trap 'kill -TERM "$mpirun_pid" 2>/dev/null' TERM INT HUP
+status=0
+while true; do
+  wait "$mpirun_pid" && status=0 || status=$?
+  kill -0 "$mpirun_pid" 2>/dev/null || break  # a trapped signal ends `wait` early
+done
+wait "$filter_pid" || true  # the filter drains mpirun's last notices
+exit "$status"

@@ -54,6 +54,46 @@ for bad in "" "0 cmd" "-3 cmd" "x cmd" "4" "--hostfile" "--hostfile /nonexistent
   contains "says why for '$bad'" "usage: scripts/launch.sh" "$err"
 done
 
+# Open MPI's notices that only restate pipeproof's own report are dropped; other notices, the
+# output, stdin and the exit status pass through. A stand-in mpirun prints what Open MPI prints.
+scratch="$(mktemp -d)"
+trap 'rm -f "$hosts"; rm -rf "$scratch"' EXIT
+dashes="--------------------------------------------------------------------------"
+cat > "$scratch/mpirun" <<FAKE
+#!/usr/bin/env bash
+trap 'echo "mpirun got TERM" >&2; exit 143' TERM
+[[ "\${*: -1}" == "wait" ]] && { sleep 30 & wait; }
+cat  # stdin goes to rank 0
+echo "result: hang (exit 3)" >&2
+printf '%s\nMPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD\nwith errorcode 3.\n%s\n' "$dashes" "$dashes" >&2
+echo "[vm:02061] [[25843,0],0] ORTE_ERROR_LOG: Data unpack would read past end of buffer in file ../../../orte/util/show_help.c at line 501" >&2
+printf '%s\nPrimary job  terminated normally, but 1 process returned\na non-zero exit code.\n%s\n' "$dashes" "$dashes" >&2
+printf '%s\nmpirun was unable to find the specified executable file\n%s\n' "$dashes" "$dashes" >&2
+printf '%s\nmpirun detected that one or more processes exited with non-zero status, thus causing\n  Exit code:    3\n%s\n' "$dashes" "$dashes" >&2
+exit 3
+FAKE
+chmod +x "$scratch/mpirun"
+out="$(echo "schedule on stdin" | "$launch" --mpirun "$scratch/mpirun" 2 pipeproof 2>"$scratch/err")"
+status=$?
+err="$(cat "$scratch/err")"
+check "exit status passes through" 3 "$status"
+check "stdin reaches the ranks" "schedule on stdin" "$out"
+contains "pipeproof's report stays" "result: hang (exit 3)" "$err"
+contains "other notices stay" "unable to find the specified executable" "$err"
+for dropped in "MPI_ABORT was invoked" "ORTE_ERROR_LOG" "Primary job" "exited with non-zero status"; do
+  if [[ "$err" == *"$dropped"* ]]; then echo "FAIL drops '$dropped'"; failures=$((failures + 1)); else echo "ok   drops '$dropped'"; fi
+done
+check "a dropped notice leaves no dashes behind" 2 "$(grep -c -- "$dashes" "$scratch/err")"
+err="$("$launch" --mpi-notices --mpirun "$scratch/mpirun" 2 pipeproof </dev/null 2>&1 >/dev/null)"
+contains "--mpi-notices keeps them" "MPI_ABORT was invoked" "$err"
+"$launch" --mpirun "$scratch/mpirun" 2 pipeproof wait </dev/null 2>"$scratch/err" &
+launcher=$!
+sleep 1
+kill -TERM "$launcher"
+wait "$launcher"
+check "TERM reaches mpirun and ends the job" 143 "$?"
+contains "mpirun saw the TERM" "mpirun got TERM" "$(cat "$scratch/err")"
+
 out="$("$launch" --help)"
 contains "help" "--hostfile FILE" "$out"
 
