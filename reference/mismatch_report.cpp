@@ -24,6 +24,10 @@ std::string ComparePolicy::Describe() const {
   return fmt::format("tolerance (rtol {:g}, atol {:g} x max|ref|)", rtol, atol);
 }
 
+nlohmann::json ComparePolicy::Json() const {
+  return {{"mode", mode == Mode::kExact ? "exact" : "tolerance"}, {"rtol", rtol}, {"atol", atol}};
+}
+
 std::string TensorComparison::FirstPosition() const {
   if (first_index < 0) return "";
   if (cols <= 0) return fmt::format("[{}]", first_index);
@@ -174,16 +178,28 @@ std::vector<const TensorComparison*> MismatchReport::WorstFirst() const {
   return order;
 }
 
+std::string MismatchReport::DescribePolicy() const {
+  if (policy_by_type.empty()) return policy.Describe();
+  std::vector<std::string> parts;
+  for (const auto& [type, p] : policy_by_type) parts.push_back(fmt::format("{} {}", type, p.Describe()));
+  return fmt::format("per type: {}", fmt::join(parts, "; "));
+}
+
+bool MismatchReport::BitForBit() const {
+  if (policy_by_type.empty()) return policy.mode == ComparePolicy::Mode::kExact;
+  return std::all_of(policy_by_type.begin(), policy_by_type.end(),
+                     [](const auto& each) { return each.second.mode == ComparePolicy::Mode::kExact; });
+}
+
 std::string MismatchReport::Text(int max_lines) const {
   const int64_t bad = MismatchingTensors();
   std::string out;
   if (bad == 0) {
-    return fmt::format("{}: all {} tensors match ({}){}\n", policy.Describe(), tensors.size(),
-                       GroupCounts(tensors),
-                       policy.mode == ComparePolicy::Mode::kExact ? ", bit for bit" : "");
+    return fmt::format("{}: all {} tensors match ({}){}\n", DescribePolicy(), tensors.size(),
+                       GroupCounts(tensors), BitForBit() ? ", bit for bit" : "");
   }
-  out = fmt::format("{}: {} of {} tensors differ ({} compared), worst first:\n", policy.Describe(),
-                    bad, tensors.size(), GroupCounts(tensors));
+  out = fmt::format("{}: {} of {} tensors differ ({} compared), worst first:\n", DescribePolicy(), bad,
+                    tensors.size(), GroupCounts(tensors));
   int shown = 0;
   for (const TensorComparison* t : WorstFirst()) {
     if (t->ok()) break;
@@ -208,9 +224,14 @@ nlohmann::json Number(double v) {
 std::string MismatchReport::Json() const {
   nlohmann::json j;
   j["ok"] = ok();
-  j["mode"] = policy.mode == ComparePolicy::Mode::kExact ? "exact" : "tolerance";
-  j["rtol"] = policy.rtol;
-  j["atol"] = policy.atol;
+  if (policy_by_type.empty()) {
+    j.update(policy.Json());
+  } else {
+    j["mode"] = "per type";
+    j["rtol"] = j["atol"] = nullptr;
+    j["tolerances"] = nlohmann::json::object();
+    for (const auto& [type, p] : policy_by_type) j["tolerances"][type] = p.Json();
+  }
   j["compared"] = tensors.size();
   j["mismatching"] = MismatchingTensors();
   j["tensors"] = nlohmann::json::array();

@@ -3,7 +3,10 @@
 // reuses it as it is. Plain values: build one with CompareTensors, print it with Text or Json.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,8 +28,10 @@ struct ComparePolicy {
   double atol = 0;
 
   static ComparePolicy Exact() { return {}; }
+  bool operator==(const ComparePolicy&) const = default;
   static ComparePolicy Tolerance(DType dtype);  // the per-dtype defaults above
   std::string Describe() const;  // "exact" or "tolerance (rtol 1e-09, atol 1e-12 x max|ref|)"
+  nlohmann::json Json() const;    // {"mode": "exact" or "tolerance", "rtol", "atol"}
 };
 
 // One tensor's comparison. `run` is the value under test, `ref` the expected one.
@@ -64,17 +69,25 @@ uint64_t UlpDistance(DType dtype, uint64_t a_bits, uint64_t b_bits);
 
 struct MismatchReport {
   ComparePolicy policy;
+  // Set where tensors of several types were compared under different policies (`pipeproof
+  // diff` of a mixed dump): type name -> its policy. The headline and the JSON then give these,
+  // and `policy` is not shown.
+  std::map<std::string, ComparePolicy> policy_by_type;
   std::vector<TensorComparison> tensors;  // in the order added
 
   bool ok() const;
   int64_t MismatchingTensors() const;
+  // policy.Describe(), or "per type: F32 tolerance (...); I64 exact".
+  std::string DescribePolicy() const;
+  bool BitForBit() const;  // every tensor was compared exactly
   // Worst first: shape problems, then by max ULP (a NaN is worst), then max rel, then name.
   std::vector<const TensorComparison*> WorstFirst() const;
   // For people: a summary line, then one line per mismatching tensor, worst first, at most
   // `max_lines` of them (the rest counted).
   std::string Text(int max_lines = 20) const;
   // For programs: {"ok", "mode", "rtol", "atol", "compared", "mismatching", "tensors": [...]},
-  // every tensor, worst first.
+  // every tensor, worst first. Per type: "mode" is "per type", "rtol" and "atol" are null, and
+  // "tolerances" maps each type to its {"mode", "rtol", "atol"}.
   std::string Json() const;
 };
 

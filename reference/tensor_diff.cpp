@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "schedule/errors.h"  // InputError, Quote
@@ -249,12 +250,6 @@ std::string IndexText(const std::vector<int64_t>& index) {
   return fmt::format("[{}]", fmt::join(index, ","));
 }
 
-std::string PolicyText(const ComparePolicy& p) {
-  if (p.mode == ComparePolicy::Mode::kExact) return "exact";
-  if (p.rtol == 0 && p.atol == 0) return "equal values";
-  return fmt::format("rtol {:g}, atol {:g} x max|A|", p.rtol, p.atol);
-}
-
 TensorComparison Missing(const std::string& name, const StoredTensor& t, const char* where) {
   TensorComparison c;
   c.name = name;
@@ -329,9 +324,9 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
   d.notes = a.notes;
   d.notes.insert(d.notes.end(), b.notes.begin(), b.notes.end());
 
-  // The report's policy: the one most of A's tensors get; others say theirs in their note.
-  std::map<ElementType, int> types;
-  for (const StoredTensor& t : a.tensors) ++types[t.type];
+  // One policy for the whole report, or, where A's types get different ones, each type's.
+  std::set<ElementType> types;
+  for (const StoredTensor& t : a.tensors) types.insert(t.type);
   auto policy_of = [&](ElementType type) {
     if (options.exact) return ComparePolicy::Exact();
     ComparePolicy p = DefaultPolicy(type);
@@ -341,12 +336,13 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
     }
     return p;
   };
-  ElementType common = ElementType::kF32;
-  int most = 0;
-  for (const auto& [type, n] : types) {
-    if (n > most) common = type, most = n;
+  d.report.policy = policy_of(types.empty() ? ElementType::kF32 : *types.begin());
+  for (ElementType type : types) {
+    if (policy_of(type) != d.report.policy) {
+      for (ElementType each : types) d.report.policy_by_type[std::string(ElementTypeName(each))] = policy_of(each);
+      break;
+    }
   }
-  d.report.policy = policy_of(common);
 
   std::map<std::string, const StoredTensor*> in_b;
   for (const StoredTensor& t : b.tensors) in_b[t.name] = &t;
@@ -368,11 +364,8 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
     entry.b_shape = other.shape;
     const ComparePolicy policy = policy_of(t.type);
     const std::string name = target == t.name ? t.name : t.name + " -> " + target;
+    entry.policy = policy;
     TensorComparison c = Compare(t, other, name, policy, entry, visit);
-    if (policy.mode != d.report.policy.mode || policy.rtol != d.report.policy.rtol ||
-        policy.atol != d.report.policy.atol) {
-      c.note += (c.note.empty() ? "" : "; ") + PolicyText(policy);
-    }
     d.report.tensors.push_back(std::move(c));
     d.entries.push_back(std::move(entry));
   }
@@ -420,6 +413,7 @@ std::string TensorDiff::Json() const {
                  : nlohmann::json{
                        {"name", name}, {"dtype", ElementTypeName(*type)}, {"shape", shape}};
     };
+    if (e.policy) t["tolerance"] = e.policy->Json();
     t["a"] = side(e.a_name, e.a_type, e.a_shape);
     t["b"] = side(e.b_name, e.b_type, e.b_shape);
     if (!e.first_index.empty() && t.contains("first")) t["first"]["index_nd"] = e.first_index;

@@ -44,6 +44,7 @@ struct DiffEntry {
   std::optional<ElementType> a_type, b_type;
   std::vector<int64_t> a_shape, b_shape;
   std::vector<int64_t> first_index;  // N-dimensional index of the first mismatch
+  std::optional<ComparePolicy> policy;  // what A's and B's tensors were compared under, where both exist
 };
 
 struct TensorDiff {

@@ -1,5 +1,6 @@
 #include "reference/tensor_diff.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -53,6 +54,32 @@ TEST(TensorDiffTest, PointsAtTheElementInItsOwnShapeAndType) {
   const auto j = nlohmann::json::parse(d.Json());
   EXPECT_EQ(j["tensors"][0]["first"]["index_nd"], (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(j["tensors"][0]["a"]["dtype"], "F16");
+}
+
+// A mixed dump: the headline and the JSON give each type's tolerance, not one that fits none of
+// the tensors, and each tensor's JSON says what it was compared under.
+TEST(TensorDiffTest, AMixedDumpReportsTheToleranceOfEachType) {
+  const auto f = MakeTensor("w", ElementType::kF32, {2}, RawBytes<float>({1, 2}));
+  const auto i = MakeTensor("step", ElementType::kI64, {1}, RawBytes<int64_t>({7}));
+  const auto i2 = MakeTensor("count", ElementType::kI64, {1}, RawBytes<int64_t>({8}));
+  const TensorDiff d = DiffTensors(Dump({f, i, i2}), Dump({f, i, i2}), {});
+  ASSERT_TRUE(d.ok()) << d.Text();
+  const ComparePolicy f32 = DefaultPolicy(ElementType::kF32);
+  EXPECT_NE(d.Text().find(fmt::format("per type: F32 tolerance (rtol {:g}, atol {:g}", f32.rtol, f32.atol)),
+            std::string::npos)
+      << d.Text();
+  EXPECT_NE(d.Text().find("I64 tolerance (rtol 0, atol 0"), std::string::npos) << d.Text();
+  const auto j = nlohmann::json::parse(d.Json());
+  EXPECT_EQ(j["mode"], "per type");
+  EXPECT_TRUE(j["rtol"].is_null());
+  EXPECT_EQ(j["tolerances"]["F32"]["rtol"], f32.rtol);
+  EXPECT_EQ(j["tolerances"]["I64"]["rtol"], 0);
+  for (const auto& t : j["tensors"]) {
+    EXPECT_EQ(t["tolerance"]["rtol"], t["name"] == "w" ? f32.rtol : 0.0) << t.dump();
+  }
+  // One type, or --exact: one policy, as before.
+  EXPECT_EQ(nlohmann::json::parse(DiffTensors(Dump({f}), Dump({f}), {}).Json())["rtol"], f32.rtol);
+  EXPECT_EQ(nlohmann::json::parse(DiffTensors(Dump({f, i}), Dump({f, i}), Exact()).Json())["mode"], "exact");
 }
 
 TEST(TensorDiffTest, WideIntegersCompareBitForBit) {

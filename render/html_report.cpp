@@ -260,7 +260,7 @@ std::string MismatchHtml(const MismatchReport& report, const std::vector<ErrorHe
 
   if (!report.tensors.empty()) {
     out += "<h2>Tensors</h2>\n";
-    out += fmt::format("<p>{}: {} of {} tensors differ{}.</p>\n", Escape(report.policy.Describe()),
+    out += fmt::format("<p>{}: {} of {} tensors differ{}.</p>\n", Escape(report.DescribePolicy()),
                        report.MismatchingTensors(), report.tensors.size(),
                        report.MismatchingTensors() > 0 ? ", worst first" : "");
     out +=
@@ -324,7 +324,7 @@ std::string DiffHtml(const TensorDiff& diff, const std::vector<ErrorHeatmap>& he
           : fmt::format("MATCH: all {} tensors agree (exit 0)", diff.report.tensors.size());
   context.facts = {{"A (reference)", fmt::format("{}: {} tensors", diff.a_path, diff.a_tensors)},
                    {"B (run)", fmt::format("{}: {} tensors", diff.b_path, diff.b_tensors)},
-                   {"comparison", diff.report.policy.Describe()}};
+                   {"comparison", diff.report.DescribePolicy()}};
   for (const std::string& n : diff.notes) context.details += n + "\n";
   return MismatchHtml(diff.report, heatmaps, context);
 }
