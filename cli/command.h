@@ -58,6 +58,10 @@ enum class FileArgument { kRequired, kOptional };
 void AddScheduleInputOptions(CLI::App* app, ScheduleInput& input,
                              FileArgument file = FileArgument::kRequired);
 Schedule LoadSchedule(const ScheduleInput& input);
+// For a file whose structure check failed: a generated kind whose topology (--kind K) makes it
+// pass, when the file has no header and no topology was given, so that its placement and routes
+// were guessed. The file is read again; none for stdin.
+std::optional<std::string> KindThatFits(const ScheduleInput& input);
 
 // The options of a generated kind beyond its size: --virtual-stages, --no-overlap, --wait-sends.
 struct KindFlags {

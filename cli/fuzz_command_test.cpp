@@ -84,9 +84,10 @@ TEST(FuzzCommandTest, ACleanCampaignExitsZeroAndBadUsageTwo) {
   EXPECT_EQ(RunPipeproof("fuzz --time soon").status, 2);
   EXPECT_EQ(RunPipeproof("fuzz --kinds nopipe -n 1").status, 2);
   EXPECT_EQ(RunPipeproof("fuzz --plant nothing -n 1").status, 2);
-  // The planted-bug switch stays out of the help.
+  // The planted-bug self-test is in the help, with the bugs it can plant.
   r = RunPipeproof("fuzz --help");
-  EXPECT_FALSE(Has(r.out, "plant")) << r.out;
+  EXPECT_TRUE(Has(r.out, "--plant")) << r.out;
+  EXPECT_TRUE(Has(r.out, "release-send-early")) << r.out;
 }
 
 // A planted-bug variable that names no bug is bad usage, not a silent clean run.

@@ -48,7 +48,7 @@ struct FuzzFlags {
   std::string summary;
   double progress_interval = 10;
   bool quiet = false;
-  std::string plant;  // hidden: switch on a planted executor bug (the harness's self-test)
+  std::string plant;  // switch on a planted executor bug (the harness's self-test)
 };
 
 // "90", "90s", "15m", "2h" as seconds.
@@ -117,7 +117,10 @@ void DeclareFuzz(CLI::App* cmd, FuzzFlags& f) {
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", f.quiet, "no progress lines");
   // The harness's self-test, never on by default: switches on a known executor bug.
-  cmd->add_option("--plant", f.plant, "")->group("")->check(CLI::IsMember({"release-send-early", "skip-arrival-wait", "skip-compute-event", "ignore-wait-send"}));
+  cmd->add_option("--plant", f.plant,
+                  "self-test of the harness: switch on a known executor bug and see the campaign find "
+                  "and shrink it (never on otherwise)")
+      ->check(CLI::IsMember({"release-send-early", "skip-arrival-wait", "skip-compute-event", "ignore-wait-send"}));
 }
 
 // Cases of a transport with ranks as processes run as `pipeproof run` commands under the launcher.

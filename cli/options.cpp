@@ -12,7 +12,9 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "schedule/generate.h"
 #include "schedule/kinds.h"
+#include "verify/verify.h"
 
 namespace pipeproof {
 namespace {
@@ -56,6 +58,26 @@ Schedule LoadSchedule(const ScheduleInput& in) {
   options.topology = in.topology;
   if (!in.placement.empty()) options.topology.placement = in.placement;
   return ReadScheduleFile(in.path, options);
+}
+
+std::optional<std::string> KindThatFits(const ScheduleInput& in) {
+  const TopologyOptions& t = in.topology;
+  if (in.path.empty() || in.path == "-" || !t.kind.empty() || t.stages || t.microbatches || t.placement ||
+      !in.placement.empty()) {
+    return std::nullopt;
+  }
+  VerifyOptions structure_only;
+  structure_only.use_z3 = false;
+  for (const std::string& kind : GeneratorKinds()) {
+    ScheduleInput with_kind = in;
+    with_kind.topology.kind = kind;
+    try {
+      const Schedule s = LoadSchedule(with_kind);
+      if (Verify(s, structure_only).Find("structure")->ok()) return kind;
+    } catch (const InputError&) {
+    }
+  }
+  return std::nullopt;
 }
 
 void KindFlags::Add(CLI::App* app) {

@@ -26,6 +26,11 @@ FaultPlan RunFaults(const Schedule& schedule, const ScheduleRunOptions& options)
 }  // namespace
 
 ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& options, World& world) {
+  if (schedule.forward_only) {
+    // The run compares gradients with the reference's training step; a forward-only pass has none.
+    throw InputError("the schedule is a forward-only pass ('pass forward'): run executes training "
+                     "schedules, and runs their forward-only pass after each of them; verify checks this one");
+  }
   ScheduleRun result;
   VerifyOptions verify;
   verify.model = CommModel::kNccl;  // what the executor does

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <map>
-#include <algorithm>
 
 #include "schedule/action_rows.h"
 #include "schedule/text_scan.h"
@@ -80,6 +79,11 @@ Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOp
 }
 
 std::string WriteCsv(const Schedule& s, bool compute_only) {
+  if (s.forward_only) {
+    // Read back, it would be a training schedule missing every backward.
+    throw InputError("a forward-only schedule cannot be written as PyTorch's CSV, which has no way "
+                     "to say so: write .pps or .json");
+  }
   std::string out;
   for (int r = 0; r < s.ranks; ++r) {
     bool first = true;

@@ -31,6 +31,18 @@ TEST(RoundTripTest, PpsAndJsonReadBackToTheSameSchedule) {
   }
 }
 
+// A forward-only pass says so in .pps and JSON; PyTorch's CSV cannot, so it is not written as one.
+TEST(RoundTripTest, AForwardOnlyPassKeepsItsMark) {
+  Schedule s = ParsePps("pass forward\nranks 2\nmicrobatches 1\nrank 0: 0F0 0SEND_F0 WAIT\nrank 1: 1RECV_F0 WAIT 1F0\n",
+                        "f.pps");
+  EXPECT_TRUE(s.forward_only);
+  EXPECT_EQ(ParsePps(WritePps(s), "x.pps"), s) << WritePps(s);
+  EXPECT_EQ(ParseJson(WriteJson(s), "x.json"), s) << WriteJson(s);
+  EXPECT_NE(WriteJson(s).find("\"pass\": \"forward\""), std::string::npos);
+  EXPECT_THROW(WriteCsv(s, false), InputError);
+  EXPECT_FALSE(ParsePps("pass train\nranks 1\nmicrobatches 1\nrank 0: 0F0 0B0\n", "t.pps").forward_only);
+}
+
 TEST(RoundTripTest, CsvReadsBackGivenTheSameTopology) {
   for (const Schedule& s : SampleSchedules()) {
     TopologyOptions topology;
@@ -163,6 +175,8 @@ TEST(MalformedInputTest, EveryReaderNamesThePlaceAndTheRule) {
       {"place.pps", header + "stages 3\nplacement 0 1\n", "place.pps:4:1:", "placement lists 2 ranks for 3 stages"},
       {"route.pps", header + "route 0: 0 1\n", "route.pps:3:1:", "microbatch 1 has no route"},
       {"kind.pps", "kind zigzag\n" + header, "kind.pps:1:6:", "unknown kind"},
+      {"pass.pps", "pass backward\n" + header, "pass.pps:1:6:", "'pass' is 'train'"},
+      {"pass.json", "{\"pass\": 1, \"ranks\": 1, \"microbatches\": 1, \"program\": [[]]}", "pass.json:1:10:", "/pass: expected \"train\""},
       {"empty.csv", "", "empty.csv:1:", "no rank rows"},
       {"blank.csv", "\n\n", "blank.csv:1:", "no rank rows"},
       {"cell.csv", "0F0,0F1,,0FF\n", "cell.csv:1:12:", "no microbatch number"},

@@ -3,7 +3,8 @@
 //    "ranks": 4, "stages": 8, "microbatches": 8,
 //    "placement": [0, 1, ...], "params": [0, 1, ...], "routes": [[0, 1, 2, 3], ...],
 //    "program": [["0F0", "0SEND_F0", "WAIT", ...], ...]}
-// placement, params, routes and kind may be left out (loop, identity, all stages, unknown).
+// placement, params, routes, kind and pass ("train" or "forward") may be left out (loop, identity,
+// all stages, unknown, train).
 // Errors inside a well-formed document are located by finding the offending value again.
 
 #include <fmt/format.h>
@@ -83,7 +84,7 @@ class JsonReader {
     json doc = Parse();
     if (!doc.is_object()) Fail({}, "expected a JSON object with a schedule");
     for (auto it = doc.begin(); it != doc.end(); ++it) {
-      static const char* kKeys[] = {"format", "version", "kind", "ranks", "stages", "microbatches",
+      static const char* kKeys[] = {"format", "version", "kind", "pass", "ranks", "stages", "microbatches",
                                     "placement", "params", "routes", "program"};
       if (std::find_if(std::begin(kKeys), std::end(kKeys),
                        [&](const char* k) { return it.key() == k; }) == std::end(kKeys)) {
@@ -102,6 +103,12 @@ class JsonReader {
       if (!s.kind.empty() && std::find(kinds.begin(), kinds.end(), s.kind) == kinds.end()) {
         Fail({"kind"}, fmt::format("unknown kind {} (known: {})", Quote(s.kind), fmt::join(kinds, ", ")));
       }
+    }
+    if (doc.contains("pass")) {
+      if (doc["pass"] != "forward" && doc["pass"] != "train") {
+        Fail({"pass"}, "expected \"train\" (forward and backward, the default) or \"forward\" (forward only)");
+      }
+      s.forward_only = doc["pass"] == "forward";
     }
     for (const char* key : {"ranks", "microbatches", "program"}) {
       if (!doc.contains(key)) Fail({}, fmt::format("the schedule has no \"{}\"", key));
@@ -182,6 +189,7 @@ std::string WriteJson(const Schedule& s) {
   doc["format"] = "pipeproof-schedule";
   doc["version"] = 1;
   if (!s.kind.empty()) doc["kind"] = s.kind;
+  if (s.forward_only) doc["pass"] = "forward";
   doc["ranks"] = s.ranks;
   doc["stages"] = s.stages;
   doc["microbatches"] = s.microbatches;
@@ -198,7 +206,7 @@ std::string WriteJson(const Schedule& s) {
   // One line per key, the long lists kept on one line each, so diffs stay readable.
   std::string out = "{\n";
   bool first = true;
-  for (const char* key : {"format", "version", "kind", "ranks", "stages", "microbatches",
+  for (const char* key : {"format", "version", "kind", "pass", "ranks", "stages", "microbatches",
                           "placement", "params", "routes"}) {
     if (!doc.contains(key)) continue;
     out += fmt::format("{}  \"{}\": {}", first ? "" : ",\n", key, doc[key].dump());

@@ -115,6 +115,10 @@ struct Schedule {
   // The generator that made it ("dualpipe", "1f1b", ...), empty for a file of unknown origin.
   // Verification uses it to pick the memory bound.
   std::string kind;
+  // A forward-only pass (inference, PyTorch's _ScheduleForwardOnly, or a traced call order whose
+  // messages carry nothing back): every stage of every microbatch runs F once and nothing runs a
+  // backward. Written "pass forward" (.pps) or "pass": "forward" (JSON); PyTorch's CSV cannot say it.
+  bool forward_only = false;
 
   int ParamBlocks() const;   // 1 + the largest block id
   int64_t ActionCount() const;

@@ -2,6 +2,7 @@
 //
 //   # comment
 //   kind dualpipe              (optional: the generator, which sets the memory bound)
+//   pass forward               (optional: a forward-only pass; default "train")
 //   ranks 4
 //   stages 8                   (default: ranks)
 //   microbatches 8
@@ -186,6 +187,13 @@ Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOp
                                   fmt::join(kinds, ", ")));
       }
       line.ExpectEnd();
+    } else if (k == "pass") {
+      auto v = line.NextWord();
+      if (!v || (v->text != "forward" && v->text != "train")) {
+        line.Fail(v ? *v : *key, "'pass' is 'train' (forward and backward, the default) or 'forward' (forward only)");
+      }
+      s.forward_only = v->text == "forward";
+      line.ExpectEnd();
     } else if (k == "ranks") {
       s.ranks = static_cast<int>(line.NumberWord("ranks", 1, kMaxRanks));
       line.ExpectEnd();
@@ -202,7 +210,7 @@ Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOp
     } else if (k == "route") {
       h.routes.emplace_back(line, std::string(line.Rest()));
     } else {
-      line.Fail(*key, fmt::format("unknown header key {} (expected kind, ranks, stages, "
+      line.Fail(*key, fmt::format("unknown header key {} (expected kind, pass, ranks, stages, "
                                   "microbatches, placement, params, route or rank)",
                                   Quote(k)));
     }
@@ -233,6 +241,7 @@ std::string CompactList(const std::vector<int>& v) {
 std::string WritePps(const Schedule& s) {
   std::string out = "# pipeproof schedule\n";
   if (!s.kind.empty()) out += fmt::format("kind {}\n", s.kind);
+  if (s.forward_only) out += "pass forward\n";
   out += fmt::format("ranks {}\nstages {}\nmicrobatches {}\n", s.ranks, s.stages, s.microbatches);
   if (s.placement == LoopPlacement(s.ranks, s.stages)) {
     out += "placement loop\n";

@@ -842,6 +842,7 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
   Schedule& s = out.schedule;
   s.ranks = R;
   s.stages = R;
+  s.forward_only = true;  // a message carries nothing back
   s.microbatches = static_cast<int>(M);
   s.placement.resize(R);
   s.params.resize(R);
@@ -871,11 +872,8 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
       }
       emit(r, Action::Wait(), {r, ops.front().first});
       for (const auto& [i, m] : ops) {
-        if (IsSend(t.calls[i])) {
-          emit(r, Action::Compute(Op::kBackward, r, m));
-        } else {
+        if (!IsSend(t.calls[i])) {
           emit(r, Action::Compute(Op::kForward, r, m));
-          emit(r, Action::Compute(Op::kBackward, r, m));
           received[m] = true;
         }
       }
@@ -890,13 +888,11 @@ TraceSchedule ScheduleFromTraces(const std::vector<Trace>& traces) {
     if (sent[m]) continue;
     const int from = route_of[m].first;
     emit(from, Action::Compute(Op::kForward, from, m));
-    emit(from, Action::Compute(Op::kBackward, from, m));
   }
   for (int m = 0; m < M; ++m) {
     if (received[m]) continue;
     const int to = route_of[m].second;
     emit(to, Action::Compute(Op::kForward, to, m));
-    emit(to, Action::Compute(Op::kBackward, to, m));
   }
   if (int64_t{0} + s.ActionCount() > kMaxActions) {
     throw InputError(

@@ -106,11 +106,12 @@ TraceCheckReport CheckTraces(const std::vector<Trace>& traces);
 //     lone call on the rank's in-order stream does. A rank's units thus run one after another, as
 //     on one stream (programs that put calls on several streams or communicators get the verdict
 //     for one stream: it may report a deadlock their streams avoid);
-//   - the structure check wants an F and a B of every stage of every microbatch: the sender gets
-//     "p F m" before its send's group and "p B m" after it, the receiver "q F m q B m" after its
-//     receive's group (at its end when it never made the receive). They wait for nothing in the
-//     `nccl` model's grouped ranks, so they cannot change the deadlock verdict; the dependencies
-//     check fails by construction (no message carries the gradients back) and means nothing here;
+//   - the schedule is a forward-only pass (a message carries nothing back), and the structure
+//     check wants an F of every stage of every microbatch: the sender gets "p F m" before its
+//     send's group, the receiver "q F m" after its receive's group (at its end when it never made
+//     the receive). They wait for nothing in the `nccl` model's grouped ranks, so they cannot
+//     change the deadlock verdict, and the file verifies as the program it is: a receive's F
+//     depends on the message it received, and a message that no call meets fails;
 //   - NCCL matches per communicator, the schedule per rank pair: communicators are merged in call
 //     order (a note says so when two of them connect the same ranks), and self-sends are left out.
 struct TraceSchedule {

@@ -28,7 +28,7 @@ MemoryReport MeasureMemory(const Schedule& s) {
       for (int k = 0; k < a.TaskCount(); ++k) {
         switch (a.TaskAt(k).op) {
           case Op::kForward:
-            ++live;
+            if (!s.forward_only) ++live;  // no backward will need them
             break;
           case Op::kBackward:
             --live;

@@ -37,8 +37,9 @@ struct TaskCounts {
         break;
     }
   }
-  // Exactly one F, and either one B alone or one I with one W.
-  bool Complete() const {
+  // Exactly one F, and either one B alone or one I with one W; a forward-only pass: no backward.
+  bool Complete(bool forward_only) const {
+    if (forward_only) return f == 1 && b == 0 && i == 0 && w == 0;
     return f == 1 && ((b == 1 && i == 0 && w == 0) || (b == 0 && i == 1 && w == 1));
   }
 };
@@ -52,6 +53,12 @@ std::string DescribeCounts(const Schedule& s, int stage, int mb, const TaskCount
   }
   std::vector<std::string> problems;
   if (c.f != 1) problems.push_back(fmt::format("{} F", c.f));
+  if (s.forward_only) {
+    if (c.b + c.i + c.w > 0) problems.push_back("a backward (B, I or W)");
+    return fmt::format("stage {} microbatch {}: {} (a forward-only pass ('pass forward') needs exactly one F "
+                       "and no backward); its first task is {}",
+                       stage, mb, fmt::join(problems, ", "), Where(s, c.rank, c.index));
+  }
   if (c.b > 1) problems.push_back(fmt::format("{} B", c.b));
   if (c.b >= 1 && (c.i > 0 || c.w > 0)) problems.push_back("both B and I/W");
   if (c.b == 0 && c.i == 0 && c.w == 0) problems.push_back("no backward (B or I+W)");
@@ -235,9 +242,10 @@ class StructureCheck {
   CheckResult Result() const {
     int64_t actions = s_.ActionCount();
     return found_.Result("structure",
-                         fmt::format("{} ranks, {} stages, {} microbatches, {} actions; every "
+                         fmt::format("{} ranks, {} stages, {} microbatches, {} actions{}; every "
                                      "task once, every action on its stage's rank",
-                                     s_.ranks, s_.stages, s_.microbatches, actions),
+                                     s_.ranks, s_.stages, s_.microbatches, actions,
+                                     s_.forward_only ? ", forward only" : ""),
                          "problem");
   }
 
@@ -339,7 +347,7 @@ class StructureCheck {
     for (int m = 0; m < s_.microbatches; ++m) {
       for (int st : s_.routes[m]) {
         const TaskCounts& c = counts_[static_cast<size_t>(st) * s_.microbatches + m];
-        if (!c.Complete()) found_.Add(DescribeCounts(s_, st, m, c));
+        if (!c.Complete(s_.forward_only)) found_.Add(DescribeCounts(s_, st, m, c));
       }
     }
   }

@@ -43,6 +43,25 @@ TEST(Structure, SoundScheduleHasNoProblem) {
   EXPECT_EQ(r.checks.size(), 6u);
 }
 
+// A forward-only pass: one F per stage and microbatch, no backward, no activations kept.
+TEST(Structure, AForwardOnlyPassNeedsOneForwardAndNoBackward) {
+  const std::string header = "pass forward\nranks 2\nstages 2\nmicrobatches 1\n";
+  const VerifyReport r = Verify(Pps(header + "rank 0: 0F0 0SEND_F0\nrank 1: 1RECV_F0 1F0\n"), {});
+  EXPECT_TRUE(r.ok) << r.Text();
+  EXPECT_EQ(r.memory.peak, (std::vector<int>{0, 0}));
+  const VerifyReport backward = Verify(Pps(header + "rank 0: 0F0 0SEND_F0\nrank 1: 1RECV_F0 1F0 1B0\n"), {});
+  EXPECT_FALSE(backward.Find("structure")->ok());
+  EXPECT_NE(backward.Find("structure")->message.find("a backward (B, I or W)"), std::string::npos)
+      << backward.Text();
+  const VerifyReport missing = Verify(Pps(header + "rank 0: 0F0 0SEND_F0\nrank 1: 1RECV_F0\n"), {});
+  EXPECT_NE(missing.Find("structure")->message.find("stage 1 microbatch 0: no task at all"), std::string::npos)
+      << missing.Text();
+  // The control: without the mark, the same program misses its backwards.
+  EXPECT_FALSE(Verify(Pps("ranks 2\nstages 2\nmicrobatches 1\nrank 0: 0F0 0SEND_F0\nrank 1: 1RECV_F0 1F0\n"), {})
+                   .Find("structure")
+                   ->ok());
+}
+
 TEST(Structure, MicrobatchOutOfRange) {
   EXPECT_NE(StructureFailure("rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1 0F7\n"
                              "rank 1: 1RECV_F0 1F0 1RECV_F1 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n")
