@@ -48,6 +48,29 @@ TEST(GenerateCommandTest, InvalidSizeExitsTwoNamingTheRule) {
   EXPECT_EQ(r.status, 2);
 }
 
+// What generate and convert write reads back: the format follows the file's extension, a format
+// that contradicts it is refused, and so is a schedule larger than the readers take.
+TEST(GenerateCommandTest, WritesOnlyWhatReadsBack) {
+  const std::string csv = testing::ScratchPath("g.csv"), json = testing::ScratchPath("g.json");
+  ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -o " + csv).status, 0);
+  EXPECT_EQ(RunPipeproof("verify --no-z3 --kind dualpipe " + csv).status, 0);
+  ASSERT_EQ(RunPipeproof("convert " + csv + " --kind dualpipe -o " + json).status, 0);
+  EXPECT_EQ(RunPipeproof("verify --no-z3 " + json).status, 0);
+  auto r = RunPipeproof("generate 1f1b -r 4 -m 8 -f pps -o " + csv);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("-f pps into"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("name the file .pps"), std::string::npos) << r.err;
+  EXPECT_EQ(RunPipeproof("convert " + json + " --to json -o " + csv).status, 2);
+  EXPECT_EQ(RunPipeproof("generate 1f1b -r 4 -m 8 -f csv-compute -o " + csv).status, 0);
+  r = RunPipeproof("generate 1f1b -r 8 -m 96000");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("more than a schedule may hold (4194304)"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  r = RunPipeproof("run --kind 1f1b -r 8 -m 96000");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("more than a schedule may hold"), std::string::npos) << r.err;
+}
+
 TEST(ShowCommandTest, ReadsEveryPeerFile) {
   for (const char* args : {"peers/pytorch/dualpipev_4rank_10mb.csv",
                            "peers/pytorch/zb1p_2rank_2stagep_compute.csv --legacy-bw",

@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/exit_codes.h"
+#include "schedule/formats.h"
 #include "schedule/generate.h"
 #include "schedule/lower.h"
 
@@ -14,10 +16,31 @@ namespace {
 
 std::vector<std::string> FormatNames() { return {"pps", "csv", "csv-compute", "json"}; }
 
+// The format to write: the one asked for, else the output file's extension, else pps. The readers
+// take an extension at its word, so a file whose extension names another format would not read
+// back: refused.
+Format OutputFormat(const std::string& asked, const char* flag, const std::string& output) {
+  const std::string ext = std::filesystem::path(output).extension().string();
+  const std::optional<Format> by_name = ext == ".pps"    ? std::optional(Format::kPps)
+                                        : ext == ".csv"  ? std::optional(Format::kCsv)
+                                        : ext == ".json" ? std::optional(Format::kJson)
+                                                         : std::nullopt;
+  if (asked.empty()) return by_name.value_or(Format::kPps);
+  const Format format = *FormatFromName(asked);
+  const Format file_kind = format == Format::kCsvCompute ? Format::kCsv : format;
+  if (by_name && *by_name != file_kind) {
+    throw InputError(fmt::format("{} {} into {}: the readers would take it as {} by its extension; "
+                                 "name the file .{} or leave out {}",
+                                 flag, asked, Quote(output), ext.substr(1),
+                                 file_kind == Format::kCsv ? "csv" : FormatName(file_kind), flag));
+  }
+  return format;
+}
+
 struct GenerateFlags {
   GenerateOptions options;
   KindFlags kind;
-  std::string format = "pps";
+  std::string format;
   std::string output;
 };
 
@@ -32,16 +55,18 @@ void DeclareGenerate(CLI::App* cmd, GenerateFlags& f) {
       ->required()
       ->check(IntegerIn(1, kMaxMicrobatches));
   f.kind.Add(cmd);
-  cmd->add_option("-f,--format", f.format, "pps, csv, csv-compute (no SEND/RECV/WAIT) or json")
-      ->check(CLI::IsMember(FormatNames()))
-      ->capture_default_str();
+  cmd->add_option("-f,--format", f.format,
+                  "pps, csv, csv-compute (no SEND/RECV/WAIT) or json (default: from the -o file's "
+                  "extension, else pps)")
+      ->check(CLI::IsMember(FormatNames()));
   cmd->add_option("-o,--output", f.output, "output file (default: stdout)");
 }
 
 int RunGenerate(const GenerateFlags& f) {
   GenerateOptions options = f.options;
   f.kind.Apply(options);
-  WriteOutput(f.output, WriteSchedule(Generate(options), *FormatFromName(f.format)));
+  const Format format = OutputFormat(f.format, "-f", f.output);
+  WriteOutput(f.output, WriteSchedule(Generate(options), format));
   return kExitOk;
 }
 
@@ -66,8 +91,7 @@ struct ConvertFlags {
 
 void DeclareConvert(CLI::App* cmd, ConvertFlags& f) {
   AddScheduleInputOptions(cmd, f.input);
-  cmd->add_option("--to", f.to, "pps, csv, csv-compute or json")
-      ->required()
+  cmd->add_option("--to", f.to, "pps, csv, csv-compute or json (default: from the -o file's extension)")
       ->check(CLI::IsMember(FormatNames()));
   cmd->add_option("-o,--output", f.output, "output file (default: stdout)");
   cmd->add_flag("--lower", f.lower,
@@ -76,6 +100,8 @@ void DeclareConvert(CLI::App* cmd, ConvertFlags& f) {
 }
 
 int RunConvert(const ConvertFlags& f) {
+  if (f.to.empty() && f.output.empty()) throw InputError("give --to FORMAT, or -o FILE with a .pps, .csv or .json name");
+  const Format format = OutputFormat(f.to, "--to", f.output);
   Schedule s = LoadSchedule(f.input);
   if (f.lower) {
     LoweringResult lowered = Lower(s);
@@ -85,7 +111,7 @@ int RunConvert(const ConvertFlags& f) {
     }
     s = std::move(*lowered.schedule);
   }
-  WriteOutput(f.output, WriteSchedule(s, *FormatFromName(f.to)));
+  WriteOutput(f.output, WriteSchedule(s, format));
   return kExitOk;
 }
 

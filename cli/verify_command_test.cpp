@@ -30,6 +30,21 @@ std::string Temp(const std::string& name, const std::string& text) {
   return path;
 }
 
+// A headerless DualPipe order read with guessed topology fails its structure; the hint names the
+// kind that fits. A file that no kind fits gets no hint.
+TEST(VerifyCli, AHeaderlessFileThatAKindFitsGetsTheHint) {
+  const std::string csv = testing::ScratchPath("dp-hint.csv");
+  ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -o " + csv).status, 0);
+  auto r = RunPipeproof("verify --no-z3 " + csv);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("hint: the file has no header"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("read as --kind dualpipe its structure checks out"), std::string::npos) << r.err;
+  EXPECT_EQ(RunPipeproof("verify --no-z3 --kind dualpipe " + csv).status, 0);
+  r = RunPipeproof("verify --no-z3 " + Temp("no-kind.csv", "0F0,0F0,0B0\n"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.find("hint"), std::string::npos) << r.err;
+}
+
 TEST(VerifyCli, GeneratedScheduleVerifies) {
   const std::string path = Temp("dp.pps", "");
   ASSERT_EQ(RunPipeproof("generate dualpipe -r 4 -m 8 -o " + path).status, 0);

@@ -152,6 +152,20 @@ Schedule ComputeOnly(const Schedule& schedule) {
   return out;
 }
 
+namespace {
+
+// What is generated must read back: the readers refuse more than kMaxActions actions.
+Schedule WithinActionLimit(Schedule s, const GenerateOptions& o) {
+  if (s.ActionCount() > kMaxActions) {
+    throw InputError(fmt::format("{} with {} ranks and {} microbatches has {} actions, more than a schedule "
+                                 "may hold ({}): use fewer microbatches",
+                                 o.kind, o.ranks, o.microbatches, s.ActionCount(), kMaxActions));
+  }
+  return s;
+}
+
+}  // namespace
+
 Schedule Generate(const GenerateOptions& o) {
   const ScheduleKind* kind = &ScheduleKindNamed(o.kind);
   if (o.ranks < 1) throw InputError(fmt::format("{} needs at least one rank (got {})", o.kind, o.ranks));
@@ -161,10 +175,13 @@ Schedule Generate(const GenerateOptions& o) {
   }
   if (std::string rule = kind->size_problem(o); !rule.empty()) throw InputError(rule);
   Schedule s = kind->generate(o);
-  if (!kind->lowered) return o.with_comm ? s : ComputeOnly(s);
-  if (!o.with_comm) return s;
-  s = WithComm(std::move(s));
-  return o.wait_sends ? AddWaitSends(s) : s;
+  if (!kind->lowered) {
+    if (!o.with_comm) s = ComputeOnly(s);
+  } else if (o.with_comm) {
+    s = WithComm(std::move(s));
+    if (o.wait_sends) s = AddWaitSends(s);
+  }
+  return WithinActionLimit(std::move(s), o);
 }
 
 Schedule GenerateDualPipe(int ranks, int microbatches, bool overlap) {
