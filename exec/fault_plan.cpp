@@ -375,14 +375,8 @@ FaultPlan ParseFaultPlan(std::string_view text, std::string_view name) {
     j = nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
     // A syntax error (parse_error) or a number too big for any type (out_of_range 406, found by
-    // fuzz/plan_fuzzer). nlohmann's message names the byte; keep its explanation, drop its prefix.
-    std::string what = e.what();
-    if (auto colon = what.find("]: "); colon != std::string::npos) {
-      what = what.substr(colon + 3);
-    } else if (auto bracket = what.find("] "); what.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos) {
-      what = what.substr(bracket + 2);
-    }
-    throw InputError(fmt::format("not valid JSON: {}", what), std::string(name));
+    // fuzz/plan_fuzzer).
+    throw InputError(fmt::format("not valid JSON: {}", JsonParserMessage(e.what())), std::string(name));
   }
   if (const std::optional<std::string> duplicate = FindDuplicateKey(text)) {
     throw InputError(fmt::format("key {} appears twice in one object", Quote(*duplicate)),

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "schedule/json_text.h"
+
 namespace pipeproof {
 
 void SpanLog::Add(const RecordedSpan& span) {
@@ -190,7 +192,7 @@ RunTimeline RunTimeline::FromJson(std::string_view text) {
     }
     return t;
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(std::string("bad run timeline: ") + e.what());
+    throw std::runtime_error("bad run timeline: " + JsonParserMessage(e.what()));
   }
 }
 

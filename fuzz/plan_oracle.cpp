@@ -29,6 +29,7 @@ void CheckPlanReader(std::string_view data) {
     if (what.substr(0, kName.size()) != kName || what.find(": error: ") == std::string::npos) {
       Violation("an error must name the file and say 'error:'", std::string(what));
     }
+    if (!IsPrintable(what)) Violation("an error must not echo raw bytes", std::string(what));
     return;
   }
   // Everything a reader of the plan prints must work on whatever was read.

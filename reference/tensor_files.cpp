@@ -145,9 +145,7 @@ class SafetensorsReader {
     try {
       j = nlohmann::json::parse(header.begin(), header.end());
     } catch (const nlohmann::json::exception& e) {
-      std::string what = e.what();
-      if (auto colon = what.find("]: "); colon != std::string::npos) what = what.substr(colon + 3);
-      Fail("the header is not valid JSON: " + what);
+      Fail("the header is not valid JSON: " + JsonParserMessage(e.what()));
     }
     if (const std::optional<std::string> duplicate = FindDuplicateKey(header)) {
       Fail(fmt::format("key {} appears twice in one object of the header", Quote(*duplicate)));

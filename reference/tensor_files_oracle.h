@@ -24,7 +24,8 @@ inline void CheckSafetensorsReader(std::string_view data) {
   SafetensorsFile file;
   try {
     file = ParseSafetensors(std::make_shared<const std::string>(data), "input");
-  } catch (const InputError&) {
+  } catch (const InputError& e) {
+    if (!IsPrintable(e.what())) OracleFails("an error echoed raw bytes of the input");
     return;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
@@ -44,7 +45,8 @@ inline void CheckNpyReader(std::string_view data) {
   StoredTensor tensor;
   try {
     tensor = ParseNpy(std::make_shared<const std::string>(data), "input", "t");
-  } catch (const InputError&) {
+  } catch (const InputError& e) {
+    if (!IsPrintable(e.what())) OracleFails("an error echoed raw bytes of the input");
     return;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

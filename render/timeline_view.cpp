@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "schedule/json_text.h"
 #include "schedule/lower.h"
 
 namespace pipeproof {
@@ -294,7 +295,7 @@ RunTimeline RunTimelineFromReport(std::string_view report_json, std::string* tra
   try {
     report = nlohmann::json::parse(report_json);
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(std::string("not a JSON run report: ") + e.what());
+    throw std::runtime_error("not a JSON run report: " + JsonParserMessage(e.what()));
   }
   if (!report.is_object() || !report.contains("timeline")) {
     throw std::runtime_error(

@@ -17,19 +17,34 @@ InputError InputError::At(std::string_view file, int line, int col, std::string_
   return InputError(std::string(message), location);
 }
 
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 48;
-  std::string out = "'";
-  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'') {
+namespace {
+std::string Escaped(std::string_view text, bool escape_quote) {
+  std::string out;
+  for (const char ch : text) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c >= 0x7f || c == '\\' || (escape_quote && c == '\'')) {
       out += fmt::format("\\x{:02x}", c);
     } else {
-      out += static_cast<char>(c);
+      out += ch;
     }
   }
-  out += text.size() > kMax ? "'..." : "'";
   return out;
+}
+}  // namespace
+
+std::string Quote(std::string_view text) {
+  constexpr size_t kMax = 48;
+  return "'" + Escaped(text.substr(0, kMax), true) + (text.size() > kMax ? "'..." : "'");
+}
+
+std::string Printable(std::string_view text) { return Escaped(text, false); }
+
+bool IsPrintable(std::string_view text) {
+  for (const char ch : text) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c != '\n' && (c < 0x20 || c >= 0x7f)) return false;
+  }
+  return true;
 }
 
 void RequireRange(std::string_view what, int64_t value, int64_t lo, int64_t hi) {

@@ -34,6 +34,11 @@ class InputError : public std::runtime_error {
 
 // `text` quoted for an error message: control and non-ASCII bytes as \xNN, long text cut short.
 std::string Quote(std::string_view text);
+// `text` as it is, but control and non-ASCII bytes (and backslashes) as \xNN: safe to print.
+std::string Printable(std::string_view text);
+// Only printable ASCII and newlines: what every error message must be, whatever bytes the input
+// held (the readers' fuzz oracles check it).
+bool IsPrintable(std::string_view text);
 
 // Throws InputError "WHAT is VALUE, outside the allowed range LO..HI" unless lo <= value <= hi.
 void RequireRange(std::string_view what, int64_t value, int64_t lo, int64_t hi);

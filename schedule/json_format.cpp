@@ -30,7 +30,7 @@ class JsonReader {
   [[noreturn]] void Fail(const std::vector<std::string>& path, const std::string& message) const {
     const TextPlace place = LocateJsonValue(text_, path);
     std::string where;
-    for (const std::string& p : path) where += "/" + p;
+    for (const std::string& p : path) where += "/" + Printable(p);
     throw InputError::At(name_, place.line, place.col,
                          fmt::format("{}: {}", where.empty() ? "/" : where, message));
   }
@@ -47,13 +47,7 @@ class JsonReader {
       throw InputError::At(name_, 0, 0, "malformed JSON: a number too large to represent");
     } catch (const json::parse_error& e) {
       const TextPlace place = PlaceOfOffset(text_, e.byte > 0 ? e.byte - 1 : 0);
-      std::string what = e.what();
-      // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 2:
-      // syntax error while parsing value - ..."; keep what follows the location.
-      if (size_t colon = what.find(": ", what.find("column")); colon != std::string::npos) {
-        what = what.substr(colon + 2);
-      }
-      throw InputError::At(name_, place.line, place.col, "malformed JSON: " + what);
+      throw InputError::At(name_, place.line, place.col, "malformed JSON: " + JsonParserMessage(e.what()));
     }
   }
 

@@ -1,5 +1,7 @@
 #include "schedule/json_text.h"
 
+#include "schedule/errors.h"  // Printable
+
 #include <nlohmann/json.hpp>
 
 #include <cstring>
@@ -181,6 +183,20 @@ TextPlace LocateJsonValue(std::string_view text, const std::vector<std::string>&
   if (at == std::string::npos) return {};
   while (at < text.size() && std::strchr(" \t\r\n,:", text[at])) ++at;
   return PlaceOfOffset(text, at);
+}
+
+std::string JsonParserMessage(std::string_view what) {
+  if (what.rfind("[json.exception.", 0) == 0) {
+    const size_t bracket = what.find("] ");
+    const size_t column = what.find("column ");
+    const size_t colon = what.find(": ", column == std::string_view::npos ? 0 : column);
+    if (column != std::string_view::npos && colon != std::string_view::npos) {
+      what.remove_prefix(colon + 2);
+    } else if (bracket != std::string_view::npos) {
+      what.remove_prefix(bracket + 2);
+    }
+  }
+  return Printable(what);
 }
 
 }  // namespace pipeproof

@@ -28,4 +28,10 @@ TextPlace LocateJsonValue(std::string_view text, const std::vector<std::string>&
 // The line and column of byte `offset` of `text`, 1-based.
 TextPlace PlaceOfOffset(std::string_view text, size_t offset);
 
+// The JSON library's error message (exception::what()) for a reader's own: without its
+// "[json.exception.parse_error.101] parse error at line 1, column 2: " prefix (readers give the
+// place themselves), and with the bytes it quotes from the input escaped (Printable), since
+// they may be anything.
+std::string JsonParserMessage(std::string_view what);
+
 }  // namespace pipeproof

@@ -17,7 +17,11 @@ inline void CheckTraceReader(std::string_view bytes) {
   Trace trace;
   try {
     trace = ParseTrace(bytes, "input");
-  } catch (const InputError&) {
+  } catch (const InputError& e) {
+    if (!IsPrintable(e.what())) {
+      std::fprintf(stderr, "trace reader error echoes raw bytes: %s\n", e.what());
+      std::abort();
+    }
     return;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "trace reader threw something else than InputError: %s\n", e.what());
