@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "reference/cpu_blas.h"
+#include "reference/cpu_gemm_oracle.h"
 #include "schedule/errors.h"
 
 namespace pipeproof {
@@ -16,42 +19,124 @@ std::vector<double> Ramp(int n, double scale) {
   return v;
 }
 
+template <class T>
+std::vector<T> Cast(const std::vector<double>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
 Tensor Make(Device& d, int rows, int cols, const std::vector<double>& v) {
   Tensor t = d.Allocate(rows, cols);
   d.Upload(v, t);
   return t;
 }
 
-// The three products against a plain triple loop summing in the documented order.
-TEST(CpuDeviceTest, ProductsSumTheInnerIndexInIncreasingOrder) {
-  auto d = MakeCpuDevice(DType::kF64);
-  const int n = 5, in = 7, out = 6;
-  auto xv = Ramp(n * in, 1.0), wv = Ramp(out * in, 0.5), gv = Ramp(n * out, 2.0);
-  Tensor x = Make(*d, n, in, xv), w = Make(*d, out, in, wv), gy = Make(*d, n, out, gv);
-  Tensor y = d->Allocate(n, out), gx = d->Allocate(n, in), gw = d->Allocate(out, in);
+// Values as the device holds them: the host values rounded to T.
+template <class T>
+std::vector<T> Held(Device& d, const Tensor& t) {
+  std::vector<T> out;
+  for (double v : d.Download(t).ToDoubles()) out.push_back(static_cast<T>(v));
+  return out;
+}
+
+struct ProductShape {
+  int n, in, out;  // x [n, in], w [out, in], gy [n, out]
+};
+
+// Each of the device's three products, through the device, against the loop oracle.
+template <class T>
+void ExpectProductsMatchTheOracle(const ProductShape& s) {
+  using namespace testing;
+  SCOPED_TRACE(::testing::Message() << (sizeof(T) == 8 ? "f64" : "f32") << " n " << s.n << " in " << s.in
+                                    << " out " << s.out);
+  auto d = MakeCpuDevice(sizeof(T) == 8 ? DType::kF64 : DType::kF32);
+  Tensor x = Make(*d, s.n, s.in, Ramp(s.n * s.in, 1.0)), w = Make(*d, s.out, s.in, Ramp(s.out * s.in, 0.5));
+  Tensor gy = Make(*d, s.n, s.out, Ramp(s.n * s.out, 2.0));
+  Tensor y = d->Allocate(s.n, s.out), gx = d->Allocate(s.n, s.in), gw = d->Allocate(s.out, s.in);
   d->LinearForward(x, w, y);
   d->LinearInputGrad(gy, w, gx);
   d->LinearWeightGrad(gy, x, gw);
-  HostTensor hy = d->Download(y), hgx = d->Download(gx), hgw = d->Download(gw);
-  for (int r = 0; r < n; ++r) {
-    for (int o = 0; o < out; ++o) {
-      double s = 0;
-      for (int i = 0; i < in; ++i) s += xv[r * in + i] * wv[o * in + i];
-      EXPECT_EQ(hy.At(r * out + o), s);
-    }
-    for (int i = 0; i < in; ++i) {
-      double s = 0;
-      for (int o = 0; o < out; ++o) s += gv[r * out + o] * wv[o * in + i];
-      EXPECT_EQ(hgx.At(r * in + i), s);
-    }
-  }
-  for (int o = 0; o < out; ++o) {
-    for (int i = 0; i < in; ++i) {
-      double s = 0;
-      for (int r = 0; r < n; ++r) s += gv[r * out + o] * xv[r * in + i];
-      EXPECT_EQ(hgw.At(o * in + i), s);
-    }
-  }
+  const std::vector<T> xv = Held<T>(*d, x), wv = Held<T>(*d, w), gv = Held<T>(*d, gy);
+  const OracleCheck forward =
+      WithinRounding(Held<T>(*d, y), OracleLinearForward(xv, wv, s.n, s.in, s.out),
+                     OracleLinearForward(Abs(xv), Abs(wv), s.n, s.in, s.out), s.in);
+  EXPECT_EQ(forward.outside, 0) << "LinearForward (x w^T), " << forward.first;
+  const OracleCheck input =
+      WithinRounding(Held<T>(*d, gx), OracleLinearInputGrad(gv, wv, s.n, s.out, s.in),
+                     OracleLinearInputGrad(Abs(gv), Abs(wv), s.n, s.out, s.in), s.out);
+  EXPECT_EQ(input.outside, 0) << "LinearInputGrad (gy w), " << input.first;
+  const OracleCheck weight =
+      WithinRounding(Held<T>(*d, gw), OracleLinearWeightGrad(gv, xv, s.n, s.out, s.in),
+                     OracleLinearWeightGrad(Abs(gv), Abs(xv), s.n, s.out, s.in), s.n);
+  EXPECT_EQ(weight.outside, 0) << "LinearWeightGrad (gy^T x), " << weight.first;
+}
+
+// Non-square throughout, so that a swapped size or stride cannot go unnoticed; single rows and
+// columns; odd sizes that leave tails in every register tile; an inner length longer than
+// OpenBLAS's panels (the sum over k split into blocks); and the stage model's own shapes at
+// hidden 256, seq 64 (`pipeproof run --hidden 256 --seq 64`: rows 128, widths 256 and 1024).
+const ProductShape kProductShapes[] = {{5, 7, 6},       {1, 1, 1},       {1, 9, 4},        {3, 1, 17},
+                                       {37, 29, 53},    {33, 300, 1100}, {130, 1030, 70},
+                                       {128, 256, 1024}, {128, 1024, 256}};
+
+TEST(CpuDeviceTest, ProductsAgreeWithTheLoopOracleF64) {
+  for (const ProductShape& s : kProductShapes) ExpectProductsMatchTheOracle<double>(s);
+}
+
+TEST(CpuDeviceTest, ProductsAgreeWithTheLoopOracleF32) {
+  for (const ProductShape& s : kProductShapes) ExpectProductsMatchTheOracle<float>(s);
+}
+
+// Negative control: the comparison above must be able to fail. Each product made with one operand
+// read the wrong way round (a legal call on the same memory: only the values can tell) or with a
+// wrong stride is far outside the oracle's rounding allowance, while the right call is within.
+template <class T>
+void ExpectWrongCallsCaught() {
+  using namespace testing;
+  const int n = 37, in = 29, out = 53, pad = 3;
+  const std::vector<T> xv = Cast<T>(Ramp(n * (in + pad), 1.0)), wv = Cast<T>(Ramp(out * in, 0.5)),
+                       gv = Cast<T>(Ramp(n * out, 2.0));
+  // x as [n, in + pad] storage: its first n * in elements are the dense x the oracle sees.
+  const std::vector<T> x(xv.begin(), xv.begin() + n * in);
+  const std::vector<T> want_y = OracleLinearForward(x, wv, n, in, out),
+                       mag_y = OracleLinearForward(Abs(x), Abs(wv), n, in, out);
+  const std::vector<T> want_gx = OracleLinearInputGrad(gv, wv, n, out, in),
+                       mag_gx = OracleLinearInputGrad(Abs(gv), Abs(wv), n, out, in);
+  const std::vector<T> want_gw = OracleLinearWeightGrad(gv, x, n, out, in),
+                       mag_gw = OracleLinearWeightGrad(Abs(gv), Abs(x), n, out, in);
+  std::vector<T> y(n * out), gx(n * in), gw(out * in);
+
+  BlasGemm(false, true, n, out, in, x.data(), in, wv.data(), in, y.data(), out);  // right
+  EXPECT_EQ(WithinRounding(y, want_y, mag_y, in).outside, 0);
+  BlasGemm(false, false, n, out, in, x.data(), in, wv.data(), out, y.data(), out);  // w not transposed
+  EXPECT_GT(WithinRounding(y, want_y, mag_y, in).outside, n * out / 2);
+  BlasGemm(false, true, n, out, in, xv.data(), in + pad, wv.data(), in, y.data(), out);  // x's stride
+  EXPECT_GT(WithinRounding(y, want_y, mag_y, in).outside, n * out / 2);
+
+  BlasGemm(false, false, n, in, out, gv.data(), out, wv.data(), in, gx.data(), in);  // right
+  EXPECT_EQ(WithinRounding(gx, want_gx, mag_gx, out).outside, 0);
+  BlasGemm(false, true, n, in, out, gv.data(), out, wv.data(), out, gx.data(), in);  // w transposed
+  EXPECT_GT(WithinRounding(gx, want_gx, mag_gx, out).outside, n * in / 2);
+
+  BlasGemm(true, false, out, in, n, gv.data(), out, x.data(), in, gw.data(), in);  // right
+  EXPECT_EQ(WithinRounding(gw, want_gw, mag_gw, n).outside, 0);
+  BlasGemm(false, false, out, in, n, gv.data(), n, x.data(), in, gw.data(), in);  // gy not transposed
+  EXPECT_GT(WithinRounding(gw, want_gw, mag_gw, n).outside, out * in / 2);
+  BlasGemm(true, true, out, in, n, gv.data(), out, x.data(), n, gw.data(), in);  // x transposed too
+  EXPECT_GT(WithinRounding(gw, want_gw, mag_gw, n).outside, out * in / 2);
+}
+
+TEST(CpuDeviceTest, TheOracleCatchesAWrongTransposeOrStride) {
+  ExpectWrongCallsCaught<double>();
+  ExpectWrongCallsCaught<float>();
+}
+
+TEST(CpuDeviceTest, BlasGemmRefusesAStrideShorterThanItsRow) {
+  std::vector<double> a(12), b(12), c(12);
+  EXPECT_THROW(BlasGemm(false, false, 3, 4, 3, a.data(), 2, b.data(), 4, c.data(), 4), std::logic_error);
+  EXPECT_THROW(BlasGemm(false, true, 3, 4, 3, a.data(), 3, b.data(), 2, c.data(), 4), std::logic_error);
+  EXPECT_THROW(BlasGemm(true, false, 3, 4, 3, a.data(), 2, b.data(), 4, c.data(), 4), std::logic_error);
+  EXPECT_THROW(BlasGemm(false, false, 3, 4, 3, a.data(), 3, b.data(), 4, c.data(), 3), std::logic_error);
+  EXPECT_NO_THROW(BlasGemm(true, false, 3, 4, 3, a.data(), 3, b.data(), 4, c.data(), 4));
 }
 
 TEST(CpuDeviceTest, GeluAndItsDerivative) {
