@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "reference/cpu_blas.h"
 #include "reference/cpu_gemm_oracle.h"
+#include "reference/stage_model.h"
 #include "schedule/errors.h"
 
 namespace pipeproof {
@@ -137,6 +140,119 @@ TEST(CpuDeviceTest, BlasGemmRefusesAStrideShorterThanItsRow) {
   EXPECT_THROW(BlasGemm(true, false, 3, 4, 3, a.data(), 2, b.data(), 4, c.data(), 4), std::logic_error);
   EXPECT_THROW(BlasGemm(false, false, 3, 4, 3, a.data(), 3, b.data(), 4, c.data(), 3), std::logic_error);
   EXPECT_NO_THROW(BlasGemm(true, false, 3, 4, 3, a.data(), 3, b.data(), 4, c.data(), 4));
+}
+
+// reference/cpu_blas.cpp's claims, checked. One stage's forward, loss, backward and weight
+// gradients over two microbatches (every product and every kernel the device has).
+std::vector<HostTensor> StageStep(Device& d, const ModelConfig& config) {
+  std::vector<HostTensor> out;
+  StageWeights weights = LoadWeights(d, config, 0);
+  StageWeights grads = ZeroGrads(d, config.shape);
+  for (int m = 0; m < 2; ++m) {
+    ForwardSaved saved;
+    Tensor y = StageForward(d, weights, LoadInput(d, config, m), saved);
+    Tensor label = LoadLabel(d, config, m), gy;
+    Tensor loss = LossAndGrad(d, y, label, gy);
+    out.push_back(d.Download(loss));
+    out.push_back(d.Download(y));
+    WeightGradStash stash;
+    Tensor gx = StageInputGrad(d, weights, std::move(saved), std::move(gy), true, stash);
+    out.push_back(d.Download(gx));
+    StageWeightGrad(d, std::move(stash), grads);
+  }
+  out.push_back(d.Download(grads.w1));
+  out.push_back(d.Download(grads.w2));
+  return out;
+}
+
+// As in a pipelined run: many threads, each with its own device, all computing at once, against
+// one thread alone. Two widths: one small enough for OpenBLAS's small-matrix kernels, one (the
+// run's hidden 256, seq 64) through its blocked driver.
+TEST(CpuDeviceTest, SameShapesGiveTheSameBitsOnEveryThreadAtOnce) {
+  for (DType dtype : {DType::kF64, DType::kF32}) {
+    for (ModelShape shape : {ModelShape{16, 8, 2}, ModelShape{256, 64, 2}}) {
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " hidden " << shape.hidden);
+      ModelConfig config;
+      config.shape = shape;
+      config.dtype = dtype;
+      config.seed = 5;
+      auto alone = MakeCpuDevice(dtype);
+      const std::vector<HostTensor> want = StageStep(*alone, config);
+      constexpr int kThreads = 8, kRepeats = 2;
+      std::vector<std::vector<HostTensor>> got(kThreads * kRepeats);
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+          auto d = MakeCpuDevice(dtype);
+          d->SetPoisonOnRelease(t % 2 == 1);  // reused, poisoned buffers must not matter either
+          for (int r = 0; r < kRepeats; ++r) got[t * kRepeats + r] = StageStep(*d, config);
+        });
+      }
+      for (std::thread& t : threads) t.join();
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].size(), want.size());
+        for (size_t k = 0; k < want.size(); ++k) {
+          EXPECT_EQ(got[i][k], want[k]) << "thread " << i / kRepeats << " repeat " << i % kRepeats
+                                        << " result " << k;
+        }
+      }
+    }
+  }
+}
+
+// Operands and result anywhere in memory, not only where the device's 64-byte aligned pool puts
+// them: every offset of up to one cache line gives the same bits, in every product variant, small
+// (kernels reading in place) and large (packed panels).
+template <class T>
+void ExpectAlignmentIrrelevant(int m, int n, int k) {
+  SCOPED_TRACE(::testing::Message() << (sizeof(T) == 8 ? "f64" : "f32") << " " << m << "x" << n << "x" << k);
+  constexpr int kLine = 64 / sizeof(T);
+  const std::vector<T> a = Cast<T>(Ramp(m * k, 1.0)), b = Cast<T>(Ramp(k * n, 0.5));
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const int lda = ta ? m : k, ldb = tb ? k : n;
+      std::vector<T> aligned(m * n);
+      BlasGemm(ta, tb, m, n, k, a.data(), lda, b.data(), ldb, aligned.data(), n);
+      for (int offset = 1; offset <= kLine; offset += offset < 4 ? 1 : 3) {
+        std::vector<T> ab(offset + a.size()), bb(offset + b.size()), cb(offset + m * n, T(-1));
+        std::copy(a.begin(), a.end(), ab.begin() + offset);
+        std::copy(b.begin(), b.end(), bb.begin() + offset);
+        BlasGemm(ta, tb, m, n, k, ab.data() + offset, lda, bb.data() + offset, ldb, cb.data() + offset, n);
+        EXPECT_TRUE(std::equal(aligned.begin(), aligned.end(), cb.begin() + offset))
+            << "transposes " << ta << tb << ", offset " << offset << " elements";
+      }
+    }
+  }
+}
+
+TEST(CpuDeviceTest, OperandAlignmentDoesNotChangeTheBits) {
+  for (auto [m, n, k] : {std::tuple{7, 5, 9}, std::tuple{37, 53, 29}, std::tuple{128, 256, 1024}}) {
+    ExpectAlignmentIrrelevant<double>(m, n, k);
+    ExpectAlignmentIrrelevant<float>(m, n, k);
+  }
+}
+
+// The product overwrites its output without reading it: NaN left by poisoning never gets in.
+TEST(CpuDeviceTest, ProductsNeverReadTheirOutput) {
+  for (DType dtype : {DType::kF64, DType::kF32}) {
+    auto d = MakeCpuDevice(dtype);
+    const int n = 33, in = 40, out = 24;
+    Tensor x = Make(*d, n, in, Ramp(n * in, 1.0)), w = Make(*d, out, in, Ramp(out * in, 0.5));
+    Tensor clean = d->Allocate(n, out), poisoned = Make(*d, n, out, std::vector<double>(n * out, std::nan("")));
+    d->Zero(clean);
+    d->LinearForward(x, w, clean);
+    d->LinearForward(x, w, poisoned);
+    EXPECT_EQ(d->Download(poisoned), d->Download(clean)) << DTypeName(dtype);
+  }
+}
+
+TEST(CpuDeviceTest, BlasRunsOneThreadPerCall) {
+  auto d = MakeCpuDevice(DType::kF64);
+  Tensor x = Make(*d, 2, 2, {1, 2, 3, 4}), y = d->Allocate(2, 2);
+  d->LinearForward(x, x, y);
+  EXPECT_EQ(d->Download(y).ToDoubles(), (std::vector<double>{5, 11, 11, 25}));
+  EXPECT_EQ(BlasThreadsPerCall(), 1);
+  EXPECT_NE(BlasDescription().find("1 thread per call"), std::string::npos) << BlasDescription();
 }
 
 TEST(CpuDeviceTest, GeluAndItsDerivative) {
