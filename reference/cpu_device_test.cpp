@@ -16,9 +16,10 @@
 namespace pipeproof {
 namespace {
 
-std::vector<double> Ramp(int n, double scale) {
+// Each operand its own phase: operands that were equal up to scale could hide a swapped operand.
+std::vector<double> Ramp(int n, double scale, double phase = 0.3) {
   std::vector<double> v(n);
-  for (int i = 0; i < n; ++i) v[i] = scale * std::sin(0.7 * i + 0.3);
+  for (int i = 0; i < n; ++i) v[i] = scale * std::sin(0.7 * i + phase);
   return v;
 }
 
@@ -52,8 +53,8 @@ void ExpectProductsMatchTheOracle(const ProductShape& s) {
   SCOPED_TRACE(::testing::Message() << (sizeof(T) == 8 ? "f64" : "f32") << " n " << s.n << " in " << s.in
                                     << " out " << s.out);
   auto d = MakeCpuDevice(sizeof(T) == 8 ? DType::kF64 : DType::kF32);
-  Tensor x = Make(*d, s.n, s.in, Ramp(s.n * s.in, 1.0)), w = Make(*d, s.out, s.in, Ramp(s.out * s.in, 0.5));
-  Tensor gy = Make(*d, s.n, s.out, Ramp(s.n * s.out, 2.0));
+  Tensor x = Make(*d, s.n, s.in, Ramp(s.n * s.in, 1.0)), w = Make(*d, s.out, s.in, Ramp(s.out * s.in, 0.5, 1.1));
+  Tensor gy = Make(*d, s.n, s.out, Ramp(s.n * s.out, 2.0, 2.3));
   Tensor y = d->Allocate(s.n, s.out), gx = d->Allocate(s.n, s.in), gw = d->Allocate(s.out, s.in);
   d->LinearForward(x, w, y);
   d->LinearInputGrad(gy, w, gx);
@@ -96,8 +97,8 @@ template <class T>
 void ExpectWrongCallsCaught() {
   using namespace testing;
   const int n = 37, in = 29, out = 53, pad = 3;
-  const std::vector<T> xv = Cast<T>(Ramp(n * (in + pad), 1.0)), wv = Cast<T>(Ramp(out * in, 0.5)),
-                       gv = Cast<T>(Ramp(n * out, 2.0));
+  const std::vector<T> xv = Cast<T>(Ramp(n * (in + pad), 1.0)), wv = Cast<T>(Ramp(out * in, 0.5, 1.1)),
+                       gv = Cast<T>(Ramp(n * out, 2.0, 2.3));
   // x as [n, in + pad] storage: its first n * in elements are the dense x the oracle sees.
   const std::vector<T> x(xv.begin(), xv.begin() + n * in);
   const std::vector<T> want_y = OracleLinearForward(x, wv, n, in, out),
@@ -207,7 +208,7 @@ template <class T>
 void ExpectAlignmentIrrelevant(int m, int n, int k) {
   SCOPED_TRACE(::testing::Message() << (sizeof(T) == 8 ? "f64" : "f32") << " " << m << "x" << n << "x" << k);
   constexpr int kLine = 64 / sizeof(T);
-  const std::vector<T> a = Cast<T>(Ramp(m * k, 1.0)), b = Cast<T>(Ramp(k * n, 0.5));
+  const std::vector<T> a = Cast<T>(Ramp(m * k, 1.0)), b = Cast<T>(Ramp(k * n, 0.5, 1.1));
   for (bool ta : {false, true}) {
     for (bool tb : {false, true}) {
       const int lda = ta ? m : k, ldb = tb ? k : n;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -89,8 +90,10 @@ OracleCheck WithinRounding(const std::vector<T>& got, const std::vector<T>& want
     const double diff = std::abs(double{got[i]} - double{want[i]});
     if (!(diff <= bound)) {
       if (check.outside++ == 0) {
-        check.first = "element " + std::to_string(i) + ": got " + std::to_string(got[i]) + ", oracle " +
-                      std::to_string(want[i]) + ", allowed difference " + std::to_string(bound);
+        char text[160];
+        std::snprintf(text, sizeof text, "element %zu: got %.17g, oracle %.17g, allowed difference %.3g", i,
+                      double{got[i]}, double{want[i]}, bound);
+        check.first = text;
       }
     }
   }
