@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "reference/cpu_blas.h"
 #include "schedule/errors.h"  // InputError
 
 namespace pipeproof {
@@ -83,50 +84,25 @@ class CpuDevice final : public Device {
     std::memcpy(to.data(), from.data(), from.bytes());
   }
 
-  // y[n][o] = sum_i x[n][i] w[o][i]. W is transposed first so the inner loop runs along o.
+  // y = x w^T: [n, in] [in, out].
   void LinearForward(const Tensor& x, const Tensor& w, Tensor& y) override {
     const int n = x.rows(), in = x.cols(), out = w.rows();
     RequireShape(w.cols() == in && y.rows() == n && y.cols() == out, "LinearForward");
-    std::vector<T>& wt = Scratch(static_cast<size_t>(in) * out);
-    const T* __restrict wp = Data(w);
-    for (int o = 0; o < out; ++o) {
-      for (int i = 0; i < in; ++i) wt[static_cast<size_t>(i) * out + o] = wp[static_cast<size_t>(o) * in + i];
-    }
-    const T* __restrict xp = Data(x);
-    T* __restrict yp = Data(y);
-    for (int r = 0; r < n; ++r) {
-      T* __restrict yrow = yp + static_cast<size_t>(r) * out;
-      std::fill_n(yrow, out, T(0));
-      for (int i = 0; i < in; ++i) Axpy(xp[static_cast<size_t>(r) * in + i], wt.data() + static_cast<size_t>(i) * out, yrow, out);
-    }
+    BlasGemm(false, true, n, out, in, Data(x), in, Data(w), in, Data(y), out);
   }
 
-  // gx[n][i] = sum_o gy[n][o] w[o][i].
+  // gx = gy w: [n, out] [out, in].
   void LinearInputGrad(const Tensor& gy, const Tensor& w, Tensor& gx) override {
     const int n = gy.rows(), out = gy.cols(), in = w.cols();
     RequireShape(w.rows() == out && gx.rows() == n && gx.cols() == in, "LinearInputGrad");
-    const T* __restrict gyp = Data(gy);
-    const T* __restrict wp = Data(w);
-    T* __restrict gxp = Data(gx);
-    for (int r = 0; r < n; ++r) {
-      T* __restrict row = gxp + static_cast<size_t>(r) * in;
-      std::fill_n(row, in, T(0));
-      for (int o = 0; o < out; ++o) Axpy(gyp[static_cast<size_t>(r) * out + o], wp + static_cast<size_t>(o) * in, row, in);
-    }
+    BlasGemm(false, false, n, in, out, Data(gy), out, Data(w), in, Data(gx), in);
   }
 
-  // gw[o][i] = sum_n gy[n][o] x[n][i].
+  // gw = gy^T x: [out, n] [n, in].
   void LinearWeightGrad(const Tensor& gy, const Tensor& x, Tensor& gw) override {
     const int n = gy.rows(), out = gy.cols(), in = x.cols();
     RequireShape(x.rows() == n && gw.rows() == out && gw.cols() == in, "LinearWeightGrad");
-    const T* __restrict gyp = Data(gy);
-    const T* __restrict xp = Data(x);
-    T* __restrict gwp = Data(gw);
-    for (int o = 0; o < out; ++o) {
-      T* __restrict row = gwp + static_cast<size_t>(o) * in;
-      std::fill_n(row, in, T(0));
-      for (int r = 0; r < n; ++r) Axpy(gyp[static_cast<size_t>(r) * out + o], xp + static_cast<size_t>(r) * in, row, in);
-    }
+    BlasGemm(true, false, out, in, n, Data(gy), out, Data(x), in, Data(gw), in);
   }
 
   void Gelu(const Tensor& h, Tensor& a) override {
@@ -201,17 +177,6 @@ class CpuDevice final : public Device {
 
   static T* Data(Tensor& t) { return static_cast<T*>(t.data()); }
   static const T* Data(const Tensor& t) { return static_cast<const T*>(t.data()); }
-
-  // y[j] += a * b[j]: each element its own multiply and add, in the caller's loop order.
-  static void Axpy(T a, const T* __restrict b, T* __restrict y, int count) {
-    for (int j = 0; j < count; ++j) y[j] += a * b[j];
-  }
-
-  std::vector<T>& Scratch(size_t size) {
-    thread_local std::vector<T> scratch;
-    if (scratch.size() < size) scratch.resize(size);
-    return scratch;
-  }
 
   mutable std::mutex mutex_;  // the pool is shared by a rank's compute and communication threads
   std::map<size_t, std::vector<void*>> free_;

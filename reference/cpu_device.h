@@ -1,10 +1,9 @@
-// The CPU device: f64 or f32, plain loops with a fixed summation order.
-//
-// Every output element of a product is summed over the inner index in increasing order, starting
-// from +0, one rounding per multiply and per add (the library is built with -ffp-contract=off, so
-// no fused multiply-add). The loops are arranged to vectorise across independent output elements,
-// which never changes any element's order of operations; results are therefore the same bits on
-// every call, in the reference and in every rank.
+// The CPU device: f64 or f32. Its matrix products are OpenBLAS GEMMs, one thread per call
+// (reference/cpu_blas.h); the same shapes give the same bits on every call, whichever thread
+// makes it (reference/cpu_blas.cpp says why), in the reference and in every rank. The elementwise
+// kernels (GELU and its derivative, MSE, the sum) are plain loops, one rounding per multiply and
+// per add (built with -ffp-contract=off, so no fused multiply-add the compiler might place
+// differently in different copies of a loop).
 #pragma once
 
 #include <memory>

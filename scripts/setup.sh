@@ -8,6 +8,7 @@ packages=(
   cmake make g++ pkg-config
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   libfmt-dev nlohmann-json3-dev libcli11-dev
+  libopenblas-dev  # the CPU device's GEMMs (pulls in the pthreads build; pinned to one thread per call)
   libz3-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
