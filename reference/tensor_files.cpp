@@ -94,27 +94,49 @@ std::optional<int64_t> Elements(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// How many of a file's first bytes hold its header, from the bytes that give its length (8 for
+// safetensors, 10 or 12 for .npy; fewer, or no magic: what is there). Unchecked: the parsers
+// refuse a length that is out of bounds.
+uint64_t SafetensorsHeaderEnd(std::string_view b) {
+  if (b.size() < 8) return b.size();
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(b[i]);
+  return n > std::numeric_limits<uint64_t>::max() - 8 ? std::numeric_limits<uint64_t>::max() : 8 + n;
+}
+
+constexpr char kNpyMagic[] = "\x93NUMPY";
+
+uint64_t NpyHeaderEnd(std::string_view b) {
+  if (b.size() < 10 || b.compare(0, 6, kNpyMagic) != 0) return b.size();
+  const size_t length_bytes = static_cast<unsigned char>(b[6]) == 1 ? 2 : 4;
+  if (b.size() < 8 + length_bytes) return b.size();
+  uint64_t header_length = 0;
+  for (size_t i = length_bytes; i-- > 0;) header_length = header_length << 8 | static_cast<unsigned char>(b[8 + i]);
+  return 8 + length_bytes + header_length;
+}
+
 // ---- safetensors
 
 class SafetensorsReader {
  public:
-  SafetensorsReader(std::shared_ptr<const std::string> bytes, std::string_view name)
-      : bytes_(std::move(bytes)), name_(name) {}
+  // `bytes` is the file, or (checking a header before reading the rest) its first
+  // SafetensorsHeaderEnd bytes of a file of `file_size` bytes.
+  SafetensorsReader(std::shared_ptr<const std::string> bytes, std::string_view name, uint64_t file_size)
+      : bytes_(std::move(bytes)), name_(name), file_size_(file_size) {}
 
   SafetensorsFile Read() {
     const std::string& b = *bytes_;
-    if (b.size() < 8)
-      Fail(fmt::format("{} bytes: too short for the 8-byte header length", b.size()));
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(b[i]);
+    if (file_size_ < 8 || b.size() < 8)
+      Fail(fmt::format("{} bytes: too short for the 8-byte header length", file_size_));
+    const uint64_t n = SafetensorsHeaderEnd(b) - 8;
     if (n > kMaxSafetensorsHeader)
       Fail(fmt::format("header length {} is beyond the format's limit of {} bytes", n,
                        kMaxSafetensorsHeader));
-    if (n > b.size() - 8)
-      Fail(fmt::format("header length {} runs past the end of the {}-byte file", n, b.size()));
+    if (n > file_size_ - 8 || n > b.size() - 8)
+      Fail(fmt::format("header length {} runs past the end of the {}-byte file", n, file_size_));
     const std::string_view header(b.data() + 8, n);
     const size_t data_begin = 8 + n;
-    const uint64_t data_size = b.size() - data_begin;
+    const uint64_t data_size = file_size_ - data_begin;
     const nlohmann::json j = ParseHeader(header);
     SafetensorsFile file;
     for (const auto& [key, value] : j.items()) {
@@ -247,11 +269,11 @@ class SafetensorsReader {
 
   std::shared_ptr<const std::string> bytes_;
   std::string_view name_;
+  uint64_t file_size_;
 };
 
 // ---- npy
 
-constexpr char kNpyMagic[] = "\x93NUMPY";
 
 // The Python dict literal of an .npy header, parsed strictly.
 class NpyHeaderParser {
@@ -426,12 +448,23 @@ std::string FortranToC(std::string_view data, const std::vector<int64_t>& shape,
 }  // namespace
 
 SafetensorsFile ParseSafetensors(std::shared_ptr<const std::string> bytes, std::string_view name) {
-  return SafetensorsReader(std::move(bytes), name).Read();
+  const uint64_t size = bytes->size();
+  return SafetensorsReader(std::move(bytes), name, size).Read();
 }
 
-StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view name,
-                      std::string tensor_name) {
-  const std::string& b = *bytes;
+namespace {
+
+// Where a .npy file's data starts, what it holds, and how many bytes that takes.
+struct NpyLayout {
+  ElementType type = ElementType::kF32;
+  std::vector<int64_t> shape;
+  bool fortran_order = false;
+  size_t data_begin = 0;
+  uint64_t data_bytes = 0;
+};
+
+// `b` is the file, or its first NpyHeaderEnd bytes of a file of `file_size` bytes.
+NpyLayout ParseNpyHeader(std::string_view b, uint64_t file_size, std::string_view name) {
   auto fail = [&](const std::string& what) -> InputError {
     return InputError(what, std::string(name));
   };
@@ -445,14 +478,11 @@ StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view
     throw fail(fmt::format(".npy version {}.{} is not known (1.0, 2.0, 3.0 are)", major, minor));
   const size_t length_bytes = major == 1 ? 2 : 4;
   if (b.size() < 8 + length_bytes) throw fail("truncated before the header length");
-  uint64_t header_length = 0;
-  for (size_t i = length_bytes; i-- > 0;)
-    header_length = header_length << 8 | static_cast<unsigned char>(b[8 + i]);
   const size_t header_begin = 8 + length_bytes;
-  if (header_length > b.size() - header_begin)
+  const uint64_t header_length = NpyHeaderEnd(b) - header_begin;
+  if (header_length > b.size() - header_begin || header_length > file_size - header_begin)
     throw fail(fmt::format("header length {} runs past the end of the file", header_length));
-  const auto h =
-      NpyHeaderParser(std::string_view(b).substr(header_begin, header_length), name).Parse();
+  const auto h = NpyHeaderParser(b.substr(header_begin, header_length), name).Parse();
   const auto type = TypeFromDescr(h.descr);
   if (!type) {
     throw fail(fmt::format(
@@ -464,23 +494,31 @@ StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view
   if (!elements) throw fail("the shape has too many elements");
   const size_t data_begin = header_begin + header_length;
   const uint64_t expected = static_cast<uint64_t>(*elements) * ElementSize(*type);
-  if (b.size() - data_begin != expected) {
+  if (file_size - data_begin != expected) {
     throw fail(fmt::format("{} elements of {} take {} bytes; the file has {} after its header",
-                           *elements, h.descr, expected, b.size() - data_begin));
+                           *elements, h.descr, expected, file_size - data_begin));
   }
+  return {*type, h.shape, h.fortran_order, data_begin, expected};
+}
+
+}  // namespace
+
+StoredTensor ParseNpy(std::shared_ptr<const std::string> bytes, std::string_view name,
+                      std::string tensor_name) {
+  const NpyLayout layout = ParseNpyHeader(*bytes, bytes->size(), name);
   StoredTensor t;
   t.name = std::move(tensor_name);
-  t.type = *type;
-  t.shape = h.shape;
-  if (h.fortran_order && h.shape.size() > 1) {
+  t.type = layout.type;
+  t.shape = layout.shape;
+  if (layout.fortran_order && layout.shape.size() > 1) {
     t.storage = std::make_shared<const std::string>(
-        FortranToC(std::string_view(b).substr(data_begin), h.shape, ElementSize(*type)));
+        FortranToC(std::string_view(*bytes).substr(layout.data_begin), layout.shape, ElementSize(layout.type)));
     t.offset = 0;
   } else {
     t.storage = std::move(bytes);
-    t.offset = data_begin;
+    t.offset = layout.data_begin;
   }
-  t.size = expected;
+  t.size = layout.data_bytes;
   return t;
 }
 
@@ -525,10 +563,26 @@ std::string WriteNpy(const StoredTensor& t) {
 
 namespace {
 
-// No limit beyond the memory it needs: a dump is as large as the model it holds.
+// No limit beyond the memory it needs: a dump is as large as the model it holds. But its header
+// is checked against the file's size from its first bytes before the rest is read, so that a
+// large file that is no tensor file, or whose header does not fit it, is refused at once.
 std::shared_ptr<const std::string> ReadWhole(const std::filesystem::path& path) {
-  return std::make_shared<const std::string>(
-      ReadFileBounded(path.string(), std::numeric_limits<int64_t>::max(), "tensor dump"));
+  const std::string p = path.string();
+  constexpr std::string_view kWhat = "tensor dump";
+  FilePrefix head = ReadFilePrefix(p, 12, kWhat);
+  const bool npy = head.bytes.compare(0, 6, kNpyMagic) == 0;
+  const uint64_t header_end = npy ? NpyHeaderEnd(head.bytes) : SafetensorsHeaderEnd(head.bytes);
+  // A header length beyond the format's limit or the file: the parsers below refuse it as it is.
+  if (header_end <= std::min<uint64_t>(head.file_size, kMaxSafetensorsHeader + 8)) {
+    head = ReadFilePrefix(p, header_end, kWhat);
+  }
+  auto prefix = std::make_shared<const std::string>(std::move(head.bytes));
+  if (npy) {
+    ParseNpyHeader(*prefix, head.file_size, p);
+  } else {
+    SafetensorsReader(prefix, p, head.file_size).Read();
+  }
+  return std::make_shared<const std::string>(ReadFileBounded(p, std::numeric_limits<int64_t>::max(), kWhat));
 }
 
 bool HasSuffix(const std::string& s, std::string_view suffix) { return s.ends_with(suffix); }

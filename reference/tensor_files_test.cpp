@@ -1,6 +1,7 @@
 #include "reference/tensor_files.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -191,6 +192,35 @@ TEST(TensorFilesTest, DumpsNameTensorsSoThatFilesAndDirectoriesMatch) {
   EXPECT_EQ(ReadTensorDump(root + "/npy/rank0/w.npy").tensors[0].name, "w");
   EXPECT_THROW(ReadTensorDump(root + "/nothing"), InputError);
   fs::remove_all(root);
+}
+
+// A large file whose header does not fit it is refused from its first bytes, not after reading
+// it all: sparse 1 GiB files (no disk used) leave the process's peak memory where it was.
+TEST(TensorFilesTest, AHeaderThatDoesNotFitItsFileIsRefusedBeforeTheRestIsRead) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(::testing::TempDir()) / "pipeproof_large_dumps";
+  fs::create_directories(dir);
+  StoredTensor w = MakeTensor("w", ElementType::kF32, {2}, RawBytes<float>({1, 2}));
+  const std::string st = WriteSafetensors({{w}, {}});
+  const std::string npy = WriteNpy(w);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"junk.safetensors", ""}, {"junk.npy", ""}, {"tail.safetensors", st}, {"tail.npy", npy}};
+  auto peak_kib = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss;
+  };
+  const long before = peak_kib();
+  for (const auto& [name, head] : files) {
+    const fs::path p = dir / name;
+    {
+      std::ofstream(p, std::ios::binary) << head;
+    }
+    fs::resize_file(p, uintmax_t{1} << 30);
+    EXPECT_THROW(ReadTensorDump(p.string()), InputError) << name;
+  }
+  EXPECT_LT(peak_kib() - before, 256 * 1024) << "a refused file was read whole";
+  fs::remove_all(dir);
 }
 
 // The fuzzers' seeds and past findings, replayed in the ordinary build.

@@ -32,7 +32,10 @@ std::string FileKind(const std::string& path) {
   return KindOfMode(st.st_mode);
 }
 
-std::string ReadFileBounded(const std::string& path, int64_t max_bytes, std::string_view what) {
+namespace {
+
+// The size of a regular file; InputError for anything else.
+int64_t RegularFileSize(const std::string& path, std::string_view what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     throw InputError::At(path, 0, 0, fmt::format("cannot read the {}: {}", what, std::strerror(errno)));
@@ -40,21 +43,39 @@ std::string ReadFileBounded(const std::string& path, int64_t max_bytes, std::str
   if (const std::string kind = KindOfMode(st.st_mode); !kind.empty()) {
     throw InputError::At(path, 0, 0, fmt::format("this is {}, not a {} file", kind, what));
   }
-  if (st.st_size > max_bytes) {
-    throw InputError::At(path, 0, 0,
-                         fmt::format("the file is {} bytes, more than the limit of {} for a {}",
-                                     st.st_size, max_bytes, what));
-  }
+  return st.st_size;
+}
+
+std::string ReadFirst(const std::string& path, int64_t bytes_wanted, std::string_view what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw InputError::At(path, 0, 0, fmt::format("cannot read the {}: {}", what, std::strerror(errno)));
   }
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  std::string bytes(static_cast<size_t>(bytes_wanted), '\0');
   in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (in.gcount() != static_cast<std::streamsize>(bytes.size())) {
     throw InputError::At(path, 0, 0, fmt::format("cannot read the whole {} file", what));
   }
   return bytes;
+}
+
+}  // namespace
+
+std::string ReadFileBounded(const std::string& path, int64_t max_bytes, std::string_view what) {
+  const int64_t size = RegularFileSize(path, what);
+  if (size > max_bytes) {
+    throw InputError::At(path, 0, 0,
+                         fmt::format("the file is {} bytes, more than the limit of {} for a {}",
+                                     size, max_bytes, what));
+  }
+  return ReadFirst(path, size, what);
+}
+
+FilePrefix ReadFilePrefix(const std::string& path, uint64_t max_bytes, std::string_view what) {
+  FilePrefix prefix;
+  prefix.file_size = static_cast<uint64_t>(RegularFileSize(path, what));
+  prefix.bytes = ReadFirst(path, static_cast<int64_t>(std::min(max_bytes, prefix.file_size)), what);
+  return prefix;
 }
 
 }  // namespace pipeproof

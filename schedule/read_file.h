@@ -15,6 +15,14 @@ namespace pipeproof {
 // `what` names the expected content in messages: "schedule", "fault plan", ...
 std::string ReadFileBounded(const std::string& path, int64_t max_bytes, std::string_view what);
 
+// The first `max_bytes` bytes of a regular file (all of it when it is shorter) and its size, with
+// ReadFileBounded's refusals: a reader checks a header before it reads the rest.
+struct FilePrefix {
+  std::string bytes;
+  uint64_t file_size = 0;
+};
+FilePrefix ReadFilePrefix(const std::string& path, uint64_t max_bytes, std::string_view what);
+
 // What kind of thing `path` is, for messages: "a directory", "a character device", ...; "" for a
 // regular file, "nothing" when it does not exist.
 std::string FileKind(const std::string& path);
