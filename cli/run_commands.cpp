@@ -97,7 +97,10 @@ void DeclareRun(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--straggler", f.stragglers, "slow a rank's computes: RANK:FACTOR (repeatable)");
   cmd->add_flag("--shuffle", f.shuffle, "shuffle the posting order inside each unit (legal: keeps each rank pair's order)");
   cmd->add_flag("--poison", f.poison, "fill every freed buffer with NaN");
-  cmd->add_option("--corrupt", f.corrupt, "negative control: bitflip, swap or drop one message (must be caught)")
+  cmd->add_option("--corrupt", f.corrupt, "negative control, must be caught: bitflip (one bit of one message; a mismatch), swap (two "
+                  "messages that one WAIT group sends to one rank; a mismatch; schedules without such a "
+                  "group, as the lowered kinds and PyTorch's runtime orders, refuse it) or drop (one "
+                  "message; a hang)")
       ->check(CLI::IsMember({"bitflip", "swap", "drop"}));
   cmd->add_option("--kill-rank", f.kill_rank, "negative control: this rank stops dead at a random action")
       ->check(IntegerIn(0, kMaxRanks - 1));
