@@ -63,6 +63,17 @@ Schedule LoadSchedule(const ScheduleInput& input);
 // were guessed. The file is read again; none for stdin.
 std::optional<std::string> KindThatFits(const ScheduleInput& input);
 
+// The proof of the deadlock verdict (verify, run): --z3 certify|search|off (--no-z3: off),
+// --z3-timeout, --z3-memory.
+struct ProofFlags {
+  std::string mode = "certify";
+  bool no_z3 = false;
+  double timeout_s = VerifyOptions{}.z3_timeout_s;
+  int64_t memory_mb = VerifyOptions{}.z3_memory_mb;
+  void Add(CLI::App* app);
+  void Apply(VerifyOptions& options) const;
+};
+
 // The options of a generated kind beyond its size: --virtual-stages, --no-overlap, --wait-sends.
 struct KindFlags {
   int virtual_stages = GenerateOptions{}.virtual_stages;

@@ -19,7 +19,6 @@
 namespace pipeproof {
 namespace {
 
-constexpr int64_t kMaxModelDimension = int64_t{1} << 28;
 
 }  // namespace
 
@@ -58,6 +57,32 @@ Schedule LoadSchedule(const ScheduleInput& in) {
   options.topology = in.topology;
   if (!in.placement.empty()) options.topology.placement = in.placement;
   return ReadScheduleFile(in.path, options);
+}
+
+void ProofFlags::Add(CLI::App* app) {
+  app->add_option("--z3", mode,
+                  "the proof of the deadlock verdict: certify (the simulation's verdict: a complete "
+                  "execution by checking its timing against every constraint of an independent "
+                  "encoding, a deadlock by Z3 on its cycle's constraints), search (Z3 decides on all "
+                  "constraints) or off")
+      ->check(CLI::IsMember({"certify", "search", "off"}))
+      ->capture_default_str();
+  app->add_flag("--no-z3", no_z3, "no proof of the deadlock verdict (--z3 off)");
+  app->add_option("--z3-timeout", timeout_s,
+                  "seconds Z3 may take; past them the proof is skipped, saying so, and the verdict "
+                  "stands on the simulation")
+      ->check(NumberIn(0.001, 86400))
+      ->capture_default_str();
+  app->add_option("--z3-memory", memory_mb, "megabytes Z3 may use; past them, as past the timeout")
+      ->check(IntegerIn(16, 1 << 20))
+      ->capture_default_str();
+}
+
+void ProofFlags::Apply(VerifyOptions& options) const {
+  options.use_z3 = !no_z3 && mode != "off";
+  options.z3_search = mode == "search";
+  options.z3_timeout_s = timeout_s;
+  options.z3_memory_mb = memory_mb;
 }
 
 std::optional<std::string> KindThatFits(const ScheduleInput& in) {

@@ -34,7 +34,7 @@ struct RunFlags {
   std::optional<int> ranks;
   KindFlags kind;
   bool allow_deadlock = false;
-  bool no_z3 = false;
+  ProofFlags proof;
   StageModelFlags model;
   // Comparison.
   bool exact = false;
@@ -70,7 +70,7 @@ void DeclareRun(CLI::App* cmd, RunFlags& f) {
   cmd->add_flag("--allow-deadlock", f.allow_deadlock,
                 "run a schedule that fails only the deadlock check, to see it hang on real ranks "
                 "(the watchdog stops it: exit 3)");
-  cmd->add_flag("--no-z3", f.no_z3, "verify without the Z3 proof of the deadlock verdict");
+  f.proof.Add(cmd);
   f.model.Add(cmd);
 
   cmd->add_flag("--exact", f.exact, "results must equal the reference bit for bit (the default)");
@@ -245,7 +245,7 @@ int Run(const RunFlags& f) {
     const Schedule schedule = ScheduleFrom(f, name);
     ScheduleRunOptions options;
     options.world = spec;
-    options.use_z3 = !f.no_z3;
+    f.proof.Apply(options.verify);
     options.allow_deadlock = f.allow_deadlock;
     options.model = f.model.Config();
     options.policy = PolicyFrom(f, options.model.dtype);

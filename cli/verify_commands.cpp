@@ -21,7 +21,7 @@ struct VerifyFlags {
   ScheduleInput input;
   CommFlags comm;
   bool json = false;
-  bool no_z3 = false;
+  ProofFlags proof;
   std::optional<int> max_activations;
   std::string svg;
 };
@@ -30,7 +30,7 @@ void DeclareVerify(CLI::App* cmd, VerifyFlags& f) {
   AddScheduleInputOptions(cmd, f.input);
   f.comm.Add(cmd);
   cmd->add_flag("--json", f.json, "print JSON");
-  cmd->add_flag("--no-z3", f.no_z3, "skip the Z3 proof of the deadlock verdict");
+  f.proof.Add(cmd);
   cmd->add_option("--max-activations", f.max_activations,
                   "memory bound per rank in stage-chunks (default: the generator kind's bound)")
       ->check(IntegerIn(0, kMaxStageMicrobatches));
@@ -59,7 +59,7 @@ int RunVerify(const VerifyFlags& f) {
   VerifyOptions options;
   options.model = f.comm.Model();
   options.streams = f.comm.Streams();
-  options.use_z3 = !f.no_z3;
+  f.proof.Apply(options);
   options.max_activations = f.max_activations;
   options.costs = f.comm.CostsGiven();
   const Schedule schedule = LoadSchedule(f.input);

@@ -32,10 +32,9 @@ ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& opti
                      "schedules, and runs their forward-only pass after each of them; verify checks this one");
   }
   ScheduleRun result;
-  VerifyOptions verify;
+  VerifyOptions verify = options.verify;
   verify.model = CommModel::kNccl;  // what the executor does
   verify.streams = options.world.streams;
-  verify.use_z3 = options.use_z3;
   verify.progress = options.progress;
   result.report = Verify(schedule, verify);
   if (!result.report.ok && !(options.allow_deadlock && OnlyDeadlockFails(result.report))) {

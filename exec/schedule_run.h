@@ -18,7 +18,9 @@ namespace pipeproof {
 
 struct ScheduleRunOptions {
   WorldSpec world;  // its stream layout too
-  bool use_z3 = true;
+  // The verification before the run: its proof settings (use_z3, z3_search, the caps) are taken
+  // from here; the model, layout and progress are the run's own.
+  VerifyOptions verify;
   // Run a schedule whose deadlock check alone fails (the watchdog stops the hang: exit 3).
   bool allow_deadlock = false;
   ModelConfig model;

@@ -14,7 +14,7 @@ namespace {
 ScheduleRunOptions Small() {
   ScheduleRunOptions o;
   o.model.shape = {8, 4, 2};
-  o.use_z3 = false;
+  o.verify.use_z3 = false;
   o.watchdog.timeout_s = 0.3;
   o.schedule_name = "test";
   return o;

@@ -28,11 +28,12 @@ Z3Says Z3Verdict(const CheckResult& deadlock) {
   }
 }
 
-VerifyOptions Options(CommModel model, StreamLayout streams, bool use_z3) {
+VerifyOptions Options(CommModel model, StreamLayout streams, bool use_z3, bool search = true) {
   VerifyOptions o;
   o.model = model;
   o.streams = streams;
   o.use_z3 = use_z3;
+  o.z3_search = search;
   return o;
 }
 
@@ -52,6 +53,12 @@ std::pair<VerifyReport, std::string> Agreement(const Schedule& s, CommModel mode
   RC_ASSERT(z3 != Z3Says::kNothing);
   const bool runs = by_simulation->ok();
   RC_ASSERT((z3 == Z3Says::kDeadlockFree) == runs);
+  // The default proof certifies the same verdict.
+  const VerifyReport certified = Verify(s, Options(model, streams, true, /*search=*/false));
+  const CheckResult* by_certificate = certified.Find("deadlock");
+  RC_ASSERT(by_certificate->proof.has_value() && by_certificate->proof->agrees_with_simulation);
+  RC_ASSERT(Z3Verdict(*by_certificate) == z3);
+  RC_ASSERT(by_certificate->proof->method == (runs ? "certificate" : "cycle"));
   RC_ASSERT(runs_to_end == runs);
   const bool setup = proven.setup_deadlock;
   RC_ASSERT(simulated.setup_deadlock == setup);

@@ -42,7 +42,9 @@ uint64_t StreamId(Stream kind, uint64_t a, uint64_t b = 0) { return (kind << 56)
 
 void CheckModelConfig(const ModelConfig& c) {
   auto check = [](const char* what, int v) {
-    if (v < 1 || v > (1 << 20)) throw InputError(fmt::format("{} is {}, outside 1..{}", what, v, 1 << 20));
+    if (v < 1 || v > kMaxModelDimension) {
+      throw InputError(fmt::format("{} is {}, outside 1..{}", what, v, kMaxModelDimension));
+    }
   };
   check("--hidden", c.shape.hidden);
   check("--seq", c.shape.seq);

@@ -28,9 +28,11 @@ struct ModelConfig {
   uint64_t seed = 0;  // weights and data
 };
 
+// The largest --hidden, --seq and --micro-batch-size; their products are checked apart.
+inline constexpr int kMaxModelDimension = 1 << 20;
 // Throws InputError when a size is out of range (each at least 1, tensors at most 2^28 elements).
 void CheckModelConfig(const ModelConfig& config);
-std::string Describe(const ModelConfig& config);  // "hidden 32, seq 16, micro-batch 2, f64, seed 0"
+std::string Describe(const ModelConfig& config);  // "hidden 32, seq 16, micro-batch 2, f64, model seed 0"
 
 // Host values before rounding to the dtype. Layer 0 is Linear(H, 4H) with weight [4H, H], layer 1
 // is Linear(4H, H) with weight [H, 4H]; initialised as torch.nn.Linear does, U(-1/sqrt(in),

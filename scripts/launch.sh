@@ -84,8 +84,8 @@ fi
 if [[ $keep_notices -eq 1 ]]; then exec "${cmd[@]}"; fi
 
 # Open MPI frames each notice in dashed lines. Drop the ones that only restate what pipeproof has
-# already reported (a non-zero exit, the MPI_Abort that ends a hung job) and the unpack error its
-# notice forwarding logs during that abort; pass everything else through as it comes.
+# already reported (a non-zero exit, the MPI_Abort that ends a hung job) and the errors its notice
+# forwarding (show_help.c) logs while the job is torn down; pass everything else through.
 drop_mpi_notices() {
   awk '
     function flush(   i) { if (!drop) for (i = 1; i <= n; i++) print block[i]; n = 0; drop = 0; fflush() }
@@ -99,7 +99,7 @@ drop_mpi_notices() {
       if ($0 ~ /MPI_ABORT was invoked|Primary job +terminated normally|exited with non-zero status/) drop = 1
       next
     }
-    /ORTE_ERROR_LOG: Data unpack would read past end of buffer in file .*show_help\.c/ { next }
+    /ORTE_ERROR_LOG: .* in file .*show_help\.c/ { next }
     { print; fflush() }
     END { flush() }
   '

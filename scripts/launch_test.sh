@@ -67,6 +67,7 @@ cat  # stdin goes to rank 0
 echo "result: hang (exit 3)" >&2
 printf '%s\nMPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD\nwith errorcode 3.\n%s\n' "$dashes" "$dashes" >&2
 echo "[vm:02061] [[25843,0],0] ORTE_ERROR_LOG: Data unpack would read past end of buffer in file ../../../orte/util/show_help.c at line 501" >&2
+echo "[vm:26377] [[3063,0],0] ORTE_ERROR_LOG: Out of resource in file ../../../orte/util/show_help.c at line 507" >&2
 printf '%s\nPrimary job  terminated normally, but 1 process returned\na non-zero exit code.\n%s\n' "$dashes" "$dashes" >&2
 printf '%s\nmpirun was unable to find the specified executable file\n%s\n' "$dashes" "$dashes" >&2
 printf '%s\nmpirun detected that one or more processes exited with non-zero status, thus causing\n  Exit code:    3\n%s\n' "$dashes" "$dashes" >&2

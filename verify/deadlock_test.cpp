@@ -87,9 +87,11 @@ TEST(Deadlock, OneFOneBWithoutGroupsDeadlocksUnderNccl) {
 TEST(Deadlock, NoZ3SaysTheProofWasSkipped) {
   const VerifyReport r = Verify(Generated("dualpipe", 2, 4), {.use_z3 = false});
   EXPECT_TRUE(r.ok);
-  EXPECT_NE(r.Find("deadlock")->message.find("Z3 proof skipped (--no-z3)"), std::string::npos);
+  EXPECT_NE(r.Find("deadlock")->message.find("proof skipped (--no-z3)"), std::string::npos);
+  EXPECT_NE(Verify(Generated("dualpipe", 2, 4), {}).Find("deadlock")->message.find("certified: the simulated timing satisfies all"),
+            std::string::npos);
   if (HaveZ3()) {
-    EXPECT_NE(Verify(Generated("dualpipe", 2, 4), {}).Find("deadlock")->message.find("Z3 proves"),
+    EXPECT_NE(Verify(Generated("dualpipe", 2, 4), {.z3_search = true}).Find("deadlock")->message.find("Z3 proves"),
               std::string::npos);
   }
 }
@@ -481,6 +483,30 @@ TEST(PyTorchSchedules, WhatPipeproofFindsInPyTorchsOwnRuntimeOrders) {
 // Every schedule of this file's stream and WAIT_SEND tests, decided three ways under each model
 // and layout: the event simulation, Z3 (full search, where built) and the step-by-step run of
 // fuzz/schedule_truth.cpp. Verify's own verdict with and without Z3 must agree too.
+
+// The proofs of one verdict: Z3's search decides as the simulation did (with the cycle of a
+// deadlock), and the default proof certifies it: a complete execution by its timing (no solver),
+// a deadlock by Z3 on its cycle's constraints.
+void ExpectProofsAgree(const Schedule& s, const RouteIndex& routes, const verify_internal::Messages& messages,
+                       CommModel model, StreamLayout streams, const verify_internal::SimulationResult& sim,
+                       const std::string& where) {
+  using verify_internal::Proof;
+  const bool simulated = sim.timeline.complete;
+  const Proof certified = verify_internal::ProveDeadlockVerdict(s, routes, messages, model, streams, sim, {});
+  if (simulated) {
+    EXPECT_EQ(certified.outcome, Proof::Outcome::kDeadlockFree) << certified.note << "\n" << where;
+    EXPECT_EQ(certified.method, "certificate");
+  }
+  if (!HaveZ3()) return;
+  if (!simulated) {
+    EXPECT_EQ(certified.outcome, Proof::Outcome::kDeadlock) << where;
+    EXPECT_LT(certified.proved_constraints, certified.constraints) << where;
+  }
+  const Proof searched = verify_internal::ProveDeadlockVerdict(s, routes, messages, model, streams, sim, {.search = true});
+  EXPECT_EQ(searched.outcome == Proof::Outcome::kDeadlockFree, simulated) << where;
+  EXPECT_EQ(searched.cycle.empty(), simulated) << where;
+}
+
 TEST(DeadlockStreams, SimulationZ3AndGroundTruthAgreeOnTheseSchedules) {
   const std::string h = kOneFOneBHeader;
   std::vector<Schedule> schedules = {
@@ -525,13 +551,10 @@ TEST(DeadlockStreams, SimulationZ3AndGroundTruthAgreeOnTheseSchedules) {
     for (const auto& [model, streams] : semantics) {
       const std::string where = DescribeSemantics(model, streams) + "\n" + WritePps(s);
       const verify_internal::SimulationResult sim =
-          verify_internal::RunSimulation(s, routes, messages, model, Costs{}, streams);
+          verify_internal::RunSimulation(s, routes, messages, model, Costs{}, streams, /*record_order=*/true);
       const bool simulated = sim.timeline.complete;
       EXPECT_EQ(truth::Run(s, model, streams).runs_to_end, simulated) << where;
-      if (auto z3 = verify_internal::ProveWithZ3(s, routes, messages, model, streams)) {
-        EXPECT_EQ(z3->deadlock_free, simulated) << where;
-        EXPECT_EQ(z3->cycle.empty(), simulated) << where;
-      }
+      ExpectProofsAgree(s, routes, messages, model, streams, sim, where);
       for (bool use_z3 : {false, true}) {
         const VerifyReport r = Verify(s, {.model = model, .streams = streams, .use_z3 = use_z3});
         EXPECT_EQ(r.Find("deadlock")->ok(), simulated) << where << r.Text();
@@ -583,12 +606,16 @@ TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
         ASSERT_TRUE(simulated) << "deadlock-free under nccl, not under eager\n" << WritePps(s);
       }
       deadlocks += !simulated;
-      if (auto z3 = verify_internal::ProveWithZ3(s, routes, messages, model)) {
-        ASSERT_EQ(z3->deadlock_free, simulated) << CommModelName(model) << "\n" << WritePps(s);
-        if (!z3->deadlock_free) {
-          ASSERT_FALSE(z3->cycle.empty());
+      if (HaveZ3()) {
+        const verify_internal::Proof z3 = verify_internal::ProveDeadlockVerdict(
+            s, routes, messages, model, StreamLayout::kRank,
+            verify_internal::RunSimulation(s, routes, messages, model, Costs{}), {.search = true});
+        ASSERT_EQ(z3.outcome == verify_internal::Proof::Outcome::kDeadlockFree, simulated)
+            << CommModelName(model) << "\n" << WritePps(s);
+        if (!simulated) {
+          ASSERT_FALSE(z3.cycle.empty());
         }
-        z3_seconds += z3->seconds;
+        z3_seconds += z3.seconds;
         ++compared;
       }
     }
@@ -652,14 +679,18 @@ TEST(Deadlock, ProofVerdictIsStructured) {
   const ProofVerdict& deadlock_proof = deadlock.Find("deadlock")->proof.value();
   const nlohmann::json free_json = DeadlockJson(ok)["proof"];
   const nlohmann::json deadlock_json = DeadlockJson(deadlock)["proof"];
+  // A complete execution is certified without a solver; a deadlock's cycle needs Z3.
+  EXPECT_EQ(free_proof.outcome, Outcome::kDeadlockFree);
+  EXPECT_EQ(free_json["method"], "certificate");
+  EXPECT_EQ(free_proof.proved_constraints, free_proof.constraints);
   if (!HaveZ3()) {
-    EXPECT_EQ(free_proof.outcome, Outcome::kNoZ3);
     EXPECT_EQ(deadlock_proof.outcome, Outcome::kNoZ3);
-    EXPECT_EQ(free_json["outcome"], "no-z3");
+    EXPECT_EQ(deadlock_json["outcome"], "no-z3");
     return;
   }
-  EXPECT_EQ(free_proof.outcome, Outcome::kDeadlockFree);
   EXPECT_EQ(deadlock_proof.outcome, Outcome::kDeadlock);
+  EXPECT_EQ(deadlock_json["method"], "cycle");
+  EXPECT_LT(deadlock_proof.proved_constraints, deadlock_proof.constraints);
   for (const ProofVerdict* p : {&free_proof, &deadlock_proof}) {
     EXPECT_TRUE(p->agrees_with_simulation);
     EXPECT_GT(p->constraints, 0);
@@ -672,6 +703,46 @@ TEST(Deadlock, ProofVerdictIsStructured) {
   // The fields the JSON had before stay.
   EXPECT_TRUE(DeadlockJson(deadlock).contains("cycle"));
   EXPECT_TRUE(DeadlockJson(deadlock).contains("setup_deadlock"));
+}
+
+// The negative control of the certificate: the simulated timing of a sound schedule passes; the
+// same timing corrupted (two events of one rank swapped, one event lost) is refused, naming the
+// rule it breaks. A certificate that passed any order would prove nothing.
+TEST(Deadlock, TheCertificateRefusesACorruptedTiming) {
+  for (const auto& [kind, streams] : {std::pair{"dualpipe", StreamLayout::kRank}, std::pair{"1f1b", StreamLayout::kPair},
+                                      std::pair{"zb1p", StreamLayout::kEdge}}) {
+    Schedule s = Generated(kind, 4, 8);
+    const RouteIndex routes(s);
+    const verify_internal::Messages messages = verify_internal::MatchMessages(s, routes);
+    const verify_internal::SimulationResult sim =
+        verify_internal::RunSimulation(s, routes, messages, CommModel::kNccl, Costs{}, streams, true);
+    ASSERT_TRUE(sim.timeline.complete);
+    EXPECT_EQ(verify_internal::CheckCertificate(s, routes, messages, CommModel::kNccl, streams, sim.order), "");
+    // Rank 1's first and last computes trade places.
+    verify_internal::EventOrder swapped = sim.order;
+    std::vector<int> computes;
+    for (int i = 0; i < static_cast<int>(s.program[1].size()); ++i) {
+      if (IsCompute(s.program[1][i].op)) computes.push_back(i);
+    }
+    std::swap(swapped.at[1][computes.front()], swapped.at[1][computes.back()]);
+    const std::string refused = verify_internal::CheckCertificate(s, routes, messages, CommModel::kNccl, streams, swapped);
+    EXPECT_NE(refused.find("must come first"), std::string::npos) << kind << ": " << refused;
+    // A unit of rank 2 completing as it starts.
+    verify_internal::EventOrder early = sim.order;
+    for (size_t i = 0; i < early.end[2].size(); ++i) {
+      if (early.end[2][i] >= 0) {
+        early.end[2][i] = early.at[2][i];
+        break;
+      }
+    }
+    EXPECT_NE(verify_internal::CheckCertificate(s, routes, messages, CommModel::kNccl, streams, early).find("must come first"),
+              std::string::npos)
+        << kind;
+    verify_internal::EventOrder lost = sim.order;
+    lost.end[0].assign(lost.end[0].size(), -1);
+    EXPECT_NE(verify_internal::CheckCertificate(s, routes, messages, CommModel::kNccl, streams, lost).find("has no"),
+              std::string::npos);
+  }
 }
 
 // A deadlock caused by a missing RECV gets the advice that fixes it (add the RECV), not the

@@ -9,19 +9,19 @@
 // timing of every action exists, a complete execution; unsatisfiable means a cycle of waits, and
 // the unsat core (re-solved with tracked constraints) is turned into that cycle.
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <chrono>
+#include <deque>
+#include <map>
+#include <set>
 
 #include "verify/internal.h"
 
 #ifdef PIPEPROOF_HAVE_Z3
-
-#include <fmt/format.h>
 #include <z3++.h>
-
-#include <algorithm>
-#include <deque>
-#include <map>
-#include <set>
+#endif
 
 namespace pipeproof::verify_internal {
 namespace {
@@ -43,9 +43,12 @@ enum class Rule : uint8_t {
   kSetupNoPeer,   // pair: a side that never posts: unsatisfiable on its own
 };
 
+enum class VarKind : uint8_t { kCompute, kUnitStart, kUnitEnd, kReached, kSetup };
+
 struct Variable {
   int32_t rank;   // -1 for a pair's set-up
   int32_t index;  // the compute, or the unit's WAIT / lone op / first op; a set-up: its id
+  VarKind kind;
 };
 
 // A unit of one rank: the ops it holds and the action that posts it.
@@ -63,17 +66,29 @@ struct Constraint {
   Rule rule;
 };
 
+// What a solve came to: sat, unsat (with the core of tracked constraints), or neither (a cap was
+// reached, or Z3 gave up), with Z3's reason.
+struct Solved {
+  enum class Outcome { kSat, kUnsat, kUnknown } outcome = Outcome::kUnknown;
+  std::vector<int> core;
+  std::string reason;
+};
+
+#ifdef PIPEPROOF_HAVE_Z3
 // Integer times (a timing with real times exists iff one with integer times does, every
 // constraint being x - y <= -1) and Z3's Bellman-Ford difference-logic solver rather than its
 // general simplex: measured on DualPipe with 32 ranks and 128 microbatches, 2 s instead of 66 s
-// (and 460 s with reals under QF_RDL's default set-up).
-z3::solver DifferenceLogicSolver(z3::context& ctx) {
+// (and 460 s with reals under QF_RDL's default set-up). The caps: Z3's own timeout and memory
+// limit, past which it answers "unknown".
+z3::solver DifferenceLogicSolver(z3::context& ctx, const ProofRequest& caps) {
   z3::solver solver(ctx);
   z3::params params(ctx);
   params.set("arith.solver", 1u);
+  params.set("timeout", static_cast<unsigned>(std::clamp(caps.timeout_s * 1000, 1.0, 4e9)));
   solver.set(params);
   return solver;
 }
+#endif
 
 class Encoding {
  public:
@@ -105,46 +120,147 @@ class Encoding {
   int variables() const { return static_cast<int>(vars_.size()); }
   int constraints() const { return static_cast<int>(constraints_.size()); }
 
-  // true: a timing exists. false: `core` holds the constraints of a cycle. Every constraint is
-  // tracked by a Boolean label assumed true, so one solve gives the verdict and, when
-  // unsatisfiable, the core (on the 32 x 128 DualPipe this is no slower than an untracked solve).
-  bool Solve(std::vector<int>* core) {
-    z3::context ctx;
-    std::vector<z3::expr> x;
-    x.reserve(vars_.size());
+  // The certificate check: each variable takes the place of its event in the simulated timing,
+  // and every constraint "before < after" must hold of those integers. It is the very formula Z3
+  // is given in a search (Before(): x[before] - x[after] <= -1, which over the integers is
+  // x[before] < x[after]), evaluated at one point instead of solved for, so an order that passes
+  // is a model of the whole encoding: a proof that a complete execution exists, whoever found
+  // the order. "" when it holds; else which constraint it breaks, or which event it lacks.
+  std::string CheckCertificate(const EventOrder& order) const {
+    std::vector<int64_t> x(vars_.size());
     for (size_t v = 0; v < vars_.size(); ++v) {
-      x.push_back(ctx.constant(ctx.int_symbol(static_cast<int>(v)), ctx.int_sort()));
+      x[v] = PlaceOf(vars_[v], order);
+      if (x[v] < 0) return fmt::format("the simulated timing has no {}", DescribeVar(vars_[v]));
     }
-    z3::solver solver = DifferenceLogicSolver(ctx);
-    z3::expr_vector labels(ctx);
+    for (const Constraint& c : constraints_) {
+      if (!(x[c.before] < x[c.after])) {
+        return fmt::format("the simulated timing puts {} (place {}) no later than {} (place {}), "
+                           "which must come first: {}",
+                           DescribeVar(vars_[c.after]), x[c.after], DescribeVar(vars_[c.before]), x[c.before],
+                           Explain(c, vars_[c.before]));
+      }
+    }
+    return "";
+  }
+
+  // The constraints among the variables of a cycle of actions (each waits for the next): a
+  // deadlock's proof need look at nothing else.
+  std::vector<int> ConstraintsOfCycle(const std::vector<CycleStep>& cycle) const {
+    std::set<std::pair<int, int>> actions;  // (rank, index): steps, and the units of their ops
+    std::set<int> ranks;
+    for (const CycleStep& step : cycle) {
+      actions.insert({step.rank, step.index});
+      ranks.insert(step.rank);
+      if (step.rank < static_cast<int>(op_start_.size()) && op_start_[step.rank][step.index] >= 0) {
+        actions.insert({step.rank, vars_[op_start_[step.rank][step.index]].index});
+      }
+    }
+    std::vector<bool> chosen(vars_.size(), false);
+    for (size_t v = 0; v < vars_.size(); ++v) {
+      const Variable& var = vars_[v];
+      chosen[v] = var.kind == VarKind::kSetup ? ranks.count(setups_[var.index].low) && ranks.count(setups_[var.index].high)
+                                              : actions.count({var.rank, var.index}) > 0;
+    }
+    std::vector<int> out;
     for (size_t k = 0; k < constraints_.size(); ++k) {
-      z3::expr label = ctx.constant(ctx.int_symbol(static_cast<int>(k)), ctx.bool_sort());
-      solver.add(z3::implies(label, Before(x, constraints_[k])));
-      labels.push_back(label);
+      if (chosen[constraints_[k].before] && chosen[constraints_[k].after]) out.push_back(static_cast<int>(k));
     }
-    const z3::check_result result = solver.check(labels);
-    if (result == z3::unknown) {
-      throw std::runtime_error("Z3 gave up on the deadlock proof: " + solver.reason_unknown());
+    return out;
+  }
+
+  // Z3 on the constraints `which` (all when empty), each tracked by a Boolean label assumed true,
+  // so one solve gives the verdict and, when unsatisfiable, the core (on the 32 x 128 DualPipe
+  // this is no slower than an untracked solve).
+  Solved Solve(const std::vector<int>& which, const ProofRequest& caps) const {
+    Solved out;
+#ifdef PIPEPROOF_HAVE_Z3
+    try {
+      z3::set_param("memory_max_size", static_cast<int>(std::clamp<int64_t>(caps.memory_mb, 1, 1 << 30)));
+      z3::context ctx;
+      std::vector<z3::expr> x;
+      x.reserve(vars_.size());
+      for (size_t v = 0; v < vars_.size(); ++v) {
+        x.push_back(ctx.constant(ctx.int_symbol(static_cast<int>(v)), ctx.int_sort()));
+      }
+      z3::solver solver = DifferenceLogicSolver(ctx, caps);
+      z3::expr_vector labels(ctx);
+      auto add = [&](size_t k) {
+        z3::expr label = ctx.constant(ctx.int_symbol(static_cast<int>(k)), ctx.bool_sort());
+        solver.add(z3::implies(label, Before(x, constraints_[k])));
+        labels.push_back(label);
+      };
+      if (which.empty()) {
+        for (size_t k = 0; k < constraints_.size(); ++k) add(k);
+      } else {
+        for (int k : which) add(static_cast<size_t>(k));
+      }
+      const z3::check_result result = solver.check(labels);
+      if (result == z3::unknown) {
+        out.reason = solver.reason_unknown();
+        return out;
+      }
+      if (result == z3::sat) {
+        out.outcome = Solved::Outcome::kSat;
+        return out;
+      }
+      out.outcome = Solved::Outcome::kUnsat;
+      const z3::expr_vector unsat_core = solver.unsat_core();
+      for (unsigned k = 0; k < unsat_core.size(); ++k) {
+        out.core.push_back(Z3_get_symbol_int(ctx, Z3_get_decl_name(ctx, unsat_core[k].decl())));
+      }
+    } catch (const z3::exception& e) {  // e.g. past memory_max_size
+      out.outcome = Solved::Outcome::kUnknown;
+      out.reason = e.msg();
     }
-    if (result == z3::sat) return true;
-    const z3::expr_vector unsat_core = solver.unsat_core();
-    for (unsigned k = 0; k < unsat_core.size(); ++k) {
-      core->push_back(Z3_get_symbol_int(ctx, Z3_get_decl_name(ctx, unsat_core[k].decl())));
-    }
-    return false;
+#else
+    (void)which;
+    (void)caps;
+    out.reason = "this build has no Z3";
+#endif
+    return out;
   }
 
   std::vector<CycleStep> CycleFromCore(const std::vector<int>& core) const;
 
  private:
+#ifdef PIPEPROOF_HAVE_Z3
   // before < after, written as a difference atom: Z3's difference-logic solver takes
   // "x - y <= -1" as it stands, while "x < y" is rewritten first and solved 35 times slower.
   static z3::expr Before(const std::vector<z3::expr>& x, const Constraint& c) {
     return x[c.before] - x[c.after] <= -1;
   }
+#endif
 
-  int NewVar(int rank, int index) {
-    vars_.push_back({rank, index});
+  int64_t PlaceOf(const Variable& v, const EventOrder& order) const {
+    auto find = [](const auto& map, std::pair<int, int> key) -> int64_t {
+      auto it = map.find(key);
+      return it == map.end() ? -1 : it->second;
+    };
+    switch (v.kind) {
+      case VarKind::kCompute:
+      case VarKind::kUnitStart: return order.at[v.rank][v.index];
+      case VarKind::kUnitEnd: return order.end[v.rank][v.index];
+      case VarKind::kReached: return find(order.reached, {v.rank, v.index});
+      case VarKind::kSetup: return find(order.setup, {setups_[v.index].low, setups_[v.index].high});
+    }
+    return -1;
+  }
+
+  std::string DescribeVar(const Variable& v) const {
+    switch (v.kind) {
+      case VarKind::kCompute: return fmt::format("the run of {}", Where(s_, v.rank, v.index));
+      case VarKind::kUnitStart: return fmt::format("the start of the unit of {}", Where(s_, v.rank, v.index));
+      case VarKind::kUnitEnd: return fmt::format("the completion of the unit of {}", Where(s_, v.rank, v.index));
+      case VarKind::kReached: return fmt::format("rank {}'s host reaching {}", v.rank, Where(s_, v.rank, v.index));
+      case VarKind::kSetup:
+        return fmt::format("the set-up of the pair communicator of ranks {} and {}", setups_[v.index].low,
+                           setups_[v.index].high);
+    }
+    return "an event";
+  }
+
+  int NewVar(int rank, int index, VarKind kind) {
+    vars_.push_back({rank, index, kind});
     return static_cast<int>(vars_.size() - 1);
   }
   void Require(int before, int after, Rule rule, int op = -1) {
@@ -188,7 +304,7 @@ class Encoding {
     std::vector<int> unit_at(program.size(), -1);  // anchor -> unit
     for (int u = 0; u < static_cast<int>(units.size()); ++u) {
       const RankUnit& unit = units[u];
-      const int start = NewVar(r, unit.anchor), end = NewVar(r, unit.anchor);
+      const int start = NewVar(r, unit.anchor, VarKind::kUnitStart), end = NewVar(r, unit.anchor, VarKind::kUnitEnd);
       for (int op : unit.ops) {
         op_start_[r][op] = start;
         op_end_[r][op] = end;
@@ -208,7 +324,7 @@ class Encoding {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        const int t = NewVar(r, i);
+        const int t = NewVar(r, i, VarKind::kCompute);
         if (compute >= 0) Require(compute, t, Rule::kComputeOrder);
         for (const Blocker& b : blockers) Require(b.var, t, b.rule);
         // The compute now holds what follows, but for the last WAIT's group, which holds every
@@ -243,7 +359,7 @@ class Encoding {
         }
       }
       if (!first_peers.empty()) {
-        const int reached = NewVar(r, unit.anchor);
+        const int reached = NewVar(r, unit.anchor, VarKind::kReached);
         for (int setup : host_waits) Require(setup, reached, Rule::kSetupBlocks);
         host_waits.clear();
         for (int peer : first_peers) {
@@ -271,7 +387,7 @@ class Encoding {
   int SetupOf(int rank, int peer, int anchor) {
     const std::pair<int, int> pair{std::min(rank, peer), std::max(rank, peer)};
     auto [it, inserted] = setup_of_pair_.try_emplace(pair, static_cast<int>(setups_.size()));
-    if (inserted) setups_.push_back({NewVar(-1, it->second), pair.first, pair.second});
+    if (inserted) setups_.push_back({NewVar(-1, it->second, VarKind::kSetup), pair.first, pair.second});
     PairSetup& setup = setups_[it->second];
     (rank == pair.first ? setup.low_anchor : setup.high_anchor) = anchor;
     return setup.var;
@@ -426,45 +542,92 @@ std::vector<CycleStep> Encoding::CycleFromCore(const std::vector<int>& core) con
   const int rank = low ? setup.low : setup.high;
   const int anchor = low ? setup.low_anchor : setup.high_anchor;
   steps.push_back({rank, anchor, ToString(s_.program[rank][anchor]),
-                   Explain(constraints_[best.front()], {rank, anchor})});
+                   Explain(constraints_[best.front()], {rank, anchor, VarKind::kUnitStart})});
   return steps;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point begin) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
 }
 
 }  // namespace
 
-std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
-                                     const Messages& messages, CommModel model,
-                                     StreamLayout streams, const ProgressCallback& progress) {
+Proof ProveDeadlockVerdict(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
+                           CommModel model, StreamLayout streams, const SimulationResult& sim,
+                           const ProofRequest& request) {
   const auto begin = std::chrono::steady_clock::now();
   Encoding encoding(schedule, routes, messages, model, streams);
-  encoding.Build(progress);
-  if (progress) progress("deadlock: Z3 solving", 0, 0);
-  Z3Verdict verdict;
-  verdict.variables = encoding.variables();
-  verdict.constraints = encoding.constraints();
-  std::vector<int> core;
-  verdict.deadlock_free = encoding.Solve(&core);
-  if (!verdict.deadlock_free && progress) progress("deadlock: cycle from Z3's unsat core", 0, 0);
-  if (!verdict.deadlock_free) verdict.cycle = encoding.CycleFromCore(core);
-  verdict.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-  return verdict;
+  encoding.Build(request.progress);
+  Proof proof;
+  proof.variables = encoding.variables();
+  proof.constraints = encoding.constraints();
+  auto skipped = [&](const std::string& why) {
+    proof.outcome = Proof::Outcome::kSkipped;
+    proof.note = why;
+    proof.seconds = SecondsSince(begin);
+    return proof;
+  };
+  auto search = [&](const std::vector<int>& which) {
+    if (request.progress) request.progress("deadlock: Z3 solving", 0, 0);
+    Solved solved = encoding.Solve(which, request);
+    proof.proved_constraints = which.empty() ? proof.constraints : static_cast<int>(which.size());
+    return solved;
+  };
+  if (!request.search && sim.timeline.complete) {
+    if (request.progress) request.progress("deadlock: checking the certificate", 0, 0);
+    proof.method = "certificate";
+    proof.note = encoding.CheckCertificate(sim.order);
+    proof.outcome = proof.note.empty() ? Proof::Outcome::kDeadlockFree : Proof::Outcome::kRefused;
+    proof.proved_constraints = proof.constraints;
+    proof.seconds = SecondsSince(begin);
+    return proof;
+  }
+  if (!request.search && !sim.cycle.empty()) {
+    const Solved cycle = search(encoding.ConstraintsOfCycle(sim.cycle));
+    if (cycle.outcome == Solved::Outcome::kUnsat) {
+      proof.method = "cycle";
+      proof.outcome = Proof::Outcome::kDeadlock;
+      proof.cycle = encoding.CycleFromCore(cycle.core);
+      proof.seconds = SecondsSince(begin);
+      return proof;
+    }
+    if (cycle.outcome == Solved::Outcome::kUnknown && !HaveZ3()) return skipped(cycle.reason);
+    // The cycle's own constraints do not contradict each other: decide on all of them.
+  }
+  proof.method = "search";
+  const Solved all = search({});
+  if (all.outcome == Solved::Outcome::kUnknown) {
+    return skipped(all.reason == "timeout" || all.reason == "canceled"
+                       ? fmt::format("Z3 reached its time cap, {:g} s (--z3-timeout)", request.timeout_s)
+                   : all.reason.find("memory") != std::string::npos
+                       ? fmt::format("Z3 reached its memory cap, {} MB (--z3-memory)", request.memory_mb)
+                       : all.reason);
+  }
+  proof.outcome = all.outcome == Solved::Outcome::kSat ? Proof::Outcome::kDeadlockFree : Proof::Outcome::kDeadlock;
+  if (proof.outcome == Proof::Outcome::kDeadlock) {
+    if (request.progress) request.progress("deadlock: cycle from Z3's unsat core", 0, 0);
+    proof.cycle = encoding.CycleFromCore(all.core);
+  }
+  proof.seconds = SecondsSince(begin);
+  return proof;
 }
 
-bool Z3Built() { return true; }
-
-}  // namespace pipeproof::verify_internal
-
-#else  // no Z3 in this build
-
-namespace pipeproof::verify_internal {
-std::optional<Z3Verdict> ProveWithZ3(const Schedule&, const RouteIndex&, const Messages&,
-                                     CommModel, StreamLayout, const ProgressCallback&) {
-  return std::nullopt;
+std::string CheckCertificate(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
+                             CommModel model, StreamLayout streams, const EventOrder& order) {
+  Encoding encoding(schedule, routes, messages, model, streams);
+  encoding.Build({});
+  return encoding.CheckCertificate(order);
 }
-bool Z3Built() { return false; }
-}  // namespace pipeproof::verify_internal
 
+bool Z3Built() {
+#ifdef PIPEPROOF_HAVE_Z3
+  return true;
+#else
+  return false;
 #endif
+}
+
+}  // namespace pipeproof::verify_internal
 
 namespace pipeproof {
 bool HaveZ3() { return verify_internal::Z3Built(); }

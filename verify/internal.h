@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,8 +115,19 @@ bool UsesWaitGroups(const std::vector<Action>& program);
 std::vector<std::vector<int32_t>> WaitedSends(const Schedule& s);
 
 // ---- the event simulation (simulate.cpp)
+
+// The simulated timing of a complete execution as the place of every event in it (0, 1, ...): the
+// certificate that deadlock_z3.cpp checks against its own encoding.
+struct EventOrder {
+  std::vector<std::vector<int32_t>> at;   // [rank][action]: a compute's run, a unit's start (at its anchor)
+  std::vector<std::vector<int32_t>> end;  // [rank][anchor]: a unit's completion
+  std::map<std::pair<int, int>, int32_t> reached;  // (rank, anchor): the host reaching a first contact (pair)
+  std::map<std::pair<int, int>, int32_t> setup;    // (low rank, high rank): a pair's set-up (pair)
+};
+
 struct SimulationResult {
   Timeline timeline;
+  EventOrder order;  // with record_order, when the execution is complete
   std::vector<CycleStep> cycle;         // minimal, when the execution deadlocks
   std::vector<std::string> stuck_grid;  // grid lines around the stuck point
   // The cycle passes through the set-up of a lazily created pair communicator (--streams pair):
@@ -123,21 +136,42 @@ struct SimulationResult {
 };
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, CommModel model, const Costs& costs,
-                               StreamLayout streams = StreamLayout::kRank);
+                               StreamLayout streams = StreamLayout::kRank, bool record_order = false);
 
-// ---- Z3 (deadlock_z3.cpp; a stub without Z3)
-struct Z3Verdict {
-  bool deadlock_free = false;
-  std::vector<CycleStep> cycle;  // from the unsat core, when not deadlock-free
+// ---- the proof of the deadlock verdict (deadlock_z3.cpp), on an encoding built apart from the
+// simulation. By default the simulation's verdict is certified: a complete execution by checking
+// its timing against every constraint (no solver needed), a deadlock by Z3 on the constraints of
+// its cycle alone. `search`: Z3 decides on all the constraints (what the property tests compare
+// with the simulation).
+struct ProofRequest {
+  bool search = false;
+  double timeout_s = 60;   // Z3's caps; past them the proof is skipped, saying why
+  int64_t memory_mb = 4096;
+  ProgressCallback progress;
+};
+struct Proof {
+  enum class Outcome {
+    kDeadlockFree,
+    kDeadlock,
+    kSkipped,  // a cap was reached, or no Z3 where one was needed: `note` says which
+    kRefused,  // the simulated timing breaks a constraint (`note`): the simulation is wrong
+  };
+  Outcome outcome = Outcome::kSkipped;
+  std::string method;  // "certificate", "cycle" (Z3 on the cycle's constraints) or "search"
+  std::string note;
+  std::vector<CycleStep> cycle;  // from Z3's unsat core
   double seconds = 0;
   int variables = 0;
   int constraints = 0;
+  int proved_constraints = 0;  // the constraints the proof looked at
 };
-// nullopt when this build has no Z3.
-std::optional<Z3Verdict> ProveWithZ3(const Schedule& schedule, const RouteIndex& routes,
-                                     const Messages& messages, CommModel model,
-                                     StreamLayout streams = StreamLayout::kRank,
-                                     const ProgressCallback& progress = {});
+Proof ProveDeadlockVerdict(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
+                           CommModel model, StreamLayout streams, const SimulationResult& sim,
+                           const ProofRequest& request);
+// The certificate check alone, on any order (the negative control hands it a corrupted one): ""
+// when the order satisfies every constraint, else why not.
+std::string CheckCertificate(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
+                             CommModel model, StreamLayout streams, const EventOrder& order);
 bool Z3Built();
 
 // ---- memory (memory.cpp)

@@ -200,6 +200,7 @@ std::string_view ProofOutcomeName(ProofVerdict::Outcome outcome) {
     case ProofVerdict::Outcome::kNoZ3: return "no-z3";
     case ProofVerdict::Outcome::kDeadlockFree: return "deadlock-free";
     case ProofVerdict::Outcome::kDeadlock: return "deadlock";
+    case ProofVerdict::Outcome::kSkipped: return "skipped";
   }
   return "?";
 }
@@ -373,10 +374,13 @@ std::string VerifyReport::Json() const {
         nlohmann::ordered_json proof;
         proof["outcome"] = std::string(ProofOutcomeName(p.outcome));
         proof["agrees_with_simulation"] = p.agrees_with_simulation;
+        if (!p.method.empty()) proof["method"] = p.method;
+        if (!p.note.empty()) proof[p.outcome == ProofVerdict::Outcome::kSkipped ? "skipped_because" : "note"] = p.note;
         if (p.proven()) {
           proof["seconds"] = JsonNumber(p.seconds);
           proof["variables"] = p.variables;
           proof["constraints"] = p.constraints;
+          proof["proved_constraints"] = p.proved_constraints;
         }
         cj["proof"] = std::move(proof);
       }

@@ -130,6 +130,8 @@ class ExecutionGraph {
     for (const Edge& e : edges_) ++waiting[e.to];
     time_.assign(n, 0.0);
     done_.assign(n, false);
+    happened_.clear();
+    happened_.reserve(n);
     std::vector<int32_t> ready;
     for (int v = 0; v < n; ++v) {
       if (waiting[v] == 0) ready.push_back(v);
@@ -138,6 +140,7 @@ class ExecutionGraph {
       const int v = ready.back();
       ready.pop_back();
       done_[v] = true;
+      happened_.push_back(v);
       const double finish = time_[v] + nodes_[v].duration;
       for (int32_t k = out_begin_[v]; k < out_begin_[v + 1]; ++k) {
         const Edge& e = edges_[out_edges_[k]];
@@ -149,6 +152,35 @@ class ExecutionGraph {
   }
 
   bool complete() const { return complete_; }
+
+  // Every event's place in the simulated timing: by time, ties in the order the simulation let
+  // them happen, which follows every edge. Only for a complete execution.
+  EventOrder Order() const {
+    const int n = static_cast<int>(nodes_.size());
+    std::vector<int32_t> nth(n);  // node -> when Run() let it happen
+    for (int k = 0; k < n; ++k) nth[happened_[k]] = k;
+    std::vector<int32_t> by = happened_;
+    std::stable_sort(by.begin(), by.end(), [&](int32_t a, int32_t b) { return time_[a] < time_[b]; });
+    std::vector<int32_t> position(n);
+    for (int k = 0; k < n; ++k) position[by[k]] = k;
+    EventOrder o;
+    o.at.resize(s_.ranks);
+    o.end.resize(s_.ranks);
+    for (int r = 0; r < s_.ranks; ++r) {
+      o.at[r].assign(s_.program[r].size(), -1);
+      o.end[r].assign(s_.program[r].size(), -1);
+      for (size_t i = 0; i < s_.program[r].size(); ++i) {
+        if (compute_node_[r][i] >= 0) o.at[r][i] = position[compute_node_[r][i]];
+      }
+    }
+    for (const Unit& unit : units_) {
+      o.at[unit.rank][unit.action] = position[unit.start];
+      o.end[unit.rank][unit.action] = position[unit.end];
+      if (unit.post >= 0) o.reached[{unit.rank, unit.action}] = position[unit.post];
+    }
+    for (const Setup& setup : setups_) o.setup[{setup.low, setup.high}] = position[setup.node];
+    return o;
+  }
 
   Timeline MakeTimeline() const {
     Timeline t;
@@ -481,6 +513,7 @@ class ExecutionGraph {
   std::vector<int32_t> out_begin_, out_edges_;
   std::vector<double> time_;
   std::vector<bool> done_;
+  std::vector<int32_t> happened_;  // the nodes in the order Run() let them happen
   bool complete_ = false;
 };
 
@@ -740,12 +773,13 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
 
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, CommModel model, const Costs& costs,
-                               StreamLayout streams) {
+                               StreamLayout streams, bool record_order) {
   ExecutionGraph graph(schedule, routes, messages, model, streams, costs);
   graph.Build();
   graph.Run();
   SimulationResult result;
   result.timeline = graph.MakeTimeline();
+  if (record_order && graph.complete()) result.order = graph.Order();
   if (!graph.complete()) {
     result.cycle = graph.MinimalCycle(&result.setup_deadlock);
     result.stuck_grid = GridAround(schedule, graph.StuckActions(result.cycle));

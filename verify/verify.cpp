@@ -150,6 +150,44 @@ std::vector<std::string> LayoutLines(StreamLayout chosen, bool complete,
   return lines;
 }
 
+// The proof's line in the report, and its structured verdict.
+std::string DescribeProof(const std::optional<Proof>& z3, ProofVerdict& verdict) {
+  if (!z3) return "proof skipped (--no-z3)";
+  verdict.method = z3->method;
+  verdict.note = z3->note;
+  verdict.seconds = z3->seconds;
+  verdict.variables = z3->variables;
+  verdict.constraints = z3->constraints;
+  verdict.proved_constraints = z3->proved_constraints;
+  switch (z3->outcome) {
+    case Proof::Outcome::kDeadlockFree:
+    case Proof::Outcome::kDeadlock:
+      verdict.outcome = z3->outcome == Proof::Outcome::kDeadlock ? ProofVerdict::Outcome::kDeadlock
+                                                                 : ProofVerdict::Outcome::kDeadlockFree;
+      if (z3->method == "certificate") {
+        return fmt::format("certified: the simulated timing satisfies all {} timing constraints of the "
+                           "independent encoding ({} variables, {:.2f} s)",
+                           z3->constraints, z3->variables, z3->seconds);
+      }
+      if (z3->method == "cycle") {
+        return fmt::format("Z3 proves it: the {} timing constraints of the cycle are unsatisfiable ({} "
+                           "constraints in all, {:.2f} s)",
+                           z3->proved_constraints, z3->constraints, z3->seconds);
+      }
+      return fmt::format("Z3 proves it: the timing constraints are {} ({} variables, {} constraints, {:.2f} s)",
+                         z3->outcome == Proof::Outcome::kDeadlock ? "unsatisfiable" : "satisfiable",
+                         z3->variables, z3->constraints, z3->seconds);
+    case Proof::Outcome::kSkipped:
+      verdict.outcome = z3->note == "this build has no Z3" ? ProofVerdict::Outcome::kNoZ3
+                                                           : ProofVerdict::Outcome::kSkipped;
+      return fmt::format("proof skipped: {}; the verdict stands on the event simulation", z3->note);
+    case Proof::Outcome::kRefused:
+      verdict.outcome = ProofVerdict::Outcome::kSkipped;
+      return "the certificate was refused";
+  }
+  return "";
+}
+
 CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
                           const VerifyOptions& options, const SimulationResult& sim,
                           VerifyReport& report) {
@@ -157,33 +195,33 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   check.name = "deadlock";
   const std::string semantics = DescribeSemantics(options.model, options.streams);
   const bool complete = sim.timeline.complete;
-  std::optional<Z3Verdict> z3;
+  std::optional<Proof> z3;  // the proof, Z3's or the certificate's
   if (options.use_z3) {
-    z3 = ProveWithZ3(s, routes, messages, options.model, options.streams, options.progress);
+    z3 = ProveDeadlockVerdict(s, routes, messages, options.model, options.streams, sim,
+                              {.search = options.z3_search,
+                               .timeout_s = options.z3_timeout_s,
+                               .memory_mb = options.z3_memory_mb,
+                               .progress = options.progress});
   }
-  std::string proof = "Z3 proof skipped (--no-z3)";
   ProofVerdict& verdict = check.proof.emplace();
-  if (z3) {
-    proof = fmt::format(
-        "Z3 proves it: the timing constraints are {} ({} variables, {} "
-        "constraints, {:.2f} s)",
-        z3->deadlock_free ? "satisfiable" : "unsatisfiable", z3->variables, z3->constraints,
-        z3->seconds);
-    verdict = {.outcome = z3->deadlock_free ? ProofVerdict::Outcome::kDeadlockFree
-                                            : ProofVerdict::Outcome::kDeadlock,
-               .agrees_with_simulation = z3->deadlock_free == complete,
-               .seconds = z3->seconds,
-               .variables = z3->variables,
-               .constraints = z3->constraints};
-  } else if (options.use_z3) {
-    proof = "Z3 proof skipped: this build has no Z3";
-    verdict.outcome = ProofVerdict::Outcome::kNoZ3;
+  const std::string proof = DescribeProof(z3, verdict);
+  if (z3 && z3->outcome == Proof::Outcome::kRefused) {
+    verdict.agrees_with_simulation = false;
+    check.status = CheckStatus::kFail;
+    check.message = fmt::format(
+        "pipeproof bug: the event simulation says deadlock-free, but its timing is no certificate: {}; "
+        "please report this schedule",
+        z3->note);
+    return check;
   }
-  if (z3 && z3->deadlock_free != complete) {
+  const bool proven = verdict.proven();
+  const bool proven_free = verdict.outcome == ProofVerdict::Outcome::kDeadlockFree;
+  if (proven && proven_free != complete) {
+    verdict.agrees_with_simulation = false;
     check.status = CheckStatus::kFail;
     check.message = fmt::format(
         "pipeproof bug: the event simulation says {}, Z3 says {}; please report this schedule",
-        complete ? "deadlock-free" : "deadlock", z3->deadlock_free ? "deadlock-free" : "deadlock");
+        complete ? "deadlock-free" : "deadlock", proven_free ? "deadlock-free" : "deadlock");
     check.details = CycleLines(complete ? z3->cycle : sim.cycle);
     return check;
   }
@@ -232,7 +270,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.details.push_back(MessageSizeCaveat(eager_runs, sim.setup_deadlock));
   }
   check.details.push_back(proof);
-  if (z3 && !z3->cycle.empty() && !SameActions(z3->cycle, cycle)) {
+  if (z3 && !z3->cycle.empty() && z3->method == "search" && !SameActions(z3->cycle, cycle)) {
     check.details.push_back("the cycle Z3's unsat core holds:");
     for (const std::string& line : CycleLines(z3->cycle)) check.details.push_back("  " + line);
   }
@@ -336,7 +374,8 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   report.checks.push_back(CheckMatching(s, messages));
   phase("deadlock: event simulation", 3);
   const SimulationResult sim =
-      RunSimulation(s, routes, messages, options.model, costs, options.streams);
+      RunSimulation(s, routes, messages, options.model, costs, options.streams,
+                    /*record_order=*/options.use_z3 && !options.z3_search);
   report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, report));
   phase("memory", 4);
   report.memory = MeasureWithBound(s, options);

@@ -105,7 +105,14 @@ using ProgressCallback = std::function<void(std::string_view phase, int64_t done
 struct VerifyOptions {
   CommModel model = CommModel::kNccl;
   StreamLayout streams = StreamLayout::kRank;  // nccl: which stream carries each SEND/RECV
-  bool use_z3 = true;                  // prove the deadlock verdict with Z3 (when built with it)
+  bool use_z3 = true;                  // prove the deadlock verdict (--z3 off / --no-z3: false)
+  // The proof: certify the simulation's verdict (a complete execution: its timing checked against
+  // every constraint of an encoding built apart; a deadlock: Z3 on its cycle's constraints), or
+  // with z3_search Z3 decides on all of them (--z3 search). Z3's caps: past them the proof is
+  // skipped, saying why, and the verdict stands on the simulation.
+  bool z3_search = false;
+  double z3_timeout_s = 60;
+  int64_t z3_memory_mb = 4096;
   std::optional<int> max_activations;  // memory bound in stage-chunks; default: the kind's bound
   std::optional<Costs> costs;          // timing costs; default: Costs{}
   ProgressCallback progress;           // may be empty
@@ -117,17 +124,23 @@ enum class CheckStatus { kPass, kFail, kSkipped };
 struct ProofVerdict {
   enum class Outcome {
     kNotAsked,      // VerifyOptions::use_z3 was false (--no-z3)
-    kNoZ3,          // asked, but this build has no Z3
+    kNoZ3,          // asked, but this build has no Z3 and the proof needed it
     kDeadlockFree,  // the timing constraints are satisfiable: a complete execution exists
     kDeadlock,      // they are unsatisfiable: no execution runs to its end
+    kSkipped,       // a cap of Z3's was reached (`note` says which): the simulation decides
   };
   Outcome outcome = Outcome::kNotAsked;
-  // False only on a pipeproof bug: the check then fails whatever Z3 said, and says so.
+  // False only on a pipeproof bug: the check then fails whatever the proof said, and says so.
   bool agrees_with_simulation = true;
-  // Set when Z3 ran.
+  // "certificate" (the simulated timing satisfies every constraint), "cycle" (Z3: the cycle's
+  // constraints are unsatisfiable) or "search" (Z3 on all of them).
+  std::string method;
+  std::string note;  // why it was skipped, or what refused the certificate
+  // Set when proven.
   double seconds = 0;
   int variables = 0;
   int constraints = 0;
+  int proved_constraints = 0;  // the constraints the proof looked at (a cycle's: a few)
   bool proven() const { return outcome == Outcome::kDeadlockFree || outcome == Outcome::kDeadlock; }
 };
 std::string_view ProofOutcomeName(ProofVerdict::Outcome outcome);  // "deadlock-free", "no-z3", ...
