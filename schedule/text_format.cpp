@@ -222,7 +222,8 @@ Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOp
   for (int r = 0; r < static_cast<int>(rank_line.size()); ++r) {
     if (!rank_line[r]) last.Fail(last.Start(), fmt::format("rank {} has no 'rank {}:' line", r, r));
   }
-  return bare ? FromActionRows(bare_rows, name, topo) : s;
+  if (bare) return FromActionRows(bare_rows, name, topo);
+  return s;  // not through the conditional operator, which would copy it
 }
 
 namespace {

@@ -107,6 +107,11 @@ class ExecutionGraph {
         lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {}
 
   void Build() {
+    // Room for the usual graph (an event per action or fewer, a few edges per action) up front:
+    // grown by doubling, the copies and the freshly zeroed pages cost more than the build.
+    const size_t actions = static_cast<size_t>(s_.ActionCount());
+    nodes_.reserve(actions + s_.ranks);
+    edges_.reserve(3 * actions + s_.ranks);
     ReceiveIndex receives(s_, messages_);
     waited_send_ = WaitedSends(s_);
     compute_node_.resize(s_.ranks);

@@ -29,10 +29,25 @@ void RequireValid(const Costs& c) {
 }
 
 // The schedule with its topology completed and checked: InputError when it is not a schedule.
-Schedule Completed(const Schedule& input) {
-  Schedule s = input;
-  CompleteTopology(s);
-  return s;
+// A copy (in `storage`) only where the input lacks part of its topology: what the readers and
+// generators make is complete, and copying millions of actions costs more than checking them.
+const Schedule& Completed(const Schedule& input, std::optional<Schedule>& storage) {
+  Schedule shape;  // the topology alone
+  shape.ranks = input.ranks;
+  shape.stages = input.stages;
+  shape.microbatches = input.microbatches;
+  shape.placement = input.placement;
+  shape.params = input.params;
+  shape.routes = input.routes;
+  CompleteTopology(shape);
+  if (shape.placement == input.placement && shape.params == input.params && shape.routes == input.routes) {
+    return input;
+  }
+  storage = input;
+  storage->placement = std::move(shape.placement);
+  storage->params = std::move(shape.params);
+  storage->routes = std::move(shape.routes);
+  return *storage;
 }
 
 std::string EagerExplanation() {
@@ -332,7 +347,8 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   }
   const Costs costs = options.costs.value_or(Costs{});
   RequireValid(costs);
-  Schedule s = Completed(input);
+  std::optional<Schedule> owned;  // a completed or lowered copy, where one is needed
+  const Schedule* schedule = &Completed(input, owned);
   VerifyReport report;
   report.model = options.model;
   report.streams = options.streams;
@@ -342,7 +358,7 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   };
 
   phase("structure", 0);
-  report.checks.push_back(CheckStructure(s));
+  report.checks.push_back(CheckStructure(*schedule));
   if (!report.checks.back().ok()) {
     for (const char* name : kLaterChecks) {
       report.checks.push_back(Skipped(name, "the structure check failed"));
@@ -351,21 +367,23 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
     return report;
   }
 
-  if (!HasComm(s)) {
-    LoweringResult lowered = Lower(s);
+  if (!HasComm(*schedule)) {
+    LoweringResult lowered = Lower(*schedule);
     if (!lowered.schedule) {
-      ReportUnlowerable(s, options, lowered.problem, report);
+      ReportUnlowerable(*schedule, options, lowered.problem, report);
       report.ok = false;
       return report;
     }
-    s = std::move(*lowered.schedule);
+    owned = std::move(*lowered.schedule);
+    schedule = &*owned;
     report.lowered = true;
     report.lowering_note = fmt::format(
         "compute-only input: verified after lowering, with {} SEND/RECV placed by Lower() "
         "(pipeproof convert --lower writes that schedule; the positions below are in it)",
-        s.ActionCount() - input.ActionCount());
+        schedule->ActionCount() - input.ActionCount());
   }
 
+  const Schedule& s = *schedule;
   const RouteIndex routes(s);
   const Messages messages = MatchMessages(s, routes);
   phase("dependencies", 1);
@@ -373,7 +391,7 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   phase("matching", 2);
   report.checks.push_back(CheckMatching(s, messages));
   phase("deadlock: event simulation", 3);
-  const SimulationResult sim =
+  SimulationResult sim =
       RunSimulation(s, routes, messages, options.model, costs, options.streams,
                     /*record_order=*/options.use_z3 && !options.z3_search);
   report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, report));
@@ -381,9 +399,9 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   report.memory = MeasureWithBound(s, options);
   report.checks.push_back(CheckMemory(s, report.memory));
   if (sim.timeline.complete) {
-    report.timeline = sim.timeline;
     report.checks.push_back(TimingCheck(sim.timeline, costs, options.model, options.streams,
                                         !options.costs.has_value()));
+    report.timeline = std::move(sim.timeline);
   } else {
     report.checks.push_back(Skipped("timing", "the execution deadlocks"));
   }
@@ -395,7 +413,8 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
 Timeline Simulate(const Schedule& input, CommModel model, const Costs& costs,
                   StreamLayout streams) {
   RequireValid(costs);
-  Schedule s = Completed(input);
+  std::optional<Schedule> owned;
+  const Schedule& s = Completed(input, owned);
   const CheckResult structure = CheckStructure(s);
   if (!structure.ok()) {
     throw InputError("the schedule fails the structure check, so it cannot be simulated: " +
