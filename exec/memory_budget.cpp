@@ -93,12 +93,22 @@ void CheckRunFitsInMemory(const MemoryEstimate& estimate, const ModelConfig& mod
   if (available < 0 || estimate.total() <= available) return;
   throw InputError(
       fmt::format("this run needs at least {} of memory ({} for "
-                  "the ranks, {} for the sequential reference) "
+                  "the ranks, {} for the sequential reference, {} to verify the schedule first) "
                   "with {}, but {} is available: make --hidden, "
                   "--seq or --micro-batch-size smaller, or use "
                   "fewer microbatches or ranks",
                   FormatBytes(estimate.total()), FormatBytes(estimate.ranks_bytes),
-                  FormatBytes(estimate.reference_bytes), Describe(model), FormatBytes(available)));
+                  FormatBytes(estimate.reference_bytes), FormatBytes(estimate.verifier_bytes), Describe(model),
+                  FormatBytes(available)));
+}
+
+void CheckVerifierFitsInMemory(int64_t verifier_bytes, int64_t actions) {
+  const int64_t available = AvailableMemoryBytes();
+  if (available < 0 || verifier_bytes <= available) return;
+  throw InputError(fmt::format("verifying this schedule ({} actions) before the run needs about {} of memory, but "
+                               "{} is available: use fewer microbatches or ranks (or --z3 certify, or a "
+                               "smaller --z3-memory, where a Z3 search counts)",
+                               actions, FormatBytes(verifier_bytes), FormatBytes(available)));
 }
 
 std::string FormatBytes(int64_t bytes) {

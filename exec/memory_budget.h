@@ -5,6 +5,7 @@
 // rather than left to the kernel's OOM killer.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -24,7 +25,10 @@ namespace pipeproof {
 struct MemoryEstimate {
   int64_t ranks_bytes = 0;      // the ranks this process runs
   int64_t reference_bytes = 0;  // the sequential reference
-  int64_t total() const { return ranks_bytes + reference_bytes; }
+  // The verification before the run (VerifierMemoryBytes): its peak has passed when the run's
+  // tensors are allocated, so the process needs the larger of the two.
+  int64_t verifier_bytes = 0;
+  int64_t total() const { return std::max(verifier_bytes, ranks_bytes + reference_bytes); }
 };
 
 // `activation_peak` and `stash_peak`: per rank, as VerifyReport::memory has
@@ -43,6 +47,8 @@ int64_t AvailableMemoryBytes();
 // when the estimate exceeds what is available; does nothing when the available
 // memory is unknown.
 void CheckRunFitsInMemory(const MemoryEstimate& estimate, const ModelConfig& model);
+// The same for the verification alone, before it runs (it needs no stage model).
+void CheckVerifierFitsInMemory(int64_t verifier_bytes, int64_t actions);
 
 std::string FormatBytes(int64_t bytes);  // "1.5 GiB", "512 KiB", "100 B"
 

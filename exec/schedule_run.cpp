@@ -36,16 +36,19 @@ ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& opti
   verify.model = CommModel::kNccl;  // what the executor does
   verify.streams = options.world.streams;
   verify.progress = options.progress;
+  const int64_t verifier_bytes = VerifierMemoryBytes(schedule, verify);
+  CheckVerifierFitsInMemory(verifier_bytes, schedule.ActionCount());
   result.report = Verify(schedule, verify);
   if (!result.report.ok && !(options.allow_deadlock && OnlyDeadlockFails(result.report))) {
     result.refused = true;
     return result;
   }
   if (options.world.device == "cpu") {
-    CheckRunFitsInMemory(EstimateRunMemory(schedule, options.model, result.report.memory.peak,
-                                           result.report.memory.stash_peak,
-                                           !TransportOf(options.world).ranks_are_processes),
-                         options.model);
+    MemoryEstimate estimate = EstimateRunMemory(schedule, options.model, result.report.memory.peak,
+                                                result.report.memory.stash_peak,
+                                                !TransportOf(options.world).ranks_are_processes);
+    estimate.verifier_bytes = verifier_bytes;
+    CheckRunFitsInMemory(estimate, options.model);
   }
   result.faults = RunFaults(schedule, options);
   if (options.on_start && world.leader()) options.on_start(result.report, result.faults);

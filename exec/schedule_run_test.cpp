@@ -85,6 +85,32 @@ TEST(ScheduleRunTest, ARunThatCannotFitInMemoryIsRefusedFirst) {
   unsetenv("PIPEPROOF_MEMORY_LIMIT");
 }
 
+// The verifier's own memory counts too, and is checked before it verifies: a Z3 search may take
+// its whole memory cap, which a small limit cannot hold even for a tiny schedule; the certified
+// proof (the default) needs a few hundred bytes per action.
+TEST(ScheduleRunTest, TheVerifiersMemoryIsCountedBeforeItRuns) {
+  ScheduleRunOptions o = Small();
+  const Schedule s = GenerateDualPipe(4, 8, true);
+  VerifyOptions search = o.verify;
+  search.use_z3 = true;
+  search.z3_search = true;
+  EXPECT_GE(VerifierMemoryBytes(s, search), search.z3_memory_mb << 20);
+  EXPECT_LT(VerifierMemoryBytes(s, o.verify), int64_t{64} << 20);
+  EXPECT_GT(VerifierMemoryBytes(GenerateDualPipe(32, 256, true), o.verify), VerifierMemoryBytes(s, o.verify));
+  setenv("PIPEPROOF_MEMORY_LIMIT", "268435456", 1);  // 256 MiB
+  auto world = MakeWorld(o.world);
+  EXPECT_EQ(RunSchedule(s, o, *world).outcome->status, RunStatus::kMatch);  // the control
+  o.verify.use_z3 = true;
+  o.verify.z3_search = true;
+  try {
+    RunSchedule(s, o, *world);
+    ADD_FAILURE() << "a Z3 search that may take 4 GiB was not refused under 256 MiB";
+  } catch (const InputError& e) {
+    EXPECT_NE(e.message().find("verifying this schedule"), std::string::npos) << e.message();
+  }
+  unsetenv("PIPEPROOF_MEMORY_LIMIT");
+}
+
 TEST(ScheduleRunTest, AComputeOnlyScheduleIsLoweredFirst) {
   std::string name = "1f1b";
   const Schedule s =
