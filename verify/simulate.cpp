@@ -148,9 +148,10 @@ class ExecutionGraph {
       happened_.push_back(v);
       const double finish = time_[v] + nodes_[v].duration;
       for (int32_t k = out_begin_[v]; k < out_begin_[v + 1]; ++k) {
-        const Edge& e = edges_[out_edges_[k]];
-        time_[e.to] = std::max(time_[e.to], finish + Delay(e));
-        if (--waiting[e.to] == 0) ready.push_back(e.to);
+        const int32_t to = static_cast<int32_t>(out_[k] & ~kAddsLatency);
+        const double delay = (out_[k] & kAddsLatency) ? costs_.latency : 0;
+        time_[to] = std::max(time_[to], finish + delay);
+        if (--waiting[to] == 0) ready.push_back(to);
       }
     }
     complete_ = std::all_of(done_.begin(), done_.end(), [](bool d) { return d; });
@@ -446,15 +447,17 @@ class ExecutionGraph {
     }
   }
 
+  // Each event's successors, as Run() reads them: the successor with its delay folded into one
+  // word, in place of an index into edges_ (one memory access less per edge, the hot loop's cost).
   void BuildAdjacency() {
     const int n = static_cast<int>(nodes_.size());
     out_begin_.assign(n + 1, 0);
     for (const Edge& e : edges_) ++out_begin_[e.from + 1];
     for (int v = 0; v < n; ++v) out_begin_[v + 1] += out_begin_[v];
-    out_edges_.resize(edges_.size());
+    out_.resize(edges_.size());
     std::vector<int32_t> fill(out_begin_.begin(), out_begin_.end() - 1);
-    for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
-      out_edges_[fill[edges_[k].from]++] = k;
+    for (const Edge& e : edges_) {
+      out_[fill[e.from]++] = static_cast<uint32_t>(e.to) | (Delay(e) != 0 ? kAddsLatency : 0);
     }
   }
 
@@ -515,7 +518,9 @@ class ExecutionGraph {
   std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
   std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
-  std::vector<int32_t> out_begin_, out_edges_;
+  static constexpr uint32_t kAddsLatency = uint32_t{1} << 31;  // node ids stay below it
+  std::vector<int32_t> out_begin_;
+  std::vector<uint32_t> out_;
   std::vector<double> time_;
   std::vector<bool> done_;
   std::vector<int32_t> happened_;  // the nodes in the order Run() let them happen
