@@ -705,6 +705,24 @@ TEST(Deadlock, ProofVerdictIsStructured) {
   EXPECT_TRUE(DeadlockJson(deadlock).contains("setup_deadlock"));
 }
 
+// Past Z3's time cap the proof is skipped, saying so, and the verdict stands on the simulation:
+// the check passes or fails as the simulation says, the exit status unchanged.
+TEST(Deadlock, PastACapTheProofIsSkippedAndTheSimulationDecides) {
+  if (!HaveZ3()) GTEST_SKIP() << "this build has no Z3";
+  const Schedule s = Generated("dualpipe", 32, 256);
+  const VerifyReport r = Verify(s, {.z3_search = true, .z3_timeout_s = 0.001});
+  EXPECT_TRUE(r.ok) << r.Text();
+  const ProofVerdict& proof = r.Find("deadlock")->proof.value();
+  EXPECT_EQ(proof.outcome, ProofVerdict::Outcome::kSkipped);
+  EXPECT_NE(proof.note.find("time cap, 0.001 s (--z3-timeout)"), std::string::npos) << proof.note;
+  EXPECT_NE(r.Find("deadlock")->message.find("proof skipped: Z3 reached its time cap"), std::string::npos)
+      << r.Find("deadlock")->message;
+  EXPECT_EQ(DeadlockJson(r)["proof"]["outcome"], "skipped");
+  EXPECT_NE(DeadlockJson(r)["proof"]["skipped_because"].get<std::string>().find("--z3-timeout"), std::string::npos);
+  // The certified proof needs no solver, so no cap reaches it.
+  EXPECT_EQ(Verify(s, {.z3_timeout_s = 0.001}).Find("deadlock")->proof->outcome, ProofVerdict::Outcome::kDeadlockFree);
+}
+
 // The negative control of the certificate: the simulated timing of a sound schedule passes; the
 // same timing corrupted (two events of one rank swapped, one event lost) is refused, naming the
 // rule it breaks. A certificate that passed any order would prove nothing.

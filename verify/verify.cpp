@@ -39,11 +39,14 @@ const Schedule& Completed(const Schedule& input, std::optional<Schedule>& storag
   shape.placement = input.placement;
   shape.params = input.params;
   shape.routes = input.routes;
+  shape.program.resize(input.program.size());  // rows without their actions: counted, not copied
   CompleteTopology(shape);
-  if (shape.placement == input.placement && shape.params == input.params && shape.routes == input.routes) {
+  if (shape.placement == input.placement && shape.params == input.params && shape.routes == input.routes &&
+      shape.program.size() == input.program.size()) {
     return input;
   }
   storage = input;
+  storage->program.resize(shape.program.size());
   storage->placement = std::move(shape.placement);
   storage->params = std::move(shape.params);
   storage->routes = std::move(shape.routes);
