@@ -11,10 +11,13 @@
 #include "reference/cpu_blas.h"
 #include "reference/cpu_gemm_oracle.h"
 #include "reference/stage_model.h"
+#include "reference/stage_step_test_util.h"
 #include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {
+
+using testing::StageStep;
 
 // Each operand its own phase: operands that were equal up to scale could hide a swapped operand.
 std::vector<double> Ramp(int n, double scale, double phase = 0.3) {
@@ -143,28 +146,7 @@ TEST(CpuDeviceTest, BlasGemmRefusesAStrideShorterThanItsRow) {
   EXPECT_NO_THROW(BlasGemm(true, false, 3, 4, 3, a.data(), 3, b.data(), 4, c.data(), 4));
 }
 
-// reference/cpu_blas.cpp's claims, checked. One stage's forward, loss, backward and weight
-// gradients over two microbatches (every product and every kernel the device has).
-std::vector<HostTensor> StageStep(Device& d, const ModelConfig& config) {
-  std::vector<HostTensor> out;
-  StageWeights weights = LoadWeights(d, config, 0);
-  StageWeights grads = ZeroGrads(d, config.shape);
-  for (int m = 0; m < 2; ++m) {
-    ForwardSaved saved;
-    Tensor y = StageForward(d, weights, LoadInput(d, config, m), saved);
-    Tensor label = LoadLabel(d, config, m), gy;
-    Tensor loss = LossAndGrad(d, y, label, gy);
-    out.push_back(d.Download(loss));
-    out.push_back(d.Download(y));
-    WeightGradStash stash;
-    Tensor gx = StageInputGrad(d, weights, std::move(saved), std::move(gy), true, stash);
-    out.push_back(d.Download(gx));
-    StageWeightGrad(d, std::move(stash), grads);
-  }
-  out.push_back(d.Download(grads.w1));
-  out.push_back(d.Download(grads.w2));
-  return out;
-}
+// reference/cpu_blas.cpp's claims, checked, on testing::StageStep.
 
 // As in a pipelined run: many threads, each with its own device, all computing at once, against
 // one thread alone. Two widths: one small enough for OpenBLAS's small-matrix kernels, one (the

@@ -13,10 +13,13 @@
 #include "reference/cpu_device.h"
 #include "reference/cuda_test_util.h"
 #include "reference/stage_model.h"
+#include "reference/stage_step_test_util.h"
 #include "schedule/errors.h"
 
 namespace pipeproof {
 namespace {
+
+using testing::StageStep;
 
 std::vector<double> Wave(int64_t n, double scale, double phase = 0.3) {
   std::vector<double> v(n);
@@ -96,27 +99,6 @@ TEST(CudaDeviceTest, EveryKernelAgreesWithTheCpuInF32) {
   EXPECT_EQ(results[0][9], results[1][9]);
 }
 
-// A stage's forward, loss, input gradient and weight gradient at the reference example's width.
-std::vector<HostTensor> StageStep(Device& d, const ModelConfig& config) {
-  std::vector<HostTensor> out;
-  StageWeights weights = LoadWeights(d, config, 0);
-  StageWeights grads = ZeroGrads(d, config.shape);
-  for (int m = 0; m < 2; ++m) {
-    ForwardSaved saved;
-    Tensor y = StageForward(d, weights, LoadInput(d, config, m), saved);
-    Tensor label = LoadLabel(d, config, m), gy;
-    Tensor loss = LossAndGrad(d, y, label, gy);
-    out.push_back(d.Download(loss));
-    out.push_back(d.Download(y));
-    WeightGradStash stash;
-    Tensor gx = StageInputGrad(d, weights, std::move(saved), std::move(gy), true, stash);
-    out.push_back(d.Download(gx));
-    StageWeightGrad(d, std::move(stash), grads);
-  }
-  out.push_back(d.Download(grads.w1));
-  out.push_back(d.Download(grads.w2));
-  return out;
-}
 
 TEST(CudaDeviceTest, SeparateDevicesComputeTheSameBits) {
   SKIP_WITHOUT_GPU();
