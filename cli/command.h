@@ -62,6 +62,8 @@ Schedule LoadSchedule(const ScheduleInput& input);
 // pass, when the file has no header and no topology was given, so that its placement and routes
 // were guessed. The file is read again; none for stdin.
 std::optional<std::string> KindThatFits(const ScheduleInput& input);
+// Where `report`'s structure check failed and a kind fits: says so on stderr (verify, run).
+void HintKindThatFits(const ScheduleInput& input, const VerifyReport& report);
 
 // The proof of the deadlock verdict (verify, run): --z3 certify|search|off (--no-z3: off),
 // --z3-timeout, --z3-memory.

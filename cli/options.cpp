@@ -59,6 +59,18 @@ Schedule LoadSchedule(const ScheduleInput& in) {
   return ReadScheduleFile(in.path, options);
 }
 
+void HintKindThatFits(const ScheduleInput& input, const VerifyReport& report) {
+  const CheckResult* structure = report.Find("structure");
+  if (!structure || structure->ok()) return;
+  if (const std::optional<std::string> kind = KindThatFits(input)) {
+    std::cerr << fmt::format(
+        "pipeproof: hint: the file has no header, so its placement and routes were guessed (each "
+        "stage where its actions are, every microbatch through every stage); read as --kind {} "
+        "its structure checks out\n",
+        *kind);
+  }
+}
+
 void ProofFlags::Add(CLI::App* app) {
   app->add_option("--z3", mode,
                   "the proof of the deadlock verdict: certify (the simulation's verdict: a complete "

@@ -283,6 +283,7 @@ int Run(const RunFlags& f) {
       if (leader) {
         std::cerr << run.report.Text();
         std::cerr << "pipeproof: error: the schedule fails verification; run refuses to execute it\n";
+        HintKindThatFits(f.input, run.report);
       }
       return kExitBadInput;
     }

@@ -40,6 +40,9 @@ TEST(VerifyCli, AHeaderlessFileThatAKindFitsGetsTheHint) {
   EXPECT_NE(r.err.find("hint: the file has no header"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("read as --kind dualpipe its structure checks out"), std::string::npos) << r.err;
   EXPECT_EQ(RunPipeproof("verify --no-z3 --kind dualpipe " + csv).status, 0);
+  r = RunPipeproof("run --no-z3 --hidden 8 --seq 4 " + csv);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("read as --kind dualpipe its structure checks out"), std::string::npos) << r.err;
   r = RunPipeproof("verify --no-z3 " + Temp("no-kind.csv", "0F0,0F0,0B0\n"));
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err.find("hint"), std::string::npos) << r.err;

@@ -69,15 +69,7 @@ int RunVerify(const VerifyFlags& f) {
   progress.Finish();
   if (!f.svg.empty()) WriteVerifiedSvg(f, schedule, report);
   std::cout << (f.json ? report.Json() : report.Text());
-  if (!report.Find("structure")->ok()) {
-    if (const std::optional<std::string> kind = KindThatFits(f.input)) {
-      std::cerr << fmt::format(
-          "pipeproof: hint: the file has no header, so its placement and routes were guessed (each "
-          "stage where its actions are, every microbatch through every stage); read as --kind {} "
-          "its structure checks out\n",
-          *kind);
-    }
-  }
+  HintKindThatFits(f.input, report);
   return report.ok ? kExitOk : kExitCheckFailed;
 }
 
