@@ -331,7 +331,8 @@ class Encoding {
         // unit after it directly (the shorter cycles).
         std::erase_if(blockers, [](const Blocker& b) { return b.rule != Rule::kWaitBlocks; });
         if (!has_wait) {
-          for (int recv : InputReceives(s_, routes_, receives_, r, i)) {
+          InputReceives(s_, routes_, receives_, r, i, inputs_);
+          for (int recv : inputs_) {
             Require(op_end_[r][recv], t, Rule::kInputRecv);
           }
         }
@@ -431,6 +432,7 @@ class Encoding {
   std::vector<Variable> vars_;
   std::vector<Constraint> constraints_;
   std::vector<std::vector<int32_t>> op_start_, op_end_;  // [rank][op] -> unit variables
+  std::vector<int32_t> inputs_;                          // EncodeRank: a compute's input receives
 };
 
 std::string Encoding::Explain(const Constraint& c, const Variable& next) const {

@@ -199,9 +199,9 @@ CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes
   return DependencyCheck(schedule, routes, messages, local_only).Run();
 }
 
-std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
-                                   const ReceiveIndex& receives, int rank, int index) {
-  std::vector<int32_t> out;
+void InputReceives(const Schedule& s, const RouteIndex& routes, const ReceiveIndex& receives,
+                   int rank, int index, std::vector<int32_t>& out) {
+  out.clear();
   const Action& a = s.program[rank][index];
   for (int k = 0; k < a.TaskCount(); ++k) {
     const Task consumer = a.TaskAt(k);
@@ -218,7 +218,6 @@ std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
 }
 
 }  // namespace pipeproof::verify_internal

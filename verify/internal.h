@@ -105,8 +105,9 @@ CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes
 // Without WAIT groups a compute at `index` waits for these RECVs: written before it, each the
 // RECV named for one of its remote inputs (what PyTorch's runtime waits for; under a FIFO mix-up
 // its partner may carry something else, which matching reports).
-std::vector<int32_t> InputReceives(const Schedule& s, const RouteIndex& routes,
-                                   const ReceiveIndex& receives, int rank, int index);
+// Into `out` (cleared first), so that a caller walking every compute reuses one buffer.
+void InputReceives(const Schedule& s, const RouteIndex& routes, const ReceiveIndex& receives, int rank,
+                   int index, std::vector<int32_t>& out);
 bool UsesWaitGroups(const std::vector<Action>& program);
 
 // Per rank and WAIT_SEND: the position of the SEND it waits for (the last one of that stage,

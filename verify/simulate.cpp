@@ -21,6 +21,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -300,7 +301,8 @@ class ExecutionGraph {
         if (grouped) {
           pending.push_back(i);
         } else {
-          NewUnit(r, i, {i}, /*posted=*/true, /*grouped=*/false);
+          const int32_t alone[] = {i};
+          NewUnit(r, i, alone, /*posted=*/true, /*grouped=*/false);
         }
       } else if (a.op == Op::kWait && !pending.empty()) {
         wait_unit_[r][i] = NewUnit(r, i, pending, /*posted=*/true, /*grouped=*/true);
@@ -334,9 +336,8 @@ class ExecutionGraph {
         for (const Gate& g : gates) AddEdge(g.node, v, g.reason, g.action);
         std::erase_if(gates, [](const Gate& g) { return g.reason != Reason::kHostAtWait; });
         if (!grouped) {
-          for (int32_t recv : InputReceives(s_, routes_, receives, r, i)) {
-            AddEdge(units_[unit_of_[r][recv]].end, v, Reason::kInputRecv);
-          }
+          InputReceives(s_, routes_, receives, r, i, inputs_);
+          for (int32_t recv : inputs_) AddEdge(units_[unit_of_[r][recv]].end, v, Reason::kInputRecv);
         }
         last_compute = v;
       } else if (IsComm(a.op)) {
@@ -412,7 +413,7 @@ class ExecutionGraph {
     return it->second;
   }
 
-  int NewUnit(int r, int action, const std::vector<int32_t>& ops, bool posted, bool grouped) {
+  int NewUnit(int r, int action, std::span<const int32_t> ops, bool posted, bool grouped) {
     const int u = static_cast<int>(units_.size());
     Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, -1, posted, grouped};
     for (int32_t op : ops) {
@@ -518,6 +519,7 @@ class ExecutionGraph {
   std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
   std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
+  std::vector<int32_t> inputs_;    // ConstrainRank: a compute's input receives
   static constexpr uint32_t kAddsLatency = uint32_t{1} << 31;  // node ids stay below it
   std::vector<int32_t> out_begin_;
   std::vector<uint32_t> out_;
