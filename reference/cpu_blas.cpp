@@ -36,27 +36,66 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <stdexcept>
 #include <type_traits>
 
-namespace pipeproof {
+#include "reference/shared_library.h"
 
-void PinBlasThreads() {
-  static const bool pinned = [] {
-    openblas_set_num_threads(1);
-    return true;
+namespace pipeproof {
+namespace {
+
+// OpenBLAS, opened at the first product rather than linked: loaded with the program, its pthread
+// build starts a thread per core that spins for a while, a core's worth of CPU on every command
+// (verify, generate, ...) whether it computes or not. The functions come from the same header
+// that declares them, so every call through them is checked by the compiler.
+struct OpenBlas {
+  decltype(&cblas_dgemm) dgemm = nullptr;
+  decltype(&cblas_sgemm) sgemm = nullptr;
+  decltype(&openblas_set_num_threads) set_num_threads = nullptr;
+  decltype(&openblas_get_num_threads) get_num_threads = nullptr;
+  decltype(&openblas_get_parallel) get_parallel = nullptr;
+  decltype(&openblas_get_config) get_config = nullptr;
+  decltype(&openblas_get_corename) get_corename = nullptr;
+};
+
+const OpenBlas& Blas() {
+  static const OpenBlas blas = [] {
+    const std::filesystem::path built = PIPEPROOF_OPENBLAS_LIBRARY;  // where the build found it
+    void* library = OpenSharedLibrary(built.filename().string(), built.parent_path().string());
+    if (!library) library = OpenSharedLibrary("libopenblas.so.0", built.parent_path().string());
+    if (!library) {
+      const char* why = dlerror();
+      throw std::runtime_error(fmt::format("the CPU device cannot load OpenBLAS ({}): {}", built.string(),
+                                           why ? why : "not found"));
+    }
+    OpenBlas b;
+    const bool bound = BindSymbol(library, b.dgemm, "cblas_dgemm") && BindSymbol(library, b.sgemm, "cblas_sgemm") &&
+                       BindSymbol(library, b.set_num_threads, "openblas_set_num_threads") &&
+                       BindSymbol(library, b.get_num_threads, "openblas_get_num_threads") &&
+                       BindSymbol(library, b.get_parallel, "openblas_get_parallel") &&
+                       BindSymbol(library, b.get_config, "openblas_get_config") &&
+                       BindSymbol(library, b.get_corename, "openblas_get_corename");
+    if (!bound) throw std::runtime_error(fmt::format("{} is not an OpenBLAS with CBLAS", built.string()));
+    b.set_num_threads(1);  // one thread per call: see above
+    return b;
   }();
-  (void)pinned;
+  return blas;
 }
 
-int BlasThreadsPerCall() { return openblas_get_num_threads(); }
+}  // namespace
+
+void PinBlasThreads() { (void)Blas(); }
+
+int BlasThreadsPerCall() { return Blas().get_num_threads(); }
 
 std::string BlasDescription() {
-  const int parallel = openblas_get_parallel();
+  const OpenBlas& blas = Blas();
+  const int parallel = blas.get_parallel();
   const char* build = parallel == 0 ? "serial" : parallel == 1 ? "pthreads" : "OpenMP";
   const int threads = BlasThreadsPerCall();
-  return fmt::format("{}, {} build, kernels for {}, {} thread{} per call", openblas_get_config(), build,
-                     openblas_get_corename(), threads, threads == 1 ? "" : "s");
+  return fmt::format("{}, {} build, kernels for {}, {} thread{} per call", blas.get_config(), build,
+                     blas.get_corename(), threads, threads == 1 ? "" : "s");
 }
 
 template <class T>
@@ -69,14 +108,14 @@ void BlasGemm(bool trans_a, bool trans_b, int m, int n, int k, const T* a, int l
     throw std::logic_error(fmt::format("BlasGemm: m {} n {} k {} with strides {} {} {}", m, n, k,
                                        lda, ldb, ldc));
   }
-  PinBlasThreads();
+  const OpenBlas& blas = Blas();
   const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
   const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, double>) {
-    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+    blas.dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
   } else {
     static_assert(std::is_same_v<T, float>);
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    blas.sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
   }
 }
 

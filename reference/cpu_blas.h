@@ -25,8 +25,9 @@ extern template void BlasGemm<float>(bool, bool, int, int, int, const float*, in
 // "OpenBLAS 0.3.21 ... Cooperlake ..., pthreads build, kernels for Cooperlake, 1 thread per
 // call": which library, build and kernels this process computes with.
 std::string BlasDescription();
-// Threads OpenBLAS may use for one call; 1 once BlasGemm has run (or PinBlasThreads()).
+// Threads OpenBLAS may use for one call: 1, as it is pinned when it is opened.
 int BlasThreadsPerCall();
+// Opens OpenBLAS now, pinned to one thread per call (else the first product does).
 void PinBlasThreads();
 
 }  // namespace pipeproof
