@@ -18,11 +18,6 @@ bool IsDataParallel(Op op) { return op >= Op::kUnshard && op <= Op::kWaitReduceG
 Op SentBy(Op wait_send) { return wait_send == Op::kWaitSendF ? Op::kSendF : Op::kSendB; }
 Op WaitSendFor(Op send) { return send == Op::kSendF ? Op::kWaitSendF : Op::kWaitSendB; }
 
-Task Action::TaskAt(int i) const {
-  if (op == Op::kOverlapFB) return i == 0 ? Task{Op::kForward, stage, microbatch} : back;
-  return Task{op, stage, microbatch};
-}
-
 bool operator==(const Action& a, const Action& b) {
   if (a.op != b.op) return false;
   if (a.op == Op::kWait) return true;

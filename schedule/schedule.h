@@ -78,7 +78,10 @@ struct Action {
   // The single tasks this action consists of: none for WAIT, two for OVERLAP_F_B, else itself
   // (a WAIT_SEND or a data-parallel action is a task that names its stage, not a compute).
   int TaskCount() const { return op == Op::kWait ? 0 : op == Op::kOverlapFB ? 2 : 1; }
-  Task TaskAt(int i) const;
+  Task TaskAt(int i) const {  // inline: every check calls it for every action
+    if (op == Op::kOverlapFB) return i == 0 ? Task{Op::kForward, stage, microbatch} : back;
+    return Task{op, stage, microbatch};
+  }
 
   friend bool operator==(const Action& a, const Action& b);
 };
