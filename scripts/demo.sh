@@ -13,7 +13,7 @@ echo
 echo "== show"
 $pp show "$out/dualpipe-8x20.pps"
 echo
-echo "== verify: structure, dependencies, FIFO matching, deadlock (event simulation + Z3 proof),"
+echo "== verify: structure, dependencies, FIFO matching, deadlock (event simulation + certified proof),"
 echo "   activation memory and timing"
 $pp verify "$out/dualpipe-8x20.pps"
 echo
