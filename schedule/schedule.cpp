@@ -136,6 +136,7 @@ Action ParseSingle(std::string_view text, size_t base, const ActionSyntax& synta
   std::string_view rest = text.substr(pos);
   const OpSpelling* spelling = nullptr;
   for (const OpSpelling& s : kSpellings) {
+    if (!rest.empty() && rest.front() != s.name.front()) continue;  // most actions: one compare
     if (rest.starts_with(s.name)) {
       spelling = &s;
       break;
