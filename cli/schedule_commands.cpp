@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <iostream>
 
 #include "cli/command.h"
@@ -20,19 +19,14 @@ std::vector<std::string> FormatNames() { return {"pps", "csv", "csv-compute", "j
 // take an extension at its word, so a file whose extension names another format would not read
 // back: refused.
 Format OutputFormat(const std::string& asked, const char* flag, const std::string& output) {
-  const std::string ext = std::filesystem::path(output).extension().string();
-  const std::optional<Format> by_name = ext == ".pps"    ? std::optional(Format::kPps)
-                                        : ext == ".csv"  ? std::optional(Format::kCsv)
-                                        : ext == ".json" ? std::optional(Format::kJson)
-                                                         : std::nullopt;
+  const std::optional<Format> by_name = FormatOfExtension(output);
   if (asked.empty()) return by_name.value_or(Format::kPps);
   const Format format = *FormatFromName(asked);
   const Format file_kind = format == Format::kCsvCompute ? Format::kCsv : format;
   if (by_name && *by_name != file_kind) {
     throw InputError(fmt::format("{} {} into {}: the readers would take it as {} by its extension; "
                                  "name the file .{} or leave out {}",
-                                 flag, asked, Quote(output), ext.substr(1),
-                                 file_kind == Format::kCsv ? "csv" : FormatName(file_kind), flag));
+                                 flag, asked, Quote(output), FormatName(*by_name), FormatName(file_kind), flag));
   }
   return format;
 }

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 
 #include "schedule/read_file.h"
@@ -45,11 +44,16 @@ std::string_view FormatName(Format format) {
   return "?";
 }
 
-Format DetectFormat(std::string_view name, std::string_view text) {
-  std::string_view ext = Extension(name);
-  if (ext == "pps") return Format::kPps;  // any other name (.txt, none) is read by its content
+std::optional<Format> FormatOfExtension(std::string_view name) {
+  const std::string_view ext = Extension(name);
+  if (ext == "pps") return Format::kPps;
   if (ext == "csv") return Format::kCsv;
   if (ext == "json") return Format::kJson;
+  return std::nullopt;  // any other name (.txt, none) is read by its content
+}
+
+Format DetectFormat(std::string_view name, std::string_view text) {
+  if (std::optional<Format> by_name = FormatOfExtension(name)) return *by_name;
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && (text[first] == '{' || text[first] == '[')) {
     return Format::kJson;
@@ -61,9 +65,7 @@ Format DetectFormat(std::string_view name, std::string_view text) {
     if (start == std::string::npos || line[start] == '#') continue;
     std::string_view word = std::string_view(line).substr(start);
     word = word.substr(0, word.find_first_of(" \t:"));
-    static const std::set<std::string_view> kKeys = {"kind", "ranks", "stages", "microbatches",
-                                                      "placement", "params", "route", "rank"};
-    return kKeys.count(word) ? Format::kPps : Format::kCsv;
+    return IsPpsLineKey(word) ? Format::kPps : Format::kCsv;
   }
   return Format::kPps;
 }

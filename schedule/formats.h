@@ -43,6 +43,8 @@ struct ReadOptions {
 Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options = {});
 Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadOptions& options);
 Format DetectFormat(std::string_view name, std::string_view text);
+// What a file's name says it holds (.pps, .csv, .json); nullopt for any other name.
+std::optional<Format> FormatOfExtension(std::string_view name);
 
 std::string WriteSchedule(const Schedule& schedule, Format format);
 
@@ -50,6 +52,9 @@ std::string WriteSchedule(const Schedule& schedule, Format format);
 Schedule ParsePps(std::string_view text, std::string_view name,
                   const TopologyOptions& topology = {});
 std::string WritePps(const Schedule& schedule);
+// The words that start a .pps line (header keys and "rank"): how a file of no known extension is
+// told from a CSV.
+bool IsPpsLineKey(std::string_view word);
 Schedule ParseCsv(std::string_view text, std::string_view name,
                   const TopologyOptions& topology = {});
 std::string WriteCsv(const Schedule& schedule, bool compute_only);

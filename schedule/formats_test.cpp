@@ -231,6 +231,9 @@ TEST(DetectFormatTest, ByExtensionThenByContent) {
   EXPECT_EQ(DetectFormat("a.txt", "0F0,0B0\n"), Format::kCsv);
   EXPECT_EQ(DetectFormat("a.txt", "rank 0: 0F0\n"), Format::kPps);
   EXPECT_EQ(DetectFormat("a.txt", "{\"ranks\": 1}"), Format::kJson);
+  // Every header key says pps, the forward-only pass's too.
+  EXPECT_EQ(DetectFormat("a.txt", "pass forward\nranks 2\n"), Format::kPps);
+  EXPECT_EQ(DetectFormat("a.txt", "kind 1f1b\n"), Format::kPps);
 }
 
 // A byte order mark is read past in every format, as editors on Windows write one.

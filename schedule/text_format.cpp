@@ -58,6 +58,12 @@ struct Header {
 
 }  // namespace
 
+bool IsPpsLineKey(std::string_view word) {
+  static constexpr std::string_view kKeys[] = {"kind",      "pass",   "ranks", "stages", "microbatches",
+                                               "placement", "params", "route", "rank"};
+  return std::find(std::begin(kKeys), std::end(kKeys), word) != std::end(kKeys);
+}
+
 Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOptions& topo) {
   Header h;
   Schedule& s = h.schedule;

@@ -215,7 +215,6 @@ class Encoding {
 #else
     (void)which;
     (void)caps;
-    out.reason = "this build has no Z3";
 #endif
     return out;
   }
@@ -584,7 +583,7 @@ Proof ProveDeadlockVerdict(const Schedule& schedule, const RouteIndex& routes, c
     proof.seconds = SecondsSince(begin);
     return proof;
   }
-  if (!request.search && !sim.cycle.empty()) {
+  if (!request.search && !sim.cycle.empty() && HaveZ3()) {
     const Solved cycle = search(encoding.ConstraintsOfCycle(sim.cycle));
     if (cycle.outcome == Solved::Outcome::kUnsat) {
       proof.method = "cycle";
@@ -593,8 +592,12 @@ Proof ProveDeadlockVerdict(const Schedule& schedule, const RouteIndex& routes, c
       proof.seconds = SecondsSince(begin);
       return proof;
     }
-    if (cycle.outcome == Solved::Outcome::kUnknown && !HaveZ3()) return skipped(cycle.reason);
     // The cycle's own constraints do not contradict each other: decide on all of them.
+  }
+  if (!HaveZ3()) {
+    proof.outcome = Proof::Outcome::kNoZ3;
+    proof.seconds = SecondsSince(begin);
+    return proof;
   }
   proof.method = "search";
   const Solved all = search({});

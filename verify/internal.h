@@ -146,15 +146,16 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
 // with the simulation).
 struct ProofRequest {
   bool search = false;
-  double timeout_s = 60;   // Z3's caps; past them the proof is skipped, saying why
-  int64_t memory_mb = 4096;
+  double timeout_s = VerifyOptions{}.z3_timeout_s;  // Z3's caps; past them the proof is skipped
+  int64_t memory_mb = VerifyOptions{}.z3_memory_mb;
   ProgressCallback progress;
 };
 struct Proof {
   enum class Outcome {
     kDeadlockFree,
     kDeadlock,
-    kSkipped,  // a cap was reached, or no Z3 where one was needed: `note` says which
+    kSkipped,  // a cap of Z3's was reached: `note` says which
+    kNoZ3,     // the proof needs Z3 (a deadlock, or --z3 search) and this build has none
     kRefused,  // the simulated timing breaks a constraint (`note`): the simulation is wrong
   };
   Outcome outcome = Outcome::kSkipped;

@@ -164,8 +164,6 @@ class ExecutionGraph {
   // them happen, which follows every edge. Only for a complete execution.
   EventOrder Order() const {
     const int n = static_cast<int>(nodes_.size());
-    std::vector<int32_t> nth(n);  // node -> when Run() let it happen
-    for (int k = 0; k < n; ++k) nth[happened_[k]] = k;
     std::vector<int32_t> by = happened_;
     std::stable_sort(by.begin(), by.end(), [&](int32_t a, int32_t b) { return time_[a] < time_[b]; });
     std::vector<int32_t> position(n);

@@ -168,40 +168,41 @@ std::vector<std::string> LayoutLines(StreamLayout chosen, bool complete,
   return lines;
 }
 
-// The proof's line in the report, and its structured verdict.
-std::string DescribeProof(const std::optional<Proof>& z3, ProofVerdict& verdict) {
-  if (!z3) return "proof skipped (--no-z3)";
-  verdict.method = z3->method;
-  verdict.note = z3->note;
-  verdict.seconds = z3->seconds;
-  verdict.variables = z3->variables;
-  verdict.constraints = z3->constraints;
-  verdict.proved_constraints = z3->proved_constraints;
-  switch (z3->outcome) {
+// The proof's structured verdict, and its line in the report (unused for a refused certificate,
+// which fails the check on its own).
+std::string DescribeProof(const std::optional<Proof>& proof, ProofVerdict& verdict) {
+  if (!proof) return "proof skipped (--no-z3)";
+  verdict.method = proof->method;
+  verdict.note = proof->note;
+  verdict.seconds = proof->seconds;
+  verdict.variables = proof->variables;
+  verdict.constraints = proof->constraints;
+  verdict.proved_constraints = proof->proved_constraints;
+  switch (proof->outcome) {
     case Proof::Outcome::kDeadlockFree:
     case Proof::Outcome::kDeadlock:
-      verdict.outcome = z3->outcome == Proof::Outcome::kDeadlock ? ProofVerdict::Outcome::kDeadlock
-                                                                 : ProofVerdict::Outcome::kDeadlockFree;
-      if (z3->method == "certificate") {
+      verdict.outcome = proof->outcome == Proof::Outcome::kDeadlock ? ProofVerdict::Outcome::kDeadlock
+                                                                    : ProofVerdict::Outcome::kDeadlockFree;
+      if (proof->method == "certificate") {
         return fmt::format("certified: the simulated timing satisfies all {} timing constraints of the "
                            "independent encoding ({} variables, {:.2f} s)",
-                           z3->constraints, z3->variables, z3->seconds);
+                           proof->constraints, proof->variables, proof->seconds);
       }
-      if (z3->method == "cycle") {
+      if (proof->method == "cycle") {
         return fmt::format("Z3 proves it: the {} timing constraints of the cycle are unsatisfiable ({} "
                            "constraints in all, {:.2f} s)",
-                           z3->proved_constraints, z3->constraints, z3->seconds);
+                           proof->proved_constraints, proof->constraints, proof->seconds);
       }
       return fmt::format("Z3 proves it: the timing constraints are {} ({} variables, {} constraints, {:.2f} s)",
-                         z3->outcome == Proof::Outcome::kDeadlock ? "unsatisfiable" : "satisfiable",
-                         z3->variables, z3->constraints, z3->seconds);
+                         proof->outcome == Proof::Outcome::kDeadlock ? "unsatisfiable" : "satisfiable",
+                         proof->variables, proof->constraints, proof->seconds);
+    case Proof::Outcome::kNoZ3:
+      verdict.outcome = ProofVerdict::Outcome::kNoZ3;
+      return "proof skipped: this build has no Z3; the verdict stands on the event simulation";
     case Proof::Outcome::kSkipped:
-      verdict.outcome = z3->note == "this build has no Z3" ? ProofVerdict::Outcome::kNoZ3
-                                                           : ProofVerdict::Outcome::kSkipped;
-      return fmt::format("proof skipped: {}; the verdict stands on the event simulation", z3->note);
     case Proof::Outcome::kRefused:
       verdict.outcome = ProofVerdict::Outcome::kSkipped;
-      return "the certificate was refused";
+      return fmt::format("proof skipped: {}; the verdict stands on the event simulation", proof->note);
   }
   return "";
 }
@@ -213,23 +214,23 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   check.name = "deadlock";
   const std::string semantics = DescribeSemantics(options.model, options.streams);
   const bool complete = sim.timeline.complete;
-  std::optional<Proof> z3;  // the proof, Z3's or the certificate's
+  std::optional<Proof> proved;  // the certificate's or Z3's
   if (options.use_z3) {
-    z3 = ProveDeadlockVerdict(s, routes, messages, options.model, options.streams, sim,
+    proved = ProveDeadlockVerdict(s, routes, messages, options.model, options.streams, sim,
                               {.search = options.z3_search,
                                .timeout_s = options.z3_timeout_s,
                                .memory_mb = options.z3_memory_mb,
                                .progress = options.progress});
   }
   ProofVerdict& verdict = check.proof.emplace();
-  const std::string proof = DescribeProof(z3, verdict);
-  if (z3 && z3->outcome == Proof::Outcome::kRefused) {
+  const std::string proof = DescribeProof(proved, verdict);
+  if (proved && proved->outcome == Proof::Outcome::kRefused) {
     verdict.agrees_with_simulation = false;
     check.status = CheckStatus::kFail;
     check.message = fmt::format(
         "pipeproof bug: the event simulation says deadlock-free, but its timing is no certificate: {}; "
         "please report this schedule",
-        z3->note);
+        proved->note);
     return check;
   }
   const bool proven = verdict.proven();
@@ -240,7 +241,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.message = fmt::format(
         "pipeproof bug: the event simulation says {}, Z3 says {}; please report this schedule",
         complete ? "deadlock-free" : "deadlock", proven_free ? "deadlock-free" : "deadlock");
-    check.details = CycleLines(complete ? z3->cycle : sim.cycle);
+    check.details = CycleLines(complete ? proved->cycle : sim.cycle);
     return check;
   }
   const bool nccl = options.model == CommModel::kNccl;
@@ -288,9 +289,9 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.details.push_back(MessageSizeCaveat(eager_runs, sim.setup_deadlock));
   }
   check.details.push_back(proof);
-  if (z3 && !z3->cycle.empty() && z3->method == "search" && !SameActions(z3->cycle, cycle)) {
+  if (proved && !proved->cycle.empty() && proved->method == "search" && !SameActions(proved->cycle, cycle)) {
     check.details.push_back("the cycle Z3's unsat core holds:");
-    for (const std::string& line : CycleLines(z3->cycle)) check.details.push_back("  " + line);
+    for (const std::string& line : CycleLines(proved->cycle)) check.details.push_back("  " + line);
   }
   check.details.push_back("around the stuck point:");
   for (const std::string& line : sim.stuck_grid) check.details.push_back("  " + line);
