@@ -8,7 +8,6 @@
 // downloaded), timed as a user's `pipeproof run` times it, best of --repeats. The BLAS rate is
 // the step's GEMM FLOPs over the time cblas_?gemm alone takes for each distinct shape the step
 // uses, as many times as the step uses it, best of --repeats, on freshly made operands.
-#include <cblas.h>
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -104,7 +103,8 @@ class MeteredDevice final : public Device {
   std::unique_ptr<Device> inner_;
 };
 
-// Seconds for `calls` GEMMs of one shape, straight through CBLAS, best of `repeats`.
+// Seconds for `calls` GEMMs of one shape, straight through the device's own BlasGemm (the same
+// library, pinned the same way), best of `repeats`.
 template <class T>
 double BlasSeconds(const GemmShape& s, int64_t calls, int repeats) {
   const int a_rows = s.trans_a ? s.k : s.m, a_cols = s.trans_a ? s.m : s.k;
@@ -112,26 +112,19 @@ double BlasSeconds(const GemmShape& s, int64_t calls, int repeats) {
   std::vector<T> a(size_t(a_rows) * a_cols), b(size_t(b_rows) * b_cols), c(size_t(s.m) * s.n);
   for (size_t i = 0; i < a.size(); ++i) a[i] = T(0.001) * T(i % 1000);
   for (size_t i = 0; i < b.size(); ++i) b[i] = T(0.002) * T(i % 500);
-  const auto ta = s.trans_a ? CblasTrans : CblasNoTrans, tb = s.trans_b ? CblasTrans : CblasNoTrans;
   double best = 1e300;
   for (int r = 0; r < repeats; ++r) {
     const auto start = Clock::now();
     for (int64_t i = 0; i < calls; ++i) {
-      if constexpr (sizeof(T) == 8) {
-        cblas_dgemm(CblasRowMajor, ta, tb, s.m, s.n, s.k, 1.0, a.data(), a_cols, b.data(), b_cols, 0.0,
-                    c.data(), s.n);
-      } else {
-        cblas_sgemm(CblasRowMajor, ta, tb, s.m, s.n, s.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f,
-                    c.data(), s.n);
-      }
+      BlasGemm<T>(s.trans_a, s.trans_b, s.m, s.n, s.k, a.data(), a_cols, b.data(), b_cols, c.data(), s.n);
     }
     best = std::min(best, Seconds(start));
   }
   return best;
 }
 
-// Returns the ratio step / BLAS.
-double Measure(DType dtype, const Schedule& schedule, ModelConfig config, int repeats) {
+// Prints the step's rate, the BLAS's own on the same GEMMs, and their ratio.
+void Measure(DType dtype, const Schedule& schedule, ModelConfig config, int repeats) {
   config.dtype = dtype;
   const AccumulationOrder order = AccumulationOrderOf(schedule, AccumulationMode::kSchedule);
   double best = 1e300;
@@ -177,7 +170,6 @@ double Measure(DType dtype, const Schedule& schedule, ModelConfig config, int re
              blas_rate, blas_seconds, fmt::join(per_shape, ", "));
   const double ratio = step_rate / blas_rate;
   fmt::print("     ratio step / BLAS: {:.2f} ({} the goal of 0.5)\n", ratio, ratio >= 0.5 ? "meets" : "MISSES");
-  return ratio;
 }
 
 }  // namespace

@@ -13,7 +13,7 @@ namespace {
 const std::string kLauncher =
     std::string(" --launcher '") + PIPEPROOF_MPIEXEC + " --allow-run-as-root --oversubscribe -np {ranks}'";
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using testing::Has;
 
 TEST(FuzzMpiTest, CasesRunUnderMpirunAndPass) {
   const std::string summary = testing::ScratchPath("mpi-summary.json");

@@ -28,9 +28,7 @@ using testing::CommandOutput;
 using testing::RunCommand;
 using testing::ScratchPath;
 
-bool Has(const std::string& text, const std::string& what) {
-  return text.find(what) != std::string::npos;
-}
+using testing::Has;
 
 // Ranks come from the communicator, not from a launcher's variables the test may run under.
 const std::string kCleanEnv =

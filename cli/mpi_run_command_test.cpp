@@ -22,7 +22,7 @@ CommandOutput Mpirun(int processes, const std::string& args) {
                              std::to_string(processes) + " " + PIPEPROOF_BINARY + " run --transport mpi " + args);
 }
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using testing::Has;
 
 TEST(MpiRunTest, SchedulesMatchBitForBitUnderFaults) {
   struct Case {

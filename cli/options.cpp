@@ -51,13 +51,17 @@ void AddScheduleInputOptions(CLI::App* app, ScheduleInput& in, FileArgument file
                 "read PyTorch's legacy spellings: BW = full backward, a B with a later W = I");
 }
 
-Schedule LoadSchedule(const ScheduleInput& in) {
+namespace {
+ReadOptions ReadOptionsOf(const ScheduleInput& in) {
   ReadOptions options;
   if (!in.from.empty()) options.format = FormatFromName(in.from);
   options.topology = in.topology;
   if (!in.placement.empty()) options.topology.placement = in.placement;
-  return ReadScheduleFile(in.path, options);
+  return options;
 }
+}  // namespace
+
+Schedule LoadSchedule(const ScheduleInput& in) { return ReadScheduleFile(in.path, ReadOptionsOf(in)); }
 
 void HintKindThatFits(const ScheduleInput& input, const VerifyReport& report) {
   const CheckResult* structure = report.Find("structure");
@@ -103,14 +107,19 @@ std::optional<std::string> KindThatFits(const ScheduleInput& in) {
       !in.placement.empty()) {
     return std::nullopt;
   }
-  VerifyOptions structure_only;
-  structure_only.use_z3 = false;
+  std::string text;
+  try {
+    text = ReadScheduleText(in.path);
+  } catch (const InputError&) {
+    return std::nullopt;
+  }
+  VerifyOptions no_proof;  // the later checks run only where the structure holds: once at most
+  no_proof.use_z3 = false;
+  ReadOptions options = ReadOptionsOf(in);
   for (const std::string& kind : GeneratorKinds()) {
-    ScheduleInput with_kind = in;
-    with_kind.topology.kind = kind;
+    options.topology.kind = kind;
     try {
-      const Schedule s = LoadSchedule(with_kind);
-      if (Verify(s, structure_only).Find("structure")->ok()) return kind;
+      if (Verify(ParseSchedule(text, in.path, options), no_proof).Find("structure")->ok()) return kind;
     } catch (const InputError&) {
     }
   }

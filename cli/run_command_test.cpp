@@ -18,7 +18,7 @@ const std::string kTestdata = PIPEPROOF_TESTDATA_DIR;
 
 std::string Temp(const std::string& name) { return testing::ScratchPath(name); }
 
-bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using testing::Has;
 
 TEST(RunCommandTest, MatchesUnderFaultsAndWritesAReport) {
   const std::string report = Temp("report.json");

@@ -232,9 +232,8 @@ class MpiWatchdog {
 
   bool LowerRankAnswered() const { return !answers_.empty() && answers_.begin()->first < rank_; }
 
-  void PostponeRounds() {
-    next_check_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(options_.timeout_s));
+  void LookAgainIn(double seconds) {
+    next_check_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   }
 
   bool Stalled(Clock::time_point now) const {
@@ -256,7 +255,7 @@ class MpiWatchdog {
       Answer(status.MPI_SOURCE, round);
       if (in_round_ && status.MPI_SOURCE < rank_) {
         in_round_ = false;
-        PostponeRounds();
+        LookAgainIn(options_.timeout_s);
       }
     }
     while (true) {
@@ -341,12 +340,13 @@ class MpiWatchdog {
     if (failure_round_) {
       e.end = Execution::End::kFailed;
       e.headline = failure_headline_;
-    } else if (!busy && youngest >= options_.timeout_s && LowerRankAnswered()) {
-      // One report per job: the lowest rank that answers reports the hang. It is stalled too (no
-      // rank moves), so its own round comes; ours would race it to print before MPI_Abort lands.
-      PostponeRounds();
-      return;
     } else if (!busy && youngest >= options_.timeout_s) {
+      if (LowerRankAnswered()) {
+        // One report per job: the lowest rank that answers reports the hang. It is stalled too
+        // (no rank moves), so its own round comes; ours would race it to print before MPI_Abort.
+        LookAgainIn(options_.timeout_s);
+        return;
+      }
       e.end = Execution::End::kHang;
       std::map<std::string, int> census;
       for (const RankSnapshot& s : e.snapshots) {
@@ -358,8 +358,7 @@ class MpiWatchdog {
                                youngest, options_.timeout_s, fmt::join(parts, ", "), rank_);
     } else {
       // Someone is still moving: look again once the youngest could have been stuck long enough.
-      const double wait = std::max(busy ? options_.timeout_s / 4 : options_.timeout_s - youngest, 0.01);
-      next_check_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait));
+      LookAgainIn(std::max(busy ? options_.timeout_s / 4 : options_.timeout_s - youngest, 0.01));
       return;
     }
     try {

@@ -82,7 +82,7 @@ Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadO
   throw InputError("unknown format");
 }
 
-Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options) {
+std::string ReadScheduleText(const std::string& path) {
   std::string text;
   if (path == "-") {  // a pipe has no size to check first: read it in chunks, up to the limit
     char chunk[1 << 16];
@@ -97,7 +97,11 @@ Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options) {
   } else {
     text = ReadFileBounded(path, kMaxFileBytes, "schedule");
   }
-  return ParseSchedule(text, path == "-" ? "<stdin>" : path, options);
+  return text;
+}
+
+Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options) {
+  return ParseSchedule(ReadScheduleText(path), path == "-" ? "<stdin>" : path, options);
 }
 
 std::string WriteSchedule(const Schedule& schedule, Format format) {

@@ -39,6 +39,8 @@ struct ReadOptions {
   TopologyOptions topology;  // for files without a header
 };
 
+// A schedule file's text ("-": stdin), within the readers' size limit; InputError otherwise.
+std::string ReadScheduleText(const std::string& path);
 // Reads a schedule file. `name` is used in error locations (the path, or "<stdin>").
 Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options = {});
 Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadOptions& options);

@@ -597,8 +597,8 @@ TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
     const verify_internal::Messages messages = verify_internal::MatchMessages(s, routes);
     bool nccl_runs = false;
     for (CommModel model : {CommModel::kNccl, CommModel::kEager}) {
-      const bool simulated =
-          verify_internal::RunSimulation(s, routes, messages, model, Costs{}).timeline.complete;
+      const verify_internal::SimulationResult sim = verify_internal::RunSimulation(s, routes, messages, model, Costs{});
+      const bool simulated = sim.timeline.complete;
       const bool truth_runs = truth::Run(s, model).runs_to_end;
       ASSERT_EQ(simulated, truth_runs) << CommModelName(model) << "\n" << WritePps(s);
       if (model == CommModel::kNccl) nccl_runs = simulated;
@@ -608,8 +608,7 @@ TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
       deadlocks += !simulated;
       if (HaveZ3()) {
         const verify_internal::Proof z3 = verify_internal::ProveDeadlockVerdict(
-            s, routes, messages, model, StreamLayout::kRank,
-            verify_internal::RunSimulation(s, routes, messages, model, Costs{}), {.search = true});
+            s, routes, messages, model, StreamLayout::kRank, sim, {.search = true});
         ASSERT_EQ(z3.outcome == verify_internal::Proof::Outcome::kDeadlockFree, simulated)
             << CommModelName(model) << "\n" << WritePps(s);
         if (!simulated) {

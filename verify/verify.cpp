@@ -259,9 +259,10 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   report.setup_deadlock = sim.setup_deadlock;
   // Buffered sends would let it run: true for a cycle of rendezvous waits, not for a set-up (no
   // data moves before it, so no buffering helps), though the eager model has no set-up either.
-  const bool eager_runs = nccl && !sim.setup_deadlock &&
-                          RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
+  // (Asked only where no op lacks its partner: the advice is then about the missing op.)
   const std::string left_over = FirstLeftOver(s, messages, sim.cycle);
+  const bool eager_runs = nccl && left_over.empty() && !sim.setup_deadlock &&
+                          RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
   const std::vector<CycleStep>& cycle = report.cycle;
   const std::string stuck =
       cycle.size() == 1
