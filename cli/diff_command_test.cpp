@@ -72,7 +72,10 @@ TEST(TensorDiffTest, DiffFindsOneFlippedBitInALargeDump) {
 
 TEST(TensorDiffTest, CommandRefusesBadInput) {
   EXPECT_EQ(testing::RunPipeproof("diff /nonexistent/a /nonexistent/b").status, 2);
-  EXPECT_EQ(testing::RunPipeproof("diff a b --exact --rtol 1").status, 2);
+  // Refused for the flags, before any file is looked at.
+  const testing::CommandOutput both = testing::RunPipeproof("diff a b --exact --rtol 1");
+  EXPECT_EQ(both.status, 2);
+  EXPECT_NE(both.err.find("--exact and --rtol/--atol exclude each other"), std::string::npos) << both.err;
 }
 
 }  // namespace

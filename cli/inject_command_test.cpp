@@ -2,6 +2,7 @@
 // (usercode/nccl_standin/pipeline_program.cpp) over the stand-in NCCL, with the interposer preloaded
 // in front of it. Forwarding, delay placement, shuffles, trace contents, the signal path, and the
 // analyzer on planted bugs.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -265,21 +266,21 @@ TEST(NcclInjectTest, ShufflesFollowThePlanAndKeepEachChannelInOrder) {
 }
 
 TEST(NcclInjectTest, SignalsStillWriteEveryTrace) {
-  {
-    SCOPED_TRACE("SIGABRT");
-    const InjectedRun r = Inject("abort", "", std::string(kDualPipe) + " --abort-at 1:5");
-    EXPECT_EQ(r.out.status, 128 + SIGABRT);
+  // A rank that aborts or faults just before a call: the trace keeps every call before it.
+  struct Crash {
+    const char* name;
+    const char* flag;
+    int signal, rank;
+    size_t calls;
+  };
+  for (const Crash& c : {Crash{"abort", "--abort-at", SIGABRT, 1, 5}, Crash{"segv", "--segv-at", SIGSEGV, 2, 3}}) {
+    SCOPED_TRACE(c.name);
+    const InjectedRun r =
+        Inject(c.name, "", fmt::format("{} {} {}:{}", kDualPipe, c.flag, c.rank, c.calls));
+    EXPECT_EQ(r.out.status, 128 + c.signal);
     ASSERT_EQ(r.traces.size(), 4u);
-    EXPECT_EQ(r.traces[1].header.end_signal, SIGABRT);
-    EXPECT_EQ(r.traces[1].calls.size(), 5u);
-  }
-  {
-    SCOPED_TRACE("SIGSEGV");
-    const InjectedRun r = Inject("segv", "", std::string(kDualPipe) + " --segv-at 2:3");
-    EXPECT_EQ(r.out.status, 128 + SIGSEGV);
-    ASSERT_EQ(r.traces.size(), 4u);
-    EXPECT_EQ(r.traces[2].header.end_signal, SIGSEGV);
-    EXPECT_EQ(r.traces[2].calls.size(), 3u);
+    EXPECT_EQ(r.traces[c.rank].header.end_signal, c.signal);
+    EXPECT_EQ(r.traces[c.rank].calls.size(), c.calls);
   }
   {
     SCOPED_TRACE("SIGTERM mid-run");

@@ -17,10 +17,6 @@
 #include "verify/verify.h"
 
 namespace pipeproof {
-namespace {
-
-
-}  // namespace
 
 void AddScheduleInputOptions(CLI::App* app, ScheduleInput& in, FileArgument file) {
   CLI::Option* path = app->add_option(

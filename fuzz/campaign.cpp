@@ -38,11 +38,6 @@ const T& Choose(Rng& rng, const std::vector<T>& from) {
   return from[Uniform(rng, 0, static_cast<int>(from.size()) - 1)];
 }
 
-
-}  // namespace
-
-namespace {
-
 // The largest valid count not above `m`, else the smallest valid one.
 int ClosestBelow(const std::vector<int>& valid, int m) {
   int best = valid.front();

@@ -18,7 +18,6 @@ namespace pipeproof {
 namespace {
 
 using testing::RunCommand;
-using testing::ScratchPath;
 
 using testing::Has;
 using testing::ScratchDir;
@@ -210,14 +209,14 @@ TEST(CampaignTest, ACorrectExecutorPassesEveryCaseAndTheSummarySaysSo) {
 // with poisoned buffers) by case 1-7, skip-arrival-wait by case 1-7; ignore-wait-send (on the
 // lowered kinds, half of whose cases carry PyTorch's WAIT_SENDs) by case 1-5 over seeds 1-5.
 constexpr int kBound = 20;
+// Runs of the replay command, of which one must reproduce: every planted bug is a race (a freed
+// or unawaited buffer against the copy that reads it), which a replay on a loaded machine
+// (ctest -j) sometimes loses; ignore-wait-send about one time in ten.
+constexpr int kReplays = 3;
 
 struct PlantedCase {
   PlantedBug bug;
   std::vector<std::string> kinds;
-  // Runs of the replay command, of which one must reproduce: every planted bug is a race (a
-  // freed or unawaited buffer against the copy that reads it), which a replay on a loaded
-  // machine (ctest -j) sometimes loses; ignore-wait-send about one time in ten.
-  int replays = 3;
 };
 
 TEST(PlantedBugTest, EveryPlantedBugIsFoundShrunkAndReplayed) {
@@ -232,7 +231,7 @@ TEST(PlantedBugTest, EveryPlantedBugIsFoundShrunkAndReplayed) {
       o.iterations = kBound;
       o.limits.kinds = planted.kinds;
       o.settings.planted_bug = planted.bug;
-      o.replay_checks = planted.replays;
+      o.replay_checks = kReplays;
       std::unique_ptr<CaseRunner> runner = MakeThreadRunner();
       const CampaignResult r = RunCampaign(o, *runner);
       ASSERT_EQ(r.failures.size(), 1u) << name << " seed " << seed << ": no failure in " << kBound << " cases";

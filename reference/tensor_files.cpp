@@ -3,11 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 

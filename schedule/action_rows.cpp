@@ -1,4 +1,5 @@
 #include "schedule/action_rows.h"
+#include "schedule/kinds.h"
 
 #include <fmt/format.h>
 
@@ -83,10 +84,10 @@ Schedule FromActionRows(const ActionRows& rows, std::string_view name,
   if (!topo.kind.empty()) {
     // A generator's topology: its placement, shared parameters and routes.
     GenerateOptions options{topo.kind, s.ranks, s.microbatches};
-    if (topo.kind == "interleaved-1f1b") options.virtual_stages = std::max(1, s.stages / s.ranks);
     options.with_comm = false;
     Schedule shape;
     try {
+      if (ScheduleKindNamed(topo.kind).uses_virtual_stages) options.virtual_stages = std::max(1, s.stages / s.ranks);
       shape = Generate(options);
     } catch (const InputError& e) {
       fail(fmt::format("--kind {}: {}", topo.kind, e.message()));

@@ -3,11 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <iostream>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 

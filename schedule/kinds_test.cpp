@@ -25,8 +25,8 @@ TEST(ScheduleKindsTest, ValidSizesStartWhereAsked) {
 }
 
 // Every row's rule, generator and bound agree: each valid size generates a schedule of that
-// kind and size that keeps the bound; each size the rule refuses, Generate refuses with the
-// rule's own sentence.
+// kind and size, with a bound of its kind (verify/memory_test checks that the schedules keep
+// it); each size the rule refuses, Generate refuses with the rule's own sentence.
 TEST(ScheduleKindsTest, EveryRowsRuleGeneratorAndBoundAgree) {
   std::set<std::string> names;
   for (const ScheduleKind& kind : ScheduleKinds()) {
@@ -57,7 +57,6 @@ TEST(ScheduleKindsTest, EveryRowsRuleGeneratorAndBoundAgree) {
       }
     }
   }
-  EXPECT_EQ(std::vector<std::string>(names.begin(), names.end()).size(), GeneratorKinds().size());
 }
 
 TEST(ScheduleKindsTest, AnUnknownKindHasNoRowAndNoBound) {

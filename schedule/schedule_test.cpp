@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "schedule/generate.h"
+#include "schedule/json_text.h"
 
 namespace pipeproof {
 namespace {
@@ -104,6 +105,26 @@ TEST(ActionTest, LegacySpellingReadsBwAsFullBackward) {
 TEST(QuoteTest, EscapesControlBytesAndShortensLongText) {
   EXPECT_EQ(Quote(std::string("a\0b\xff", 4)), "'a\\x00b\\xff'");
   EXPECT_EQ(Quote(std::string(100, 'x')).size(), 48u + 5u);
+}
+
+// What the readers' fuzz oracles require of every error message, and its control: raw bytes and
+// terminal escapes are not printable; Printable and the JSON library's messages make them so.
+TEST(QuoteTest, ErrorMessagesStayPrintable) {
+  EXPECT_TRUE(IsPrintable("file.pps:1:2: error: 'x' is not an action\nsecond line"));
+  EXPECT_FALSE(IsPrintable("a\x1b[31m"));
+  EXPECT_FALSE(IsPrintable(std::string("a\xff", 2)));
+  EXPECT_FALSE(IsPrintable("tab\there"));
+  EXPECT_EQ(Printable(std::string("a\x1b\xff'\\", 5)), "a\\x1b\\xff'\\x5c");
+  EXPECT_TRUE(IsPrintable(Printable(std::string("\x00\x01\x7f\x80\xff", 5))));
+  const std::string library =
+      "[json.exception.parse_error.101] parse error at line 1, column 12: syntax error while parsing "
+      "value - invalid string: ill-formed UTF-8 byte; last read: '\"\xff'";
+  const std::string message = JsonParserMessage(library);
+  EXPECT_EQ(message.rfind("syntax error while parsing value", 0), 0u) << message;
+  EXPECT_TRUE(IsPrintable(message)) << message;
+  EXPECT_NE(message.find("\\xff"), std::string::npos) << message;
+  EXPECT_EQ(JsonParserMessage("[json.exception.out_of_range.406] number overflow parsing '1e999'"),
+            "number overflow parsing '1e999'");
 }
 
 TEST(TopologyTest, DefaultsAreLoopPlacementOwnParamsAndEveryStage) {
