@@ -50,7 +50,7 @@ void BM_Z3Proof(benchmark::State& state) {
   for (auto _ : state) {
     const auto verdict = verify_internal::ProveDeadlockVerdict(s, routes, messages, CommModel::kNccl,
                                                                StreamLayout::kRank, sim, {.search = true});
-    if (verdict.outcome != verify_internal::Proof::Outcome::kDeadlockFree) state.SkipWithError("Z3 found no timing");
+    if (verdict.verdict.outcome != ProofVerdict::Outcome::kDeadlockFree) state.SkipWithError("Z3 found no timing");
   }
   Count(state, s);
 }

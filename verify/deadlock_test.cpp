@@ -494,16 +494,16 @@ void ExpectProofsAgree(const Schedule& s, const RouteIndex& routes, const verify
   const bool simulated = sim.timeline.complete;
   const Proof certified = verify_internal::ProveDeadlockVerdict(s, routes, messages, model, streams, sim, {});
   if (simulated) {
-    EXPECT_EQ(certified.outcome, Proof::Outcome::kDeadlockFree) << certified.note << "\n" << where;
-    EXPECT_EQ(certified.method, "certificate");
+    EXPECT_EQ(certified.verdict.outcome, ProofVerdict::Outcome::kDeadlockFree) << certified.verdict.note << "\n" << where;
+    EXPECT_EQ(certified.verdict.method, "certificate");
   }
   if (!HaveZ3()) return;
   if (!simulated) {
-    EXPECT_EQ(certified.outcome, Proof::Outcome::kDeadlock) << where;
-    EXPECT_LT(certified.proved_constraints, certified.constraints) << where;
+    EXPECT_EQ(certified.verdict.outcome, ProofVerdict::Outcome::kDeadlock) << where;
+    EXPECT_LT(certified.verdict.proved_constraints, certified.verdict.constraints) << where;
   }
   const Proof searched = verify_internal::ProveDeadlockVerdict(s, routes, messages, model, streams, sim, {.search = true});
-  EXPECT_EQ(searched.outcome == Proof::Outcome::kDeadlockFree, simulated) << where;
+  EXPECT_EQ(searched.verdict.outcome == ProofVerdict::Outcome::kDeadlockFree, simulated) << where;
   EXPECT_EQ(searched.cycle.empty(), simulated) << where;
 }
 
@@ -609,12 +609,12 @@ TEST(Deadlock, SimulationZ3AndGroundTruthAgree) {
       if (HaveZ3()) {
         const verify_internal::Proof z3 = verify_internal::ProveDeadlockVerdict(
             s, routes, messages, model, StreamLayout::kRank, sim, {.search = true});
-        ASSERT_EQ(z3.outcome == verify_internal::Proof::Outcome::kDeadlockFree, simulated)
+        ASSERT_EQ(z3.verdict.outcome == ProofVerdict::Outcome::kDeadlockFree, simulated)
             << CommModelName(model) << "\n" << WritePps(s);
         if (!simulated) {
           ASSERT_FALSE(z3.cycle.empty());
         }
-        z3_seconds += z3.seconds;
+        z3_seconds += z3.verdict.seconds;
         ++compared;
       }
     }

@@ -556,65 +556,56 @@ double SecondsSince(std::chrono::steady_clock::time_point begin) {
 Proof ProveDeadlockVerdict(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
                            CommModel model, StreamLayout streams, const SimulationResult& sim,
                            const ProofRequest& request) {
+  using Outcome = ProofVerdict::Outcome;
   const auto begin = std::chrono::steady_clock::now();
   Encoding encoding(schedule, routes, messages, model, streams);
   encoding.Build(request.progress);
   Proof proof;
-  proof.variables = encoding.variables();
-  proof.constraints = encoding.constraints();
-  auto skipped = [&](const std::string& why) {
-    proof.outcome = Proof::Outcome::kSkipped;
-    proof.note = why;
-    proof.seconds = SecondsSince(begin);
+  ProofVerdict& v = proof.verdict;
+  v.variables = encoding.variables();
+  v.constraints = encoding.constraints();
+  auto done = [&](Outcome outcome) {
+    v.outcome = outcome;
+    v.seconds = SecondsSince(begin);
     return proof;
   };
   auto search = [&](const std::vector<int>& which) {
     if (request.progress) request.progress("deadlock: Z3 solving", 0, 0);
-    Solved solved = encoding.Solve(which, request);
-    proof.proved_constraints = which.empty() ? proof.constraints : static_cast<int>(which.size());
-    return solved;
+    v.proved_constraints = which.empty() ? v.constraints : static_cast<int>(which.size());
+    return encoding.Solve(which, request);
   };
   if (!request.search && sim.timeline.complete) {
     if (request.progress) request.progress("deadlock: checking the certificate", 0, 0);
-    proof.method = "certificate";
-    proof.note = encoding.CheckCertificate(sim.order);
-    proof.outcome = proof.note.empty() ? Proof::Outcome::kDeadlockFree : Proof::Outcome::kRefused;
-    proof.proved_constraints = proof.constraints;
-    proof.seconds = SecondsSince(begin);
-    return proof;
+    v.method = "certificate";
+    v.note = encoding.CheckCertificate(sim.order);
+    v.proved_constraints = v.constraints;
+    proof.refused = !v.note.empty();
+    return done(proof.refused ? Outcome::kSkipped : Outcome::kDeadlockFree);
   }
   if (!request.search && !sim.cycle.empty() && HaveZ3()) {
     const Solved cycle = search(encoding.ConstraintsOfCycle(sim.cycle));
     if (cycle.outcome == Solved::Outcome::kUnsat) {
-      proof.method = "cycle";
-      proof.outcome = Proof::Outcome::kDeadlock;
+      v.method = "cycle";
       proof.cycle = encoding.CycleFromCore(cycle.core);
-      proof.seconds = SecondsSince(begin);
-      return proof;
+      return done(Outcome::kDeadlock);
     }
     // The cycle's own constraints do not contradict each other: decide on all of them.
   }
-  if (!HaveZ3()) {
-    proof.outcome = Proof::Outcome::kNoZ3;
-    proof.seconds = SecondsSince(begin);
-    return proof;
-  }
-  proof.method = "search";
+  if (!HaveZ3()) return done(Outcome::kNoZ3);
+  v.method = "search";
   const Solved all = search({});
   if (all.outcome == Solved::Outcome::kUnknown) {
-    return skipped(all.reason == "timeout" || all.reason == "canceled"
-                       ? fmt::format("Z3 reached its time cap, {:g} s (--z3-timeout)", request.timeout_s)
-                   : all.reason.find("memory") != std::string::npos
-                       ? fmt::format("Z3 reached its memory cap, {} MB (--z3-memory)", request.memory_mb)
-                       : all.reason);
+    v.note = all.reason == "timeout" || all.reason == "canceled"
+                 ? fmt::format("Z3 reached its time cap, {:g} s (--z3-timeout)", request.timeout_s)
+             : all.reason.find("memory") != std::string::npos
+                 ? fmt::format("Z3 reached its memory cap, {} MB (--z3-memory)", request.memory_mb)
+                 : all.reason;
+    return done(Outcome::kSkipped);
   }
-  proof.outcome = all.outcome == Solved::Outcome::kSat ? Proof::Outcome::kDeadlockFree : Proof::Outcome::kDeadlock;
-  if (proof.outcome == Proof::Outcome::kDeadlock) {
-    if (request.progress) request.progress("deadlock: cycle from Z3's unsat core", 0, 0);
-    proof.cycle = encoding.CycleFromCore(all.core);
-  }
-  proof.seconds = SecondsSince(begin);
-  return proof;
+  if (all.outcome == Solved::Outcome::kSat) return done(Outcome::kDeadlockFree);
+  if (request.progress) request.progress("deadlock: cycle from Z3's unsat core", 0, 0);
+  proof.cycle = encoding.CycleFromCore(all.core);
+  return done(Outcome::kDeadlock);
 }
 
 std::string CheckCertificate(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,

@@ -151,21 +151,12 @@ struct ProofRequest {
   ProgressCallback progress;
 };
 struct Proof {
-  enum class Outcome {
-    kDeadlockFree,
-    kDeadlock,
-    kSkipped,  // a cap of Z3's was reached: `note` says which
-    kNoZ3,     // the proof needs Z3 (a deadlock, or --z3 search) and this build has none
-    kRefused,  // the simulated timing breaks a constraint (`note`): the simulation is wrong
-  };
-  Outcome outcome = Outcome::kSkipped;
-  std::string method;  // "certificate", "cycle" (Z3 on the cycle's constraints) or "search"
-  std::string note;
+  // As the report carries it: outcome (deadlock-free, deadlock, skipped past a cap, no-z3 where
+  // Z3 was needed), method ("certificate", "cycle": Z3 on the cycle's constraints, or "search"),
+  // note (why skipped, or what refused the certificate) and the figures.
+  ProofVerdict verdict;
+  bool refused = false;  // the simulated timing breaks a constraint (verdict.note): the simulation is wrong
   std::vector<CycleStep> cycle;  // from Z3's unsat core
-  double seconds = 0;
-  int variables = 0;
-  int constraints = 0;
-  int proved_constraints = 0;  // the constraints the proof looked at
 };
 Proof ProveDeadlockVerdict(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
                            CommModel model, StreamLayout streams, const SimulationResult& sim,

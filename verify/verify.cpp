@@ -168,43 +168,31 @@ std::vector<std::string> LayoutLines(StreamLayout chosen, bool complete,
   return lines;
 }
 
-// The proof's structured verdict, and its line in the report (unused for a refused certificate,
-// which fails the check on its own).
-std::string DescribeProof(const std::optional<Proof>& proof, ProofVerdict& verdict) {
+// The proof's line in the report (a refused certificate fails the check with its own).
+std::string ProofLine(const std::optional<Proof>& proof) {
   if (!proof) return "proof skipped (--no-z3)";
-  verdict.method = proof->method;
-  verdict.note = proof->note;
-  verdict.seconds = proof->seconds;
-  verdict.variables = proof->variables;
-  verdict.constraints = proof->constraints;
-  verdict.proved_constraints = proof->proved_constraints;
-  switch (proof->outcome) {
-    case Proof::Outcome::kDeadlockFree:
-    case Proof::Outcome::kDeadlock:
-      verdict.outcome = proof->outcome == Proof::Outcome::kDeadlock ? ProofVerdict::Outcome::kDeadlock
-                                                                    : ProofVerdict::Outcome::kDeadlockFree;
-      if (proof->method == "certificate") {
+  const ProofVerdict& v = proof->verdict;
+  switch (v.outcome) {
+    case ProofVerdict::Outcome::kDeadlockFree:
+    case ProofVerdict::Outcome::kDeadlock:
+      if (v.method == "certificate") {
         return fmt::format("certified: the simulated timing satisfies all {} timing constraints of the "
                            "independent encoding ({} variables, {:.2f} s)",
-                           proof->constraints, proof->variables, proof->seconds);
+                           v.constraints, v.variables, v.seconds);
       }
-      if (proof->method == "cycle") {
+      if (v.method == "cycle") {
         return fmt::format("Z3 proves it: the {} timing constraints of the cycle are unsatisfiable ({} "
                            "constraints in all, {:.2f} s)",
-                           proof->proved_constraints, proof->constraints, proof->seconds);
+                           v.proved_constraints, v.constraints, v.seconds);
       }
       return fmt::format("Z3 proves it: the timing constraints are {} ({} variables, {} constraints, {:.2f} s)",
-                         proof->outcome == Proof::Outcome::kDeadlock ? "unsatisfiable" : "satisfiable",
-                         proof->variables, proof->constraints, proof->seconds);
-    case Proof::Outcome::kNoZ3:
-      verdict.outcome = ProofVerdict::Outcome::kNoZ3;
+                         v.outcome == ProofVerdict::Outcome::kDeadlock ? "unsatisfiable" : "satisfiable",
+                         v.variables, v.constraints, v.seconds);
+    case ProofVerdict::Outcome::kNoZ3:
       return "proof skipped: this build has no Z3; the verdict stands on the event simulation";
-    case Proof::Outcome::kSkipped:
-    case Proof::Outcome::kRefused:
-      verdict.outcome = ProofVerdict::Outcome::kSkipped;
-      return fmt::format("proof skipped: {}; the verdict stands on the event simulation", proof->note);
+    default:
+      return fmt::format("proof skipped: {}; the verdict stands on the event simulation", v.note);
   }
-  return "";
 }
 
 CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
@@ -223,14 +211,15 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
                                .progress = options.progress});
   }
   ProofVerdict& verdict = check.proof.emplace();
-  const std::string proof = DescribeProof(proved, verdict);
-  if (proved && proved->outcome == Proof::Outcome::kRefused) {
+  if (proved) verdict = proved->verdict;
+  const std::string proof = ProofLine(proved);
+  if (proved && proved->refused) {
     verdict.agrees_with_simulation = false;
     check.status = CheckStatus::kFail;
     check.message = fmt::format(
         "pipeproof bug: the event simulation says deadlock-free, but its timing is no certificate: {}; "
         "please report this schedule",
-        proved->note);
+        verdict.note);
     return check;
   }
   const bool proven = verdict.proven();
@@ -290,7 +279,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.details.push_back(MessageSizeCaveat(eager_runs, sim.setup_deadlock));
   }
   check.details.push_back(proof);
-  if (proved && !proved->cycle.empty() && proved->method == "search" && !SameActions(proved->cycle, cycle)) {
+  if (proved && !proved->cycle.empty() && verdict.method == "search" && !SameActions(proved->cycle, cycle)) {
     check.details.push_back("the cycle Z3's unsat core holds:");
     for (const std::string& line : CycleLines(proved->cycle)) check.details.push_back("  " + line);
   }
