@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "cli/command_test_util.h"
+#include "exec/memory_limit_test_util.h"
 
 namespace pipeproof {
 namespace {
@@ -37,10 +38,9 @@ TEST(FuzzCommandTest, DeviceCudaIsRefusedWithoutAGpuAndBf16WithoutCuda) {
 
 // The largest cases the limits allow are checked against the memory before the first case.
 TEST(FuzzCommandTest, ACampaignWhoseCasesCannotFitInMemoryIsRefusedBeforeItStarts) {
-  setenv("PIPEPROOF_MEMORY_LIMIT", "68719476736", 1);  // 64 GiB, whatever this machine has
+  const testing::MemoryLimit limit("68719476736");  // 64 GiB, whatever this machine has
   testing::CommandOutput r =
       RunPipeproof("fuzz -n 1 --max-ranks 8 --hidden 4096 --seq 4096 --micro-batch-size 4");
-  unsetenv("PIPEPROOF_MEMORY_LIMIT");
   EXPECT_EQ(r.status, 2) << r.out << r.err;
   EXPECT_TRUE(Has(r.err, "this run needs at least")) << r.err;
   EXPECT_FALSE(Has(r.out, "cases")) << r.out;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "cli/command_test_util.h"
+#include "exec/memory_limit_test_util.h"
 
 namespace pipeproof {
 namespace {
@@ -60,11 +61,10 @@ TEST(RunCommandTest, RefusesAScheduleThatFailsVerification) {
 }
 
 TEST(RunCommandTest, RefusesARunThatCannotFitInMemoryBeforeAllocating) {
-  setenv("PIPEPROOF_MEMORY_LIMIT", "68719476736", 1);  // 64 GiB, whatever this machine has
+  const testing::MemoryLimit limit("68719476736");  // 64 GiB, whatever this machine has
   // Every tensor is within its own limit; all of them together need hundreds of GiB.
   auto r = RunPipeproof("run --kind dualpipe -r 8 -m 20 --hidden 4096 --seq 4096 "
                         "--micro-batch-size 4 --no-z3");
-  unsetenv("PIPEPROOF_MEMORY_LIMIT");
   EXPECT_EQ(r.status, 2) << r.out << r.err;
   EXPECT_TRUE(Has(r.err, "this run needs at least")) << r.err;
   EXPECT_TRUE(Has(r.err, "GiB is available")) << r.err;

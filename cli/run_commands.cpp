@@ -279,7 +279,7 @@ int Run(const RunFlags& f) {
     };
     const ScheduleRun run = RunSchedule(schedule, options, *world);
     progress.Finish();
-    if (run.refused) {
+    if (run.refused()) {
       if (leader) {
         std::cerr << run.report.Text();
         std::cerr << "pipeproof: error: the schedule fails verification; run refuses to execute it\n";

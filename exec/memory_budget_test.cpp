@@ -1,4 +1,5 @@
 #include "exec/memory_budget.h"
+#include "exec/memory_limit_test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -27,24 +28,7 @@ MemoryEstimate Estimate(const Schedule& s, const ModelConfig& m, bool all_ranks_
   return EstimateRunMemory(s, m, peak, stash, all_ranks_here);
 }
 
-// Restores PIPEPROOF_MEMORY_LIMIT when a test ends.
-class MemoryLimit {
- public:
-  explicit MemoryLimit(const std::string& bytes) {
-    if (const char* old = std::getenv("PIPEPROOF_MEMORY_LIMIT")) old_ = old;
-    setenv("PIPEPROOF_MEMORY_LIMIT", bytes.c_str(), 1);
-  }
-  ~MemoryLimit() {
-    if (old_.empty()) {
-      unsetenv("PIPEPROOF_MEMORY_LIMIT");
-    } else {
-      setenv("PIPEPROOF_MEMORY_LIMIT", old_.c_str(), 1);
-    }
-  }
-
- private:
-  std::string old_;
-};
+using testing::MemoryLimit;
 
 TEST(MemoryBudgetTest, CountsWeightsActivationsAndTheReference) {
   // One rank, one stage, H = 1, N = 1: weights 8, activations 9 and stashes 10

@@ -40,7 +40,6 @@ ScheduleRun RunSchedule(const Schedule& schedule, const ScheduleRunOptions& opti
   CheckVerifierFitsInMemory(verifier_bytes, schedule.ActionCount());
   result.report = Verify(schedule, verify);
   if (!result.report.ok && !(options.allow_deadlock && OnlyDeadlockFails(result.report))) {
-    result.refused = true;
     return result;
   }
   if (options.world.device == "cpu") {

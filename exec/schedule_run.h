@@ -41,9 +41,9 @@ struct ScheduleRunOptions {
 
 struct ScheduleRun {
   VerifyReport report;
-  bool refused = false;  // the schedule fails verification: nothing ran (exit 2)
   FaultPlan faults;
   std::optional<RunOutcome> outcome;  // when it ran
+  bool refused() const { return !outcome; }  // the schedule fails verification: nothing ran (exit 2)
 };
 
 // `schedule` must have its SEND/RECVs (LowerIfComputeOnly lowers a compute-only one); `world` is

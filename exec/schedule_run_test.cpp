@@ -1,4 +1,5 @@
 #include "exec/schedule_run.h"
+#include "exec/memory_limit_test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -38,7 +39,7 @@ TEST(ScheduleRunTest, ASoundScheduleRunsAndMatches) {
   };
   const ScheduleRun run = RunSchedule(s, o, *world);
   EXPECT_TRUE(started);
-  EXPECT_FALSE(run.refused);
+  EXPECT_FALSE(run.refused());
   ASSERT_TRUE(run.outcome.has_value());
   EXPECT_EQ(run.outcome->status, RunStatus::kMatch) << run.outcome->Text();
 }
@@ -49,7 +50,7 @@ TEST(ScheduleRunTest, AScheduleThatFailsVerificationIsRefusedAndNothingRuns) {
   bool started = false;
   o.on_start = [&](const VerifyReport&, const FaultPlan&) { started = true; };
   const ScheduleRun run = RunSchedule(SendBeforeRecv(), o, *world);
-  EXPECT_TRUE(run.refused);
+  EXPECT_TRUE(run.refused());
   EXPECT_FALSE(started);
   EXPECT_FALSE(run.outcome.has_value());
   EXPECT_FALSE(run.report.Find("deadlock")->ok());
@@ -61,7 +62,7 @@ TEST(ScheduleRunTest, ADeadlockRunsWhenAllowedAndHangs) {
   o.allow_deadlock = true;
   auto world = MakeWorld(o.world);
   const ScheduleRun run = RunSchedule(SendBeforeRecv(), o, *world);
-  EXPECT_FALSE(run.refused);
+  EXPECT_FALSE(run.refused());
   ASSERT_TRUE(run.outcome.has_value());
   EXPECT_EQ(run.outcome->status, RunStatus::kHang);
   EXPECT_EQ(run.outcome->ExitCode(), 3);
@@ -71,7 +72,7 @@ TEST(ScheduleRunTest, ADeadlockRunsWhenAllowedAndHangs) {
 // this process may use is refused before anything is allocated.
 TEST(ScheduleRunTest, ARunThatCannotFitInMemoryIsRefusedFirst) {
   ScheduleRunOptions o = Small();
-  setenv("PIPEPROOF_MEMORY_LIMIT", "1073741824", 1);  // 1 GiB
+  const testing::MemoryLimit limit("1073741824");  // 1 GiB
   auto world = MakeWorld(o.world);
   // The control: the small model fits under the same limit.
   EXPECT_EQ(RunSchedule(GenerateDualPipe(4, 8, true), o, *world).outcome->status, RunStatus::kMatch);
@@ -82,7 +83,6 @@ TEST(ScheduleRunTest, ARunThatCannotFitInMemoryIsRefusedFirst) {
   } catch (const InputError& e) {
     EXPECT_NE(e.message().find("this run needs at least"), std::string::npos) << e.message();
   }
-  unsetenv("PIPEPROOF_MEMORY_LIMIT");
 }
 
 // The verifier's own memory counts too, and is checked before it verifies: a Z3 search may take
@@ -97,7 +97,7 @@ TEST(ScheduleRunTest, TheVerifiersMemoryIsCountedBeforeItRuns) {
   EXPECT_GE(VerifierMemoryBytes(s, search), search.z3_memory_mb << 20);
   EXPECT_LT(VerifierMemoryBytes(s, o.verify), int64_t{64} << 20);
   EXPECT_GT(VerifierMemoryBytes(GenerateDualPipe(32, 256, true), o.verify), VerifierMemoryBytes(s, o.verify));
-  setenv("PIPEPROOF_MEMORY_LIMIT", "268435456", 1);  // 256 MiB
+  const testing::MemoryLimit limit("268435456");  // 256 MiB
   auto world = MakeWorld(o.world);
   EXPECT_EQ(RunSchedule(s, o, *world).outcome->status, RunStatus::kMatch);  // the control
   o.verify.use_z3 = true;
@@ -108,7 +108,6 @@ TEST(ScheduleRunTest, TheVerifiersMemoryIsCountedBeforeItRuns) {
   } catch (const InputError& e) {
     EXPECT_NE(e.message().find("verifying this schedule"), std::string::npos) << e.message();
   }
-  unsetenv("PIPEPROOF_MEMORY_LIMIT");
 }
 
 TEST(ScheduleRunTest, AComputeOnlyScheduleIsLoweredFirst) {
