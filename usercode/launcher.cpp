@@ -27,11 +27,8 @@ void ForwardSignal(int sig) {
 }
 
 int CountTraces(const std::string& dir) {
-  int traces = 0;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    traces += e.path().string().ends_with(kTraceFileSuffix);
-  return traces;
+  return static_cast<int>(TraceFilesIn(dir, ec).size());
 }
 
 }  // namespace
@@ -61,11 +58,9 @@ std::string PrepareTraceDirectory(const std::string& dir, std::ostream& notices)
   fs::create_directories(dir, ec);
   if (ec) throw InputError(fmt::format("cannot make the trace directory: {}", ec.message()), dir);
   int removed = 0;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file() && entry.path().string().ends_with(kTraceFileSuffix)) {
-      fs::remove(entry.path(), ec);
-      ++removed;
-    }
+  for (const std::string& trace : TraceFilesIn(dir, ec)) {
+    fs::remove(trace, ec);
+    ++removed;
   }
   if (removed)
     notices << fmt::format("pipeproof inject: removed {} traces of an earlier run from {}\n",

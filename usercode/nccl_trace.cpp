@@ -285,15 +285,20 @@ Trace ReadTrace(const std::string& path) {
   return ParseTrace(ReadFileBounded(path, kMaxTraceBytes, "trace"), path);
 }
 
-std::vector<Trace> ReadTraceDirectory(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw InputError("not a directory of traces", dir);
+std::vector<std::string> TraceFilesIn(const std::string& dir, std::error_code& ec) {
   std::vector<std::string> paths;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     if (entry.is_regular_file() && entry.path().string().ends_with(kTraceFileSuffix))
       paths.push_back(entry.path().string());
   }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::vector<Trace> ReadTraceDirectory(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) throw InputError("not a directory of traces", dir);
+  const std::vector<std::string> paths = TraceFilesIn(dir, ec);
   if (ec) throw InputError(fmt::format("cannot list the directory: {}", ec.message()), dir);
   if (paths.empty()) {
     throw InputError(
@@ -301,7 +306,6 @@ std::vector<Trace> ReadTraceDirectory(const std::string& dir) {
                     kTraceFileSuffix, dir),
         dir);
   }
-  std::sort(paths.begin(), paths.end());
   std::vector<Trace> traces;
   std::map<int, std::string> by_rank;
   for (const std::string& p : paths) {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <system_error>
 #include <string_view>
 #include <vector>
 
@@ -157,6 +158,10 @@ struct Trace {
 // A header for a rank's trace with the constant fields filled in.
 TraceHeader MakeTraceHeader(int rank, uint32_t pid, uint64_t epoch_realtime_ns,
                             std::string_view host);
+
+// The trace files (*.pptrace, regular files) directly in `dir`, sorted; `ec` says why it could
+// not be listed.
+std::vector<std::string> TraceFilesIn(const std::string& dir, std::error_code& ec);
 
 // Reads a trace strictly: magic, version, record sizes, every count against the file's size,
 // every field's range, the unit and posting-order invariants the interposer keeps. Throws
