@@ -124,11 +124,9 @@ void DeclareFuzz(CLI::App* cmd, FuzzFlags& f) {
 }
 
 // Cases of a transport with ranks as processes run as `pipeproof run` commands under the launcher.
-bool RunsCasesAsCommands(const FuzzFlags& f) {
-  return TransportOf(f.world.Spec(f.model.dtype)).ranks_are_processes;
-}
-
-CampaignOptions OptionsFrom(const FuzzFlags& f) {
+// `spec`: where the cases run (f.world's, checked); its ranks as processes run each case as a
+// command under the launcher.
+CampaignOptions OptionsFrom(const FuzzFlags& f, const WorldSpec& spec) {
   CampaignOptions o;
   o.seed = f.seed;
   o.iterations = f.iterations;
@@ -141,9 +139,9 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   o.limits.controls = f.controls;
   o.settings.model = f.model.Config();
   o.settings.timeout_s = f.timeout;
-  o.settings.device = f.world.device;
-  o.settings.streams = StreamsFlag(f.world.streams);
-  o.settings.make_device = DevicesFor(f.world.Spec(f.model.dtype));
+  o.settings.device = spec.device;
+  o.settings.streams = spec.streams;
+  o.settings.make_device = DevicesFor(spec);
   if (!f.plant.empty()) o.settings.planted_bug = *PlantedBugFromName(f.plant);
   o.shrink.max_runs = f.shrink_runs;
   o.shrink.attempts = f.shrink_attempts;
@@ -152,7 +150,7 @@ CampaignOptions OptionsFrom(const FuzzFlags& f) {
   std::error_code error;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
   o.pipeproof = error ? "pipeproof" : self.string();
-  if (RunsCasesAsCommands(f)) o.launcher = f.launcher;
+  if (TransportOf(spec).ranks_are_processes) o.launcher = f.launcher;
   return o;
 }
 
@@ -175,10 +173,11 @@ void CheckLargestCasesFit(const CampaignOptions& options, bool all_ranks_here) {
 int Fuzz(const FuzzFlags& f) {
   const WorldSpec spec = f.world.Spec(f.model.dtype);
   CheckWorldSpec(spec);  // before the first case
-  const CampaignOptions options = OptionsFrom(f);
-  if (spec.device == "cpu") CheckLargestCasesFit(options, !RunsCasesAsCommands(f));
+  const CampaignOptions options = OptionsFrom(f, spec);
+  const bool as_commands = TransportOf(spec).ranks_are_processes;
+  if (spec.device == "cpu") CheckLargestCasesFit(options, !as_commands);
   std::unique_ptr<CaseRunner> runner;
-  if (RunsCasesAsCommands(f)) {
+  if (as_commands) {
     CheckLauncher(f.launcher);
     CommandRunnerOptions c;
     c.pipeproof = options.pipeproof;
