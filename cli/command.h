@@ -38,7 +38,7 @@ CLI::App* AddCommand(CLI::App& parent, Commands& commands, const std::string& na
 }
 
 void AddScheduleCommands(CLI::App& app, Commands& commands);  // generate, show, convert
-void AddVerifyCommands(CLI::App& app, Commands& commands);    // verify, simulate
+void AddVerifyCommands(CLI::App& app, Commands& commands);    // verify, simulate, repair
 void AddRunCommands(CLI::App& app, Commands& commands);       // run
 void AddFuzzCommands(CLI::App& app, Commands& commands);      // fuzz
 void AddRenderCommands(CLI::App& app, Commands& commands);    // render
@@ -58,6 +58,13 @@ enum class FileArgument { kRequired, kOptional };
 void AddScheduleInputOptions(CLI::App* app, ScheduleInput& input,
                              FileArgument file = FileArgument::kRequired);
 Schedule LoadSchedule(const ScheduleInput& input);
+// The schedule with the text and format it was read from (repair writes its result in kind).
+struct ScheduleFile {
+  Schedule schedule;
+  std::string text;
+  Format format = Format::kPps;
+};
+ScheduleFile LoadScheduleFile(const ScheduleInput& input);
 // For a file whose structure check failed: a generated kind whose topology (--kind K) makes it
 // pass, when the file has no header and no topology was given, so that its placement and routes
 // were guessed. The file is read again; none for stdin.

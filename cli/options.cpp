@@ -59,6 +59,16 @@ ReadOptions ReadOptionsOf(const ScheduleInput& in) {
 
 Schedule LoadSchedule(const ScheduleInput& in) { return ReadScheduleFile(in.path, ReadOptionsOf(in)); }
 
+ScheduleFile LoadScheduleFile(const ScheduleInput& in) {
+  ScheduleFile file;
+  file.text = ReadScheduleText(in.path);
+  const std::string name = in.path == "-" ? "<stdin>" : in.path;
+  const ReadOptions options = ReadOptionsOf(in);
+  file.format = options.format.value_or(DetectFormat(name, file.text));
+  file.schedule = ParseSchedule(file.text, name, options);
+  return file;
+}
+
 void HintKindThatFits(const ScheduleInput& input, const VerifyReport& report) {
   const CheckResult* structure = report.Find("structure");
   if (!structure || structure->ok()) return;

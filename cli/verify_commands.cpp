@@ -1,4 +1,5 @@
-// verify, simulate: parse the flags, call verify/, print the report (docs/design.md, "Verification").
+// verify, simulate, repair: parse the flags, call verify/, print the report (docs/design.md,
+// "Verification" and "Repair").
 
 #include <fmt/format.h>
 
@@ -12,6 +13,7 @@
 #include "render/progress.h"
 #include "render/timeline_svg.h"
 #include "render/timeline_view.h"
+#include "verify/repair.h"
 #include "verify/verify.h"
 
 namespace pipeproof {
@@ -102,6 +104,57 @@ int RunSimulate(const SimulateFlags& f) {
   return t.complete ? kExitOk : kExitCheckFailed;
 }
 
+struct RepairFlags {
+  ScheduleInput input;
+  CommFlags comm;
+  ProofFlags proof;
+  bool json = false;
+  std::string out;
+};
+
+void DeclareRepair(CLI::App* cmd, RepairFlags& f) {
+  AddScheduleInputOptions(cmd, f.input);
+  f.comm.Add(cmd);
+  f.proof.Add(cmd);
+  cmd->add_flag("--json", f.json, "print the edits and the verdicts before and after as JSON");
+  cmd->add_option("-o,--output", f.out,
+                  "write the repaired schedule here, in the input's format (- for stdout: the "
+                  "report then goes to stderr)");
+}
+
+int RunRepair(const RepairFlags& f) {
+  VerifyOptions options;
+  options.model = f.comm.Model();
+  options.streams = f.comm.Streams();
+  options.costs = f.comm.CostsGiven();
+  f.proof.Apply(options);
+  const ScheduleFile file = LoadScheduleFile(f.input);
+  if (const std::optional<Format> wanted = FormatOfExtension(f.out);
+      wanted && !(*wanted == file.format || (*wanted == Format::kCsv && file.format == Format::kCsvCompute))) {
+    throw InputError(fmt::format("-o {}: repair writes the input's format ({}); name the output .{}", f.out,
+                                 FormatName(file.format), file.format == Format::kCsvCompute ? "csv" : FormatName(file.format)));
+  }
+  Progress progress("repair");
+  options.progress = progress.Callback();
+  const RepairResult result = Repair(file.schedule, options);
+  progress.Finish();
+  const bool repaired = result.outcome == RepairResult::Outcome::kRepaired;
+  std::ostream& report = f.out == "-" ? std::cerr : std::cout;
+  if (f.json) {
+    report << result.Json();
+  } else {
+    report << result.Text();
+  }
+  if (!f.out.empty() && result.outcome != RepairResult::Outcome::kComputeCannotRun) {
+    WriteOutput(f.out, repaired ? RewriteSchedule(file.text, file.format, result.schedule) : file.text);
+    if (!f.json && f.out != "-") report << "wrote " << f.out << "\n";
+  } else if (f.out.empty() && repaired && !f.json) {
+    report << "(give -o FILE to write the repaired schedule)\n";
+  }
+  if (result.outcome == RepairResult::Outcome::kComputeCannotRun) return kExitCheckFailed;
+  return RepairSound(result.after) ? kExitOk : kExitCheckFailed;
+}
+
 }  // namespace
 
 void AddVerifyCommands(CLI::App& app, Commands& commands) {
@@ -114,6 +167,12 @@ void AddVerifyCommands(CLI::App& app, Commands& commands) {
       app, commands, "simulate",
       "Time a schedule: makespan, busy time and bubble per rank under given costs",
       DeclareSimulate, RunSimulate);
+  AddCommand<RepairFlags>(
+      app, commands, "repair",
+      "Turn a schedule that deadlocks or mixes up messages into a sound one with the fewest "
+      "edits of its communication; the compute order stays. Exit 0 when repaired or already "
+      "sound, 1 when the compute order itself cannot run, 2 on bad input",
+      DeclareRepair, RunRepair);
 }
 
 }  // namespace pipeproof

@@ -49,6 +49,11 @@ Format DetectFormat(std::string_view name, std::string_view text);
 std::optional<Format> FormatOfExtension(std::string_view name);
 
 std::string WriteSchedule(const Schedule& schedule, Format format);
+// `schedule` written as an edited copy of `original`, a file of `format` that holds the same
+// ranks: a .pps keeps every line but its rank lines, which get the new actions and keep their
+// trailing comments (header order and comments survive); CSV (no comments) and JSON are written
+// anew. For a tool that changes actions and must not lose what the user wrote around them.
+std::string RewriteSchedule(std::string_view original, Format format, const Schedule& schedule);
 
 // The per-format readers and writers.
 Schedule ParsePps(std::string_view text, std::string_view name,

@@ -1,0 +1,104 @@
+// repair: every result is judged by the ground truth (fuzz/schedule_truth.h), apart from verify/.
+#include "verify/repair.h"
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+
+#include "fuzz/schedule_truth.h"
+#include "schedule/formats.h"
+#include "schedule/generate.h"
+
+namespace pipeproof {
+namespace {
+
+Schedule Pps(const std::string& text) { return ParsePps(text, "test.pps"); }
+
+std::vector<std::vector<Action>> Computes(const Schedule& s) {
+  std::vector<std::vector<Action>> out;
+  for (const auto& program : s.program) {
+    out.emplace_back();
+    for (const Action& a : program) {
+      if (IsCompute(a.op) || IsDataParallel(a.op)) out.back().push_back(a);
+    }
+  }
+  return out;
+}
+
+VerifyOptions Options(CommModel model = CommModel::kNccl, StreamLayout streams = StreamLayout::kRank) {
+  VerifyOptions o;
+  o.model = model;
+  o.streams = streams;
+  return o;
+}
+
+// The repaired schedule is sound by the ground truth, its computes are the input's, and the edits
+// listed are exactly what changed.
+void ExpectRepaired(const Schedule& in, const RepairResult& r, StreamLayout streams = StreamLayout::kRank) {
+  ASSERT_EQ(r.outcome, RepairResult::Outcome::kRepaired) << r.Text();
+  EXPECT_TRUE(truth::Judge(r.schedule, CommModel::kNccl, streams).sound())
+      << truth::Judge(r.schedule, CommModel::kNccl, streams).Describe() << "\n" << r.Text();
+  EXPECT_EQ(Computes(r.schedule), Computes(in));
+  EXPECT_EQ(CommunicationDiff(in, r.schedule).size(), r.edits.size());
+  EXPECT_TRUE(RepairSound(r.after));
+}
+
+TEST(Repair, TwoRanksThatEachSendFirstNeedOneMove) {  // pytorch/pytorch issue 172668
+  const Schedule s = Pps(R"(ranks 2
+stages 4
+microbatches 2
+placement loop
+rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 2RECV_F0 2F0 2SEND_F0 2RECV_F1 2F1 2SEND_F1 2RECV_B0 2B0 2SEND_B0 2RECV_B1 2B1 2SEND_B1 0RECV_B0 0B0 0RECV_B1 0B1
+rank 1: 1RECV_F0 1F0 1SEND_F0 1RECV_F1 1F1 1SEND_F1 3RECV_F0 3F0 3B0 3SEND_B0 3RECV_F1 3F1 3B1 3SEND_B1 1RECV_B0 1B0 1SEND_B0 1RECV_B1 1B1 1SEND_B1
+)");
+  ASSERT_FALSE(truth::Judge(s, CommModel::kNccl).sound());
+  const RepairResult r = Repair(s, Options());
+  ExpectRepaired(s, r);
+  // Five crossings (each rank sends before it receives, five times over): one move each.
+  EXPECT_EQ(r.edits.size(), 5u) << r.Text();
+  EXPECT_EQ(r.method, "local");
+  EXPECT_NE(r.edits.front().reason.find("deadlock: breaks the cycle"), std::string::npos) << r.Text();
+  EXPECT_LE(r.edits.size(), static_cast<size_t>(r.relowered_edits));
+}
+
+TEST(Repair, SoundScheduleIsLeftAlone) {
+  const Schedule s = Generate({.kind = "1f1b", .ranks = 4, .microbatches = 8});
+  const RepairResult r = Repair(s, Options());
+  EXPECT_EQ(r.outcome, RepairResult::Outcome::kAlreadySound);
+  EXPECT_TRUE(r.edits.empty());
+  EXPECT_EQ(r.schedule, s);
+}
+
+TEST(Repair, DualPipeWithoutWaitsNeedsNoMoreEditsThanWaitsRemoved) {
+  for (const char* kind : {"dualpipe", "dualpipev"}) {
+    Schedule s = Generate({.kind = kind, .ranks = 4, .microbatches = 8});
+    int removed = 0;
+    for (auto& program : s.program) {
+      removed += std::erase_if(program, [](const Action& a) { return a.op == Op::kWait; });
+    }
+    ASSERT_FALSE(truth::Judge(s, CommModel::kNccl).sound()) << kind;
+    const RepairResult r = Repair(s, Options());
+    ExpectRepaired(s, r);
+    EXPECT_LE(static_cast<int>(r.edits.size()), removed) << kind << "\n" << r.Text();
+    std::cout << kind << " 4x8 without its " << removed << " WAITs: " << r.edits.size() << " edits ("
+              << r.method << "; re-lowering " << r.relowered_edits << ")\n";
+  }
+}
+
+// Negative control: a compute order that no communication can run ends in no repaired schedule.
+TEST(Repair, ComputeOrderThatCannotRunIsRefused) {
+  // Rank 1 runs the backward of microbatch 0 before its forward has arrived... of the other order:
+  // rank 0 waits for 0B0's gradient before it sends 0F0's activation.
+  const Schedule s = Pps(R"(ranks 2
+microbatches 1
+rank 0: 0B0 0F0
+rank 1: 1F0 1B0
+)");
+  const RepairResult r = Repair(s, Options());
+  EXPECT_EQ(r.outcome, RepairResult::Outcome::kComputeCannotRun) << r.Text();
+  EXPECT_NE(r.problem.find("rank"), std::string::npos) << r.problem;
+  EXPECT_TRUE(r.edits.empty());
+}
+
+}  // namespace
+}  // namespace pipeproof
