@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "schedule/generate.h"
 #include "schedule/lower.h"
@@ -127,6 +128,55 @@ Window LegalWindow(const Schedule& s, const RouteIndex& routes, int r, int i, bo
   return w;
 }
 
+struct ChannelOps {
+  std::vector<int> at;           // positions on the rank, in program order
+  std::vector<Payload> payloads;  // what each carries
+};
+
+ChannelOps OpsOn(const Schedule& s, const RouteIndex& routes, int rank, bool sends, int peer) {
+  ChannelOps ops;
+  for (int i = 0; i < static_cast<int>(s.program[rank].size()); ++i) {
+    const Action& a = s.program[rank][i];
+    if (ChannelOf(s, routes, a) != std::pair{sends, peer}) continue;
+    ops.at.push_back(i);
+    ops.payloads.push_back(MessageOf(s, routes, a.TaskAt(0))->payload);
+  }
+  return ops;
+}
+
+// Where the op at (r, i) may stand so that its channel on this rank meets its messages in the
+// order the peer's end has them: after each op of the channel whose payload comes earlier there,
+// before each whose payload comes later (positions without the op, as in LegalWindow). No bound
+// where the peer's end lacks this payload.
+Window FifoWindow(const Schedule& s, const RouteIndex& routes, int r, int i) {
+  Window w{0, static_cast<int>(s.program[r].size()) - 1};
+  const Action& op = s.program[r][i];
+  const auto channel = ChannelOf(s, routes, op);
+  if (!channel) return w;
+  const auto [sends, peer] = *channel;
+  const std::vector<Payload> order = OpsOn(s, routes, peer, !sends, r).payloads;
+  auto rank_in_order = [&](const Payload& p) {
+    return static_cast<int>(std::find(order.begin(), order.end(), p) - order.begin());
+  };
+  const int k = rank_in_order(MessageOf(s, routes, op.TaskAt(0))->payload);
+  if (k == static_cast<int>(order.size())) return w;
+  const ChannelOps mine = OpsOn(s, routes, r, sends, peer);
+  for (size_t j = 0; j < mine.at.size(); ++j) {
+    if (mine.at[j] == i) continue;
+    const int rest_index = mine.at[j] > i ? mine.at[j] - 1 : mine.at[j];
+    const int t = rank_in_order(mine.payloads[j]);
+    if (t < k) w.lo = std::max(w.lo, rest_index + 1);
+    if (t > k && t < static_cast<int>(order.size())) w.hi = std::min(w.hi, rest_index);
+  }
+  return w;
+}
+
+Window Intersect(Window a, const Window& b) {
+  a.lo = std::max(a.lo, b.lo);
+  a.hi = std::min(a.hi, b.hi);
+  return a;
+}
+
 void MoveOp(std::vector<Action>& program, int from, int to) {
   const Action a = program[from];
   program.erase(program.begin() + from);
@@ -168,12 +218,38 @@ std::string StrayReason(const Schedule& s, const RouteIndex& routes, int r, cons
   return "";
 }
 
+// Of several copies of an op on rank r, the one to keep: the first that, alone, stands where it
+// may (see LegalWindow), else the first.
+int CopyToKeep(const Schedule& s, const RouteIndex& routes, int r, const std::vector<int>& copies) {
+  for (int i : copies) {
+    Schedule alone = s;
+    std::vector<Action>& program = alone.program[r];
+    int at = i;
+    for (auto other = copies.rbegin(); other != copies.rend(); ++other) {
+      if (*other == i) continue;
+      program.erase(program.begin() + *other);
+      if (*other < i) --at;
+    }
+    if (Intersect(LegalWindow(alone, routes, r, at, /*fifo=*/false), FifoWindow(alone, routes, r, at)).Holds(at)) {
+      return i;
+    }
+  }
+  return copies.front();
+}
+
 void DropStrays(Schedule& s, Reasons& reasons) {
   const RouteIndex routes(s);
   for (int r = 0; r < s.ranks; ++r) {
     const std::vector<Action>& program = s.program[r];
+    std::map<std::string, std::vector<int>> copies;
+    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
+      if (program[i].op != Op::kWait && Movable(program[i].op)) copies[ToString(program[i])].push_back(i);
+    }
+    std::map<std::string, int> keeper;  // of each op written more than once, the copy to keep
+    for (const auto& [op, at] : copies) {
+      if (at.size() > 1) keeper[op] = CopyToKeep(s, routes, r, at);
+    }
     std::vector<Action> kept;
-    std::map<std::string, int> first_at;
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       std::string why;
@@ -181,9 +257,8 @@ void DropStrays(Schedule& s, Reasons& reasons) {
       if (IsWaitSend(a.op) && IndexOf(program, Action::Comm(SentBy(a.op), a.stage, a.microbatch)) < 0) {
         why = fmt::format("rank {} never writes the SEND it waits for", r);
       }
-      if (why.empty() && a.op != Op::kWait && Movable(a.op)) {
-        auto [it, first] = first_at.emplace(ToString(a), i);
-        if (!first) why = fmt::format("a second copy (the first is at [{}])", it->second);
+      if (auto it = keeper.find(ToString(a)); why.empty() && it != keeper.end() && it->second != i) {
+        why = fmt::format("a second copy (the one kept is at [{}])", it->second);
       }
       if (why.empty()) {
         kept.push_back(a);
@@ -245,6 +320,10 @@ void AddMissing(Schedule& s, Reasons& reasons) {
         reasons.Note(m.rank, Action::Wait(), "the added RECV needs a WAIT before its compute; added");
       }
     }
+    // Where its channel meets the peer's order, as near that place as its dependencies allow.
+    const int at = IndexOf(program, m.op);
+    const Window w = Intersect(LegalWindow(s, routes, m.rank, at, /*fifo=*/false), FifoWindow(s, routes, m.rank, at));
+    if (!w.empty() && !w.Holds(at)) MoveOp(program, at, w.Nearest(at));
     reasons.Note(m.rank, m.op, m.why);
   }
 }
@@ -278,22 +357,6 @@ std::optional<CommonSubsequence> LongestCommonSubsequence(const std::vector<T>& 
     }
   }
   return kept;
-}
-
-struct ChannelOps {
-  std::vector<int> at;           // positions on the rank, in program order
-  std::vector<Payload> payloads;  // what each carries
-};
-
-ChannelOps OpsOn(const Schedule& s, const RouteIndex& routes, int rank, bool sends, int peer) {
-  ChannelOps ops;
-  for (int i = 0; i < static_cast<int>(s.program[rank].size()); ++i) {
-    const Action& a = s.program[rank][i];
-    if (ChannelOf(s, routes, a) != std::pair{sends, peer}) continue;
-    ops.at.push_back(i);
-    ops.payloads.push_back(MessageOf(s, routes, a.TaskAt(0))->payload);
-  }
-  return ops;
 }
 
 // Reorders the ops of one channel on `rank` into `target`'s order of payloads: those on a longest
@@ -376,6 +439,21 @@ bool OrderChannels(Schedule& s, Reasons& reasons) {
 
 // ---- step 4: every op inside its window
 
+// On a rank with groups, where a WAIT would let the op at `i` stay: right before the compute a
+// RECV feeds, or before the first compute after a SEND (the reference waits before every
+// compute); -1 where the rank has no groups or the op is neither.
+int WaitNeededAt(const std::vector<Action>& program, int i) {
+  const Action& a = program[i];
+  if (!IsComm(a.op) || !UsesWaitGroups(program)) return -1;
+  if (IsRecv(a.op)) {
+    const int compute = ComputeFor(program, a);
+    return compute > i ? compute : -1;
+  }
+  int next = i + 1;
+  while (next < static_cast<int>(program.size()) && !IsCompute(program[next].op)) ++next;
+  return next;
+}
+
 bool PlaceInWindows(Schedule& s, Reasons& reasons) {
   const RouteIndex routes(s);
   for (int r = 0; r < s.ranks; ++r) {
@@ -384,6 +462,17 @@ bool PlaceInWindows(Schedule& s, Reasons& reasons) {
       if (!IsComm(op.op) && !IsWaitSend(op.op)) continue;
       const Window w = LegalWindow(s, routes, r, i, /*fifo=*/true);
       if (w.Holds(i)) continue;
+      if (const int at = WaitNeededAt(s.program[r], i); at >= 0) {  // one WAIT instead of a move?
+        Schedule waited = s;
+        waited.program[r].insert(waited.program[r].begin() + at, Action::Wait());
+        if (LegalWindow(waited, routes, r, i, /*fifo=*/true).Holds(i)) {
+          reasons.Note(r, Action::Wait(),
+                       fmt::format("dependencies: {} was never waited for before {}; a WAIT added",
+                                   Where(s, r, i), IsRecv(op.op) ? "the compute it feeds" : "the end"));
+          s = std::move(waited);
+          continue;
+        }
+      }
       if (w.empty()) return false;
       const std::string where = Where(s, r, i);
       MoveOp(s.program[r], i, w.Nearest(i));
@@ -532,43 +621,71 @@ class Budget {
 // action, so this caps the search at tens of seconds.
 constexpr int64_t kSearchBudget = 40'000'000;
 
-bool BreakDeadlocks(Schedule& s, const VerifyOptions& options, Reasons& reasons, std::string& note) {
-  Budget budget(kSearchBudget);
+// How the search ranks the edits that let the execution run further: by how far it then runs
+// (fewest rounds to the end), or by how few edits the schedule then differs from the input by
+// (an added op placed again, or a moved op moved again, costs nothing new). Repair runs both.
+enum class Preference { kFurthest, kCheapest };
+
+struct Ranked {
+  int64_t run = 0;  // actions that ran; the most there is when the execution completes
+  int64_t edits = 0;
+  int shift = 0;
+  bool BetterThan(const Ranked& o, Preference preference) const {
+    if (preference == Preference::kFurthest) {
+      return std::tuple(run, -edits, -shift) > std::tuple(o.run, -o.edits, -o.shift);
+    }
+    return std::tuple(-edits, run, -shift) > std::tuple(-o.edits, o.run, -o.shift);
+  }
+};
+
+struct Search {
+  Schedule schedule;
+  Reasons reasons;
+  std::string note;  // why it stopped short
+  bool sound = false;
+};
+
+// Applies, while the simulation deadlocks, the best edit around the cycle that lets the
+// execution run further; stops when none does or past the budget.
+void BreakDeadlocks(Search& search, const Schedule& original, const VerifyOptions& options, Preference preference) {
+  Schedule& s = search.schedule;
+  Budget budget(kSearchBudget / 2);
   Probe now = Examine(s, options);
   while (!now.complete) {
     if (!now.dependencies_ok || !now.matching_ok) {
-      note = "the messages could not be put in an order that keeps every dependency";
-      return false;
+      search.note = "the messages could not be put in an order that keeps every dependency";
+      return;
     }
     const RouteIndex routes(s);
     std::optional<Candidate> best;
     std::optional<Probe> best_probe;
-    int64_t best_score = now.progress;
+    Ranked best_rank;
     for (const Candidate& c : AroundCycle(s, routes, now)) {
       if (!budget.Spend(s.ActionCount())) {
-        note = "the search for single edits ran past its budget";
-        return false;
+        search.note = "the search for single edits ran past its budget";
+        return;
       }
       Schedule tried = s;
       c.Applied(tried);
       Probe p = Examine(tried, options);
-      if (!p.dependencies_ok || !p.matching_ok) continue;
-      const int64_t score = p.complete ? std::numeric_limits<int64_t>::max() : p.progress;
-      if (score > best_score || (best && score == best_score && c.Shift() < best->Shift())) {
+      if (!p.dependencies_ok || !p.matching_ok || (!p.complete && p.progress <= now.progress)) continue;
+      const Ranked rank{p.complete ? std::numeric_limits<int64_t>::max() : p.progress,
+                        static_cast<int64_t>(CommunicationDiff(original, tried).size()), c.Shift()};
+      if (!best || rank.BetterThan(best_rank, preference)) {
         best = c;
-        best_score = score;
+        best_rank = rank;
         best_probe = std::move(p);
       }
     }
     if (!best) {
-      note = "no single edit around the cycle " + CycleText(now.cycle) + " lets the execution run further";
-      return false;
+      search.note = "no single edit around the cycle " + CycleText(now.cycle) + " lets the execution run further";
+      return;
     }
     const Action changed = best->Applied(s);
-    reasons.Note(best->rank, changed, CycleSummary(now.cycle));
+    search.reasons.Note(best->rank, changed, CycleSummary(now.cycle));
     now = std::move(*best_probe);
   }
-  return true;
+  search.sound = true;
 }
 
 // ---- step 6: re-lowering, the other candidate
@@ -715,7 +832,7 @@ RepairResult Repair(const Schedule& input, const VerifyOptions& options) {
   Schedule local = original;
   Reasons reasons;
   DropStrays(local, reasons);
-  const CheckResult structure = CheckStructure(local);
+  const CheckResult structure = CheckStructure(ComputeOnly(local));
   if (!structure.ok()) {
     result.outcome = RepairResult::Outcome::kComputeCannotRun;
     result.problem = "the computes fail the structure check, and repair moves only communication: " +
@@ -734,25 +851,45 @@ RepairResult Repair(const Schedule& input, const VerifyOptions& options) {
   result.relowered_edits = static_cast<int>(relowered_edits.size());
 
   AddMissing(local, reasons);
-  bool local_ok = OrderChannels(local, reasons) && PlaceInWindows(local, reasons);
-  if (!local_ok) result.local_note = "the messages could not be put in one FIFO order that keeps every dependency";
-  local_ok = local_ok && CheckStructure(local).ok() && BreakDeadlocks(local, options, reasons, result.local_note);
-  std::vector<RepairEdit> local_edits;
-  if (local_ok) {
-    local_edits = CommunicationDiff(original, local);
-    for (RepairEdit& e : local_edits) e.reason = reasons.For(e);
-    result.after = Verify(local, options);
-    local_ok = RepairSound(result.after);
-    if (!local_ok) result.local_note = "the local edits did not verify: " + FirstFailure(result.after);
+  std::vector<Search> searches;
+  if (!OrderChannels(local, reasons) || !PlaceInWindows(local, reasons) || !CheckStructure(local).ok()) {
+    result.local_note = "the messages could not be put in one FIFO order that keeps every dependency";
+  } else {
+    for (Preference preference : {Preference::kCheapest, Preference::kFurthest}) {
+      Search& search = searches.emplace_back(Search{local, reasons, "", false});
+      BreakDeadlocks(search, original, options, preference);
+    }
+  }
+  // The local repair with the fewest edits that verifies, unless re-lowering changes less.
+  std::optional<std::vector<RepairEdit>> best_edits;
+  Search* best = nullptr;
+  for (Search& search : searches) {
+    if (!search.sound) {
+      if (result.local_note.empty()) result.local_note = search.note;
+      continue;
+    }
+    std::vector<RepairEdit> edits = CommunicationDiff(original, search.schedule);
+    if (!best_edits || edits.size() < best_edits->size()) {
+      best_edits = std::move(edits);
+      best = &search;
+    }
   }
   result.outcome = RepairResult::Outcome::kRepaired;
-  if (local_ok && local_edits.size() <= relowered_edits.size()) {
-    result.method = "local";
-    result.schedule = std::move(local);
-    result.edits = std::move(local_edits);
-    return result;
+  if (best) {
+    for (RepairEdit& e : *best_edits) e.reason = best->reasons.For(e);
+    result.after = Verify(best->schedule, options);
+    if (!RepairSound(result.after)) {
+      result.local_note = "pipeproof bug: the local edits did not verify: " + FirstFailure(result.after);
+    } else if (best_edits->size() <= relowered_edits.size()) {
+      result.method = "local";
+      result.local_note.clear();
+      result.schedule = std::move(best->schedule);
+      result.edits = std::move(*best_edits);
+      return result;
+    } else {
+      result.local_note = fmt::format("the local edits ({}) change more than re-lowering", best_edits->size());
+    }
   }
-  if (local_ok) result.local_note = fmt::format("the local edits ({}) change more than re-lowering", local_edits.size());
   result.method = "re-lowered";
   result.schedule = std::move(*relowered.schedule);
   result.edits = relowered_edits;
