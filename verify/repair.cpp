@@ -454,13 +454,17 @@ int WaitNeededAt(const std::vector<Action>& program, int i) {
   return next;
 }
 
-bool PlaceInWindows(Schedule& s, Reasons& reasons) {
+// Moves every op that stands outside its window to the nearest place inside. With `fifo_may_break`
+// an op whose channel order leaves it no place moves anyway (OrderChannels then reorders the
+// channel's other end); false when some op has no place.
+bool PlaceInWindows(Schedule& s, Reasons& reasons, bool fifo_may_break) {
   const RouteIndex routes(s);
   for (int r = 0; r < s.ranks; ++r) {
     for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
       const Action op = s.program[r][i];
       if (!IsComm(op.op) && !IsWaitSend(op.op)) continue;
-      const Window w = LegalWindow(s, routes, r, i, /*fifo=*/true);
+      Window w = LegalWindow(s, routes, r, i, /*fifo=*/true);
+      if (w.empty() && fifo_may_break) w = LegalWindow(s, routes, r, i, /*fifo=*/false);
       if (w.Holds(i)) continue;
       if (const int at = WaitNeededAt(s.program[r], i); at >= 0) {  // one WAIT instead of a move?
         Schedule waited = s;
@@ -645,8 +649,66 @@ struct Search {
   bool sound = false;
 };
 
-// Applies, while the simulation deadlocks, the best edit around the cycle that lets the
-// execution run further; stops when none does or past the budget.
+// One round of the search: the edits to apply (one, or two where no single edit helps) and how
+// the execution then runs.
+struct Step {
+  std::vector<Candidate> edits;
+  Probe probe;
+  Ranked rank;
+};
+
+constexpr int kNeutralTried = 6;  // edits that change the cycle but not the run, tried as first halves
+
+// The best edit around the cycle that lets the execution run further. Where there is none and
+// `pairs` is set, an edit that leaves the run as far as before (a plateau) followed by the best
+// edit around its new cycle. Empty with `note` set when none helps or the budget is spent.
+std::optional<Step> BestStep(const Schedule& s, const Schedule& original, const Probe& now,
+                             const VerifyOptions& options, Preference preference, Budget& budget,
+                             bool pairs, std::string& note) {
+  const RouteIndex routes(s);
+  std::optional<Step> best;
+  std::vector<std::pair<Ranked, Candidate>> neutral;
+  for (const Candidate& c : AroundCycle(s, routes, now)) {
+    if (!budget.Spend(s.ActionCount())) {
+      note = "the search for single edits ran past its budget";
+      return std::nullopt;
+    }
+    Schedule tried = s;
+    c.Applied(tried);
+    Probe p = Examine(tried, options);
+    if (!p.dependencies_ok || !p.matching_ok) continue;
+    const Ranked rank{p.complete ? std::numeric_limits<int64_t>::max() : p.progress,
+                      static_cast<int64_t>(CommunicationDiff(original, tried).size()), c.Shift()};
+    if (!p.complete && p.progress <= now.progress) {
+      if (p.progress == now.progress) neutral.push_back({rank, c});
+      continue;
+    }
+    if (!best || rank.BetterThan(best->rank, preference)) best = Step{{c}, std::move(p), rank};
+  }
+  if (best || !pairs) {
+    if (!best) note = "no single edit around the cycle " + CycleText(now.cycle) + " lets the execution run further";
+    return best;
+  }
+  std::stable_sort(neutral.begin(), neutral.end(), [](const auto& a, const auto& b) {
+    return std::pair{a.first.edits, a.first.shift} < std::pair{b.first.edits, b.first.shift};
+  });
+  if (neutral.size() > kNeutralTried) neutral.resize(kNeutralTried);
+  for (const auto& [ignored, first] : neutral) {
+    Schedule tried = s;
+    first.Applied(tried);
+    const Probe after_first = Examine(tried, options);
+    std::string ignored_note;
+    std::optional<Step> second = BestStep(tried, original, after_first, options, preference, budget, false, ignored_note);
+    if (!second) continue;
+    second->edits.insert(second->edits.begin(), first);
+    if (!best || second->rank.BetterThan(best->rank, preference)) best = std::move(second);
+  }
+  if (!best) note = "no edit or pair of edits around the cycle " + CycleText(now.cycle) + " lets the execution run further";
+  return best;
+}
+
+// Applies, while the simulation deadlocks, the best step around the cycle; stops when none
+// lets the execution run further or past the budget.
 void BreakDeadlocks(Search& search, const Schedule& original, const VerifyOptions& options, Preference preference) {
   Schedule& s = search.schedule;
   Budget budget(kSearchBudget / 2);
@@ -656,34 +718,11 @@ void BreakDeadlocks(Search& search, const Schedule& original, const VerifyOption
       search.note = "the messages could not be put in an order that keeps every dependency";
       return;
     }
-    const RouteIndex routes(s);
-    std::optional<Candidate> best;
-    std::optional<Probe> best_probe;
-    Ranked best_rank;
-    for (const Candidate& c : AroundCycle(s, routes, now)) {
-      if (!budget.Spend(s.ActionCount())) {
-        search.note = "the search for single edits ran past its budget";
-        return;
-      }
-      Schedule tried = s;
-      c.Applied(tried);
-      Probe p = Examine(tried, options);
-      if (!p.dependencies_ok || !p.matching_ok || (!p.complete && p.progress <= now.progress)) continue;
-      const Ranked rank{p.complete ? std::numeric_limits<int64_t>::max() : p.progress,
-                        static_cast<int64_t>(CommunicationDiff(original, tried).size()), c.Shift()};
-      if (!best || rank.BetterThan(best_rank, preference)) {
-        best = c;
-        best_rank = rank;
-        best_probe = std::move(p);
-      }
-    }
-    if (!best) {
-      search.note = "no single edit around the cycle " + CycleText(now.cycle) + " lets the execution run further";
-      return;
-    }
-    const Action changed = best->Applied(s);
-    search.reasons.Note(best->rank, changed, CycleSummary(now.cycle));
-    now = std::move(*best_probe);
+    std::optional<Step> step = BestStep(s, original, now, options, preference, budget, true, search.note);
+    if (!step) return;
+    const std::string why = CycleSummary(now.cycle);
+    for (const Candidate& c : step->edits) search.reasons.Note(c.rank, c.Applied(s), why);
+    now = std::move(step->probe);
   }
   search.sound = true;
 }
@@ -852,7 +891,8 @@ RepairResult Repair(const Schedule& input, const VerifyOptions& options) {
 
   AddMissing(local, reasons);
   std::vector<Search> searches;
-  if (!OrderChannels(local, reasons) || !PlaceInWindows(local, reasons) || !CheckStructure(local).ok()) {
+  if (!PlaceInWindows(local, reasons, /*fifo_may_break=*/true) || !OrderChannels(local, reasons) ||
+      !PlaceInWindows(local, reasons, /*fifo_may_break=*/false) || !CheckStructure(local).ok()) {
     result.local_note = "the messages could not be put in one FIFO order that keeps every dependency";
   } else {
     for (Preference preference : {Preference::kCheapest, Preference::kFurthest}) {

@@ -85,6 +85,36 @@ TEST(Repair, DualPipeWithoutWaitsNeedsNoMoreEditsThanWaitsRemoved) {
   }
 }
 
+// Every deadlocking or mixed-up fixture, under every layout where it fails: repaired, sound by
+// the ground truth, its computes untouched, never more edits than re-lowering. Among them
+// PyTorch 2.15's own runtime orders with defer_pp_recv, which hang or mix up messages.
+TEST(Repair, EveryBrokenFixtureIsRepaired) {
+  const std::string data = PIPEPROOF_TESTDATA_DIR;
+  const std::string generated = data + "/peers/pytorch/torch-2.15/generated/";
+  int repaired = 0;
+  for (const std::string& path :
+       {data + "/verify/pytorch_172668.pps", data + "/verify/pytorch_109401.pps",
+        data + "/verify/hand_1f1b_last_rank.pps", data + "/verify/ring_rank_stream_deadlock.pps",
+        data + "/verify/pair_setup_deadlock.pps", generated + "dualpipev_2rank_4stage_4mb_defer_runtime.csv",
+        generated + "dualpipev_4rank_8stage_8mb_defer_runtime.csv",
+        generated + "interleaved1f1b_2rank_4stage_2mb_defer_runtime.csv",
+        generated + "interleavedzb_2rank_4stage_3mb_defer_runtime.csv",
+        generated + "loopedbfs_3rank_6stage_3mb_defer_runtime.csv",
+        generated + "zbv_2rank_4stage_4mb_defer_runtime.csv"}) {
+    const Schedule s = ReadScheduleFile(path);
+    for (StreamLayout streams : kStreamLayouts) {
+      SCOPED_TRACE(path + " --streams " + std::string(StreamLayoutName(streams)));
+      if (truth::Judge(s, CommModel::kNccl, streams).sound()) continue;
+      const RepairResult r = Repair(s, Options(CommModel::kNccl, streams));
+      ExpectRepaired(s, r, streams);
+      EXPECT_EQ(r.method, "local") << r.Text();
+      EXPECT_LE(r.edits.size(), static_cast<size_t>(r.relowered_edits));
+      ++repaired;
+    }
+  }
+  EXPECT_EQ(repaired, 23);
+}
+
 // Negative control: a compute order that no communication can run ends in no repaired schedule.
 TEST(Repair, ComputeOrderThatCannotRunIsRefused) {
   // Rank 1 runs the backward of microbatch 0 before its forward has arrived... of the other order:
