@@ -47,6 +47,30 @@ TEST(RenderCommand, DrawsDualPipeAsSvgAndPng) {
   std::remove(pps.c_str());
 }
 
+// render --diff ORIGINAL REPAIRED: repair's edits outlined where the ops now stand, each listed;
+// a file whose computes differ from the original's is refused.
+TEST(RenderCommand, DiffOutlinesTheEditsOfARepair) {
+  const std::string repaired = ScratchPath("repaired-172668.pps");
+  auto r = RunPipeproof("repair " + kDeadlock + " --json -o " + repaired);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json edits = nlohmann::json::parse(r.out)["edits"];
+  ASSERT_FALSE(edits.empty());
+  const std::string svg = ScratchPath("diff.svg");
+  r = RunPipeproof("render --diff " + kDeadlock + " " + repaired + " -o " + svg);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto doc = ParseXml(ReadWhole(svg));
+  const auto outlined = doc->WithClass("edit");
+  ASSERT_EQ(outlined.size(), edits.size());
+  for (size_t k = 0; k < edits.size(); ++k) {
+    EXPECT_EQ(outlined[k]->attrs.at("data-rank"), std::to_string(edits[k]["rank"].get<int>()));
+    EXPECT_EQ(outlined[k]->attrs.at("data-index"), std::to_string(edits[k]["to"].get<int>()));
+  }
+  EXPECT_EQ(RunPipeproof("render --diff " + Generated("1f1b -r 2 -m 4", "other.pps") + " " + repaired +
+                         " -o " + svg)
+                .status,
+            2);
+}
+
 TEST(RenderCommand, RefusesOtherExtensionsAndReportsWithoutTimeline) {
   const std::string pps = Generated("1f1b -r 2 -m 2", "f.pps");
   auto r = RunPipeproof("render " + pps + " -o " + ScratchPath("x.gif"));

@@ -26,6 +26,7 @@ struct RenderFlags {
   std::string pass = "train";
   bool show_comm = false;
   int width = 0;
+  std::string diff;  // the original of a repaired FILE
 };
 
 // The recorded timeline a `pipeproof run --report` file carries, and what the run ran on.
@@ -57,7 +58,12 @@ int Render(const RenderFlags& f) {
   // A file of unknown origin is titled by its name.
   if (schedule.kind.empty()) schedule.kind = std::filesystem::path(input.path).filename().string();
   TimelineView view;
-  if (!f.from_run.empty()) {
+  if (!f.diff.empty()) {
+    ScheduleInput original = input;
+    original.path = f.diff;
+    view = DiffView(LoadSchedule(original), schedule, f.comm.Model(), f.comm.CostsGiven().value_or(Costs{}),
+                    f.comm.Streams());
+  } else if (!f.from_run.empty()) {
     std::string transport;
     const RunTimeline run = TimelineFromReport(f.from_run, transport);
     schedule = LowerIfComputeOnly(std::move(schedule));  // `run` lowers a compute-only schedule first
@@ -67,7 +73,7 @@ int Render(const RenderFlags& f) {
                         f.comm.Streams());
   }
   SvgOptions options;
-  options.show_comm = f.show_comm || !view.stuck.empty();
+  options.show_comm = f.show_comm || !view.stuck.empty() || !f.diff.empty();
   options.width = f.width;
   WritePicture(f.output, TimelineSvg(view, options));
   if (view.stuck.empty()) return kExitOk;
@@ -91,6 +97,10 @@ void DeclareRender(CLI::App* cmd, RenderFlags& f) {
   cmd->add_option("--pass", f.pass, "with --from-run: the pass to draw")
       ->check(CLI::IsMember({"train", "inference", "both"}))
       ->capture_default_str();
+  cmd->add_option("--diff", f.diff,
+                  "ORIGINAL: draw FILE with the edits that turn ORIGINAL into it outlined (pipeproof "
+                  "repair's output against its input: render --diff ORIGINAL REPAIRED -o OUT.svg)")
+      ->excludes("--from-run");
   cmd->add_flag("--show-comm", f.show_comm,
                 "draw SEND, RECV and WAIT as thin marks under each rank's cells");
   cmd->add_option("--width", f.width,

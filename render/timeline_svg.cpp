@@ -46,6 +46,7 @@ constexpr CommStyle kCommStyles[] = {
 
 constexpr std::string_view kGridLine = "#E4E4E4";
 constexpr double kCommMarkHeight = 4.5;
+constexpr std::string_view kEditStroke = "#E8590C";  // render --diff: what repair moved or added
 constexpr std::string_view kCellStroke = "#262626";
 constexpr std::string_view kStuckRed = "#D32F2F";
 
@@ -103,6 +104,7 @@ class SvgBuilder {
       for (const TimelineCell& cell : view_.cells) {
         if (cell.comm) body_ += CommMark(cell);
       }
+      for (const EditMark& edit : view_.edits) body_ += EditOutline(edit);
     }
     if (!view_.stuck.empty()) body_ += Stuck();
     body_ += Axis();
@@ -280,6 +282,22 @@ class SvgBuilder {
       out += Label(x + wf, w - wf, y, c.back.microbatch, DarkShade(c.back_chunk));
     }
     return out + "</g>\n";
+  }
+
+  // An edit (render --diff): an outline around the moved or added op's communication mark.
+  std::string EditOutline(const EditMark& e) const {
+    for (const TimelineCell& c : view_.cells) {
+      if (!c.comm || c.rank != e.rank || c.index != e.index) continue;
+      const Layout& l = layout_;
+      const double w = std::max((c.end - c.start) * l.unit_px, 1.5);
+      return fmt::format(
+          "<g class=\"edit\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\"><title>{}</title>"
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\" "
+          "stroke-width=\"1.5\"/></g>\n",
+          e.rank, e.index, e.kind, Escape(e.text), Num(l.X(c.start) - 2), Num(l.RowY(c.rank) + l.row_h - 0.5),
+          Num(w + 4), Num(kCommMarkHeight + 4), kEditStroke);
+    }
+    return "";
   }
 
   std::string CommMark(const TimelineCell& c) const {
@@ -473,6 +491,15 @@ class SvgBuilder {
             s.kind, Num(at), Num(y - 5), Num(sw), s.fill);
         out += label(s.name, at + sw + 6);
       }
+    }
+    if (options_.show_comm && !view_.edits.empty()) {
+      const std::string_view name = "edited: moved or added";
+      const double at = place(sw + 6 + TextWidth(name, 13) + 22);
+      out += fmt::format(
+          "<g class=\"legend-item\" data-kind=\"edit\" data-chunk=\"0\"><rect x=\"{}\" y=\"{}\" "
+          "width=\"{}\" height=\"7\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/></g>",
+          Num(at), Num(y - 7), Num(sw), kEditStroke);
+      out += label(name, at + sw + 6);
     }
     if (!view_.stuck.empty()) {
       const std::string_view name = "blocked: on the deadlock cycle / elsewhere";

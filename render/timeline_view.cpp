@@ -11,6 +11,7 @@
 
 #include "schedule/json_text.h"
 #include "schedule/lower.h"
+#include "verify/repair.h"
 
 namespace pipeproof {
 namespace {
@@ -372,6 +373,28 @@ TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs
   options.costs = costs;
   options.use_z3 = false;
   return VerifiedView(schedule, Verify(schedule, options));
+}
+
+TimelineView DiffView(const Schedule& original, const Schedule& repaired, CommModel model,
+                      const Costs& costs, StreamLayout streams) {
+  TimelineView view = ScheduleView(repaired, model, costs, streams);
+  const std::vector<RepairEdit> edits = CommunicationDiff(original, repaired);
+  constexpr size_t kListed = 12;  // a long diff is listed by pipeproof repair, not under a picture
+  int removed = 0;
+  for (const RepairEdit& e : edits) {
+    if (view.notes.size() < kListed) view.notes.push_back(Describe(e));
+    if (e.kind == RepairEdit::Kind::kRemove) {
+      ++removed;
+    } else {
+      view.edits.push_back({e.rank, e.to, std::string(RepairEditKindName(e.kind)), Describe(e)});
+    }
+  }
+  if (edits.size() > kListed) view.notes.push_back(fmt::format("... and {} more", edits.size() - kListed));
+  view.notes.insert(view.notes.begin(),
+                    fmt::format("{} edit{} of the communication against the original: {} marked on the "
+                                "communication strip (moved, added), {} removed",
+                                edits.size(), edits.size() == 1 ? "" : "s", view.edits.size(), removed));
+  return view;
 }
 
 }  // namespace pipeproof

@@ -46,6 +46,14 @@ struct TimelineMessage {
   int recv_cell = -1;
 };
 
+// An edit of the communication (pipeproof repair's): where a moved or added op now stands.
+struct EditMark {
+  int rank = 0;
+  int index = 0;      // in the rank's program, as drawn
+  std::string kind;   // "move" or "add"
+  std::string text;   // "rank 1: move 1RECV_F0 from [4] to [2]"
+};
+
 // A blocked action of a deadlock.
 struct StuckAction {
   int rank = 0;
@@ -75,6 +83,7 @@ struct TimelineView {
   // Deadlock: the blocked actions, and when the last action that could finish finished.
   std::vector<StuckAction> stuck;
   double stuck_at = 0;
+  std::vector<EditMark> edits;      // --diff: marked on the communication strip
   std::vector<std::string> notes;  // lines under the picture
 };
 
@@ -110,6 +119,12 @@ TimelineView VerifiedView(const Schedule& input, const VerifyReport& report);
 // `costs`, or, when it deadlocks, the deadlock view (found by Verify without Z3).
 TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs& costs,
                           StreamLayout streams = StreamLayout::kRank);
+
+// `repaired` as ScheduleView draws it, with the edits that turn `original` into it (verify/
+// repair.h's CommunicationDiff) marked where the moved and added ops now stand; removed ops have
+// no place in it, so the notes list them. InputError when the two differ in their computes.
+TimelineView DiffView(const Schedule& original, const Schedule& repaired, CommModel model,
+                      const Costs& costs, StreamLayout streams = StreamLayout::kRank);
 
 // "forward", "backward", "input-grad", "weight-grad", "overlap-f-b", "send", "recv", "wait",
 // "wait-send", "data-parallel": the kind a cell is drawn (and its trace category) as.
