@@ -245,5 +245,22 @@ TEST(DetectFormatTest, AByteOrderMarkIsReadPast) {
   EXPECT_EQ(csv.ActionCount(), 2);
 }
 
+// A rewritten .pps keeps its comments, header order and each rank line's trailing comment; only
+// the actions of the rank lines change. CSV and JSON are written anew.
+TEST(RewriteSchedule, KeepsWhatTheUserWroteAroundTheActions) {
+  const std::string original =
+      "# my schedule\nmicrobatches 1\nranks 2   # two ranks\n\nrank 1: 1RECV_F0 1F0 1B0 1SEND_B0  # last\n"
+      "rank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n";
+  Schedule s = ParsePps(original, "x.pps");
+  std::swap(s.program[0][1], s.program[0][2]);
+  const std::string rewritten = RewriteSchedule(original, Format::kPps, s);
+  EXPECT_EQ(rewritten,
+            "# my schedule\nmicrobatches 1\nranks 2   # two ranks\n\nrank 1: 1RECV_F0 1F0 1B0 1SEND_B0  # last\n"
+            "rank 0: 0F0 0RECV_B0 0SEND_F0 0B0\n");
+  EXPECT_EQ(ParsePps(rewritten, "x.pps"), s);
+  EXPECT_EQ(RewriteSchedule(original, Format::kJson, s), WriteJson(s));
+  EXPECT_EQ(RewriteSchedule("", Format::kPps, s), WritePps(s));  // no rank lines to keep
+}
+
 }  // namespace
 }  // namespace pipeproof

@@ -115,6 +115,44 @@ TEST(Repair, EveryBrokenFixtureIsRepaired) {
   EXPECT_EQ(repaired, 23);
 }
 
+// The diff names moves, additions and removals by their positions, with computes as anchors: an
+// op taken out in one place and written in another of its rank is one move.
+TEST(Repair, CommunicationDiffCountsMovesAddsAndRemovals) {
+  const Schedule before = Pps("ranks 2\nmicrobatches 1\n"
+                              "rank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
+                              "rank 1: 1RECV_F0 1F0 1B0 WAIT 1SEND_B0\n");
+  const Schedule after = Pps("ranks 2\nmicrobatches 1\n"
+                             "rank 0: 0F0 0RECV_B0 0SEND_F0 0B0\n"
+                             "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1SEND_B0\n");
+  const std::vector<RepairEdit> edits = CommunicationDiff(before, after);
+  ASSERT_EQ(edits.size(), 3u);
+  EXPECT_EQ(Describe(edits[0]), "rank 0: move 0SEND_F0 from [1] to [2]");
+  EXPECT_EQ(Describe(edits[1]), "rank 1: remove WAIT from [3]");
+  EXPECT_EQ(Describe(edits[2]), "rank 1: add 1SEND_B0 at [4]");
+  EXPECT_TRUE(CommunicationDiff(before, before).empty());
+  const Schedule other_computes = Pps("ranks 2\nmicrobatches 1\n"
+                                      "rank 0: 0F0 0B0 0SEND_F0 0RECV_B0\n"
+                                      "rank 1: 1F0 1RECV_F0 1B0 1SEND_B0\n");
+  EXPECT_THROW(CommunicationDiff(before, Pps("ranks 2\nmicrobatches 1\nrank 0: 0B0 0F0\nrank 1: 1F0 1B0\n")),
+               InputError);
+  EXPECT_EQ(CommunicationDiff(before, other_computes).size(), 4u);
+}
+
+// Under the eager model the crossing sends of issue 172668 run: nothing to repair. A mix-up
+// does not run under any model and is put in one FIFO order.
+TEST(Repair, EagerModelRepairsOnlyWhatHangsOrMixesUp) {
+  const Schedule crossing = ReadScheduleFile(std::string(PIPEPROOF_TESTDATA_DIR) + "/verify/pytorch_172668.pps");
+  EXPECT_EQ(Repair(crossing, Options(CommModel::kEager)).outcome, RepairResult::Outcome::kAlreadySound);
+  const Schedule mixed = Pps("ranks 2\nmicrobatches 2\n"
+                             "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                             "rank 1: 1RECV_F1 1RECV_F0 1F0 1B0 1SEND_B0 1F1 1B1 1SEND_B1\n");
+  const RepairResult r = Repair(mixed, Options(CommModel::kEager));
+  ASSERT_EQ(r.outcome, RepairResult::Outcome::kRepaired) << r.Text();
+  EXPECT_TRUE(truth::Judge(r.schedule, CommModel::kEager).sound()) << r.Text();
+  ASSERT_EQ(r.edits.size(), 1u) << r.Text();
+  EXPECT_NE(r.edits[0].reason.find("matching: message 0 from rank 0 to rank 1"), std::string::npos) << r.Text();
+}
+
 // Negative control: a compute order that no communication can run ends in no repaired schedule.
 TEST(Repair, ComputeOrderThatCannotRunIsRefused) {
   // Rank 1 runs the backward of microbatch 0 before its forward has arrived... of the other order:
