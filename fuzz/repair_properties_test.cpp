@@ -1,4 +1,4 @@
-// Property suite 5: repair. A generated schedule (random kind and size; for the WAIT_SEND classes
+// Property suite 6: repair. A generated schedule (random kind and size; for the WAIT_SEND classes
 // with PyTorch's WAIT_SENDs added) gets one mutation of a class at a random place, and is repaired
 // under a random communication model and stream layout. Judged by fuzz/schedule_truth.h, never by
 // the verifier:
