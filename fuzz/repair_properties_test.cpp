@@ -12,8 +12,9 @@
 // Each mutation class is its own test; the tags count what repair did.
 #include <gtest/gtest.h>
 
-#include <map>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include "fuzz/property.h"
 #include "fuzz/schedule_gen.h"
@@ -27,16 +28,7 @@ namespace pipeproof {
 namespace {
 
 // The computes (and data-parallel actions) of every rank, in order: what repair must not touch.
-std::vector<std::vector<Action>> Computes(const Schedule& s) {
-  std::vector<std::vector<Action>> out;
-  for (const auto& program : s.program) {
-    out.emplace_back();
-    for (const Action& a : program) {
-      if (IsCompute(a.op) || IsDataParallel(a.op)) out.back().push_back(a);
-    }
-  }
-  return out;
-}
+std::vector<std::vector<Action>> Computes(const Schedule& s) { return ComputeOnly(s).program; }
 
 // Whether the compute order can run at all: every rank takes its next compute once each pass it
 // needs has been made somewhere (messages buffered, so no communication can do better).

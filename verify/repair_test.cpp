@@ -14,16 +14,8 @@ namespace {
 
 Schedule Pps(const std::string& text) { return ParsePps(text, "test.pps"); }
 
-std::vector<std::vector<Action>> Computes(const Schedule& s) {
-  std::vector<std::vector<Action>> out;
-  for (const auto& program : s.program) {
-    out.emplace_back();
-    for (const Action& a : program) {
-      if (IsCompute(a.op) || IsDataParallel(a.op)) out.back().push_back(a);
-    }
-  }
-  return out;
-}
+// The computes (and data-parallel actions) of every rank, in order: what repair must not touch.
+std::vector<std::vector<Action>> Computes(const Schedule& s) { return ComputeOnly(s).program; }
 
 VerifyOptions Options(CommModel model = CommModel::kNccl, StreamLayout streams = StreamLayout::kRank) {
   VerifyOptions o;
