@@ -1,11 +1,14 @@
 // Repair(): see repair.h for what it promises. The steps, in order:
 //
-//   1. drop strays       SEND/RECVs no rank can pair, second copies, WAIT_SENDs without a SEND
-//   2. add what is missing  the SEND and RECV of every message a compute needs and nobody carries
-//   3. one FIFO order    per rank pair, the k-th SEND meets the k-th RECV of the same payload
-//   4. legal places      every op after what it sends, before what it feeds, inside a group
-//   5. break deadlocks   while the simulation deadlocks, the best single edit around the cycle
-//   6. compare           with re-lowering the compute order; the fewer edits win
+//   1. drop strays        SEND/RECVs no rank can pair, second copies, WAIT_SENDs without a SEND
+//   2. add what is missing  the SEND and RECV of every message a compute needs and nobody carries,
+//                         where its channel meets the peer's order
+//   3. legal places       every op after what it sends, before what it feeds, inside a group
+//                         (a WAIT added where one is all it lacks)
+//   4. one FIFO order     per rank pair, the k-th SEND meets the k-th RECV of the same payload
+//   5. break deadlocks    while the simulation deadlocks, the best edit around the cycle (or pair
+//                         of edits); searched twice, for the furthest run and for the fewest edits
+//   6. compare            with re-lowering the compute order; the fewest edits win
 //
 // The positions, windows and candidate edits are bookkeeping kept in the helpers below.
 
@@ -53,8 +56,8 @@ int ComputeFor(const std::vector<Action>& program, const Action& comm) {
   return -1;
 }
 
-int IndexOf(const std::vector<Action>& program, const Action& a, int from = 0) {
-  for (int i = from; i < static_cast<int>(program.size()); ++i) {
+int IndexOf(const std::vector<Action>& program, const Action& a) {
+  for (int i = 0; i < static_cast<int>(program.size()); ++i) {
     if (program[i] == a) return i;
   }
   return -1;
@@ -112,8 +115,7 @@ Window LegalWindow(const Schedule& s, const RouteIndex& routes, int r, int i, bo
     } else if (compute >= 0) {
       w.hi = std::min(w.hi, grouped ? LastWaitBefore(rest, compute) : compute);
     }
-    if (fifo) {
-      const auto channel = ChannelOf(s, routes, op);
+    if (const auto channel = ChannelOf(s, routes, op); fifo && channel) {
       for (int j = 0; j < static_cast<int>(rest.size()); ++j) {
         if (ChannelOf(s, routes, rest[j]) != channel) continue;
         if (j < i) w.lo = std::max(w.lo, j + 1);
@@ -123,7 +125,8 @@ Window LegalWindow(const Schedule& s, const RouteIndex& routes, int r, int i, bo
     }
   } else if (IsWaitSend(op.op)) {
     const int sent = IndexOf(rest, Action::Comm(SentBy(op.op), op.stage, op.microbatch));
-    if (sent >= 0) w.lo = std::max(w.lo, (grouped ? FirstWaitFrom(rest, sent) : sent) + 1);
+    const int posted = grouped ? FirstWaitFrom(rest, sent) : sent;  // a group is posted at its WAIT
+    if (sent >= 0) w.lo = std::max(w.lo, std::max(posted, sent) + 1);
   }
   return w;
 }
@@ -304,6 +307,7 @@ void AddMissing(Schedule& s, Reasons& reasons) {
   for (const Missing& m : missing) {
     std::vector<Action>& program = s.program[m.rank];
     const int compute = ComputeFor(program, m.op);
+    if (compute < 0) continue;  // structure holds, so the compute is there
     const bool grouped = UsesWaitGroups(program);
     if (IsSend(m.op.op)) {
       program.insert(program.begin() + compute + 1, m.op);
@@ -328,7 +332,7 @@ void AddMissing(Schedule& s, Reasons& reasons) {
   }
 }
 
-// ---- step 3: one FIFO order per rank pair
+// ---- step 4: one FIFO order per rank pair
 
 // A longest common subsequence of `a` and `b`: which positions of each it keeps. None past the
 // size cap (the caller then gives up on local edits, or counts every position as changed).
@@ -425,19 +429,25 @@ bool OrderChannels(Schedule& s, Reasons& reasons) {
           "matches the k-th SEND with the k-th RECV, whatever they carry); reordered",
           k, p, q, k < sent.payloads.size() ? ToString(sent.payloads[k]) : "nothing",
           k < received.payloads.size() ? ToString(received.payloads[k]) : "nothing");
-      Schedule attempt = s;
-      if (ReorderChannel(attempt, routes, q, false, p, sent.payloads, why, reasons) ||
-          ((attempt = s), ReorderChannel(attempt, routes, p, true, q, received.payloads, why, reasons))) {
-        s = std::move(attempt);
-        continue;
+      bool ordered = false;
+      for (const bool receives_follow : {true, false}) {
+        Schedule attempt = s;
+        Reasons noted = reasons;
+        ordered = receives_follow ? ReorderChannel(attempt, routes, q, false, p, sent.payloads, why, noted)
+                                  : ReorderChannel(attempt, routes, p, true, q, received.payloads, why, noted);
+        if (ordered) {
+          s = std::move(attempt);
+          reasons = std::move(noted);
+          break;
+        }
       }
-      return false;
+      if (!ordered) return false;
     }
   }
   return true;
 }
 
-// ---- step 4: every op inside its window
+// ---- step 3: every op inside its window
 
 // On a rank with groups, where a WAIT would let the op at `i` stay: right before the compute a
 // RECV feeds, or before the first compute after a SEND (the reference waits before every
@@ -459,6 +469,7 @@ int WaitNeededAt(const std::vector<Action>& program, int i) {
 // channel's other end); false when some op has no place.
 bool PlaceInWindows(Schedule& s, Reasons& reasons, bool fifo_may_break) {
   const RouteIndex routes(s);
+  int64_t moves_left = 2 * s.ActionCount();  // each op finds its place once; never a tug of war
   for (int r = 0; r < s.ranks; ++r) {
     for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
       const Action op = s.program[r][i];
@@ -477,7 +488,7 @@ bool PlaceInWindows(Schedule& s, Reasons& reasons, bool fifo_may_break) {
           continue;
         }
       }
-      if (w.empty()) return false;
+      if (w.empty() || --moves_left < 0) return false;
       const std::string where = Where(s, r, i);
       MoveOp(s.program[r], i, w.Nearest(i));
       reasons.Note(r, op,
@@ -501,7 +512,6 @@ struct Probe {
   int64_t progress = 0;  // actions that ran
   std::vector<CycleStep> cycle;
   Messages messages;
-  bool sound() const { return dependencies_ok && matching_ok && complete; }
 };
 
 Probe Examine(const Schedule& s, const VerifyOptions& options) {
