@@ -108,11 +108,7 @@ class ExecutionGraph {
         lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {}
 
   void Build() {
-    // Room for the usual graph (an event per action or fewer, a few edges per action) up front:
-    // grown by doubling, the copies and the freshly zeroed pages cost more than the build.
-    const size_t actions = static_cast<size_t>(s_.ActionCount());
-    nodes_.reserve(actions + s_.ranks);
-    edges_.reserve(3 * actions + s_.ranks);
+    Reserve();
     ReceiveIndex receives(s_, messages_);
     waited_send_ = WaitedSends(s_);
     compute_node_.resize(s_.ranks);
@@ -248,6 +244,29 @@ class ExecutionGraph {
   }
 
  private:
+  // Room for the whole graph up front: grown by doubling, the copies and the freshly zeroed pages
+  // cost more than the build. The bounds are generous (an event per compute, two per SEND/RECV, a
+  // few edges each) since pages never written are never mapped; only the pair layout's set-ups
+  // and posting events may grow past them.
+  void Reserve() {
+    size_t computes = 0, comms = 0, others = 0;
+    for (const auto& program : s_.program) {
+      for (const Action& a : program) {
+        if (IsCompute(a.op)) {
+          ++computes;
+        } else if (IsComm(a.op)) {
+          ++comms;
+        } else {
+          ++others;
+        }
+      }
+    }
+    nodes_.reserve(computes + 2 * comms + s_.ranks);
+    edges_.reserve(4 * computes + 5 * comms + 2 * others + s_.ranks);
+    units_.reserve(comms);
+    unit_ops_.reserve(comms);
+  }
+
   int AddNode(NodeKind kind, int rank, int action, double duration) {
     nodes_.push_back({kind, rank, action, duration});
     return static_cast<int>(nodes_.size() - 1);
