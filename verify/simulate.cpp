@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <deque>
 #include <limits>
@@ -54,17 +55,20 @@ enum class NodeKind : uint8_t { kCompute, kUnitPost, kUnitStart, kUnitEnd, kSetu
 
 struct Node {
   NodeKind kind;
+  Op op;  // a compute's op, which sets its duration; kWait (no duration) for the other events
   int32_t rank;
   int32_t action;  // compute: its position; unit nodes: the unit's id; set-up: its id
-  double duration;
 };
 
 struct Edge {
   int32_t from;
   int32_t to;
-  int32_t op;  // the op (on `to`'s rank) or the blocking WAIT/WAIT_SEND concerned, or -1
-  Reason reason;
+  // The op (on `to`'s rank) or the blocking WAIT/WAIT_SEND concerned, or -1. 24 bits hold any
+  // position (a schedule has at most kMaxActions), and the edge takes 12 bytes, not 16.
+  int32_t op : 24;
+  Reason reason : 8;
 };
+static_assert(kMaxActions < (1 << 23));
 
 // A WAIT group (posted at its WAIT) or a lone SEND/RECV.
 struct Unit {
@@ -105,7 +109,11 @@ class ExecutionGraph {
         model_(model),
         streams_(streams),
         costs_(costs),
-        lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {}
+        lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {
+    for (size_t op = 0; op < duration_of_op_.size(); ++op) {
+      duration_of_op_[op] = CostOf(static_cast<Op>(op), costs);
+    }
+  }
 
   void Build() {
     Reserve();
@@ -124,16 +132,19 @@ class ExecutionGraph {
     for (int u = 0; u < static_cast<int>(units_.size()); ++u) AddMessageEdges(u);
   }
 
-  // Every event as soon as all it waits for has happened (Kahn's order).
-  void Run() {
+  // Every event as soon as all it waits for has happened (Kahn's order). `record_order` keeps
+  // the order they happened in, for Order().
+  void Run(bool record_order) {
     const int n = static_cast<int>(nodes_.size());
-    BuildAdjacency();
+    const Adjacency adjacency = BuildAdjacency();
+    const std::vector<int32_t>& out_begin = adjacency.begin;
+    const std::vector<uint32_t>& out = adjacency.successors;
     std::vector<int32_t> waiting(n, 0);
-    for (const Edge& e : edges_) ++waiting[e.to];
+    for (uint32_t to : out) ++waiting[to & ~kAddsLatency];
     time_.assign(n, 0.0);
     done_.assign(n, false);
     happened_.clear();
-    happened_.reserve(n);
+    if (record_order) happened_.reserve(n);
     std::vector<int32_t> ready;
     for (int v = 0; v < n; ++v) {
       if (waiting[v] == 0) ready.push_back(v);
@@ -142,16 +153,19 @@ class ExecutionGraph {
       const int v = ready.back();
       ready.pop_back();
       done_[v] = true;
-      happened_.push_back(v);
-      const double finish = time_[v] + nodes_[v].duration;
-      for (int32_t k = out_begin_[v]; k < out_begin_[v + 1]; ++k) {
-        const int32_t to = static_cast<int32_t>(out_[k] & ~kAddsLatency);
-        const double delay = (out_[k] & kAddsLatency) ? costs_.latency : 0;
+      if (record_order) happened_.push_back(v);
+      const double finish = time_[v] + Duration(v);
+      for (int32_t k = out_begin[v]; k < out_begin[v + 1]; ++k) {
+        const int32_t to = static_cast<int32_t>(out[k] & ~kAddsLatency);
+        const double delay = (out[k] & kAddsLatency) ? costs_.latency : 0;
         time_[to] = std::max(time_[to], finish + delay);
         if (--waiting[to] == 0) ready.push_back(to);
       }
     }
     complete_ = std::all_of(done_.begin(), done_.end(), [](bool d) { return d; });
+    // Only a deadlock's explanation reads the edges: a complete execution gives their memory
+    // back to the timeline and the checks after it, which then need no fresh pages.
+    if (complete_) edges_ = {};
   }
 
   bool complete() const { return complete_; }
@@ -203,10 +217,10 @@ class ExecutionGraph {
         const Action& a = program[i];
         if (IsCompute(a.op)) {
           const int v = compute_node_[r][i];
-          t.busy[r] += nodes_[v].duration;
+          t.busy[r] += Duration(v);
           if (done_[v]) {
             ta.start = time_[v];
-            ta.end = time_[v] + nodes_[v].duration;
+            ta.end = time_[v] + Duration(v);
           }
           host = ta.end;
         } else if (IsComm(a.op)) {
@@ -267,10 +281,11 @@ class ExecutionGraph {
     unit_ops_.reserve(comms);
   }
 
-  int AddNode(NodeKind kind, int rank, int action, double duration) {
-    nodes_.push_back({kind, rank, action, duration});
+  int AddNode(NodeKind kind, int rank, int action, Op op = Op::kWait) {
+    nodes_.push_back({kind, op, rank, action});
     return static_cast<int>(nodes_.size() - 1);
   }
+  double Duration(int node) const { return duration_of_op_[static_cast<size_t>(nodes_[node].op)]; }
   void AddEdge(int from, int to, Reason reason, int op = -1) {
     edges_.push_back({from, to, op, reason});
   }
@@ -313,7 +328,7 @@ class ExecutionGraph {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        compute_node_[r][i] = AddNode(NodeKind::kCompute, r, i, CostOf(a.op, costs_));
+        compute_node_[r][i] = AddNode(NodeKind::kCompute, r, i, a.op);
       } else if (IsComm(a.op)) {
         if (grouped) {
           pending.push_back(i);
@@ -380,7 +395,7 @@ class ExecutionGraph {
     if (last_compute >= 0) AddEdge(last_compute, unit.start, Reason::kAfterCompute);
     for (const Gate& g : gates) AddEdge(g.node, unit.start, g.reason, g.action);
     if (!new_peers.empty()) {
-      unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u, 0);
+      unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u);
       for (const Gate& g : host_setups_) AddEdge(g.node, unit.post, g.reason, g.action);
       host_setups_.clear();
       for (int peer : new_peers) {
@@ -423,7 +438,7 @@ class ExecutionGraph {
     auto [it, inserted] = setup_of_pair_.try_emplace(key, static_cast<int>(setups_.size()));
     if (inserted) {
       const int id = static_cast<int>(setups_.size());
-      setups_.push_back({AddNode(NodeKind::kSetup, low, id, 0), low, high});
+      setups_.push_back({AddNode(NodeKind::kSetup, low, id), low, high});
     }
     Setup& setup = setups_[it->second];
     (r == low ? setup.unit_of_low : setup.unit_of_high) = u;
@@ -438,8 +453,8 @@ class ExecutionGraph {
       unit_of_[r][op] = u;
     }
     unit.ops_end = static_cast<int32_t>(unit_ops_.size());
-    unit.start = AddNode(NodeKind::kUnitStart, r, u, 0);
-    unit.end = AddNode(NodeKind::kUnitEnd, r, u, 0);
+    unit.start = AddNode(NodeKind::kUnitStart, r, u);
+    unit.end = AddNode(NodeKind::kUnitEnd, r, u);
     units_.push_back(unit);
     return u;
   }
@@ -467,16 +482,24 @@ class ExecutionGraph {
 
   // Each event's successors, as Run() reads them: the successor with its delay folded into one
   // word, in place of an index into edges_ (one memory access less per edge, the hot loop's cost).
-  void BuildAdjacency() {
+  struct Adjacency {
+    std::vector<int32_t> begin;  // event v's successors are successors[begin[v] .. begin[v + 1])
+    std::vector<uint32_t> successors;
+  };
+  Adjacency BuildAdjacency() const {
     const int n = static_cast<int>(nodes_.size());
-    out_begin_.assign(n + 1, 0);
-    for (const Edge& e : edges_) ++out_begin_[e.from + 1];
-    for (int v = 0; v < n; ++v) out_begin_[v + 1] += out_begin_[v];
-    out_.resize(edges_.size());
-    std::vector<int32_t> fill(out_begin_.begin(), out_begin_.end() - 1);
+    Adjacency a;
+    // Counted one place to the right, so that filling moves each start to where the next
+    // event's list begins, and no separate cursor array is needed.
+    a.begin.assign(n + 2, 0);
+    for (const Edge& e : edges_) ++a.begin[e.from + 2];
+    for (int v = 1; v <= n; ++v) a.begin[v + 1] += a.begin[v];
+    a.successors.resize(edges_.size());
     for (const Edge& e : edges_) {
-      out_[fill[e.from]++] = static_cast<uint32_t>(e.to) | (Delay(e) != 0 ? kAddsLatency : 0);
+      a.successors[a.begin[e.from + 1]++] = static_cast<uint32_t>(e.to) | (Delay(e) != 0 ? kAddsLatency : 0);
     }
+    a.begin.pop_back();
+    return a;
   }
 
   void TimeOp(int r, int i, TimedAction& ta) const {
@@ -526,6 +549,7 @@ class ExecutionGraph {
   StreamLayout streams_;
   Costs costs_;
   bool lazy_setup_;  // nccl under the pair layout: first contacts set up a communicator
+  std::array<double, 256> duration_of_op_;  // by op (Op is a byte): a compute's cost, else 0
   std::vector<Node> nodes_;
   std::vector<Edge> edges_;
   std::vector<Unit> units_;
@@ -538,8 +562,6 @@ class ExecutionGraph {
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
   std::vector<int32_t> inputs_;    // ConstrainRank: a compute's input receives
   static constexpr uint32_t kAddsLatency = uint32_t{1} << 31;  // node ids stay below it
-  std::vector<int32_t> out_begin_;
-  std::vector<uint32_t> out_;
   std::vector<double> time_;
   std::vector<bool> done_;
   std::vector<int32_t> happened_;  // the nodes in the order Run() let them happen
@@ -805,7 +827,7 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
                                StreamLayout streams, bool record_order) {
   ExecutionGraph graph(schedule, routes, messages, model, streams, costs);
   graph.Build();
-  graph.Run();
+  graph.Run(record_order);
   SimulationResult result;
   result.timeline = graph.MakeTimeline();
   if (record_order && graph.complete()) result.order = graph.Order();
