@@ -119,9 +119,7 @@ class ExecutionGraph {
     Reserve();
     ReceiveIndex receives(s_, messages_);
     waited_send_ = WaitedSends(s_);
-    compute_node_.resize(s_.ranks);
-    unit_of_.resize(s_.ranks);
-    wait_unit_.resize(s_.ranks);
+    of_action_.resize(s_.ranks);
     for (int r = 0; r < s_.ranks; ++r) FormUnits(r);
     for (int r = 0; r < s_.ranks; ++r) ConstrainRank(r, receives);
     for (Setup& setup : setups_) {
@@ -185,7 +183,7 @@ class ExecutionGraph {
       o.at[r].assign(s_.program[r].size(), -1);
       o.end[r].assign(s_.program[r].size(), -1);
       for (size_t i = 0; i < s_.program[r].size(); ++i) {
-        if (compute_node_[r][i] >= 0) o.at[r][i] = position[compute_node_[r][i]];
+        if (IsCompute(s_.program[r][i].op)) o.at[r][i] = position[ComputeNode(r, i)];
       }
     }
     for (const Unit& unit : units_) {
@@ -216,7 +214,7 @@ class ExecutionGraph {
         ta.start = ta.end = kNever;
         const Action& a = program[i];
         if (IsCompute(a.op)) {
-          const int v = compute_node_[r][i];
+          const int v = ComputeNode(r, i);
           t.busy[r] += Duration(v);
           if (done_[v]) {
             ta.start = time_[v];
@@ -226,16 +224,16 @@ class ExecutionGraph {
         } else if (IsComm(a.op)) {
           TimeOp(r, i, ta);
           // A first contact under the pair layout holds the rank until the set-up is done.
-          if (const int u = unit_of_[r][i]; u >= 0 && units_[u].post >= 0 && !units_[u].grouped) {
+          if (const int u = UnitOf(r, i); u >= 0 && units_[u].post >= 0 && !units_[u].grouped) {
             host = std::max(host, at(units_[u].start));
           }
-        } else if (const int u = wait_unit_[r][i]; u >= 0) {  // a WAIT with a group
+        } else if (const int u = WaitUnit(r, i); u >= 0) {  // a WAIT with a group
           ta.start = at(units_[u].start);
           ta.end = at(units_[u].end);
           host = ta.end;
         } else if (const int send = WaitedSend(r, i); send >= 0) {
           ta.start = host;
-          ta.end = std::max(host, at(units_[unit_of_[r][send]].end));
+          ta.end = std::max(host, at(units_[UnitOf(r, send)].end));
           host = ta.end;
         } else {  // a WAIT with nothing to wait for, a data-parallel action
           ta.start = ta.end = host;
@@ -290,6 +288,10 @@ class ExecutionGraph {
     edges_.push_back({from, to, op, reason});
   }
 
+  int ComputeNode(int r, int i) const { return of_action_[r][i]; }  // of a compute
+  int UnitOf(int r, int i) const { return of_action_[r][i]; }       // of a SEND/RECV
+  int WaitUnit(int r, int i) const { return of_action_[r][i]; }     // of a WAIT, WAIT_SEND, ...
+
   int WaitedSend(int r, int i) const {
     return waited_send_[r].empty() ? -1 : waited_send_[r][i];
   }
@@ -321,14 +323,12 @@ class ExecutionGraph {
   void FormUnits(int r) {
     const auto& program = s_.program[r];
     const bool grouped = UsesWaitGroups(program);
-    compute_node_[r].assign(program.size(), -1);
-    unit_of_[r].assign(program.size(), -1);
-    wait_unit_[r].assign(program.size(), -1);
+    of_action_[r].assign(program.size(), -1);
     std::vector<int32_t> pending;  // ops of the group being collected
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        compute_node_[r][i] = AddNode(NodeKind::kCompute, r, i, a.op);
+        of_action_[r][i] = AddNode(NodeKind::kCompute, r, i, a.op);
       } else if (IsComm(a.op)) {
         if (grouped) {
           pending.push_back(i);
@@ -337,7 +337,7 @@ class ExecutionGraph {
           NewUnit(r, i, alone, /*posted=*/true, /*grouped=*/false);
         }
       } else if (a.op == Op::kWait && !pending.empty()) {
-        wait_unit_[r][i] = NewUnit(r, i, pending, /*posted=*/true, /*grouped=*/true);
+        of_action_[r][i] = NewUnit(r, i, pending, /*posted=*/true, /*grouped=*/true);
         pending.clear();
       }
     }
@@ -363,23 +363,23 @@ class ExecutionGraph {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        const int v = compute_node_[r][i];
+        const int v = ComputeNode(r, i);
         if (last_compute >= 0) AddEdge(last_compute, v, Reason::kComputeOrder);
         for (const Gate& g : gates) AddEdge(g.node, v, g.reason, g.action);
         std::erase_if(gates, [](const Gate& g) { return g.reason != Reason::kHostAtWait; });
         if (!grouped) {
           InputReceives(s_, routes_, receives, r, i, inputs_);
-          for (int32_t recv : inputs_) AddEdge(units_[unit_of_[r][recv]].end, v, Reason::kInputRecv);
+          for (int32_t recv : inputs_) AddEdge(units_[UnitOf(r, recv)].end, v, Reason::kInputRecv);
         }
         last_compute = v;
       } else if (IsComm(a.op)) {
-        if (!grouped) Post(unit_of_[r][i], last_compute, gates);
-      } else if (const int u = wait_unit_[r][i]; u >= 0) {
+        if (!grouped) Post(UnitOf(r, i), last_compute, gates);
+      } else if (const int u = WaitUnit(r, i); u >= 0) {
         Post(u, last_compute, gates);
         gates.clear();  // all held this group, which holds what follows
         gates.push_back({units_[u].end, Reason::kHostAtWait, i});
       } else if (const int send = WaitedSend(r, i); send >= 0) {
-        gates.push_back({units_[unit_of_[r][send]].end, Reason::kSendWait, i});
+        gates.push_back({units_[UnitOf(r, send)].end, Reason::kSendWait, i});
       }
     }
   }
@@ -450,7 +450,7 @@ class ExecutionGraph {
     Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, -1, posted, grouped};
     for (int32_t op : ops) {
       unit_ops_.push_back(op);
-      unit_of_[r][op] = u;
+      of_action_[r][op] = u;
     }
     unit.ops_end = static_cast<int32_t>(unit_ops_.size());
     unit.start = AddNode(NodeKind::kUnitStart, r, u);
@@ -471,7 +471,7 @@ class ExecutionGraph {
         if (model_ == CommModel::kNccl || recv) AddEdge(unit.end, unit.end, Reason::kNoPartner, op);
         continue;
       }
-      const Unit& theirs = units_[unit_of_[other.rank][other.index]];
+      const Unit& theirs = units_[UnitOf(other.rank, other.index)];
       if (model_ == CommModel::kNccl) {
         AddEdge(theirs.start, unit.end, Reason::kRendezvous, op);
       } else if (recv) {
@@ -503,7 +503,7 @@ class ExecutionGraph {
   }
 
   void TimeOp(int r, int i, TimedAction& ta) const {
-    const int u = unit_of_[r][i];
+    const int u = UnitOf(r, i);
     if (u < 0) return;
     const Unit& unit = units_[u];
     if (!done_[unit.start]) return;
@@ -515,7 +515,7 @@ class ExecutionGraph {
       return;
     }
     if (!other.valid()) return;
-    const Unit& theirs = units_[unit_of_[other.rank][other.index]];
+    const Unit& theirs = units_[UnitOf(other.rank, other.index)];
     if (!done_[theirs.start]) return;
     ta.end = std::max(ta.start, time_[theirs.start]) + costs_.latency;
   }
@@ -556,7 +556,10 @@ class ExecutionGraph {
   std::vector<int32_t> unit_ops_;
   std::vector<Setup> setups_;
   std::unordered_map<int64_t, int32_t> setup_of_pair_;  // low * ranks + high -> setup
-  std::vector<std::vector<int32_t>> compute_node_, unit_of_, wait_unit_, waited_send_;
+  // [rank][action]: a compute's event, a SEND/RECV's unit, a WAIT's unit (its group), else -1:
+  // one array, since each action is one of these at most.
+  std::vector<std::vector<int32_t>> of_action_;
+  std::vector<std::vector<int32_t>> waited_send_;
   std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
   std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
