@@ -409,7 +409,7 @@ std::string ToString(const PassKey& key) {
   return fmt::format("{}{}{}", key.stage, name, key.microbatch);
 }
 
-std::vector<PassKey> Produces(const Task& t) {
+PassKeys Produces(const Task& t) {
   switch (t.op) {
     case Op::kForward: return {{Pass::kForward, t.stage, t.microbatch}};
     case Op::kBackward:
@@ -420,9 +420,9 @@ std::vector<PassKey> Produces(const Task& t) {
   }
 }
 
-std::vector<PassKey> Needs(const Task& t, const RouteIndex& routes) {
+PassKeys Needs(const Task& t, const RouteIndex& routes) {
   const int s = t.stage, m = t.microbatch;
-  std::vector<PassKey> needs;
+  PassKeys needs;
   switch (t.op) {
     case Op::kForward:
       if (int prev = routes.Prev(s, m); prev >= 0) needs.push_back({Pass::kForward, prev, m});
