@@ -99,23 +99,24 @@ struct OpSpelling {
   Op op;
 };
 // Longest first among those sharing a prefix: "WAIT_SEND_F" before "W", "WAIT_REDUCE_GRAD"
-// before "W", "BW" before "B".
+// before "W", "BW" before "B". Otherwise the most frequent first (F and B, then SEND/RECV), since
+// a reader of millions of actions tries them in this order for each.
 constexpr OpSpelling kSpellings[] = {
-    {"WAIT_SEND_F", Op::kWaitSendF},
-    {"WAIT_SEND_B", Op::kWaitSendB},
-    {"WAIT_REDUCE_GRAD", Op::kWaitReduceGrad},
-    {"REDUCE_GRAD", Op::kReduceGrad},
-    {"UNSHARD", Op::kUnshard},
-    {"RESHARD", Op::kReshard},
+    {"F", Op::kForward},
+    {"BW", Op::kBackward},
+    {"B", Op::kBackward},
     {"SEND_F", Op::kSendF},
     {"RECV_F", Op::kRecvF},
     {"SEND_B", Op::kSendB},
     {"RECV_B", Op::kRecvB},
-    {"BW", Op::kBackward},
-    {"F", Op::kForward},
-    {"B", Op::kBackward},
     {"I", Op::kInputGrad},
+    {"WAIT_SEND_F", Op::kWaitSendF},
+    {"WAIT_SEND_B", Op::kWaitSendB},
+    {"WAIT_REDUCE_GRAD", Op::kWaitReduceGrad},
     {"W", Op::kWeightGrad},
+    {"REDUCE_GRAD", Op::kReduceGrad},
+    {"UNSHARD", Op::kUnshard},
+    {"RESHARD", Op::kReshard},
 };
 
 [[noreturn]] void Fail(int* column, size_t at, std::string message) {
