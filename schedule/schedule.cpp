@@ -99,23 +99,24 @@ struct OpSpelling {
   Op op;
 };
 // Longest first among those sharing a prefix: "WAIT_SEND_F" before "W", "WAIT_REDUCE_GRAD"
-// before "W", "BW" before "B".
+// before "W", "BW" before "B". Otherwise the most frequent first (F and B, then SEND/RECV), since
+// a reader of millions of actions tries them in this order for each.
 constexpr OpSpelling kSpellings[] = {
-    {"WAIT_SEND_F", Op::kWaitSendF},
-    {"WAIT_SEND_B", Op::kWaitSendB},
-    {"WAIT_REDUCE_GRAD", Op::kWaitReduceGrad},
-    {"REDUCE_GRAD", Op::kReduceGrad},
-    {"UNSHARD", Op::kUnshard},
-    {"RESHARD", Op::kReshard},
+    {"F", Op::kForward},
+    {"BW", Op::kBackward},
+    {"B", Op::kBackward},
     {"SEND_F", Op::kSendF},
     {"RECV_F", Op::kRecvF},
     {"SEND_B", Op::kSendB},
     {"RECV_B", Op::kRecvB},
-    {"BW", Op::kBackward},
-    {"F", Op::kForward},
-    {"B", Op::kBackward},
     {"I", Op::kInputGrad},
+    {"WAIT_SEND_F", Op::kWaitSendF},
+    {"WAIT_SEND_B", Op::kWaitSendB},
+    {"WAIT_REDUCE_GRAD", Op::kWaitReduceGrad},
     {"W", Op::kWeightGrad},
+    {"REDUCE_GRAD", Op::kReduceGrad},
+    {"UNSHARD", Op::kUnshard},
+    {"RESHARD", Op::kReshard},
 };
 
 [[noreturn]] void Fail(int* column, size_t at, std::string message) {
@@ -409,7 +410,7 @@ std::string ToString(const PassKey& key) {
   return fmt::format("{}{}{}", key.stage, name, key.microbatch);
 }
 
-std::vector<PassKey> Produces(const Task& t) {
+PassKeys Produces(const Task& t) {
   switch (t.op) {
     case Op::kForward: return {{Pass::kForward, t.stage, t.microbatch}};
     case Op::kBackward:
@@ -420,9 +421,9 @@ std::vector<PassKey> Produces(const Task& t) {
   }
 }
 
-std::vector<PassKey> Needs(const Task& t, const RouteIndex& routes) {
+PassKeys Needs(const Task& t, const RouteIndex& routes) {
   const int s = t.stage, m = t.microbatch;
-  std::vector<PassKey> needs;
+  PassKeys needs;
   switch (t.op) {
     case Op::kForward:
       if (int prev = routes.Prev(s, m); prev >= 0) needs.push_back({Pass::kForward, prev, m});

@@ -3,7 +3,10 @@
 // See docs/design.md, "The schedule model". Every other library reads schedules through this header.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -201,10 +204,32 @@ struct PassKey {
 };
 std::string ToString(const PassKey& key);  // "F 2 mb 5", "B 2 mb 5" (B covers I), "W 2 mb 5"
 
+// The passes a compute produces or needs: two at most, kept in place, since every check asks
+// for them for every compute and a heap allocation each would cost more than the answer.
+class PassKeys {
+ public:
+  PassKeys() = default;
+  PassKeys(std::initializer_list<PassKey> keys) {
+    for (const PassKey& key : keys) push_back(key);
+  }
+  void push_back(const PassKey& key) { keys_.at(size_++) = key; }
+  const PassKey* begin() const { return keys_.data(); }
+  const PassKey* end() const { return keys_.data() + size_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  friend bool operator==(const PassKeys& a, const PassKeys& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+
+ private:
+  std::array<PassKey, 2> keys_{};
+  size_t size_ = 0;
+};
+
 // The passes a compute task produces (B produces kBackward and kWeight).
-std::vector<PassKey> Produces(const Task& compute);
+PassKeys Produces(const Task& compute);
 // The passes a compute task needs, each with the stage that produces it (docs/design.md, "Data
 // dependencies"). Whether that stage is on the same rank decides local versus received.
-std::vector<PassKey> Needs(const Task& compute, const RouteIndex& routes);
+PassKeys Needs(const Task& compute, const RouteIndex& routes);
 
 }  // namespace pipeproof

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 #include "schedule/generate.h"
 #include "schedule/json_text.h"
 
@@ -194,11 +196,21 @@ TEST(DependencyTest, BackwardNeedsItsForwardAndTheNextStagesGradient) {
   Schedule s = GenerateDualPipe(4, 8, true);
   RouteIndex routes(s);
   auto needs = Needs({Op::kInputGrad, 5, 6}, routes);
-  EXPECT_EQ(needs, (std::vector<PassKey>{{Pass::kForward, 5, 6}, {Pass::kBackward, 6, 6}}));
-  EXPECT_EQ(Needs({Op::kWeightGrad, 5, 6}, routes),
-            (std::vector<PassKey>{{Pass::kBackward, 5, 6}}));
+  EXPECT_EQ(needs, (PassKeys{{Pass::kForward, 5, 6}, {Pass::kBackward, 6, 6}}));
+  EXPECT_EQ(Needs({Op::kWeightGrad, 5, 6}, routes), (PassKeys{{Pass::kBackward, 5, 6}}));
   EXPECT_TRUE(Needs({Op::kForward, 4, 6}, routes).empty());
   EXPECT_EQ(Produces({Op::kBackward, 1, 0}).size(), 2u);
+}
+
+TEST(DependencyTest, PassKeysCompareByTheirKeysInOrder) {
+  const PassKeys two{{Pass::kForward, 1, 2}, {Pass::kWeight, 1, 2}};
+  EXPECT_EQ(two.size(), 2u);
+  EXPECT_EQ(two, (PassKeys{{Pass::kForward, 1, 2}, {Pass::kWeight, 1, 2}}));
+  EXPECT_FALSE(two == (PassKeys{{Pass::kWeight, 1, 2}, {Pass::kForward, 1, 2}}));
+  EXPECT_FALSE(two == (PassKeys{{Pass::kForward, 1, 2}}));
+  EXPECT_TRUE(PassKeys{}.empty());
+  PassKeys full = two;
+  EXPECT_THROW(full.push_back({Pass::kBackward, 0, 0}), std::out_of_range);
 }
 
 }  // namespace

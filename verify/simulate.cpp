@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <deque>
 #include <limits>
@@ -54,17 +55,20 @@ enum class NodeKind : uint8_t { kCompute, kUnitPost, kUnitStart, kUnitEnd, kSetu
 
 struct Node {
   NodeKind kind;
+  Op op;  // a compute's op, which sets its duration; kWait (no duration) for the other events
   int32_t rank;
   int32_t action;  // compute: its position; unit nodes: the unit's id; set-up: its id
-  double duration;
 };
 
 struct Edge {
   int32_t from;
   int32_t to;
-  int32_t op;  // the op (on `to`'s rank) or the blocking WAIT/WAIT_SEND concerned, or -1
-  Reason reason;
+  // The op (on `to`'s rank) or the blocking WAIT/WAIT_SEND concerned, or -1. 24 bits hold any
+  // position (a schedule has at most kMaxActions), and the edge takes 12 bytes, not 16.
+  int32_t op : 24;
+  Reason reason : 8;
 };
+static_assert(kMaxActions < (1 << 23));
 
 // A WAIT group (posted at its WAIT) or a lone SEND/RECV.
 struct Unit {
@@ -105,19 +109,17 @@ class ExecutionGraph {
         model_(model),
         streams_(streams),
         costs_(costs),
-        lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {}
+        lazy_setup_(model == CommModel::kNccl && streams == StreamLayout::kPair) {
+    for (size_t op = 0; op < duration_of_op_.size(); ++op) {
+      duration_of_op_[op] = CostOf(static_cast<Op>(op), costs);
+    }
+  }
 
   void Build() {
-    // Room for the usual graph (an event per action or fewer, a few edges per action) up front:
-    // grown by doubling, the copies and the freshly zeroed pages cost more than the build.
-    const size_t actions = static_cast<size_t>(s_.ActionCount());
-    nodes_.reserve(actions + s_.ranks);
-    edges_.reserve(3 * actions + s_.ranks);
+    Reserve();
     ReceiveIndex receives(s_, messages_);
     waited_send_ = WaitedSends(s_);
-    compute_node_.resize(s_.ranks);
-    unit_of_.resize(s_.ranks);
-    wait_unit_.resize(s_.ranks);
+    of_action_.resize(s_.ranks);
     for (int r = 0; r < s_.ranks; ++r) FormUnits(r);
     for (int r = 0; r < s_.ranks; ++r) ConstrainRank(r, receives);
     for (Setup& setup : setups_) {
@@ -128,16 +130,19 @@ class ExecutionGraph {
     for (int u = 0; u < static_cast<int>(units_.size()); ++u) AddMessageEdges(u);
   }
 
-  // Every event as soon as all it waits for has happened (Kahn's order).
-  void Run() {
+  // Every event as soon as all it waits for has happened (Kahn's order). `record_order` keeps
+  // the order they happened in, for Order().
+  void Run(bool record_order) {
     const int n = static_cast<int>(nodes_.size());
-    BuildAdjacency();
+    const Adjacency adjacency = BuildAdjacency();
+    const std::vector<int32_t>& out_begin = adjacency.begin;
+    const std::vector<uint32_t>& out = adjacency.successors;
     std::vector<int32_t> waiting(n, 0);
-    for (const Edge& e : edges_) ++waiting[e.to];
+    for (uint32_t to : out) ++waiting[to & ~kAddsLatency];
     time_.assign(n, 0.0);
     done_.assign(n, false);
     happened_.clear();
-    happened_.reserve(n);
+    if (record_order) happened_.reserve(n);
     std::vector<int32_t> ready;
     for (int v = 0; v < n; ++v) {
       if (waiting[v] == 0) ready.push_back(v);
@@ -146,16 +151,19 @@ class ExecutionGraph {
       const int v = ready.back();
       ready.pop_back();
       done_[v] = true;
-      happened_.push_back(v);
-      const double finish = time_[v] + nodes_[v].duration;
-      for (int32_t k = out_begin_[v]; k < out_begin_[v + 1]; ++k) {
-        const int32_t to = static_cast<int32_t>(out_[k] & ~kAddsLatency);
-        const double delay = (out_[k] & kAddsLatency) ? costs_.latency : 0;
+      if (record_order) happened_.push_back(v);
+      const double finish = time_[v] + Duration(v);
+      for (int32_t k = out_begin[v]; k < out_begin[v + 1]; ++k) {
+        const int32_t to = static_cast<int32_t>(out[k] & ~kAddsLatency);
+        const double delay = (out[k] & kAddsLatency) ? costs_.latency : 0;
         time_[to] = std::max(time_[to], finish + delay);
         if (--waiting[to] == 0) ready.push_back(to);
       }
     }
     complete_ = std::all_of(done_.begin(), done_.end(), [](bool d) { return d; });
+    // Only a deadlock's explanation reads the edges: a complete execution gives their memory
+    // back to the timeline and the checks after it, which then need no fresh pages.
+    if (complete_) edges_ = {};
   }
 
   bool complete() const { return complete_; }
@@ -175,7 +183,7 @@ class ExecutionGraph {
       o.at[r].assign(s_.program[r].size(), -1);
       o.end[r].assign(s_.program[r].size(), -1);
       for (size_t i = 0; i < s_.program[r].size(); ++i) {
-        if (compute_node_[r][i] >= 0) o.at[r][i] = position[compute_node_[r][i]];
+        if (IsCompute(s_.program[r][i].op)) o.at[r][i] = position[ComputeNode(r, i)];
       }
     }
     for (const Unit& unit : units_) {
@@ -206,26 +214,26 @@ class ExecutionGraph {
         ta.start = ta.end = kNever;
         const Action& a = program[i];
         if (IsCompute(a.op)) {
-          const int v = compute_node_[r][i];
-          t.busy[r] += nodes_[v].duration;
+          const int v = ComputeNode(r, i);
+          t.busy[r] += Duration(v);
           if (done_[v]) {
             ta.start = time_[v];
-            ta.end = time_[v] + nodes_[v].duration;
+            ta.end = time_[v] + Duration(v);
           }
           host = ta.end;
         } else if (IsComm(a.op)) {
           TimeOp(r, i, ta);
           // A first contact under the pair layout holds the rank until the set-up is done.
-          if (const int u = unit_of_[r][i]; u >= 0 && units_[u].post >= 0 && !units_[u].grouped) {
+          if (const int u = UnitOf(r, i); u >= 0 && units_[u].post >= 0 && !units_[u].grouped) {
             host = std::max(host, at(units_[u].start));
           }
-        } else if (const int u = wait_unit_[r][i]; u >= 0) {  // a WAIT with a group
+        } else if (const int u = WaitUnit(r, i); u >= 0) {  // a WAIT with a group
           ta.start = at(units_[u].start);
           ta.end = at(units_[u].end);
           host = ta.end;
         } else if (const int send = WaitedSend(r, i); send >= 0) {
           ta.start = host;
-          ta.end = std::max(host, at(units_[unit_of_[r][send]].end));
+          ta.end = std::max(host, at(units_[UnitOf(r, send)].end));
           host = ta.end;
         } else {  // a WAIT with nothing to wait for, a data-parallel action
           ta.start = ta.end = host;
@@ -248,13 +256,41 @@ class ExecutionGraph {
   }
 
  private:
-  int AddNode(NodeKind kind, int rank, int action, double duration) {
-    nodes_.push_back({kind, rank, action, duration});
+  // Room for the whole graph up front: grown by doubling, the copies and the freshly zeroed pages
+  // cost more than the build. The bounds are generous (an event per compute, two per SEND/RECV, a
+  // few edges each) since pages never written are never mapped; only the pair layout's set-ups
+  // and posting events may grow past them.
+  void Reserve() {
+    size_t computes = 0, comms = 0, others = 0;
+    for (const auto& program : s_.program) {
+      for (const Action& a : program) {
+        if (IsCompute(a.op)) {
+          ++computes;
+        } else if (IsComm(a.op)) {
+          ++comms;
+        } else {
+          ++others;
+        }
+      }
+    }
+    nodes_.reserve(computes + 2 * comms + s_.ranks);
+    edges_.reserve(4 * computes + 5 * comms + 2 * others + s_.ranks);
+    units_.reserve(comms);
+    unit_ops_.reserve(comms);
+  }
+
+  int AddNode(NodeKind kind, int rank, int action, Op op = Op::kWait) {
+    nodes_.push_back({kind, op, rank, action});
     return static_cast<int>(nodes_.size() - 1);
   }
+  double Duration(int node) const { return duration_of_op_[static_cast<size_t>(nodes_[node].op)]; }
   void AddEdge(int from, int to, Reason reason, int op = -1) {
     edges_.push_back({from, to, op, reason});
   }
+
+  int ComputeNode(int r, int i) const { return of_action_[r][i]; }  // of a compute
+  int UnitOf(int r, int i) const { return of_action_[r][i]; }       // of a SEND/RECV
+  int WaitUnit(int r, int i) const { return of_action_[r][i]; }     // of a WAIT, WAIT_SEND, ...
 
   int WaitedSend(int r, int i) const {
     return waited_send_[r].empty() ? -1 : waited_send_[r][i];
@@ -287,14 +323,12 @@ class ExecutionGraph {
   void FormUnits(int r) {
     const auto& program = s_.program[r];
     const bool grouped = UsesWaitGroups(program);
-    compute_node_[r].assign(program.size(), -1);
-    unit_of_[r].assign(program.size(), -1);
-    wait_unit_[r].assign(program.size(), -1);
+    of_action_[r].assign(program.size(), -1);
     std::vector<int32_t> pending;  // ops of the group being collected
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        compute_node_[r][i] = AddNode(NodeKind::kCompute, r, i, CostOf(a.op, costs_));
+        of_action_[r][i] = AddNode(NodeKind::kCompute, r, i, a.op);
       } else if (IsComm(a.op)) {
         if (grouped) {
           pending.push_back(i);
@@ -303,7 +337,7 @@ class ExecutionGraph {
           NewUnit(r, i, alone, /*posted=*/true, /*grouped=*/false);
         }
       } else if (a.op == Op::kWait && !pending.empty()) {
-        wait_unit_[r][i] = NewUnit(r, i, pending, /*posted=*/true, /*grouped=*/true);
+        of_action_[r][i] = NewUnit(r, i, pending, /*posted=*/true, /*grouped=*/true);
         pending.clear();
       }
     }
@@ -329,23 +363,23 @@ class ExecutionGraph {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
-        const int v = compute_node_[r][i];
+        const int v = ComputeNode(r, i);
         if (last_compute >= 0) AddEdge(last_compute, v, Reason::kComputeOrder);
         for (const Gate& g : gates) AddEdge(g.node, v, g.reason, g.action);
         std::erase_if(gates, [](const Gate& g) { return g.reason != Reason::kHostAtWait; });
         if (!grouped) {
           InputReceives(s_, routes_, receives, r, i, inputs_);
-          for (int32_t recv : inputs_) AddEdge(units_[unit_of_[r][recv]].end, v, Reason::kInputRecv);
+          for (int32_t recv : inputs_) AddEdge(units_[UnitOf(r, recv)].end, v, Reason::kInputRecv);
         }
         last_compute = v;
       } else if (IsComm(a.op)) {
-        if (!grouped) Post(unit_of_[r][i], last_compute, gates);
-      } else if (const int u = wait_unit_[r][i]; u >= 0) {
+        if (!grouped) Post(UnitOf(r, i), last_compute, gates);
+      } else if (const int u = WaitUnit(r, i); u >= 0) {
         Post(u, last_compute, gates);
         gates.clear();  // all held this group, which holds what follows
         gates.push_back({units_[u].end, Reason::kHostAtWait, i});
       } else if (const int send = WaitedSend(r, i); send >= 0) {
-        gates.push_back({units_[unit_of_[r][send]].end, Reason::kSendWait, i});
+        gates.push_back({units_[UnitOf(r, send)].end, Reason::kSendWait, i});
       }
     }
   }
@@ -361,7 +395,7 @@ class ExecutionGraph {
     if (last_compute >= 0) AddEdge(last_compute, unit.start, Reason::kAfterCompute);
     for (const Gate& g : gates) AddEdge(g.node, unit.start, g.reason, g.action);
     if (!new_peers.empty()) {
-      unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u, 0);
+      unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u);
       for (const Gate& g : host_setups_) AddEdge(g.node, unit.post, g.reason, g.action);
       host_setups_.clear();
       for (int peer : new_peers) {
@@ -404,7 +438,7 @@ class ExecutionGraph {
     auto [it, inserted] = setup_of_pair_.try_emplace(key, static_cast<int>(setups_.size()));
     if (inserted) {
       const int id = static_cast<int>(setups_.size());
-      setups_.push_back({AddNode(NodeKind::kSetup, low, id, 0), low, high});
+      setups_.push_back({AddNode(NodeKind::kSetup, low, id), low, high});
     }
     Setup& setup = setups_[it->second];
     (r == low ? setup.unit_of_low : setup.unit_of_high) = u;
@@ -416,11 +450,11 @@ class ExecutionGraph {
     Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, -1, posted, grouped};
     for (int32_t op : ops) {
       unit_ops_.push_back(op);
-      unit_of_[r][op] = u;
+      of_action_[r][op] = u;
     }
     unit.ops_end = static_cast<int32_t>(unit_ops_.size());
-    unit.start = AddNode(NodeKind::kUnitStart, r, u, 0);
-    unit.end = AddNode(NodeKind::kUnitEnd, r, u, 0);
+    unit.start = AddNode(NodeKind::kUnitStart, r, u);
+    unit.end = AddNode(NodeKind::kUnitEnd, r, u);
     units_.push_back(unit);
     return u;
   }
@@ -437,7 +471,7 @@ class ExecutionGraph {
         if (model_ == CommModel::kNccl || recv) AddEdge(unit.end, unit.end, Reason::kNoPartner, op);
         continue;
       }
-      const Unit& theirs = units_[unit_of_[other.rank][other.index]];
+      const Unit& theirs = units_[UnitOf(other.rank, other.index)];
       if (model_ == CommModel::kNccl) {
         AddEdge(theirs.start, unit.end, Reason::kRendezvous, op);
       } else if (recv) {
@@ -448,20 +482,28 @@ class ExecutionGraph {
 
   // Each event's successors, as Run() reads them: the successor with its delay folded into one
   // word, in place of an index into edges_ (one memory access less per edge, the hot loop's cost).
-  void BuildAdjacency() {
+  struct Adjacency {
+    std::vector<int32_t> begin;  // event v's successors are successors[begin[v] .. begin[v + 1])
+    std::vector<uint32_t> successors;
+  };
+  Adjacency BuildAdjacency() const {
     const int n = static_cast<int>(nodes_.size());
-    out_begin_.assign(n + 1, 0);
-    for (const Edge& e : edges_) ++out_begin_[e.from + 1];
-    for (int v = 0; v < n; ++v) out_begin_[v + 1] += out_begin_[v];
-    out_.resize(edges_.size());
-    std::vector<int32_t> fill(out_begin_.begin(), out_begin_.end() - 1);
+    Adjacency a;
+    // Counted one place to the right, so that filling moves each start to where the next
+    // event's list begins, and no separate cursor array is needed.
+    a.begin.assign(n + 2, 0);
+    for (const Edge& e : edges_) ++a.begin[e.from + 2];
+    for (int v = 1; v <= n; ++v) a.begin[v + 1] += a.begin[v];
+    a.successors.resize(edges_.size());
     for (const Edge& e : edges_) {
-      out_[fill[e.from]++] = static_cast<uint32_t>(e.to) | (Delay(e) != 0 ? kAddsLatency : 0);
+      a.successors[a.begin[e.from + 1]++] = static_cast<uint32_t>(e.to) | (Delay(e) != 0 ? kAddsLatency : 0);
     }
+    a.begin.pop_back();
+    return a;
   }
 
   void TimeOp(int r, int i, TimedAction& ta) const {
-    const int u = unit_of_[r][i];
+    const int u = UnitOf(r, i);
     if (u < 0) return;
     const Unit& unit = units_[u];
     if (!done_[unit.start]) return;
@@ -473,7 +515,7 @@ class ExecutionGraph {
       return;
     }
     if (!other.valid()) return;
-    const Unit& theirs = units_[unit_of_[other.rank][other.index]];
+    const Unit& theirs = units_[UnitOf(other.rank, other.index)];
     if (!done_[theirs.start]) return;
     ta.end = std::max(ta.start, time_[theirs.start]) + costs_.latency;
   }
@@ -507,20 +549,22 @@ class ExecutionGraph {
   StreamLayout streams_;
   Costs costs_;
   bool lazy_setup_;  // nccl under the pair layout: first contacts set up a communicator
+  std::array<double, 256> duration_of_op_;  // by op (Op is a byte): a compute's cost, else 0
   std::vector<Node> nodes_;
   std::vector<Edge> edges_;
   std::vector<Unit> units_;
   std::vector<int32_t> unit_ops_;
   std::vector<Setup> setups_;
   std::unordered_map<int64_t, int32_t> setup_of_pair_;  // low * ranks + high -> setup
-  std::vector<std::vector<int32_t>> compute_node_, unit_of_, wait_unit_, waited_send_;
+  // [rank][action]: a compute's event, a SEND/RECV's unit, a WAIT's unit (its group), else -1:
+  // one array, since each action is one of these at most.
+  std::vector<std::vector<int32_t>> of_action_;
+  std::vector<std::vector<int32_t>> waited_send_;
   std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
   std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
   std::vector<int32_t> inputs_;    // ConstrainRank: a compute's input receives
   static constexpr uint32_t kAddsLatency = uint32_t{1} << 31;  // node ids stay below it
-  std::vector<int32_t> out_begin_;
-  std::vector<uint32_t> out_;
   std::vector<double> time_;
   std::vector<bool> done_;
   std::vector<int32_t> happened_;  // the nodes in the order Run() let them happen
@@ -786,7 +830,7 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
                                StreamLayout streams, bool record_order) {
   ExecutionGraph graph(schedule, routes, messages, model, streams, costs);
   graph.Build();
-  graph.Run();
+  graph.Run(record_order);
   SimulationResult result;
   result.timeline = graph.MakeTimeline();
   if (record_order && graph.complete()) result.order = graph.Order();
