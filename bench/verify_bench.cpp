@@ -47,9 +47,11 @@ void BM_Z3Proof(benchmark::State& state) {
     return;
   }
   const verify_internal::SimulationResult sim;  // a search does not read the simulation
+  verify_internal::ProofRequest search;
+  search.search = true;
   for (auto _ : state) {
     const auto verdict = verify_internal::ProveDeadlockVerdict(s, routes, messages, CommModel::kNccl,
-                                                               StreamLayout::kRank, sim, {.search = true});
+                                                               StreamLayout::kRank, sim, search);
     if (verdict.verdict.outcome != ProofVerdict::Outcome::kDeadlockFree) state.SkipWithError("Z3 found no timing");
   }
   Count(state, s);
