@@ -1,8 +1,9 @@
 // `pipeproof verify` as a user runs it, process start included (issue 13's targets): throughput
 // without a proof on files of 100k actions and more, and the certified proof's time and peak
 // memory on DualPipe 64 x 1024 and on a file of about 4M actions, beside the full Z3 search where
-// it finishes. Each figure is the best of --repeats runs of the real binary (fork, exec, wait4 for
-// the child's peak RSS); the machine is shared, so compare figures taken in one run.
+// it finishes, and the proof of a deadlock in the 4M-action file (Z3 on its cycle). Each figure
+// is the best of --repeats runs of the real binary (fork, exec, wait4 for the child's peak RSS);
+// the machine is shared, so compare figures taken in one run.
 //
 //   verify_command_bench [--repeats N] [--quick]
 #include <fmt/format.h>
@@ -57,6 +58,18 @@ Measured RunVerify(const std::string& file, const std::vector<std::string>& args
   return m;
 }
 
+// The schedule with its last rank's first SEND_B past the middle and the RECV_F after it
+// swapped: the two ranks then each send before they receive, a deadlock whose proof is Z3 on
+// the cycle's constraints alone, however large the file.
+pipeproof::Schedule Deadlocked(pipeproof::Schedule s) {
+  std::vector<pipeproof::Action>& program = s.program.back();
+  auto send = std::find_if(program.begin() + program.size() / 2, program.end(),
+                           [](const pipeproof::Action& a) { return a.op == pipeproof::Op::kSendB; });
+  auto recv = std::find_if(send, program.end(), [](const pipeproof::Action& a) { return a.op == pipeproof::Op::kRecvF; });
+  if (recv != program.end()) std::iter_swap(send, recv);
+  return s;
+}
+
 Measured Best(int repeats, const std::string& file, const std::vector<std::string>& args) {
   Measured best;
   for (int k = 0; k < repeats; ++k) {
@@ -82,18 +95,21 @@ int main(int argc, char** argv) {
     std::string label;
     pipeproof::GenerateOptions options;
     bool big;
+    bool deadlocked = false;
   };
   const std::vector<File> files = {
       {"1f1b 8 x 2500", {.kind = "1f1b", .ranks = 8, .microbatches = 2500}, false},
       {"dualpipe 64 x 1024", {.kind = "dualpipe", .ranks = 64, .microbatches = 1024}, false},
       {"interleaved 16x1024", {.kind = "interleaved-1f1b", .ranks = 16, .microbatches = 1024}, false},
       {"1f1b 8 x 90000", {.kind = "1f1b", .ranks = 8, .microbatches = 90000}, true},
+      {"same, deadlocked", {.kind = "1f1b", .ranks = 8, .microbatches = 90000}, true, true},
   };
   fmt::print("{:<20} {:>9}  {:<14} {:>8} {:>10} {:>12}  {}\n", "schedule", "actions", "proof", "seconds",
              "peak MiB", "actions/s", "target");
   for (const File& f : files) {
     if (quick && f.big) continue;
-    const pipeproof::Schedule s = pipeproof::Generate(f.options);
+    const pipeproof::Schedule s =
+        f.deadlocked ? Deadlocked(pipeproof::Generate(f.options)) : pipeproof::Generate(f.options);
     const std::string path = (dir / (f.options.kind + ".pps")).string();
     std::ofstream(path, std::ios::binary) << pipeproof::WritePps(s);
     const int64_t actions = s.ActionCount();
@@ -112,7 +128,8 @@ int main(int argc, char** argv) {
          "5M actions/s"},
         {"certified", {}, repeats,
          [&](const Measured& m) {
-           return dualpipe ? m.seconds < 5 && m.peak_mib < 1024 : m.seconds < 30 && m.peak_mib < 4096;
+           return (dualpipe ? m.seconds < 5 && m.peak_mib < 1024 : m.seconds < 30 && m.peak_mib < 4096) &&
+                  m.status == (f.deadlocked ? 1 : 0);
          },
          dualpipe ? "< 5 s, < 1 GiB" : f.big ? "< 30 s, < 4 GiB" : ""}};
     // The full search, where it finishes in minutes: what the proof cost before it was certified.

@@ -38,41 +38,9 @@ bool Movable(Op op) { return IsComm(op) || op == Op::kWait || IsWaitSend(op); }
 
 // ---- positions in one rank's program
 
-// The compute that makes what `comm` sends, or needs what it receives; -1 if the rank has none.
-int ComputeFor(const std::vector<Action>& program, const Action& comm) {
-  const bool forward = comm.op == Op::kSendF || comm.op == Op::kRecvF;
-  for (int i = 0; i < static_cast<int>(program.size()); ++i) {
-    const Action& a = program[i];
-    if (!IsCompute(a.op)) continue;
-    for (int t = 0; t < a.TaskCount(); ++t) {
-      const Task task = a.TaskAt(t);
-      if (task.stage != comm.stage || task.microbatch != comm.microbatch) continue;
-      if (forward ? task.op == Op::kForward
-                  : task.op == Op::kBackward || task.op == Op::kInputGrad) {
-        return i;
-      }
-    }
-  }
-  return -1;
-}
-
 int IndexOf(const std::vector<Action>& program, const Action& a) {
   for (int i = 0; i < static_cast<int>(program.size()); ++i) {
     if (program[i] == a) return i;
-  }
-  return -1;
-}
-
-int LastWaitBefore(const std::vector<Action>& program, int end) {
-  for (int i = std::min(end, static_cast<int>(program.size())) - 1; i >= 0; --i) {
-    if (program[i].op == Op::kWait) return i;
-  }
-  return -1;
-}
-
-int FirstWaitFrom(const std::vector<Action>& program, int from) {
-  for (int i = std::max(from, 0); i < static_cast<int>(program.size()); ++i) {
-    if (program[i].op == Op::kWait) return i;
   }
   return -1;
 }
@@ -86,11 +54,92 @@ std::optional<std::pair<bool, int>> ChannelOf(const Schedule& s, const RouteInde
   return std::pair{IsSend(a.op), m->peer};
 }
 
-// Where an op may stand without breaking what holds: a SEND after the compute that makes its
-// payload and before its WAIT_SEND; a RECV before the compute it feeds (with a WAIT between on a
-// rank with groups); on such a rank before its last WAIT, else it is never posted; a WAIT_SEND
-// after its SEND (and after the WAIT that posts it); with `fifo`, between the ops of its own
-// channel. In positions of the program without the op: p puts it before the p-th action left.
+// Where one rank's computes, SEND/RECVs, WAIT_SENDs and WAITs stand, indexed once (O(n)) so that
+// the bounds of an op's place cost O(log n) each.
+class RankPositions {
+ public:
+  explicit RankPositions(const std::vector<Action>& program) : size_(static_cast<int>(program.size())) {
+    for (int i = 0; i < size_; ++i) {
+      const Action& a = program[i];
+      if (a.op == Op::kWait) {
+        waits_.push_back(i);
+      } else if (IsCompute(a.op)) {
+        for (int t = 0; t < a.TaskCount(); ++t) {
+          const Task task = a.TaskAt(t);
+          const bool backward = task.op == Op::kBackward || task.op == Op::kInputGrad;
+          if (task.op == Op::kForward || backward) {
+            at_.emplace(std::tuple{backward ? Op::kBackward : Op::kForward, task.stage, task.microbatch}, i);
+          }
+        }
+      } else if (IsComm(a.op) || IsWaitSend(a.op)) {
+        at_.emplace(std::tuple{a.op, a.stage, a.microbatch}, i);
+      }
+    }
+  }
+  int size() const { return size_; }
+  bool grouped() const { return !waits_.empty(); }
+  // The first position of an op (SEND/RECV, WAIT_SEND) as written; -1 if none.
+  int Of(const Action& a) const { return Find(a.op, a.stage, a.microbatch); }
+  // The compute that makes what `comm` sends, or needs what it receives: an F for SEND_F/RECV_F,
+  // a B or I for SEND_B/RECV_B; -1 if the rank has none.
+  int ComputeFor(const Action& comm) const {
+    const bool forward = comm.op == Op::kSendF || comm.op == Op::kRecvF;
+    return Find(forward ? Op::kForward : Op::kBackward, comm.stage, comm.microbatch);
+  }
+  int LastWaitBefore(int end) const {
+    auto it = std::lower_bound(waits_.begin(), waits_.end(), end);
+    return it == waits_.begin() ? -1 : *std::prev(it);
+  }
+  int FirstWaitFrom(int from) const {
+    auto it = std::lower_bound(waits_.begin(), waits_.end(), from);
+    return it == waits_.end() ? -1 : *it;
+  }
+
+ private:
+  int Find(Op op, int stage, int microbatch) const {
+    auto it = at_.find({op, stage, microbatch});
+    return it == at_.end() ? -1 : it->second;
+  }
+  int size_;
+  std::map<std::tuple<Op, int, int>, int> at_;
+  std::vector<int> waits_;
+};
+
+// What the op at `i` must stand after and before (positions in its program): a SEND after the
+// compute that makes its payload and before its WAIT_SEND; a RECV before the compute it feeds,
+// with a WAIT between on a rank with groups; on such a rank any SEND/RECV before the last WAIT,
+// else it is never posted; a WAIT_SEND after its SEND and after the WAIT that posts it.
+struct Bounds {
+  int after = -1;
+  int before = 0;
+  bool Hold(int i) const { return after < i && i < before; }
+};
+
+Bounds DependencyBounds(const std::vector<Action>& program, const RankPositions& at, int i) {
+  const Action& op = program[i];
+  Bounds b{-1, at.size()};
+  if (IsComm(op.op)) {
+    if (at.grouped()) b.before = at.LastWaitBefore(at.size());
+    const int compute = at.ComputeFor(op);
+    if (IsSend(op.op)) {
+      b.after = compute;
+      if (const int waited = at.Of(Action::WaitSend(op.op, op.stage, op.microbatch)); waited >= 0) {
+        b.before = std::min(b.before, waited);
+      }
+    } else if (compute >= 0) {
+      b.before = std::min(b.before, at.grouped() ? at.LastWaitBefore(compute) : compute);
+    }
+  } else if (IsWaitSend(op.op)) {
+    const int sent = at.Of(Action::Comm(SentBy(op.op), op.stage, op.microbatch));
+    const int posted = at.grouped() ? at.FirstWaitFrom(sent) : sent;  // a group is posted at its WAIT
+    if (sent >= 0) b.after = std::max(posted, sent);
+  }
+  return b;
+}
+
+// Where the op at (r, i) may go: within its DependencyBounds and, with `fifo`, between the ops of
+// its own channel on this rank. In positions of the program without the op: p puts it before the
+// p-th action left.
 struct Window {
   int lo = 0;
   int hi = 0;
@@ -100,33 +149,20 @@ struct Window {
 };
 
 Window LegalWindow(const Schedule& s, const RouteIndex& routes, int r, int i, bool fifo) {
-  const Action op = s.program[r][i];
-  std::vector<Action> rest = s.program[r];
-  rest.erase(rest.begin() + i);
-  Window w{0, static_cast<int>(rest.size())};
-  const bool grouped = UsesWaitGroups(rest);
-  if (IsComm(op.op)) {
-    if (grouped) w.hi = std::min(w.hi, LastWaitBefore(rest, static_cast<int>(rest.size())));
-    const int compute = ComputeFor(rest, op);
-    if (IsSend(op.op)) {
-      if (compute >= 0) w.lo = std::max(w.lo, compute + 1);
-      const int waited = IndexOf(rest, Action::WaitSend(op.op, op.stage, op.microbatch));
-      if (waited >= 0) w.hi = std::min(w.hi, waited);
-    } else if (compute >= 0) {
-      w.hi = std::min(w.hi, grouped ? LastWaitBefore(rest, compute) : compute);
-    }
-    if (const auto channel = ChannelOf(s, routes, op); fifo && channel) {
-      for (int j = 0; j < static_cast<int>(rest.size()); ++j) {
-        if (ChannelOf(s, routes, rest[j]) != channel) continue;
-        if (j < i) w.lo = std::max(w.lo, j + 1);
-        else w.hi = std::min(w.hi, j);
-        if (j >= i) break;
+  const std::vector<Action>& program = s.program[r];
+  const Bounds b = DependencyBounds(program, RankPositions(program), i);
+  auto without_op = [i](int j) { return j > i ? j - 1 : j; };
+  Window w{b.after < 0 ? 0 : without_op(b.after) + 1, without_op(b.before)};
+  if (const auto channel = ChannelOf(s, routes, program[i]); fifo && channel) {
+    for (int j = 0; j < static_cast<int>(program.size()); ++j) {
+      if (j == i || ChannelOf(s, routes, program[j]) != channel) continue;
+      if (j < i) {
+        w.lo = std::max(w.lo, j + 1);
+      } else {
+        w.hi = std::min(w.hi, j - 1);
+        break;
       }
     }
-  } else if (IsWaitSend(op.op)) {
-    const int sent = IndexOf(rest, Action::Comm(SentBy(op.op), op.stage, op.microbatch));
-    const int posted = grouped ? FirstWaitFrom(rest, sent) : sent;  // a group is posted at its WAIT
-    if (sent >= 0) w.lo = std::max(w.lo, std::max(posted, sent) + 1);
   }
   return w;
 }
@@ -252,12 +288,13 @@ void DropStrays(Schedule& s, Reasons& reasons) {
     for (const auto& [op, at] : copies) {
       if (at.size() > 1) keeper[op] = CopyToKeep(s, routes, r, at);
     }
+    const RankPositions positions(program);
     std::vector<Action> kept;
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       std::string why;
       if (IsComm(a.op)) why = StrayReason(s, routes, r, a);
-      if (IsWaitSend(a.op) && IndexOf(program, Action::Comm(SentBy(a.op), a.stage, a.microbatch)) < 0) {
+      if (IsWaitSend(a.op) && positions.Of(Action::Comm(SentBy(a.op), a.stage, a.microbatch)) < 0) {
         why = fmt::format("rank {} never writes the SEND it waits for", r);
       }
       if (auto it = keeper.find(ToString(a)); why.empty() && it != keeper.end() && it->second != i) {
@@ -284,6 +321,8 @@ void AddMissing(Schedule& s, Reasons& reasons) {
     std::string why;
   };
   std::vector<Missing> missing;
+  std::vector<RankPositions> written;
+  for (const auto& program : s.program) written.emplace_back(program);
   for (int r = 0; r < s.ranks; ++r) {
     for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
       const Action& a = s.program[r][i];
@@ -298,24 +337,25 @@ void AddMissing(Schedule& s, Reasons& reasons) {
           const Action recv = Action::Comm(activation ? Op::kRecvF : Op::kRecvB, consumer.stage, consumer.microbatch);
           const std::string needs = fmt::format("dependencies: {} needs {} from rank {}", Where(s, r, i),
                                                 ToString(NeededPayload(need, consumer)), from);
-          if (IndexOf(s.program[from], send) < 0) missing.push_back({from, send, needs + ", which no SEND carries; added"});
-          if (IndexOf(s.program[r], recv) < 0) missing.push_back({r, recv, needs + ", which no RECV receives; added"});
+          if (written[from].Of(send) < 0) missing.push_back({from, send, needs + ", which no SEND carries; added"});
+          if (written[r].Of(recv) < 0) missing.push_back({r, recv, needs + ", which no RECV receives; added"});
         }
       }
     }
   }
   for (const Missing& m : missing) {
     std::vector<Action>& program = s.program[m.rank];
-    const int compute = ComputeFor(program, m.op);
+    const RankPositions positions(program);
+    const int compute = positions.ComputeFor(m.op);
     if (compute < 0) continue;  // structure holds, so the compute is there
-    const bool grouped = UsesWaitGroups(program);
+    const bool grouped = positions.grouped();
     if (IsSend(m.op.op)) {
       program.insert(program.begin() + compute + 1, m.op);
-      if (grouped && FirstWaitFrom(program, compute + 2) < 0) {
+      if (grouped && positions.FirstWaitFrom(compute + 1) < 0) {
         program.push_back(Action::Wait());
         reasons.Note(m.rank, Action::Wait(), "the added SEND needs a WAIT after it to be posted; added");
       }
-    } else if (const int wait = grouped ? LastWaitBefore(program, compute) : -1; wait >= 0) {
+    } else if (const int wait = grouped ? positions.LastWaitBefore(compute) : -1; wait >= 0) {
       program.insert(program.begin() + wait, m.op);
     } else {
       program.insert(program.begin() + compute, m.op);
@@ -372,6 +412,10 @@ bool ReorderChannel(Schedule& s, const RouteIndex& routes, int rank, bool sends,
   const std::optional<CommonSubsequence> kept = LongestCommonSubsequence(ops.payloads, target);
   if (!kept) return false;
   std::vector<bool> placed = kept->in_b;  // target positions whose op already stands in order
+  // Each move below looks its neighbours up, O(n): past this many the local edits are no repair
+  // a user wants, and re-lowering answers instead.
+  constexpr int64_t kMostMoves = 2000;
+  if (std::count(placed.begin(), placed.end(), false) > kMostMoves) return false;
   std::vector<Action>& program = s.program[rank];
   auto position_of = [&](const Payload& p) {
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
@@ -413,36 +457,41 @@ bool ReorderChannel(Schedule& s, const RouteIndex& routes, int rank, bool sends,
 // order: the RECVs follow the SENDs' order, or else the SENDs the RECVs'.
 bool OrderChannels(Schedule& s, Reasons& reasons) {
   const RouteIndex routes(s);
-  for (int p = 0; p < s.ranks; ++p) {
-    for (int q = 0; q < s.ranks; ++q) {
-      if (p == q) continue;
-      const ChannelOps sent = OpsOn(s, routes, p, true, q);
-      const ChannelOps received = OpsOn(s, routes, q, false, p);
-      if (sent.payloads == received.payloads) continue;
-      size_t k = 0;
-      while (k < sent.payloads.size() && k < received.payloads.size() &&
-             sent.payloads[k] == received.payloads[k]) {
-        ++k;
+  std::set<std::pair<int, int>> pairs;  // (sender, receiver) with traffic: a rank has few peers
+  for (int r = 0; r < s.ranks; ++r) {
+    for (const Action& a : s.program[r]) {
+      if (const auto channel = ChannelOf(s, routes, a)) {
+        pairs.insert(channel->first ? std::pair{r, channel->second} : std::pair{channel->second, r});
       }
-      const std::string why = fmt::format(
-          "matching: message {} from rank {} to rank {} carried {} where {} was expected (NCCL "
-          "matches the k-th SEND with the k-th RECV, whatever they carry); reordered",
-          k, p, q, k < sent.payloads.size() ? ToString(sent.payloads[k]) : "nothing",
-          k < received.payloads.size() ? ToString(received.payloads[k]) : "nothing");
-      bool ordered = false;
-      for (const bool receives_follow : {true, false}) {
-        Schedule attempt = s;
-        Reasons noted = reasons;
-        ordered = receives_follow ? ReorderChannel(attempt, routes, q, false, p, sent.payloads, why, noted)
-                                  : ReorderChannel(attempt, routes, p, true, q, received.payloads, why, noted);
-        if (ordered) {
-          s = std::move(attempt);
-          reasons = std::move(noted);
-          break;
-        }
-      }
-      if (!ordered) return false;
     }
+  }
+  for (const auto& [p, q] : pairs) {
+    const ChannelOps sent = OpsOn(s, routes, p, true, q);
+    const ChannelOps received = OpsOn(s, routes, q, false, p);
+    if (sent.payloads == received.payloads) continue;
+    size_t k = 0;
+    while (k < sent.payloads.size() && k < received.payloads.size() &&
+           sent.payloads[k] == received.payloads[k]) {
+      ++k;
+    }
+    const std::string why = fmt::format(
+        "matching: message {} from rank {} to rank {} carried {} where {} was expected (NCCL "
+        "matches the k-th SEND with the k-th RECV, whatever they carry); reordered",
+        k, p, q, k < sent.payloads.size() ? ToString(sent.payloads[k]) : "nothing",
+        k < received.payloads.size() ? ToString(received.payloads[k]) : "nothing");
+    bool ordered = false;
+    for (const bool receives_follow : {true, false}) {
+      Schedule attempt = s;
+      Reasons noted = reasons;
+      ordered = receives_follow ? ReorderChannel(attempt, routes, q, false, p, sent.payloads, why, noted)
+                                : ReorderChannel(attempt, routes, p, true, q, received.payloads, why, noted);
+      if (ordered) {
+        s = std::move(attempt);
+        reasons = std::move(noted);
+        break;
+      }
+    }
+    if (!ordered) return false;
   }
   return true;
 }
@@ -452,11 +501,11 @@ bool OrderChannels(Schedule& s, Reasons& reasons) {
 // On a rank with groups, where a WAIT would let the op at `i` stay: right before the compute a
 // RECV feeds, or before the first compute after a SEND (the reference waits before every
 // compute); -1 where the rank has no groups or the op is neither.
-int WaitNeededAt(const std::vector<Action>& program, int i) {
+int WaitNeededAt(const std::vector<Action>& program, const RankPositions& positions, int i) {
   const Action& a = program[i];
-  if (!IsComm(a.op) || !UsesWaitGroups(program)) return -1;
+  if (!IsComm(a.op) || !positions.grouped()) return -1;
   if (IsRecv(a.op)) {
-    const int compute = ComputeFor(program, a);
+    const int compute = positions.ComputeFor(a);
     return compute > i ? compute : -1;
   }
   int next = i + 1;
@@ -471,23 +520,25 @@ bool PlaceInWindows(Schedule& s, Reasons& reasons, bool fifo_may_break) {
   const RouteIndex routes(s);
   int64_t moves_left = 2 * s.ActionCount();  // each op finds its place once; never a tug of war
   for (int r = 0; r < s.ranks; ++r) {
+    RankPositions positions(s.program[r]);
     for (int i = 0; i < static_cast<int>(s.program[r].size()); ++i) {
       const Action op = s.program[r][i];
       if (!IsComm(op.op) && !IsWaitSend(op.op)) continue;
-      Window w = LegalWindow(s, routes, r, i, /*fifo=*/true);
-      if (w.empty() && fifo_may_break) w = LegalWindow(s, routes, r, i, /*fifo=*/false);
-      if (w.Holds(i)) continue;
-      if (const int at = WaitNeededAt(s.program[r], i); at >= 0) {  // one WAIT instead of a move?
-        Schedule waited = s;
-        waited.program[r].insert(waited.program[r].begin() + at, Action::Wait());
-        if (LegalWindow(waited, routes, r, i, /*fifo=*/true).Holds(i)) {
+      if (DependencyBounds(s.program[r], positions, i).Hold(i)) continue;
+      if (const int at = WaitNeededAt(s.program[r], positions, i); at >= 0) {  // one WAIT instead of a move?
+        std::vector<Action> waited = s.program[r];
+        waited.insert(waited.begin() + at, Action::Wait());
+        if (DependencyBounds(waited, RankPositions(waited), i).Hold(i)) {
           reasons.Note(r, Action::Wait(),
                        fmt::format("dependencies: {} was never waited for before {}; a WAIT added",
                                    Where(s, r, i), IsRecv(op.op) ? "the compute it feeds" : "the end"));
-          s = std::move(waited);
+          s.program[r] = std::move(waited);
+          positions = RankPositions(s.program[r]);
           continue;
         }
       }
+      Window w = LegalWindow(s, routes, r, i, /*fifo=*/true);
+      if (w.empty() && fifo_may_break) w = LegalWindow(s, routes, r, i, /*fifo=*/false);
       if (w.empty() || --moves_left < 0) return false;
       const std::string where = Where(s, r, i);
       MoveOp(s.program[r], i, w.Nearest(i));
@@ -497,6 +548,7 @@ bool PlaceInWindows(Schedule& s, Reasons& reasons, bool fifo_may_break) {
                                IsSend(op.op)        ? "before the compute that makes its payload"
                                : IsWaitSend(op.op) ? "before the SEND it waits for is posted"
                                                    : "where the compute it feeds cannot wait for it"));
+      positions = RankPositions(s.program[r]);
       i = -1;  // positions moved: look at this rank again
     }
   }
@@ -577,9 +629,10 @@ std::vector<Candidate> AroundCycle(const Schedule& s, const RouteIndex& routes, 
   for (const CycleStep& step : now.cycle) {
     const int r = step.rank, i = step.index;
     const std::vector<Action>& program = s.program[r];
+    const RankPositions positions(program);
     const Action& a = program[i];
     if (a.op == Op::kWait) {
-      const int previous = LastWaitBefore(program, i);
+      const int previous = positions.LastWaitBefore(i);
       for (int j = previous + 1; j < i; ++j) {
         add_op(r, j);
         if (IsComm(program[j].op) && j + 1 < i) out.push_back({Candidate::Kind::kInsertWait, r, j + 1, 0});
@@ -590,7 +643,7 @@ std::vector<Candidate> AroundCycle(const Schedule& s, const RouteIndex& routes, 
       for (int t = 0; t < a.TaskCount(); ++t) {
         const Task task = a.TaskAt(t);
         const Op recv = task.op == Op::kForward ? Op::kRecvF : Op::kRecvB;
-        if (const int at = IndexOf(program, Action::Comm(recv, task.stage, task.microbatch)); at >= 0) {
+        if (const int at = positions.Of(Action::Comm(recv, task.stage, task.microbatch)); at >= 0) {
           add_op(r, at);
         }
       }
@@ -598,11 +651,16 @@ std::vector<Candidate> AroundCycle(const Schedule& s, const RouteIndex& routes, 
     } else {
       add_op(r, i);
       if (IsWaitSend(a.op)) {
-        if (const int sent = IndexOf(program, Action::Comm(SentBy(a.op), a.stage, a.microbatch)); sent >= 0) {
+        if (const int sent = positions.Of(Action::Comm(SentBy(a.op), a.stage, a.microbatch)); sent >= 0) {
           add_op(r, sent);
         }
       }
     }
+  }
+  std::set<int> ranks;  // of the cycle: a WAIT at the end posts what follows their last one
+  for (const CycleStep& step : now.cycle) ranks.insert(step.rank);
+  for (int r : ranks) {
+    const std::vector<Action>& program = s.program[r];
     if (UsesWaitGroups(program) && IsComm(program.back().op)) {
       out.push_back({Candidate::Kind::kInsertWait, r, static_cast<int>(program.size()), 0});
     }
