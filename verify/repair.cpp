@@ -1013,7 +1013,8 @@ std::string RepairResult::Text() const {
   std::string out = fmt::format("before: {}\n", FirstFailure(before));
   switch (outcome) {
     case Outcome::kAlreadySound:
-      out += "already sound under " + DescribeSemantics(before.model, before.streams) + ": nothing to repair\n";
+      out += "already sound under " + DescribeSemantics(before.model, before.streams) +
+             " (structure, dependencies, matching and deadlock pass): nothing to repair\n";
       return out;
     case Outcome::kComputeCannotRun:
       out += "cannot repair: " + problem + "\n";
@@ -1032,6 +1033,9 @@ std::string RepairResult::Text() const {
   }
   out += "after, verified under " + DescribeSemantics(after.model, after.streams) + ":\n";
   out += after.Text();
+  if (const CheckResult* memory = after.Find("memory"); memory && !memory->ok()) {
+    out += "(the memory check fails as it did before: the compute order decides it, and repair keeps that)\n";
+  }
   return out;
 }
 
