@@ -139,13 +139,11 @@ class ExecutionGraph {
   // the order they happened in, for Order().
   void Run(bool record_order) {
     const int n = static_cast<int>(nodes_.size());
-    const Adjacency adjacency = BuildAdjacency();
+    Adjacency adjacency = BuildAdjacency();
     const std::vector<int32_t>& out_begin = adjacency.begin;
     const std::vector<uint32_t>& out = adjacency.successors;
-    std::vector<int32_t> waiting(n, 0);
-    for (uint32_t to : out) ++waiting[to & ~kAddsLatency];
+    std::vector<int32_t>& waiting = adjacency.waiting;
     time_.assign(n, 0.0);
-    done_.assign(n, false);
     happened_.clear();
     if (record_order) happened_.reserve(n);
     std::vector<int32_t> ready;
@@ -155,7 +153,6 @@ class ExecutionGraph {
     while (!ready.empty()) {
       const int v = ready.back();
       ready.pop_back();
-      done_[v] = true;
       if (record_order) happened_.push_back(v);
       const double finish = time_[v] + Duration(v);
       for (int32_t k = out_begin[v]; k < out_begin[v + 1]; ++k) {
@@ -165,6 +162,10 @@ class ExecutionGraph {
         if (--waiting[to] == 0) ready.push_back(to);
       }
     }
+    // Every event whose waits all happened went onto `ready` and happened: the done ones are
+    // exactly those left waiting for nothing (found here in one pass, not marked in the loop).
+    done_.assign(n, false);
+    for (int v = 0; v < n; ++v) done_[v] = waiting[v] == 0;
     complete_ = std::all_of(done_.begin(), done_.end(), [](bool d) { return d; });
     // Only a deadlock's explanation reads the edges: a complete execution gives their memory
     // back to the timeline and the checks after it, which then need no fresh pages.
@@ -496,6 +497,7 @@ class ExecutionGraph {
   struct Adjacency {
     std::vector<int32_t> begin;  // event v's successors are successors[begin[v] .. begin[v + 1])
     std::vector<uint32_t> successors;
+    std::vector<int32_t> waiting;  // per event: how many edges lead into it
   };
   Adjacency BuildAdjacency() const {
     const int n = static_cast<int>(nodes_.size());
@@ -503,7 +505,11 @@ class ExecutionGraph {
     // Counted one place to the right, so that filling moves each start to where the next
     // event's list begins, and no separate cursor array is needed.
     a.begin.assign(n + 2, 0);
-    for (const Edge& e : edges_) ++a.begin[e.from + 2];
+    a.waiting.assign(n, 0);
+    for (const Edge& e : edges_) {
+      ++a.begin[e.from + 2];
+      ++a.waiting[e.to];
+    }
     for (int v = 1; v <= n; ++v) a.begin[v + 1] += a.begin[v];
     a.successors.resize(edges_.size());
     for (const Edge& e : edges_) {
