@@ -53,12 +53,15 @@ enum class Reason : uint8_t {
 
 enum class NodeKind : uint8_t { kCompute, kUnitPost, kUnitStart, kUnitEnd, kSetup };
 
+// 8 bytes: an event per compute and two or more per SEND/RECV, so its size is felt in memory.
 struct Node {
   NodeKind kind;
   Op op;  // a compute's op, which sets its duration; kWait (no duration) for the other events
-  int32_t rank;
+  int16_t rank;    // every reader keeps ranks at or below kMaxRanks
   int32_t action;  // compute: its position; unit nodes: the unit's id; set-up: its id
 };
+static_assert(kMaxRanks <= std::numeric_limits<int16_t>::max());
+static_assert(sizeof(Node) == 8);
 
 struct Edge {
   int32_t from;
@@ -286,7 +289,7 @@ class ExecutionGraph {
   }
 
   int AddNode(NodeKind kind, int rank, int action, Op op = Op::kWait) {
-    nodes_.push_back({kind, op, rank, action});
+    nodes_.push_back({kind, op, static_cast<int16_t>(rank), action});
     return static_cast<int>(nodes_.size() - 1);
   }
   double Duration(int node) const { return duration_of_op_[static_cast<size_t>(nodes_[node].op)]; }
