@@ -9,12 +9,6 @@
 
 namespace pipeproof {
 
-bool IsCompute(Op op) { return op <= Op::kOverlapFB; }
-bool IsComm(Op op) { return op >= Op::kSendF && op <= Op::kRecvB; }
-bool IsSend(Op op) { return op == Op::kSendF || op == Op::kSendB; }
-bool IsRecv(Op op) { return op == Op::kRecvF || op == Op::kRecvB; }
-bool IsWaitSend(Op op) { return op == Op::kWaitSendF || op == Op::kWaitSendB; }
-bool IsDataParallel(Op op) { return op >= Op::kUnshard && op <= Op::kWaitReduceGrad; }
 Op SentBy(Op wait_send) { return wait_send == Op::kWaitSendF ? Op::kSendF : Op::kSendB; }
 Op WaitSendFor(Op send) { return send == Op::kSendF ? Op::kWaitSendF : Op::kWaitSendB; }
 
@@ -85,6 +79,15 @@ bool ReadNumber(std::string_view text, size_t& pos, int32_t& value, bool& overfl
   size_t end = pos;
   while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
   if (end == pos) return false;
+  // Nine digits always fit an int32: add them up here (the usual case, a reader's hot path) and
+  // leave longer numbers, which may overflow, to from_chars.
+  if (end - pos <= 9) {
+    int32_t v = 0;
+    for (size_t k = pos; k < end; ++k) v = v * 10 + (text[k] - '0');
+    value = v;
+    pos = end;
+    return true;
+  }
   auto [ptr, ec] = std::from_chars(text.data() + pos, text.data() + end, value);
   if (ec == std::errc::result_out_of_range) {
     overflow = true;
@@ -313,24 +316,6 @@ RouteIndex::RouteIndex(const Schedule& schedule) : stages_(schedule.stages) {
     }
     route_of_[m] = it->second;
   }
-}
-
-int RouteIndex::Position(int stage, int microbatch) const {
-  if (microbatch < 0 || microbatch >= static_cast<int>(route_of_.size())) return -1;
-  if (stage < 0 || stage >= stages_) return -1;
-  return pos_[route_of_[microbatch]][stage];
-}
-
-int RouteIndex::Prev(int stage, int microbatch) const {
-  int p = Position(stage, microbatch);
-  return p <= 0 ? -1 : routes_[route_of_[microbatch]][p - 1];
-}
-
-int RouteIndex::Next(int stage, int microbatch) const {
-  int p = Position(stage, microbatch);
-  if (p < 0) return -1;
-  const std::vector<int>& route = routes_[route_of_[microbatch]];
-  return p + 1 < static_cast<int>(route.size()) ? route[p + 1] : -1;
 }
 
 bool RouteIndex::IsFirst(int stage, int microbatch) const { return Position(stage, microbatch) == 0; }

@@ -37,15 +37,19 @@ enum class Op : uint8_t {
   kWaitReduceGrad,  // sWAIT_REDUCE_GRAD: wait for that reduction
 };
 
-bool IsCompute(Op op);   // F, B, I, W, OVERLAP_F_B
-bool IsComm(Op op);      // SEND_F, RECV_F, SEND_B, RECV_B
-bool IsSend(Op op);
-bool IsRecv(Op op);
-bool IsWaitSend(Op op);  // WAIT_SEND_F, WAIT_SEND_B
+// Inline: every check asks these once or more per action, millions of times on a large schedule.
+// F, B, I, W, OVERLAP_F_B
+inline bool IsCompute(Op op) { return op <= Op::kOverlapFB; }
+// SEND_F, RECV_F, SEND_B, RECV_B
+inline bool IsComm(Op op) { return op >= Op::kSendF && op <= Op::kRecvB; }
+inline bool IsSend(Op op) { return op == Op::kSendF || op == Op::kSendB; }
+inline bool IsRecv(Op op) { return op == Op::kRecvF || op == Op::kRecvB; }
+// WAIT_SEND_F, WAIT_SEND_B
+inline bool IsWaitSend(Op op) { return op == Op::kWaitSendF || op == Op::kWaitSendB; }
 // UNSHARD, RESHARD, REDUCE_GRAD, WAIT_REDUCE_GRAD: collectives of the data-parallel group. They
 // run on another communicator, so they hold no pipeline stream; they name a stage and no
 // microbatch (kept as 0).
-bool IsDataParallel(Op op);
+inline bool IsDataParallel(Op op) { return op >= Op::kUnshard && op <= Op::kWaitReduceGrad; }
 // The SEND that a WAIT_SEND waits for (kSendF for kWaitSendF, kSendB for kWaitSendB), and back.
 Op SentBy(Op wait_send);
 Op WaitSendFor(Op send);
@@ -154,6 +158,25 @@ class RouteIndex {
   std::vector<std::vector<int>> routes_;     // distinct routes
   std::vector<std::vector<int32_t>> pos_;    // route id -> stage -> position or -1
 };
+
+// Inline: the checks look a neighbour up for every SEND, RECV and compute.
+inline int RouteIndex::Position(int stage, int microbatch) const {
+  if (microbatch < 0 || microbatch >= static_cast<int>(route_of_.size())) return -1;
+  if (stage < 0 || stage >= stages_) return -1;
+  return pos_[route_of_[microbatch]][stage];
+}
+
+inline int RouteIndex::Prev(int stage, int microbatch) const {
+  int p = Position(stage, microbatch);
+  return p <= 0 ? -1 : routes_[route_of_[microbatch]][p - 1];
+}
+
+inline int RouteIndex::Next(int stage, int microbatch) const {
+  int p = Position(stage, microbatch);
+  if (p < 0) return -1;
+  const std::vector<int>& route = routes_[route_of_[microbatch]];
+  return p + 1 < static_cast<int>(route.size()) ? route[p + 1] : -1;
+}
 
 // What a message carries: an activation (stage `from`'s output, `to`'s input) or a gradient
 // (stage `from`'s input gradient, `to`'s output gradient), of one microbatch.

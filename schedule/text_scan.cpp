@@ -19,8 +19,11 @@ std::optional<Word> LineScanner::NextWordUntil(char stop) {
   SkipBlanks();
   if (pos_ >= text_.size()) return std::nullopt;
   size_t start = pos_;
-  while (pos_ < text_.size() && !IsBlank(text_[pos_]) && text_[pos_] != '#' &&
-         (stop == '\0' || text_[pos_] != stop)) {
+  while (pos_ < text_.size()) {
+    const char c = text_[pos_];
+    // A printable character (above ' ') is never a blank: one compare for most of a word.
+    if (c <= ' ' && IsBlank(c)) break;
+    if (c == '#' || (stop != '\0' && c == stop)) break;
     ++pos_;
   }
   if (pos_ == start) return std::nullopt;

@@ -38,13 +38,13 @@ int FirstWaitFrom(const std::vector<Action>& program, int index) {
 class DependencyCheck {
  public:
   DependencyCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
-                  bool local_only)
+                  const ReceiveIndex& receives, bool local_only)
       : s_(s),
         routes_(routes),
         messages_(messages),
         local_only_(local_only),
         passes_(s),
-        receives_(s, messages) {}
+        receives_(receives) {}
 
   CheckResult Run() {
     for (int q = 0; q < s_.ranks; ++q) {
@@ -149,7 +149,7 @@ class DependencyCheck {
   const Messages& messages_;
   bool local_only_;
   PassTable passes_;
-  ReceiveIndex receives_;
+  const ReceiveIndex& receives_;
   bool grouped_ = false;
   std::vector<int32_t> last_wait_;
   Findings found_;
@@ -196,7 +196,13 @@ int PassTable::Producer(const PassKey& key) const { return index_[PassSlot(s_, k
 
 CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes,
                               const Messages& messages, bool local_only) {
-  return DependencyCheck(schedule, routes, messages, local_only).Run();
+  return CheckDependencies(schedule, routes, messages, ReceiveIndex(schedule, messages), local_only);
+}
+
+CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes,
+                              const Messages& messages, const ReceiveIndex& receives,
+                              bool local_only) {
+  return DependencyCheck(schedule, routes, messages, receives, local_only).Run();
 }
 
 void InputReceives(const Schedule& s, const RouteIndex& routes, const ReceiveIndex& receives,

@@ -102,6 +102,10 @@ class PassTable {
 // messages are not placed).
 CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes,
                               const Messages& messages, bool local_only = false);
+// The same with a receive index the caller built, which the simulation can then share.
+CheckResult CheckDependencies(const Schedule& schedule, const RouteIndex& routes,
+                              const Messages& messages, const ReceiveIndex& receives,
+                              bool local_only = false);
 // Without WAIT groups a compute at `index` waits for these RECVs: written before it, each the
 // RECV named for one of its remote inputs (what PyTorch's runtime waits for; under a FIFO mix-up
 // its partner may carry something else, which matching reports).
@@ -137,6 +141,12 @@ struct SimulationResult {
 };
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, CommModel model, const Costs& costs,
+                               StreamLayout streams = StreamLayout::kRank, bool record_order = false);
+// The same with a receive index the caller built (the one the dependencies check used: building
+// it is a pass over every action and a fresh array, worth doing once).
+SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
+                               const Messages& messages, const ReceiveIndex& receives,
+                               CommModel model, const Costs& costs,
                                StreamLayout streams = StreamLayout::kRank, bool record_order = false);
 
 // ---- the proof of the deadlock verdict (deadlock_z3.cpp), on an encoding built apart from the

@@ -53,12 +53,15 @@ enum class Reason : uint8_t {
 
 enum class NodeKind : uint8_t { kCompute, kUnitPost, kUnitStart, kUnitEnd, kSetup };
 
+// 8 bytes: an event per compute and two or more per SEND/RECV, so its size is felt in memory.
 struct Node {
   NodeKind kind;
   Op op;  // a compute's op, which sets its duration; kWait (no duration) for the other events
-  int32_t rank;
+  int16_t rank;    // every reader keeps ranks at or below kMaxRanks
   int32_t action;  // compute: its position; unit nodes: the unit's id; set-up: its id
 };
+static_assert(kMaxRanks <= std::numeric_limits<int16_t>::max());
+static_assert(sizeof(Node) == 8);
 
 struct Edge {
   int32_t from;
@@ -71,16 +74,18 @@ struct Edge {
 static_assert(kMaxActions < (1 << 23));
 
 // A WAIT group (posted at its WAIT) or a lone SEND/RECV.
+// Its ops run to where the next unit's begin (ExecutionGraph::OpsOf), and its completion is the
+// event right after its start (NewUnit adds the two together): neither is stored, which keeps
+// a unit (one per SEND/RECV) at 24 bytes.
 struct Unit {
   int32_t rank;
   int32_t action;     // the WAIT, the lone op, or (never posted) the first op
   int32_t ops_begin;  // into ExecutionGraph::unit_ops_
-  int32_t ops_end;
-  int32_t start;  // node ids
-  int32_t end;
+  int32_t start;      // node id; its completion is end()
   int32_t post;   // the posting event where it is one of its own (a pair's first contact), or -1
   bool posted;
   bool grouped;
+  int32_t end() const { return start + 1; }
 };
 
 // The set-up of one rank pair's communicator (pair layout): each side's first unit with the
@@ -102,10 +107,12 @@ struct Gate {
 class ExecutionGraph {
  public:
   ExecutionGraph(const Schedule& s, const RouteIndex& routes, const Messages& messages,
-                 CommModel model, StreamLayout streams, const Costs& costs)
+                 const ReceiveIndex& receives, CommModel model, StreamLayout streams,
+                 const Costs& costs)
       : s_(s),
         routes_(routes),
         messages_(messages),
+        receives_(receives),
         model_(model),
         streams_(streams),
         costs_(costs),
@@ -117,11 +124,12 @@ class ExecutionGraph {
 
   void Build() {
     Reserve();
-    ReceiveIndex receives(s_, messages_);
     waited_send_ = WaitedSends(s_);
     of_action_.resize(s_.ranks);
+    grouped_.resize(s_.ranks);
+    for (int r = 0; r < s_.ranks; ++r) grouped_[r] = UsesWaitGroups(s_.program[r]);
     for (int r = 0; r < s_.ranks; ++r) FormUnits(r);
-    for (int r = 0; r < s_.ranks; ++r) ConstrainRank(r, receives);
+    for (int r = 0; r < s_.ranks; ++r) ConstrainRank(r);
     for (Setup& setup : setups_) {
       if (setup.unit_of_low < 0 || setup.unit_of_high < 0) {
         AddEdge(setup.node, setup.node, Reason::kNoSetupPeer);
@@ -134,13 +142,11 @@ class ExecutionGraph {
   // the order they happened in, for Order().
   void Run(bool record_order) {
     const int n = static_cast<int>(nodes_.size());
-    const Adjacency adjacency = BuildAdjacency();
+    Adjacency adjacency = BuildAdjacency();
     const std::vector<int32_t>& out_begin = adjacency.begin;
     const std::vector<uint32_t>& out = adjacency.successors;
-    std::vector<int32_t> waiting(n, 0);
-    for (uint32_t to : out) ++waiting[to & ~kAddsLatency];
+    std::vector<int32_t>& waiting = adjacency.waiting;
     time_.assign(n, 0.0);
-    done_.assign(n, false);
     happened_.clear();
     if (record_order) happened_.reserve(n);
     std::vector<int32_t> ready;
@@ -150,7 +156,6 @@ class ExecutionGraph {
     while (!ready.empty()) {
       const int v = ready.back();
       ready.pop_back();
-      done_[v] = true;
       if (record_order) happened_.push_back(v);
       const double finish = time_[v] + Duration(v);
       for (int32_t k = out_begin[v]; k < out_begin[v + 1]; ++k) {
@@ -160,6 +165,10 @@ class ExecutionGraph {
         if (--waiting[to] == 0) ready.push_back(to);
       }
     }
+    // Every event whose waits all happened went onto `ready` and happened: the done ones are
+    // exactly those left waiting for nothing (found here in one pass, not marked in the loop).
+    done_.assign(n, false);
+    for (int v = 0; v < n; ++v) done_[v] = waiting[v] == 0;
     complete_ = std::all_of(done_.begin(), done_.end(), [](bool d) { return d; });
     // Only a deadlock's explanation reads the edges: a complete execution gives their memory
     // back to the timeline and the checks after it, which then need no fresh pages.
@@ -188,7 +197,7 @@ class ExecutionGraph {
     }
     for (const Unit& unit : units_) {
       o.at[unit.rank][unit.action] = position[unit.start];
-      o.end[unit.rank][unit.action] = position[unit.end];
+      o.end[unit.rank][unit.action] = position[unit.end()];
       if (unit.post >= 0) o.reached[{unit.rank, unit.action}] = position[unit.post];
     }
     for (const Setup& setup : setups_) o.setup[{setup.low, setup.high}] = position[setup.node];
@@ -229,11 +238,11 @@ class ExecutionGraph {
           }
         } else if (const int u = WaitUnit(r, i); u >= 0) {  // a WAIT with a group
           ta.start = at(units_[u].start);
-          ta.end = at(units_[u].end);
+          ta.end = at(units_[u].end());
           host = ta.end;
         } else if (const int send = WaitedSend(r, i); send >= 0) {
           ta.start = host;
-          ta.end = std::max(host, at(units_[UnitOf(r, send)].end));
+          ta.end = std::max(host, at(units_[UnitOf(r, send)].end()));
           host = ta.end;
         } else {  // a WAIT with nothing to wait for, a data-parallel action
           ta.start = ta.end = host;
@@ -280,7 +289,7 @@ class ExecutionGraph {
   }
 
   int AddNode(NodeKind kind, int rank, int action, Op op = Op::kWait) {
-    nodes_.push_back({kind, op, rank, action});
+    nodes_.push_back({kind, op, static_cast<int16_t>(rank), action});
     return static_cast<int>(nodes_.size() - 1);
   }
   double Duration(int node) const { return duration_of_op_[static_cast<size_t>(nodes_[node].op)]; }
@@ -302,7 +311,7 @@ class ExecutionGraph {
       case Reason::kSendPosted:
         return costs_.latency;
       case Reason::kUnitRuns:
-        return UnitWaitsForLatency(units_[nodes_[e.to].action]) ? costs_.latency : 0;
+        return UnitWaitsForLatency(nodes_[e.to].action) ? costs_.latency : 0;
       default:
         return 0;
     }
@@ -310,19 +319,27 @@ class ExecutionGraph {
 
   // nccl: every op completes `latency` after both ends run. eager: a send completes when
   // posted, so only a unit with a receive has the latency.
-  bool UnitWaitsForLatency(const Unit& u) const {
+  bool UnitWaitsForLatency(int u) const {
     if (model_ == CommModel::kNccl) return true;
-    for (int k = u.ops_begin; k < u.ops_end; ++k) {
-      if (IsRecv(s_.program[u.rank][unit_ops_[k]].op)) return true;
+    for (int32_t op : OpsOf(u)) {
+      if (IsRecv(s_.program[units_[u].rank][op].op)) return true;
     }
     return false;
+  }
+
+  // Unit u's SEND/RECVs (positions on its rank): up to where the next unit's begin.
+  std::span<const int32_t> OpsOf(int u) const {
+    const size_t begin = units_[u].ops_begin;
+    const size_t end = u + 1 < static_cast<int>(units_.size()) ? units_[u + 1].ops_begin
+                                                               : unit_ops_.size();
+    return {unit_ops_.data() + begin, end - begin};
   }
 
   // First pass over a rank: its units. A rank with WAITs groups its SEND/RECVs at each WAIT (what
   // follows its last WAIT is never posted); a rank without posts each where it stands.
   void FormUnits(int r) {
     const auto& program = s_.program[r];
-    const bool grouped = UsesWaitGroups(program);
+    const bool grouped = grouped_[r];
     of_action_[r].assign(program.size(), -1);
     std::vector<int32_t> pending;  // ops of the group being collected
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
@@ -344,7 +361,7 @@ class ExecutionGraph {
     if (!pending.empty()) {
       const int u = NewUnit(r, pending.front(), pending, /*posted=*/false, /*grouped=*/true);
       AddEdge(units_[u].start, units_[u].start, Reason::kNeverPosted);
-      AddEdge(units_[u].start, units_[u].end, Reason::kUnitRuns);
+      AddEdge(units_[u].start, units_[u].end(), Reason::kUnitRuns);
     }
   }
 
@@ -352,9 +369,9 @@ class ExecutionGraph {
   // beyond the last compute (a WAIT_SEND's send, a pair's set-up), until a compute takes them
   // over; the last WAIT's group holds every later unit directly, which keeps deadlock cycles
   // short.
-  void ConstrainRank(int r, const ReceiveIndex& receives) {
+  void ConstrainRank(int r) {
     const auto& program = s_.program[r];
-    const bool grouped = UsesWaitGroups(program);
+    const bool grouped = grouped_[r];
     int last_compute = -1;
     std::vector<Gate> gates;
     streams_end_.clear();
@@ -368,8 +385,8 @@ class ExecutionGraph {
         for (const Gate& g : gates) AddEdge(g.node, v, g.reason, g.action);
         std::erase_if(gates, [](const Gate& g) { return g.reason != Reason::kHostAtWait; });
         if (!grouped) {
-          InputReceives(s_, routes_, receives, r, i, inputs_);
-          for (int32_t recv : inputs_) AddEdge(units_[UnitOf(r, recv)].end, v, Reason::kInputRecv);
+          InputReceives(s_, routes_, receives_, r, i, inputs_);
+          for (int32_t recv : inputs_) AddEdge(units_[UnitOf(r, recv)].end(), v, Reason::kInputRecv);
         }
         last_compute = v;
       } else if (IsComm(a.op)) {
@@ -377,9 +394,9 @@ class ExecutionGraph {
       } else if (const int u = WaitUnit(r, i); u >= 0) {
         Post(u, last_compute, gates);
         gates.clear();  // all held this group, which holds what follows
-        gates.push_back({units_[u].end, Reason::kHostAtWait, i});
+        gates.push_back({units_[u].end(), Reason::kHostAtWait, i});
       } else if (const int send = WaitedSend(r, i); send >= 0) {
-        gates.push_back({units_[UnitOf(r, send)].end, Reason::kSendWait, i});
+        gates.push_back({units_[UnitOf(r, send)].end(), Reason::kSendWait, i});
       }
     }
   }
@@ -410,21 +427,21 @@ class ExecutionGraph {
       const int op = unit_ops_[unit.ops_begin];
       const int stream = StreamOf(streams_, messages_.peer[unit.rank][op],
                                   IsSend(s_.program[unit.rank][op].op));
-      auto [it, first] = streams_end_.try_emplace(stream, unit.end);
+      auto [it, first] = streams_end_.try_emplace(stream, unit.end());
       if (!first) {
         AddEdge(it->second, unit.start, Reason::kStreamOrder);
-        it->second = unit.end;
+        it->second = unit.end();
       }
     }
-    AddEdge(unit.start, unit.end, Reason::kUnitRuns);
+    AddEdge(unit.start, unit.end(), Reason::kUnitRuns);
   }
 
   // The peers unit u's rank meets for the first time in it.
   std::vector<int> FirstContacts(int u) {
     std::vector<int> peers;
     const Unit& unit = units_[u];
-    for (int k = unit.ops_begin; k < unit.ops_end; ++k) {
-      const int peer = messages_.peer[unit.rank][unit_ops_[k]];
+    for (int32_t op : OpsOf(u)) {
+      const int peer = messages_.peer[unit.rank][op];
       if (peer >= 0 && contacted_.insert(peer).second) peers.push_back(peer);
     }
     return peers;
@@ -447,14 +464,13 @@ class ExecutionGraph {
 
   int NewUnit(int r, int action, std::span<const int32_t> ops, bool posted, bool grouped) {
     const int u = static_cast<int>(units_.size());
-    Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, 0, 0, -1, posted, grouped};
+    Unit unit{r, action, static_cast<int32_t>(unit_ops_.size()), 0, -1, posted, grouped};
     for (int32_t op : ops) {
       unit_ops_.push_back(op);
       of_action_[r][op] = u;
     }
-    unit.ops_end = static_cast<int32_t>(unit_ops_.size());
     unit.start = AddNode(NodeKind::kUnitStart, r, u);
-    unit.end = AddNode(NodeKind::kUnitEnd, r, u);
+    AddNode(NodeKind::kUnitEnd, r, u);  // unit.end(), right after the start
     units_.push_back(unit);
     return u;
   }
@@ -463,19 +479,18 @@ class ExecutionGraph {
   // for its send to be posted). An op without a partner never completes.
   void AddMessageEdges(int u) {
     const Unit& unit = units_[u];
-    for (int k = unit.ops_begin; k < unit.ops_end; ++k) {
-      const int op = unit_ops_[k];
+    for (const int op : OpsOf(u)) {
       const bool recv = IsRecv(s_.program[unit.rank][op].op);
       const Endpoint other = messages_.partner[unit.rank][op];
       if (!other.valid()) {
-        if (model_ == CommModel::kNccl || recv) AddEdge(unit.end, unit.end, Reason::kNoPartner, op);
+        if (model_ == CommModel::kNccl || recv) AddEdge(unit.end(), unit.end(), Reason::kNoPartner, op);
         continue;
       }
       const Unit& theirs = units_[UnitOf(other.rank, other.index)];
       if (model_ == CommModel::kNccl) {
-        AddEdge(theirs.start, unit.end, Reason::kRendezvous, op);
+        AddEdge(theirs.start, unit.end(), Reason::kRendezvous, op);
       } else if (recv) {
-        AddEdge(theirs.start, unit.end, Reason::kSendPosted, op);
+        AddEdge(theirs.start, unit.end(), Reason::kSendPosted, op);
       }
     }
   }
@@ -485,6 +500,7 @@ class ExecutionGraph {
   struct Adjacency {
     std::vector<int32_t> begin;  // event v's successors are successors[begin[v] .. begin[v + 1])
     std::vector<uint32_t> successors;
+    std::vector<int32_t> waiting;  // per event: how many edges lead into it
   };
   Adjacency BuildAdjacency() const {
     const int n = static_cast<int>(nodes_.size());
@@ -492,11 +508,17 @@ class ExecutionGraph {
     // Counted one place to the right, so that filling moves each start to where the next
     // event's list begins, and no separate cursor array is needed.
     a.begin.assign(n + 2, 0);
-    for (const Edge& e : edges_) ++a.begin[e.from + 2];
+    a.waiting.assign(n, 0);
+    for (const Edge& e : edges_) {
+      ++a.begin[e.from + 2];
+      ++a.waiting[e.to];
+    }
     for (int v = 1; v <= n; ++v) a.begin[v + 1] += a.begin[v];
     a.successors.resize(edges_.size());
     for (const Edge& e : edges_) {
-      a.successors[a.begin[e.from + 1]++] = static_cast<uint32_t>(e.to) | (Delay(e) != 0 ? kAddsLatency : 0);
+      // Without latency no edge delays (Delay() is the latency or 0): skip its look-ups.
+      const bool delayed = costs_.latency != 0 && Delay(e) != 0;
+      a.successors[a.begin[e.from + 1]++] = static_cast<uint32_t>(e.to) | (delayed ? kAddsLatency : 0);
     }
     a.begin.pop_back();
     return a;
@@ -545,6 +567,7 @@ class ExecutionGraph {
   const Schedule& s_;
   const RouteIndex& routes_;
   const Messages& messages_;
+  const ReceiveIndex& receives_;
   CommModel model_;
   StreamLayout streams_;
   Costs costs_;
@@ -560,6 +583,7 @@ class ExecutionGraph {
   // one array, since each action is one of these at most.
   std::vector<std::vector<int32_t>> of_action_;
   std::vector<std::vector<int32_t>> waited_send_;
+  std::vector<char> grouped_;  // [rank]: the rank has WAITs, so its SEND/RECVs form groups
   std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
   std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
@@ -828,7 +852,15 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, CommModel model, const Costs& costs,
                                StreamLayout streams, bool record_order) {
-  ExecutionGraph graph(schedule, routes, messages, model, streams, costs);
+  return RunSimulation(schedule, routes, messages, ReceiveIndex(schedule, messages), model, costs,
+                       streams, record_order);
+}
+
+SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
+                               const Messages& messages, const ReceiveIndex& receives,
+                               CommModel model, const Costs& costs, StreamLayout streams,
+                               bool record_order) {
+  ExecutionGraph graph(schedule, routes, messages, receives, model, streams, costs);
   graph.Build();
   graph.Run(record_order);
   SimulationResult result;

@@ -387,13 +387,14 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   const Schedule& s = *schedule;
   const RouteIndex routes(s);
   const Messages messages = MatchMessages(s, routes);
+  const ReceiveIndex receives(s, messages);  // shared by the dependencies and the simulation
   phase("dependencies", 1);
-  report.checks.push_back(CheckDependencies(s, routes, messages));
+  report.checks.push_back(CheckDependencies(s, routes, messages, receives));
   phase("matching", 2);
   report.checks.push_back(CheckMatching(s, messages));
   phase("deadlock: event simulation", 3);
   SimulationResult sim =
-      RunSimulation(s, routes, messages, options.model, costs, options.streams,
+      RunSimulation(s, routes, messages, receives, options.model, costs, options.streams,
                     /*record_order=*/options.use_z3 && !options.z3_search);
   report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, report));
   phase("memory", 4);
