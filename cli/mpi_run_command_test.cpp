@@ -85,7 +85,9 @@ TEST(MpiRunTest, ADeadRankGivesOneReportPerJob) {
     EXPECT_FALSE(Has(r.err, "MPI_ABORT")) << r.err;
     EXPECT_FALSE(Has(r.err, "-----")) << r.err;
     // Rank 0 prints the progress; it ends its line only when it is alive to report.
-    if (dead != 0) EXPECT_TRUE(std::regex_search(r.err, std::regex("(^|\n)run: done, [0-9.]+ s\n"))) << r.err;
+    if (dead != 0) {
+      EXPECT_TRUE(std::regex_search(r.err, std::regex("(^|\n)run: done, [0-9.]+ s\n"))) << r.err;
+    }
   }
 }
 

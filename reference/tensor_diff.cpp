@@ -349,7 +349,7 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
   std::map<std::string, bool> b_used;
   for (const StoredTensor& t : a.tensors) {
     const std::string target = MappedName(t.name, options);
-    DiffEntry entry{t.name, "", t.type, std::nullopt, t.shape, {}, {}};
+    DiffEntry entry{t.name, "", t.type, std::nullopt, t.shape, {}, {}, std::nullopt};
     auto it = in_b.find(target);
     if (it == in_b.end()) {
       d.report.tensors.push_back(
@@ -372,7 +372,7 @@ TensorDiff DiffTensors(const TensorDump& a, const TensorDump& b, const DiffOptio
   for (const StoredTensor& t : b.tensors) {
     if (b_used.count(t.name)) continue;
     d.report.tensors.push_back(Missing(t.name, t, "only in B: A has no tensor of this name"));
-    d.entries.push_back({"", t.name, std::nullopt, t.type, {}, t.shape, {}});
+    d.entries.push_back({"", t.name, std::nullopt, t.type, {}, t.shape, {}, std::nullopt});
   }
   return d;
 }
