@@ -12,6 +12,22 @@
 namespace pipeproof {
 namespace {
 
+// Calls f(cell) for each non-idle cell of one CSV line: spaces around it and PyTorch's quotes
+// taken off.
+template <typename F>
+void ForEachCell(std::string_view line, F&& f) {
+  for (size_t pos = 0; pos <= line.size();) {
+    const size_t comma = std::min(line.find(',', pos), line.size());
+    std::string_view cell = line.substr(pos, comma - pos);
+    pos = comma + 1;
+    while (!cell.empty() && (cell.front() == ' ' || cell.front() == '\t')) cell.remove_prefix(1);
+    while (!cell.empty() && (cell.back() == ' ' || cell.back() == '\t' || cell.back() == '\r')) {
+      cell.remove_suffix(1);
+    }
+    if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') cell = cell.substr(1, cell.size() - 2);
+    if (!cell.empty()) f(cell);  // an empty cell is an idle slot
+  }
+}
 
 // PyTorch's legacy spelling wrote the input-gradient backward as B and the weight gradient as
 // a later W; read with legacy_bw, such a B becomes I. Without it, say what the file is.
@@ -53,23 +69,12 @@ Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOp
     std::vector<LocatedAction> row;
     std::string_view rest = line.Raw();  // CSV has no comments: a '#' is a bad cell
     const char* line_start = rest.data();
-    for (size_t pos = 0; pos <= rest.size();) {
-      size_t comma = std::min(rest.find(',', pos), rest.size());
-      std::string_view cell = rest.substr(pos, comma - pos);
-      pos = comma + 1;
-      while (!cell.empty() && (cell.front() == ' ' || cell.front() == '\t')) cell.remove_prefix(1);
-      while (!cell.empty() && (cell.back() == ' ' || cell.back() == '\t' || cell.back() == '\r')) {
-        cell.remove_suffix(1);
-      }
-      if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') {
-        cell = cell.substr(1, cell.size() - 2);
-      }
-      if (cell.empty()) continue;  // an idle slot
+    ForEachCell(rest, [&](std::string_view cell) {
       Word where{cell, 1 + static_cast<int>(cell.data() - line_start)};
       if (++total > kMaxActions) line.Fail(where, fmt::format("more than {} actions", kMaxActions));
       row.push_back({line.ParseActionAt(where, {.legacy_bw = topo.legacy_bw}), line.number(),
                      where.col});
-    }
+    });
     ResolveLegacyBackward(row, line, topo.legacy_bw);
     if (rest.find_first_not_of(" \t\r") != std::string_view::npos) last_nonempty = line.number();
     rows.push_back(std::move(row));
@@ -95,6 +100,42 @@ std::string WriteCsv(const Schedule& s, bool compute_only) {
       first = false;
     }
     // A rank with nothing to do is one idle slot: a blank line at the end would be no rank.
+    out += first ? ",\n" : "\n";
+  }
+  return out;
+}
+
+std::string RewriteCsv(std::string_view original, const Schedule& s) {
+  // Each row's computes and data-parallel actions as the file spells them (PyTorch's legacy BW, say).
+  std::vector<std::vector<std::string_view>> fixed;
+  for (size_t start = 0; start < original.size();) {
+    size_t end = original.find('\n', start);
+    if (end == std::string_view::npos) end = original.size();
+    std::vector<std::string_view>& row = fixed.emplace_back();
+    bool readable = true;
+    ForEachCell(original.substr(start, end - start), [&](std::string_view cell) {
+      try {
+        const Action a = ParseAction(cell, {.legacy_bw = true});
+        if (IsCompute(a.op) || IsDataParallel(a.op)) row.push_back(cell);
+      } catch (const InputError&) {
+        readable = false;
+      }
+    });
+    if (!readable) return WriteCsv(s, false);
+    start = end + 1;
+  }
+  std::string out;
+  for (int r = 0; r < s.ranks; ++r) {
+    size_t next = 0;
+    bool first = true;
+    for (const Action& a : s.program[r]) {
+      const bool kept = IsCompute(a.op) || IsDataParallel(a.op);
+      if (kept && (r >= static_cast<int>(fixed.size()) || next >= fixed[r].size())) return WriteCsv(s, false);
+      out += first ? "" : ",";
+      out += kept ? std::string(fixed[r][next++]) : ToString(a);
+      first = false;
+    }
+    if (r < static_cast<int>(fixed.size()) && next != fixed[r].size()) return WriteCsv(s, false);
     out += first ? ",\n" : "\n";
   }
   return out;

@@ -128,6 +128,7 @@ std::optional<std::pair<int, size_t>> RankLine(std::string_view line) {
 }  // namespace
 
 std::string RewriteSchedule(std::string_view original, Format format, const Schedule& schedule) {
+  if (format == Format::kCsv) return RewriteCsv(original, schedule);
   if (format != Format::kPps) return WriteSchedule(schedule, format);
   std::string out;
   std::vector<bool> written(schedule.program.size(), false);

@@ -50,9 +50,11 @@ std::optional<Format> FormatOfExtension(std::string_view name);
 
 std::string WriteSchedule(const Schedule& schedule, Format format);
 // `schedule` written as an edited copy of `original`, a file of `format` that holds the same
-// ranks: a .pps keeps every line but its rank lines, which get the new actions and keep their
-// trailing comments (header order and comments survive); CSV (no comments) and JSON are written
-// anew. For a tool that changes actions and must not lose what the user wrote around them.
+// ranks and computes (only communication differs): a .pps keeps every line but its rank lines,
+// which get the new actions and keep their trailing comments (header order and comments
+// survive); a CSV keeps each compute's cell as spelled (PyTorch's legacy BW, say), so that it
+// reads back with the same flags; JSON is written anew. For a tool that changes communication
+// and must not lose what the user wrote around it.
 std::string RewriteSchedule(std::string_view original, Format format, const Schedule& schedule);
 
 // The per-format readers and writers.
@@ -65,6 +67,8 @@ bool IsPpsLineKey(std::string_view word);
 Schedule ParseCsv(std::string_view text, std::string_view name,
                   const TopologyOptions& topology = {});
 std::string WriteCsv(const Schedule& schedule, bool compute_only);
+// RewriteSchedule for a CSV: the computes' cells as `original` spells them, the rest anew.
+std::string RewriteCsv(std::string_view original, const Schedule& schedule);
 Schedule ParseJson(std::string_view text, std::string_view name);
 std::string WriteJson(const Schedule& schedule);
 

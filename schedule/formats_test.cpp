@@ -262,5 +262,20 @@ TEST(RewriteSchedule, KeepsWhatTheUserWroteAroundTheActions) {
   EXPECT_EQ(RewriteSchedule("", Format::kPps, s), WritePps(s));  // no rank lines to keep
 }
 
+// A rewritten CSV keeps each compute's cell as written (here PyTorch's legacy BW), so it reads back
+// with the same flags; the communication is written anew.
+TEST(RewriteSchedule, ACsvKeepsItsComputesSpelledAsWritten) {
+  const std::string original = "0F0, 0SEND_F0,0RECV_B0,0BW0\n1RECV_F0,1F0,,1BW0,1SEND_B0\n";
+  const TopologyOptions legacy{.legacy_bw = true};
+  Schedule s = ParseCsv(original, "x.csv", legacy);
+  std::swap(s.program[1][2], s.program[1][3]);  // 1SEND_B0 before 1BW0: only communication moves
+  const std::string rewritten = RewriteSchedule(original, Format::kCsv, s);
+  EXPECT_EQ(rewritten, "0F0,0SEND_F0,0RECV_B0,0BW0\n1RECV_F0,1F0,1SEND_B0,1BW0\n");
+  EXPECT_EQ(ParseCsv(rewritten, "x.csv", legacy), s);
+  Schedule other_computes = s;
+  other_computes.program[0].pop_back();
+  EXPECT_EQ(RewriteSchedule(original, Format::kCsv, other_computes), WriteCsv(other_computes, false));
+}
+
 }  // namespace
 }  // namespace pipeproof
