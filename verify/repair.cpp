@@ -685,6 +685,7 @@ class Budget {
  public:
   explicit Budget(int64_t actions) : left_(actions) {}
   bool Spend(int64_t actions) { return (left_ -= actions) >= 0; }
+  bool Spent() const { return left_ < 0; }
 
  private:
   int64_t left_;
@@ -771,7 +772,11 @@ std::optional<Step> BestStep(const Schedule& s, const Schedule& original, const 
     second->edits.insert(second->edits.begin(), first);
     if (!best || second->rank.BetterThan(best->rank, preference)) best = std::move(second);
   }
-  if (!best) note = "no edit or pair of edits around the cycle " + CycleText(now.cycle) + " lets the execution run further";
+  if (!best) {
+    note = budget.Spent() ? "the search for single edits ran past its budget"
+                          : "no edit or pair of edits around the cycle " + CycleText(now.cycle) +
+                                " lets the execution run further";
+  }
   return best;
 }
 
