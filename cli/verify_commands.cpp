@@ -129,10 +129,11 @@ int RunRepair(const RepairFlags& f) {
   options.costs = f.comm.CostsGiven();
   f.proof.Apply(options);
   const ScheduleFile file = LoadScheduleFile(f.input);
-  if (const std::optional<Format> wanted = FormatOfExtension(f.out);
-      wanted && !(*wanted == file.format || (*wanted == Format::kCsv && file.format == Format::kCsvCompute))) {
+  // A repaired schedule has its SEND/RECVs: a CSV read as compute-only is written with them.
+  const Format format = file.format == Format::kCsvCompute ? Format::kCsv : file.format;
+  if (const std::optional<Format> wanted = FormatOfExtension(f.out); wanted && *wanted != format) {
     throw InputError(fmt::format("-o {}: repair writes the input's format ({}); name the output .{}", f.out,
-                                 FormatName(file.format), file.format == Format::kCsvCompute ? "csv" : FormatName(file.format)));
+                                 FormatName(format), FormatName(format)));
   }
   Progress progress("repair");
   options.progress = progress.Callback();
@@ -146,7 +147,7 @@ int RunRepair(const RepairFlags& f) {
     report << result.Text();
   }
   if (!f.out.empty() && result.outcome != RepairResult::Outcome::kComputeCannotRun) {
-    WriteOutput(f.out, repaired ? RewriteSchedule(file.text, file.format, result.schedule) : file.text);
+    WriteOutput(f.out, repaired ? RewriteSchedule(file.text, format, result.schedule) : file.text);
     if (!f.json && f.out != "-") report << "wrote " << f.out << "\n";
   } else if (f.out.empty() && repaired && !f.json) {
     report << "(give -o FILE to write the repaired schedule)\n";
