@@ -266,7 +266,8 @@ TEST(RewriteSchedule, KeepsWhatTheUserWroteAroundTheActions) {
 // with the same flags; the communication is written anew.
 TEST(RewriteSchedule, ACsvKeepsItsComputesSpelledAsWritten) {
   const std::string original = "0F0, 0SEND_F0,0RECV_B0,0BW0\n1RECV_F0,1F0,,1BW0,1SEND_B0\n";
-  const TopologyOptions legacy{.legacy_bw = true};
+  TopologyOptions legacy;
+  legacy.legacy_bw = true;
   Schedule s = ParseCsv(original, "x.csv", legacy);
   std::swap(s.program[1][2], s.program[1][3]);  // 1SEND_B0 before 1BW0: only communication moves
   const std::string rewritten = RewriteSchedule(original, Format::kCsv, s);
