@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "cli/command_test_util.h"
 
@@ -29,10 +30,12 @@ TEST(FuzzMpiTest, CasesRunUnderMpirunAndPass) {
 TEST(FuzzMpiTest, APlantedBugIsFoundAndItsMpirunReplayReproducesIt) {
   const std::string dir = testing::ScratchPath("mpi-plans");
   const testing::CommandOutput r = testing::RunPipeproof(
-      "fuzz --transport mpi --plant release-send-early -n 20 --seed 3 --max-ranks 3 --replay-checks 1 --out " + dir +
+      "fuzz --transport mpi --plant release-send-early -n 20 --seed 3 --max-ranks 3 --replay-checks 3 --out " + dir +
       kLauncher);
   ASSERT_EQ(r.status, 1) << r.out << r.err;
-  EXPECT_TRUE(Has(r.out, "reproduced it 1 of 1 times")) << r.out;
+  // The planted bug is a race that a loaded machine (ctest -j) can hide from one replay: one of
+  // three must show it, and none may be counted that did not.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("reproduced it [123] of 3 times"))) << r.out;
   const size_t at = r.out.find("reproduce with:\n  ");
   ASSERT_NE(at, std::string::npos) << r.out;
   const size_t start = at + std::string("reproduce with:\n  ").size();
