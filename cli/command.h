@@ -107,6 +107,7 @@ struct CommFlags {
   CommModel Model() const { return *CommModelFromName(comm); }
   StreamLayout Streams() const;
   std::optional<Costs> CostsGiven() const;  // nullopt when neither --cost nor --latency
+  void Apply(VerifyOptions& options) const;  // model, streams and costs
 };
 
 // --streams rank|pair|edge: which NCCL stream carries each SEND/RECV (verify, simulate, render,

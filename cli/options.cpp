@@ -202,6 +202,12 @@ void CommFlags::Add(CLI::App* app) {
 
 StreamLayout CommFlags::Streams() const { return StreamsFlag(streams); }
 
+void CommFlags::Apply(VerifyOptions& options) const {
+  options.model = Model();
+  options.streams = Streams();
+  options.costs = CostsGiven();
+}
+
 std::optional<Costs> CommFlags::CostsGiven() const {
   if (cost.empty() && !latency) return std::nullopt;
   Costs c = ParseCosts(cost);

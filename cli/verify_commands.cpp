@@ -59,11 +59,9 @@ void WriteVerifiedSvg(const VerifyFlags& f, const Schedule& schedule, const Veri
 
 int RunVerify(const VerifyFlags& f) {
   VerifyOptions options;
-  options.model = f.comm.Model();
-  options.streams = f.comm.Streams();
+  f.comm.Apply(options);
   f.proof.Apply(options);
   options.max_activations = f.max_activations;
-  options.costs = f.comm.CostsGiven();
   const Schedule schedule = LoadSchedule(f.input);
   Progress progress("verify");
   options.progress = progress.Callback();
@@ -124,9 +122,7 @@ void DeclareRepair(CLI::App* cmd, RepairFlags& f) {
 
 int RunRepair(const RepairFlags& f) {
   VerifyOptions options;
-  options.model = f.comm.Model();
-  options.streams = f.comm.Streams();
-  options.costs = f.comm.CostsGiven();
+  f.comm.Apply(options);
   f.proof.Apply(options);
   const ScheduleFile file = LoadScheduleFile(f.input);
   // A repaired schedule has its SEND/RECVs: a CSV read as compute-only is written with them.

@@ -4,8 +4,8 @@
 // the verifier:
 //   - a repaired schedule runs to its end with every dependency and FIFO match right;
 //   - its computes are the mutant's, in the same order on every rank;
-//   - it changes no more than re-lowering the compute order would, and the edits it lists are
-//     exactly what changed;
+//   - it changes no more than re-lowering the compute order would, and the edits it lists,
+//     applied to the mutant at their positions (verify/repair_test_util.h), rebuild it;
 //   - "the compute order cannot run" only where it really cannot: its computes are malformed, or
 //     a dataflow run of them (every send buffered, written here apart) gets stuck;
 //   - a schedule left alone was sound.
@@ -23,6 +23,7 @@
 #include "schedule/formats.h"
 #include "schedule/generate.h"
 #include "verify/repair.h"
+#include "verify/repair_test_util.h"
 
 namespace pipeproof {
 namespace {
@@ -105,6 +106,7 @@ void CheckRepair(MutationClass c) {
       RC_ASSERT(r.relowered_edits >= 0);
       RC_ASSERT(r.edits.size() <= static_cast<size_t>(r.relowered_edits));
       RC_ASSERT(CommunicationDiff(s, r.schedule).size() == r.edits.size());
+      RC_ASSERT(testing::ApplyEdits(s, r.edits).program == r.schedule.program);
       RC_ASSERT(!r.edits.empty());
       break;
     }

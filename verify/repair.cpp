@@ -38,13 +38,6 @@ bool Movable(Op op) { return IsComm(op) || op == Op::kWait || IsWaitSend(op); }
 
 // ---- positions in one rank's program
 
-int IndexOf(const std::vector<Action>& program, const Action& a) {
-  for (int i = 0; i < static_cast<int>(program.size()); ++i) {
-    if (program[i] == a) return i;
-  }
-  return -1;
-}
-
 // The ordered rank pair a SEND/RECV travels on, as seen from its rank: (sends?, peer).
 std::optional<std::pair<bool, int>> ChannelOf(const Schedule& s, const RouteIndex& routes,
                                               const Action& a) {
@@ -210,10 +203,13 @@ Window FifoWindow(const Schedule& s, const RouteIndex& routes, int r, int i) {
   return w;
 }
 
-Window Intersect(Window a, const Window& b) {
-  a.lo = std::max(a.lo, b.lo);
-  a.hi = std::min(a.hi, b.hi);
-  return a;
+// Where the op at (r, i) may stand by its dependencies and by the peer's order of its channel.
+Window WindowInPeerOrder(const Schedule& s, const RouteIndex& routes, int r, int i) {
+  Window w = LegalWindow(s, routes, r, i, /*fifo=*/false);
+  const Window fifo = FifoWindow(s, routes, r, i);
+  w.lo = std::max(w.lo, fifo.lo);
+  w.hi = std::min(w.hi, fifo.hi);
+  return w;
 }
 
 void MoveOp(std::vector<Action>& program, int from, int to) {
@@ -269,9 +265,7 @@ int CopyToKeep(const Schedule& s, const RouteIndex& routes, int r, const std::ve
       program.erase(program.begin() + *other);
       if (*other < i) --at;
     }
-    if (Intersect(LegalWindow(alone, routes, r, at, /*fifo=*/false), FifoWindow(alone, routes, r, at)).Holds(at)) {
-      return i;
-    }
+    if (WindowInPeerOrder(alone, routes, r, at).Holds(at)) return i;
   }
   return copies.front();
 }
@@ -365,8 +359,8 @@ void AddMissing(Schedule& s, Reasons& reasons) {
       }
     }
     // Where its channel meets the peer's order, as near that place as its dependencies allow.
-    const int at = IndexOf(program, m.op);
-    const Window w = Intersect(LegalWindow(s, routes, m.rank, at, /*fifo=*/false), FifoWindow(s, routes, m.rank, at));
+    const int at = static_cast<int>(std::find(program.begin(), program.end(), m.op) - program.begin());
+    const Window w = WindowInPeerOrder(s, routes, m.rank, at);
     if (!w.empty() && !w.Holds(at)) MoveOp(program, at, w.Nearest(at));
     reasons.Note(m.rank, m.op, m.why);
   }
@@ -417,14 +411,10 @@ bool ReorderChannel(Schedule& s, const RouteIndex& routes, int rank, bool sends,
   constexpr int64_t kMostMoves = 2000;
   if (std::count(placed.begin(), placed.end(), false) > kMostMoves) return false;
   std::vector<Action>& program = s.program[rank];
-  auto position_of = [&](const Payload& p) {
-    for (int i = 0; i < static_cast<int>(program.size()); ++i) {
-      const std::optional<Message> m =
-          IsComm(program[i].op) && IsSend(program[i].op) == sends ? MessageOf(s, routes, program[i].TaskAt(0))
-                                                                  : std::nullopt;
-      if (m && m->peer == peer && m->payload == p) return i;
-    }
-    return -1;
+  auto position_of = [&](const Payload& p) {  // where the channel's op carrying p stands now
+    const ChannelOps now = OpsOn(s, routes, rank, sends, peer);
+    const auto it = std::find(now.payloads.begin(), now.payloads.end(), p);
+    return it == now.payloads.end() ? -1 : now.at[it - now.payloads.begin()];
   };
   for (size_t t = 0; t < target.size(); ++t) {
     if (placed[t]) continue;
@@ -800,6 +790,34 @@ void BreakDeadlocks(Search& search, const Schedule& original, const VerifyOption
   search.sound = true;
 }
 
+// Steps 2 to 5 on a schedule whose strays are dropped: of the two searches, the sound one with
+// fewer edits; none when neither is sound, `note` saying why.
+std::optional<Search> RepairLocally(Schedule local, Reasons reasons, const Schedule& original,
+                                    const VerifyOptions& options, std::string& note) {
+  AddMissing(local, reasons);
+  if (!PlaceInWindows(local, reasons, /*fifo_may_break=*/true) || !OrderChannels(local, reasons) ||
+      !PlaceInWindows(local, reasons, /*fifo_may_break=*/false) || !CheckStructure(local).ok()) {
+    note = "the messages could not be put in one FIFO order that keeps every dependency";
+    return std::nullopt;
+  }
+  std::optional<Search> best;
+  size_t best_edits = 0;
+  for (Preference preference : {Preference::kCheapest, Preference::kFurthest}) {
+    Search search{local, reasons, "", false};
+    BreakDeadlocks(search, original, options, preference);
+    if (!search.sound) {
+      if (note.empty()) note = search.note;
+      continue;
+    }
+    const size_t edits = CommunicationDiff(original, search.schedule).size();
+    if (!best || edits < best_edits) {
+      best = std::move(search);
+      best_edits = edits;
+    }
+  }
+  return best;
+}
+
 // ---- step 6: re-lowering, the other candidate
 
 bool HasWaitSends(const Schedule& s) {
@@ -962,45 +980,23 @@ RepairResult Repair(const Schedule& input, const VerifyOptions& options) {
   const std::vector<RepairEdit> relowered_edits = CommunicationDiff(original, *relowered.schedule);
   result.relowered_edits = static_cast<int>(relowered_edits.size());
 
-  AddMissing(local, reasons);
-  std::vector<Search> searches;
-  if (!PlaceInWindows(local, reasons, /*fifo_may_break=*/true) || !OrderChannels(local, reasons) ||
-      !PlaceInWindows(local, reasons, /*fifo_may_break=*/false) || !CheckStructure(local).ok()) {
-    result.local_note = "the messages could not be put in one FIFO order that keeps every dependency";
-  } else {
-    for (Preference preference : {Preference::kCheapest, Preference::kFurthest}) {
-      Search& search = searches.emplace_back(Search{local, reasons, "", false});
-      BreakDeadlocks(search, original, options, preference);
-    }
-  }
-  // The local repair with the fewest edits that verifies, unless re-lowering changes less.
-  std::optional<std::vector<RepairEdit>> best_edits;
-  Search* best = nullptr;
-  for (Search& search : searches) {
-    if (!search.sound) {
-      if (result.local_note.empty()) result.local_note = search.note;
-      continue;
-    }
-    std::vector<RepairEdit> edits = CommunicationDiff(original, search.schedule);
-    if (!best_edits || edits.size() < best_edits->size()) {
-      best_edits = std::move(edits);
-      best = &search;
-    }
-  }
+  // The local repair, unless re-lowering changes less.
   result.outcome = RepairResult::Outcome::kRepaired;
-  if (best) {
-    for (RepairEdit& e : *best_edits) e.reason = best->reasons.For(e);
-    result.after = Verify(best->schedule, options);
+  if (std::optional<Search> local_repair = RepairLocally(std::move(local), std::move(reasons), original,
+                                                         options, result.local_note)) {
+    std::vector<RepairEdit> edits = CommunicationDiff(original, local_repair->schedule);
+    for (RepairEdit& e : edits) e.reason = local_repair->reasons.For(e);
+    result.after = Verify(local_repair->schedule, options);
     if (!RepairSound(result.after)) {
       result.local_note = "pipeproof bug: the local edits did not verify: " + FirstFailure(result.after);
-    } else if (best_edits->size() <= relowered_edits.size()) {
+    } else if (edits.size() <= relowered_edits.size()) {
       result.method = "local";
       result.local_note.clear();
-      result.schedule = std::move(best->schedule);
-      result.edits = std::move(*best_edits);
+      result.schedule = std::move(local_repair->schedule);
+      result.edits = std::move(edits);
       return result;
     } else {
-      result.local_note = fmt::format("the local edits ({}) change more than re-lowering", best_edits->size());
+      result.local_note = fmt::format("the local edits ({}) change more than re-lowering", edits.size());
     }
   }
   result.method = "re-lowered";

@@ -8,6 +8,7 @@
 #include "fuzz/schedule_truth.h"
 #include "schedule/formats.h"
 #include "schedule/generate.h"
+#include "verify/repair_test_util.h"
 
 namespace pipeproof {
 namespace {
@@ -32,6 +33,7 @@ void ExpectRepaired(const Schedule& in, const RepairResult& r, StreamLayout stre
       << truth::Judge(r.schedule, CommModel::kNccl, streams).Describe() << "\n" << r.Text();
   EXPECT_EQ(Computes(r.schedule), Computes(in));
   EXPECT_EQ(CommunicationDiff(in, r.schedule).size(), r.edits.size());
+  EXPECT_EQ(testing::ApplyEdits(in, r.edits).program, r.schedule.program) << r.Text();
   EXPECT_TRUE(RepairSound(r.after));
 }
 
@@ -122,6 +124,9 @@ TEST(Repair, CommunicationDiffCountsMovesAddsAndRemovals) {
   EXPECT_EQ(Describe(edits[1]), "rank 1: remove WAIT from [3]");
   EXPECT_EQ(Describe(edits[2]), "rank 1: add 1SEND_B0 at [4]");
   EXPECT_TRUE(CommunicationDiff(before, before).empty());
+  // The listed positions rebuild the new schedule, and an edit list missing one does not.
+  EXPECT_EQ(testing::ApplyEdits(before, edits).program, after.program);
+  EXPECT_NE(testing::ApplyEdits(before, {edits[0], edits[1]}).program, after.program);
   const Schedule other_computes = Pps("ranks 2\nmicrobatches 1\n"
                                       "rank 0: 0F0 0B0 0SEND_F0 0RECV_B0\n"
                                       "rank 1: 1F0 1RECV_F0 1B0 1SEND_B0\n");
