@@ -111,50 +111,12 @@ std::string WriteSchedule(const Schedule& schedule, Format format) {
   return {};
 }
 
-namespace {
-// The rank a .pps line gives actions to ("rank 3: ..."), and where its actions start.
-std::optional<std::pair<int, size_t>> RankLine(std::string_view line) {
-  size_t at = line.find_first_not_of(" \t");
-  if (at == std::string_view::npos || line.substr(at, 4) != "rank") return std::nullopt;
-  at = line.find_first_not_of(" \t", at + 4);
-  int rank = 0;
-  const char* end = line.data() + line.size();
-  auto [next, ec] = std::from_chars(line.data() + (at == std::string_view::npos ? line.size() : at), end, rank);
-  if (ec != std::errc()) return std::nullopt;
-  size_t colon = line.find_first_not_of(" \t", static_cast<size_t>(next - line.data()));
-  if (colon == std::string_view::npos || line[colon] != ':') return std::nullopt;
-  return std::pair{rank, colon + 1};
-}
-}  // namespace
-
 std::string RewriteSchedule(std::string_view original, Format format, const Schedule& schedule) {
-  if (format == Format::kCsv) return RewriteCsv(original, schedule);
-  if (format != Format::kPps) return WriteSchedule(schedule, format);
-  std::string out;
-  std::vector<bool> written(schedule.program.size(), false);
-  for (size_t start = 0; start < original.size();) {
-    size_t end = original.find('\n', start);
-    const size_t next = end == std::string_view::npos ? original.size() : end + 1;
-    if (end == std::string_view::npos) end = original.size();
-    std::string_view line = original.substr(start, end - start);
-    const auto rank = RankLine(line);
-    if (rank && rank->first >= 0 && rank->first < static_cast<int>(schedule.program.size())) {
-      const size_t comment = line.find('#');
-      out += line.substr(0, rank->second);
-      for (const Action& a : schedule.program[rank->first]) out += " " + ToString(a);
-      if (comment != std::string_view::npos) out += fmt::format("  {}", line.substr(comment));
-      out += '\n';
-      written[rank->first] = true;
-    } else {
-      out += original.substr(start, next - start);
-      if (next == original.size() && end == original.size() && !line.empty()) out += '\n';
-    }
-    start = next;
+  switch (format) {
+    case Format::kPps: return RewritePps(original, schedule);
+    case Format::kCsv: return RewriteCsv(original, schedule);
+    default: return WriteSchedule(schedule, format);
   }
-  if (std::find(written.begin(), written.end(), false) != written.end()) {
-    return WritePps(schedule);  // not a file of one rank line per rank: written anew
-  }
-  return out;
 }
 
 std::vector<int> ParsePlacement(std::string_view text, int ranks, int stages) {

@@ -67,7 +67,9 @@ bool IsPpsLineKey(std::string_view word);
 Schedule ParseCsv(std::string_view text, std::string_view name,
                   const TopologyOptions& topology = {});
 std::string WriteCsv(const Schedule& schedule, bool compute_only);
-// RewriteSchedule for a CSV: the computes' cells as `original` spells them, the rest anew.
+// RewriteSchedule per format: a .pps's lines but its rank lines kept; a CSV's compute cells as
+// `original` spells them, the rest anew.
+std::string RewritePps(std::string_view original, const Schedule& schedule);
 std::string RewriteCsv(std::string_view original, const Schedule& schedule);
 Schedule ParseJson(std::string_view text, std::string_view name);
 std::string WriteJson(const Schedule& schedule);
