@@ -560,9 +560,10 @@ Probe Examine(const Schedule& s, const VerifyOptions& options) {
   const RouteIndex routes(s);
   Probe p;
   p.messages = MatchMessages(s, routes);
-  p.dependencies_ok = CheckDependencies(s, routes, p.messages).ok();
+  const ReceiveIndex receives(s, p.messages);  // shared, as Verify shares it
+  p.dependencies_ok = CheckDependencies(s, routes, p.messages, receives).ok();
   p.matching_ok = CheckMatching(s, p.messages).ok();
-  SimulationResult sim = RunSimulation(s, routes, p.messages, options.model, Costs{}, options.streams);
+  SimulationResult sim = RunSimulation(s, routes, p.messages, receives, options.model, Costs{}, options.streams);
   p.complete = sim.timeline.complete;
   for (const auto& rank : sim.timeline.ranks) {
     for (const TimedAction& t : rank) p.progress += t.end < std::numeric_limits<double>::infinity();
