@@ -2,22 +2,47 @@
 // Thin: parses flags and calls the libraries; exit statuses in cli/exit_codes.h.
 
 #include <malloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/exit_codes.h"
 
-int main(int argc, char** argv) {
-  using namespace pipeproof;
-  // Large buffers from the heap and kept there for reuse: verify builds and drops arrays of
-  // millions of entries, and pages fresh from the kernel (zeroed at first touch) cost it more
-  // than reusing them, 12 to 15% of the command (bench/verify_command_bench).
+namespace {
+
+// Large buffers from the heap and kept there for reuse: verify builds and drops arrays of
+// millions of entries, and pages fresh from the kernel (zeroed at first touch) cost it more than
+// reusing them, 12 to 15% of the command (bench/verify_command_bench). The heap is grown once by
+// a quarter GiB of address space (memory only where touched) and asks for transparent huge
+// pages: a fault per 2 MiB instead of per 4 KiB. On a file of 100k actions `verify --no-z3`
+// spent a third of its time in page faults (33 ms, 5000 faults; 26 ms and 1000 faults after).
+// Where the kernel has no huge pages for it, the advice changes nothing.
+void HeapOnHugePages() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 256 << 20);
+  void* grow = malloc(1 << 20);  // below the threshold: from the heap, which grows by the pad
+  if (!grow) return;
+  constexpr uintptr_t kHugePage = 2 << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(grow) + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(sbrk(0));
+  free(grow);
+  // A heap glibc had to map elsewhere (brk refused) does not end at sbrk(0): leave it be.
+  if (end > begin && end - begin <= (uintptr_t{512} << 20)) {
+    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace pipeproof;
+  HeapOnHugePages();
   CLI::App app{
       "pipeproof: prove pipeline-parallel training schedules correct, then try to break them"};
   app.require_subcommand(1);

@@ -1,6 +1,9 @@
 #include "schedule/formats.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "schedule/generate.h"
 #include "schedule/lower.h"
@@ -218,6 +221,53 @@ TEST(MalformedInputTest, ATenMillionCellLineIsReadOrRefusedWithoutTrouble) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("more than 4194304 actions"), std::string::npos)
         << e.what();
+  }
+}
+
+// A .pps with more than a few hundred KiB of actions is read on two cores, half its rank lines
+// each: what comes out, and the error it stops at, are those of reading it in order.
+TEST(PpsSideBySideTest, ALargeFileReadsAsInOrder) {
+  const Schedule s = Generate({.kind = "1f1b", .ranks = 8, .microbatches = 4000});
+  const std::string text = WritePps(s);
+  ASSERT_GT(text.size(), 1u << 20);
+  EXPECT_EQ(ParsePps(text, "big.pps"), s);
+}
+
+TEST(PpsSideBySideTest, TheFirstBadActionInTheFileIsTheOneReported) {
+  const std::string text = WritePps(Generate({.kind = "1f1b", .ranks = 8, .microbatches = 4000}));
+  const size_t rank1 = text.find("\nrank 1:"), rank7 = text.find("\nrank 7:");
+  auto line_of = [&](size_t at) { return 1 + std::count(text.begin(), text.begin() + at + 1, '\n'); };
+  auto error = [](const std::string& bad) {
+    try {
+      ParsePps(bad, "big.pps");
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  // Column 9 is the first action: "rank r: " takes eight.
+  std::string late = text;
+  late.replace(rank7 + 9, 3, "7Q0");  // in the second half only
+  EXPECT_EQ(error(late).rfind(fmt::format("big.pps:{}:10: error: ", line_of(rank7)), 0), 0u) << error(late);
+  std::string both = late;
+  both.replace(rank1 + 9, 3, "1Q0");  // and in the first
+  EXPECT_EQ(error(both).rfind(fmt::format("big.pps:{}:10: error: ", line_of(rank1)), 0), 0u) << error(both);
+}
+
+TEST(PpsSideBySideTest, TheActionLimitStopsAtTheSameWord) {
+  // Each rank line under the limit, together past it: the second line's word that passes it.
+  const int64_t first = kMaxActions / 2 + 10, second = kMaxActions / 2 + 10;
+  std::string text = "ranks 2\nmicrobatches 1\nrank 0:";
+  for (int64_t k = 0; k < first; ++k) text += " 0F0";
+  text += "\nrank 1:";
+  for (int64_t k = 0; k < second; ++k) text += " 1F0";
+  text += "\n";
+  const int64_t past = kMaxActions - first;  // 0-based, on the second line
+  try {
+    ParsePps(text, "huge.pps");
+    FAIL() << "accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), fmt::format("huge.pps:4:{}: error: more than {} actions", 9 + 4 * past, kMaxActions));
   }
 }
 

@@ -22,12 +22,14 @@
 #include <charconv>
 #include <map>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include "schedule/action_rows.h"
 #include "schedule/formats.h"
 #include "schedule/generate.h"
 #include "schedule/text_scan.h"
+#include "schedule/threads.h"
 
 namespace pipeproof {
 namespace {
@@ -56,6 +58,65 @@ void ReadIndexList(LineScanner& line, std::vector<int>& out, int max_count, int 
 // are touched about twice.
 size_t WordsAtMost(std::string_view text) {
   return text.empty() ? 0 : 1 + std::count(text.begin(), text.end(), ' ');
+}
+
+// A rank line whose actions are still to be read. They are read once the header is complete,
+// the lines of a large file on two cores at once.
+struct RankLine {
+  int rank;
+  LineScanner actions;  // past "rank r:"
+};
+
+// Reads the actions of `lines` into s.program in file order; throws at the first bad action, or
+// at the first past kMaxActions, counting on from `total`.
+void ReadActions(std::span<RankLine> lines, Schedule& s, int64_t& total) {
+  for (const RankLine& line : lines) {
+    // Read into copies on this thread's stack: the rows' and scanners' own fields lie side by
+    // side, and writing them from two threads would make the cores fight over cache lines.
+    LineScanner scanner = line.actions;
+    std::vector<Action> program = std::move(s.program[line.rank]);
+    while (auto word = scanner.NextWord()) {
+      if (++total > kMaxActions) scanner.Fail(*word, fmt::format("more than {} actions", kMaxActions));
+      program.push_back(scanner.ParseActionAt(*word, {}));
+    }
+    s.program[line.rank] = std::move(program);
+  }
+}
+
+// The same, the lines of a large file on two cores at once, with the outcome of reading them in
+// order: the first half's first error comes first in the file; the second half, read again in
+// order after the first, where it failed or where the count passes the limit.
+void ReadActionsSideBySide(std::vector<RankLine>& lines, Schedule& s) {
+  constexpr size_t kWorthAThread = 256 << 10;  // bytes of actions; a thread costs tens of us
+  size_t bytes = 0;
+  for (const RankLine& line : lines) bytes += line.actions.Raw().size();
+  int64_t total = 0;
+  if (bytes < kWorthAThread || lines.size() < 2) {
+    ReadActions(lines, s, total);
+    return;
+  }
+  size_t half = 0;
+  for (size_t seen = 0; half + 1 < lines.size() && seen < bytes / 2; ++half) seen += lines[half].actions.Raw().size();
+  const std::span<RankLine> head(lines.data(), half), tail(lines.data() + half, lines.size() - half);
+  int64_t tail_total = 0;
+  Beside<void> second([&] { ReadActions(tail, s, tail_total); });
+  std::exception_ptr head_error;
+  try {
+    ReadActions(head, s, total);
+  } catch (...) {
+    head_error = std::current_exception();
+  }
+  bool tail_failed = false;
+  try {
+    second.get();
+  } catch (const InputError&) {
+    tail_failed = true;
+  }
+  if (head_error) std::rethrow_exception(head_error);
+  if (tail_failed || total + tail_total > kMaxActions) {
+    for (const RankLine& line : tail) s.program[line.rank].clear();
+    ReadActions(tail, s, total);
+  }
 }
 
 struct Header {
@@ -150,88 +211,96 @@ Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOp
   };
 
   TextLines lines(text, name);
-  int64_t total_actions = 0;
+  int64_t total_actions = 0;  // of a file without header: its rank lines are read as they come
+  std::vector<RankLine> rank_lines;
   LineScanner last = lines.EndOfInput();
-  while (auto next = lines.Next()) {
-    LineScanner& line = *next;
-    last = line;
-    auto key = line.NextWord();
-    if (!key) continue;  // blank or comment
-    std::string_view k = key->text;
-    if (k == "rank") {
-      if (!topology_done && h.seen.empty()) bare = topology_done = true;
-      finish_header(line);
-      auto word = line.NextWordUntil(':');
-      if (!word) line.Fail(line.Start(), "expected 'rank N:'");
-      int r = static_cast<int>(
-          line.Number(*word, word->text, "rank", bare ? kMaxRanks - 1 : s.ranks - 1));
-      if (!line.Consume(':')) line.Fail(*word, fmt::format("expected ':' after 'rank {}'", r));
-      if (bare && static_cast<int>(rank_line.size()) <= r) {
-        rank_line.resize(r + 1);
-        bare_rows.resize(r + 1);
-      }
-      if (rank_line[r]) {
-        line.Fail(*word, fmt::format("rank {} already has its line (line {})", r, rank_line[r]));
-      }
-      rank_line[r] = line.number();
-      if (!bare) s.program[r].reserve(WordsAtMost(line.Rest()));
-      while (auto action = line.NextWord()) {
-        if (++total_actions > kMaxActions) {
-          line.Fail(*action, fmt::format("more than {} actions", kMaxActions));
+  try {
+    while (auto next = lines.Next()) {
+      LineScanner& line = *next;
+      last = line;
+      auto key = line.NextWord();
+      if (!key) continue;  // blank or comment
+      std::string_view k = key->text;
+      if (k == "rank") {
+        if (!topology_done && h.seen.empty()) bare = topology_done = true;
+        finish_header(line);
+        auto word = line.NextWordUntil(':');
+        if (!word) line.Fail(line.Start(), "expected 'rank N:'");
+        int r = static_cast<int>(
+            line.Number(*word, word->text, "rank", bare ? kMaxRanks - 1 : s.ranks - 1));
+        if (!line.Consume(':')) line.Fail(*word, fmt::format("expected ':' after 'rank {}'", r));
+        if (bare && static_cast<int>(rank_line.size()) <= r) {
+          rank_line.resize(r + 1);
+          bare_rows.resize(r + 1);
         }
-        Action a = line.ParseActionAt(*action, {});
-        if (bare) {
-          bare_rows[r].push_back({a, line.number(), action->col});
-        } else {
-          s.program[r].push_back(a);
+        if (rank_line[r]) {
+          line.Fail(*word, fmt::format("rank {} already has its line (line {})", r, rank_line[r]));
         }
+        rank_line[r] = line.number();
+        if (!bare) {
+          s.program[r].reserve(WordsAtMost(line.Rest()));
+          rank_lines.push_back({r, line});
+          continue;
+        }
+        while (auto action = line.NextWord()) {
+          if (++total_actions > kMaxActions) {
+            line.Fail(*action, fmt::format("more than {} actions", kMaxActions));
+          }
+          bare_rows[r].push_back({line.ParseActionAt(*action, {}), line.number(), action->col});
+        }
+        continue;
       }
-      continue;
-    }
-    if (topology_done) line.Fail(*key, fmt::format("header line {} after the first rank line", Quote(k)));
-    if (h.seen.count(std::string(k)) && k != "route") {
-      line.Fail(*key, fmt::format("{} is given twice (first on line {})", Quote(k),
-                                  h.seen[std::string(k)]));
-    }
-    h.seen[std::string(k)] = line.number();
-    if (k == "kind") {
-      auto v = line.NextWord();
-      if (!v) line.Fail(*key, "'kind' needs a value");
-      s.kind = std::string(v->text);
-      auto kinds = GeneratorKinds();
-      if (std::find(kinds.begin(), kinds.end(), s.kind) == kinds.end()) {
-        line.Fail(*v, fmt::format("unknown kind {} (known: {})", Quote(v->text),
-                                  fmt::join(kinds, ", ")));
+      if (topology_done) line.Fail(*key, fmt::format("header line {} after the first rank line", Quote(k)));
+      if (h.seen.count(std::string(k)) && k != "route") {
+        line.Fail(*key, fmt::format("{} is given twice (first on line {})", Quote(k),
+                                    h.seen[std::string(k)]));
       }
-      line.ExpectEnd();
-    } else if (k == "pass") {
-      auto v = line.NextWord();
-      if (!v || (v->text != "forward" && v->text != "train")) {
-        line.Fail(v ? *v : *key, "'pass' is 'train' (forward and backward, the default) or 'forward' (forward only)");
+      h.seen[std::string(k)] = line.number();
+      if (k == "kind") {
+        auto v = line.NextWord();
+        if (!v) line.Fail(*key, "'kind' needs a value");
+        s.kind = std::string(v->text);
+        auto kinds = GeneratorKinds();
+        if (std::find(kinds.begin(), kinds.end(), s.kind) == kinds.end()) {
+          line.Fail(*v, fmt::format("unknown kind {} (known: {})", Quote(v->text),
+                                    fmt::join(kinds, ", ")));
+        }
+        line.ExpectEnd();
+      } else if (k == "pass") {
+        auto v = line.NextWord();
+        if (!v || (v->text != "forward" && v->text != "train")) {
+          line.Fail(v ? *v : *key, "'pass' is 'train' (forward and backward, the default) or 'forward' (forward only)");
+        }
+        s.forward_only = v->text == "forward";
+        line.ExpectEnd();
+      } else if (k == "ranks") {
+        s.ranks = static_cast<int>(line.NumberWord("ranks", 1, kMaxRanks));
+        line.ExpectEnd();
+      } else if (k == "stages") {
+        h.stages = static_cast<int>(line.NumberWord("stages", 1, kMaxStages));
+        line.ExpectEnd();
+      } else if (k == "microbatches") {
+        s.microbatches = static_cast<int>(line.NumberWord("microbatches", 1, kMaxMicrobatches));
+        line.ExpectEnd();
+      } else if (k == "placement") {
+        h.placement.emplace(line, std::string(line.Rest()));
+      } else if (k == "params") {
+        h.params.emplace(line, std::string(line.Rest()));
+      } else if (k == "route") {
+        h.routes.emplace_back(line, std::string(line.Rest()));
+      } else {
+        line.Fail(*key, fmt::format("unknown header key {} (expected kind, pass, ranks, stages, "
+                                    "microbatches, placement, params, route or rank)",
+                                    Quote(k)));
       }
-      s.forward_only = v->text == "forward";
-      line.ExpectEnd();
-    } else if (k == "ranks") {
-      s.ranks = static_cast<int>(line.NumberWord("ranks", 1, kMaxRanks));
-      line.ExpectEnd();
-    } else if (k == "stages") {
-      h.stages = static_cast<int>(line.NumberWord("stages", 1, kMaxStages));
-      line.ExpectEnd();
-    } else if (k == "microbatches") {
-      s.microbatches = static_cast<int>(line.NumberWord("microbatches", 1, kMaxMicrobatches));
-      line.ExpectEnd();
-    } else if (k == "placement") {
-      h.placement.emplace(line, std::string(line.Rest()));
-    } else if (k == "params") {
-      h.params.emplace(line, std::string(line.Rest()));
-    } else if (k == "route") {
-      h.routes.emplace_back(line, std::string(line.Rest()));
-    } else {
-      line.Fail(*key, fmt::format("unknown header key {} (expected kind, pass, ranks, stages, "
-                                  "microbatches, placement, params, route or rank)",
-                                  Quote(k)));
     }
+  } catch (const InputError&) {
+    // A bad action on an earlier rank line comes first.
+    int64_t total = 0;
+    ReadActions(rank_lines, s, total);
+    throw;
   }
+  ReadActionsSideBySide(rank_lines, s);
   if (!topology_done) {
     if (h.seen.empty()) last.Fail(last.Start(), "no schedule here: the file is empty");
     finish_header(last);

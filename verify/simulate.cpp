@@ -24,7 +24,6 @@
 #include <limits>
 #include <span>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "verify/internal.h"
 
@@ -374,8 +373,14 @@ class ExecutionGraph {
     const bool grouped = grouped_[r];
     int last_compute = -1;
     std::vector<Gate> gates;
-    streams_end_.clear();
-    contacted_.clear();
+    // Streams are numbered below 2 x ranks (StreamOf), peers below ranks; only the entries the
+    // last rank set are reset (a rank meets few of thousands of ranks).
+    stream_end_.resize(2 * s_.ranks, -1);
+    contacted_.resize(s_.ranks, false);
+    for (int stream : streams_used_) stream_end_[stream] = -1;
+    for (int peer : peers_met_) contacted_[peer] = false;
+    streams_used_.clear();
+    peers_met_.clear();
     host_setups_.clear();
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
@@ -427,11 +432,12 @@ class ExecutionGraph {
       const int op = unit_ops_[unit.ops_begin];
       const int stream = StreamOf(streams_, messages_.peer[unit.rank][op],
                                   IsSend(s_.program[unit.rank][op].op));
-      auto [it, first] = streams_end_.try_emplace(stream, unit.end());
-      if (!first) {
-        AddEdge(it->second, unit.start, Reason::kStreamOrder);
-        it->second = unit.end();
+      if (stream_end_[stream] >= 0) {
+        AddEdge(stream_end_[stream], unit.start, Reason::kStreamOrder);
+      } else {
+        streams_used_.push_back(stream);
       }
+      stream_end_[stream] = unit.end();
     }
     AddEdge(unit.start, unit.end(), Reason::kUnitRuns);
   }
@@ -442,7 +448,11 @@ class ExecutionGraph {
     const Unit& unit = units_[u];
     for (int32_t op : OpsOf(u)) {
       const int peer = messages_.peer[unit.rank][op];
-      if (peer >= 0 && contacted_.insert(peer).second) peers.push_back(peer);
+      if (peer >= 0 && !contacted_[peer]) {
+        contacted_[peer] = true;
+        peers_met_.push_back(peer);
+        peers.push_back(peer);
+      }
     }
     return peers;
   }
@@ -584,8 +594,9 @@ class ExecutionGraph {
   std::vector<std::vector<int32_t>> of_action_;
   std::vector<std::vector<int32_t>> waited_send_;
   std::vector<char> grouped_;  // [rank]: the rank has WAITs, so its SEND/RECVs form groups
-  std::unordered_map<int, int32_t> streams_end_;  // ConstrainRank: stream -> its last unit's end
-  std::unordered_set<int> contacted_;             // ConstrainRank: peers met so far
+  std::vector<int32_t> stream_end_;  // ConstrainRank: per stream, its last unit's end (-1: none yet)
+  std::vector<char> contacted_;      // ConstrainRank: per peer, met so far
+  std::vector<int> streams_used_, peers_met_;  // ConstrainRank: the entries set on this rank
   std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
   std::vector<int32_t> inputs_;    // ConstrainRank: a compute's input receives
   static constexpr uint32_t kAddsLatency = uint32_t{1} << 31;  // node ids stay below it

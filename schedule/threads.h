@@ -1,0 +1,68 @@
+// Work for a second core. The CLI's commands run on machines with two cores and more, and a check
+// or a reader that only reads what the calling thread reads can run beside it.
+#pragma once
+
+#include <sched.h>
+
+#include <future>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+namespace pipeproof {
+
+struct CoreSets {
+  cpu_set_t process;  // the cores the process may use
+  cpu_set_t others;   // the same less the calling thread's
+};
+// nullopt where the process may use the calling thread's core only.
+std::optional<CoreSets> CoresBesideThisOne();
+// Left to the scheduler, a new thread on a machine like CI's waits on its parent's core for a
+// time slice of the parent (about 2 ms) before an idle core takes it; placed on the other cores,
+// it starts within a tenth of a millisecond. Failures are harmless: these are hints.
+void MoveTo(std::thread& t, const cpu_set_t& cores);
+void MoveThisThreadTo(const cpu_set_t& cores);
+
+// f() on a thread of its own, started on another core than the caller's; or, where the process
+// may use one core only or no thread can be started, run by get() itself.
+template <typename R>
+class Beside {
+ public:
+  template <typename F>
+  explicit Beside(F f) : task_(std::move(f)), result_(task_.get_future()), cores_(CoresBesideThisOne()) {
+    if (!cores_) return;
+    try {
+      thread_.emplace([this] {
+        MoveThisThreadTo(cores_->process);  // once started, it may go wherever the process may
+        task_();
+      });
+    } catch (const std::system_error&) {
+      return;
+    }
+    MoveTo(*thread_, cores_->others);
+  }
+  Beside(const Beside&) = delete;
+  Beside& operator=(const Beside&) = delete;
+  ~Beside() {
+    if (thread_ && thread_->joinable()) thread_->join();
+  }
+
+  // Waits for f(); returns what it returned or rethrows what it threw.
+  R get() {
+    if (thread_) {
+      thread_->join();
+    } else {
+      task_();
+    }
+    return result_.get();
+  }
+
+ private:
+  std::packaged_task<R()> task_;
+  std::future<R> result_;
+  std::optional<CoreSets> cores_;
+  std::optional<std::thread> thread_;
+};
+
+}  // namespace pipeproof
