@@ -6,6 +6,7 @@
 #include <charconv>
 #include <map>
 #include <tuple>
+#include <utility>
 
 namespace pipeproof {
 
@@ -74,7 +75,8 @@ std::string ToString(const Action& action) {
 namespace {
 
 // Reads a non-negative decimal at text[pos...]; returns false when there is none or it overflows.
-bool ReadNumber(std::string_view text, size_t& pos, int32_t& value, bool& overflow) {
+// Inlined: the readers call it twice for each of millions of actions.
+[[gnu::always_inline]] inline bool ReadNumber(std::string_view text, size_t& pos, int32_t& value, bool& overflow) {
   overflow = false;
   size_t end = pos;
   while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
@@ -122,6 +124,19 @@ constexpr OpSpelling kSpellings[] = {
     {"RESHARD", Op::kReshard},
 };
 
+// The first spelling in kSpellings that `rest` starts with, or nullptr. Unrolled over the table,
+// each comparison is with a name of known length, which the compiler turns into a few loads in
+// place of a memcmp call: the readers do this for each of millions of actions.
+template <size_t... k>
+const OpSpelling* SpellingAt(std::string_view rest, std::index_sequence<k...>) {
+  const OpSpelling* found = nullptr;
+  if (rest.empty()) return found;
+  ((rest.front() == kSpellings[k].name.front() && rest.starts_with(kSpellings[k].name) &&
+    (found = &kSpellings[k])) ||
+   ...);
+  return found;
+}
+
 [[noreturn]] void Fail(int* column, size_t at, std::string message) {
   if (column) *column = static_cast<int>(at);
   throw InputError(std::move(message));
@@ -138,14 +153,7 @@ Action ParseSingle(std::string_view text, size_t base, const ActionSyntax& synta
                                               Quote(text)));
   }
   std::string_view rest = text.substr(pos);
-  const OpSpelling* spelling = nullptr;
-  for (const OpSpelling& s : kSpellings) {
-    if (!rest.empty() && rest.front() != s.name.front()) continue;  // most actions: one compare
-    if (rest.starts_with(s.name)) {
-      spelling = &s;
-      break;
-    }
-  }
+  const OpSpelling* spelling = SpellingAt(rest, std::make_index_sequence<std::size(kSpellings)>());
   // "0WAIT_SEND_X0" is a misspelt WAIT_SEND, not a W with a bad microbatch.
   if (spelling && spelling->op == Op::kWeightGrad && rest.starts_with("WAIT")) spelling = nullptr;
   if (!spelling) {

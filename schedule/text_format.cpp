@@ -20,6 +20,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <span>
@@ -53,11 +55,24 @@ void ReadIndexList(LineScanner& line, std::vector<int>& out, int max_count, int 
   }
 }
 
-// An upper bound on the words in `text`, counted faster than they are parsed: a rank line's
-// program reserved at once is written once, where grown by doubling it is copied and its pages
-// are touched about twice.
+// An upper bound on the words in `text` (where single spaces part them), counted faster than
+// they are parsed: a rank line's program reserved at once is written once, where grown by doubling
+// it is copied and its pages are touched about twice. Eight bytes at a time: at -O2 GCC 12 does
+// not vectorise std::count, and byte by byte the count took a sixth of reading a large file.
 size_t WordsAtMost(std::string_view text) {
-  return text.empty() ? 0 : 1 + std::count(text.begin(), text.end(), ' ');
+  if (text.empty()) return 0;
+  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7F, kHigh = 0x8080808080808080, kSpaces = 0x2020202020202020;
+  size_t spaces = 0, i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);
+    const uint64_t x = word ^ kSpaces;  // a zero byte where there was a space
+    // The high bit of each byte set where the byte is not zero, exactly (no carries between bytes).
+    const uint64_t nonzero = (((x & kLow7) + kLow7) | x) & kHigh;
+    spaces += 8 - (((nonzero >> 7) * 0x0101010101010101) >> 56);  // the bytes' sum in the top byte
+  }
+  spaces += std::count(text.begin() + i, text.end(), ' ');
+  return 1 + spaces;
 }
 
 // A rank line whose actions are still to be read. They are read once the header is complete,
