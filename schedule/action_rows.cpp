@@ -112,6 +112,7 @@ Schedule FromActionRows(const ActionRows& rows, std::string_view name,
   }
   s.program.resize(s.ranks);
   for (int r = 0; r < s.ranks; ++r) {
+    s.program[r].reserve(rows[r].size());
     for (const LocatedAction& c : rows[r]) s.program[r].push_back(c.action);
   }
   try {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <span>
 
 #include "schedule/action_rows.h"
 #include "schedule/text_scan.h"
@@ -33,6 +34,8 @@ void ForEachCell(std::string_view line, F&& f) {
 // a later W; read with legacy_bw, such a B becomes I. Without it, say what the file is.
 void ResolveLegacyBackward(std::vector<LocatedAction>& row, const LineScanner& line,
                            bool legacy_bw) {
+  auto has = [&](Op op) { return std::any_of(row.begin(), row.end(), [&](const LocatedAction& c) { return c.action.op == op; }); };
+  if (!has(Op::kBackward) || !has(Op::kWeightGrad)) return;  // most rows: no map at all
   std::map<std::pair<int, int>, size_t> last_backward;  // (stage, mb) -> index of its B
   for (size_t i = 0; i < row.size(); ++i) {
     Action& a = row[i].action;
@@ -54,32 +57,61 @@ void ResolveLegacyBackward(std::vector<LocatedAction>& row, const LineScanner& l
   }
 }
 
+// A line of the file and the row of actions read from it. The lines are split first and read
+// afterwards, those of a large file on two cores at once.
+struct CsvLine {
+  LineScanner line;
+  std::vector<LocatedAction> row;
+};
+
+// Reads the cells of `lines` in order; throws at the first bad one, or at the first past
+// kMaxActions, counting on from `total`.
+void ReadRows(std::span<CsvLine> lines, bool legacy_bw, int64_t& total) {
+  for (CsvLine& csv : lines) {
+    const LineScanner& line = csv.line;
+    std::vector<LocatedAction> row = std::move(csv.row);  // on this thread's stack, as ReadActions
+    row.clear();  // read before, where a second half is read again
+    const std::string_view text = line.Raw();  // CSV has no comments: a '#' is a bad cell
+    ForEachCell(text, [&](std::string_view cell) {
+      Word where{cell, 1 + static_cast<int>(cell.data() - text.data())};
+      if (++total > kMaxActions) line.Fail(where, fmt::format("more than {} actions", kMaxActions));
+      row.push_back({line.ParseActionAt(where, {.legacy_bw = legacy_bw}), line.number(), where.col});
+    });
+    ResolveLegacyBackward(row, line, legacy_bw);
+    csv.row = std::move(row);
+  }
+}
+
 }  // namespace
 
 Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOptions& topo) {
-  ActionRows rows;
+  std::vector<CsvLine> lines;
   int last_nonempty = 0;
-  int64_t total = 0;
-  TextLines lines(text, name);
-  while (auto next = lines.Next()) {
-    LineScanner& line = *next;
-    if (rows.size() >= static_cast<size_t>(kMaxRanks)) {
-      line.Fail(line.Start(), fmt::format("more than {} rows (one row per rank)", kMaxRanks));
+  TextLines scan(text, name);
+  try {
+    while (auto next = scan.Next()) {
+      if (lines.size() >= static_cast<size_t>(kMaxRanks)) {
+        next->Fail(next->Start(), fmt::format("more than {} rows (one row per rank)", kMaxRanks));
+      }
+      const std::string_view raw = next->Raw();
+      if (raw.find_first_not_of(" \t\r") != std::string_view::npos) last_nonempty = next->number();
+      // Room for every cell an action could fill ("0F0," takes four bytes), reserved here so that
+      // the rows come from the main thread's memory; the idle cells of a compute-only order leave
+      // most of it untouched, and so unmapped.
+      CsvLine& csv = lines.emplace_back(CsvLine{*next, {}});
+      csv.row.reserve(std::min(1 + CountOf(raw, ','), raw.size() / 4 + 1));
     }
-    std::vector<LocatedAction> row;
-    std::string_view rest = line.Raw();  // CSV has no comments: a '#' is a bad cell
-    const char* line_start = rest.data();
-    ForEachCell(rest, [&](std::string_view cell) {
-      Word where{cell, 1 + static_cast<int>(cell.data() - line_start)};
-      if (++total > kMaxActions) line.Fail(where, fmt::format("more than {} actions", kMaxActions));
-      row.push_back({line.ParseActionAt(where, {.legacy_bw = topo.legacy_bw}), line.number(),
-                     where.col});
-    });
-    ResolveLegacyBackward(row, line, topo.legacy_bw);
-    if (rest.find_first_not_of(" \t\r") != std::string_view::npos) last_nonempty = line.number();
-    rows.push_back(std::move(row));
+  } catch (const InputError&) {
+    int64_t total = 0;
+    ReadRows(lines, topo.legacy_bw, total);  // a bad cell on an earlier line comes first
+    throw;
   }
-  rows.resize(last_nonempty);  // trailing blank lines are not ranks
+  ReadLinesSideBySide(
+      std::span(lines), [](const CsvLine& csv) { return csv.line.Raw().size(); },
+      [&](std::span<CsvLine> part, int64_t& total) { ReadRows(part, topo.legacy_bw, total); });
+  ActionRows rows;
+  rows.reserve(last_nonempty);
+  for (int k = 0; k < last_nonempty; ++k) rows.push_back(std::move(lines[k].row));  // trailing blank lines are not ranks
   return FromActionRows(rows, name, topo);
 }
 

@@ -271,6 +271,30 @@ TEST(PpsSideBySideTest, TheActionLimitStopsAtTheSameWord) {
   }
 }
 
+// PyTorch's CSV is read the same way: half its rows on each core.
+TEST(CsvSideBySideTest, ALargeFileReadsAsInOrder) {
+  const Schedule s = Generate({.kind = "1f1b", .ranks = 8, .microbatches = 4000});
+  const std::string text = WriteCsv(s, false);
+  ASSERT_GT(text.size(), 1u << 20);
+  const Schedule read = ParseCsv(text, "big.csv", {});
+  EXPECT_EQ(read.program, s.program);
+  auto error = [](const std::string& bad) {
+    try {
+      ParseCsv(bad, "big.csv", {});
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  // The first cell of row 7 (line 8), in the second half; then also that of row 1 (line 2).
+  std::string late = text;
+  late.replace(late.find("\n7RECV_F0") + 1, 3, "7Q0");
+  EXPECT_EQ(error(late).rfind("big.csv:8:2: error: ", 0), 0u) << error(late);
+  std::string both = late;
+  both.replace(both.find('\n') + 1, 3, "1Q0");
+  EXPECT_EQ(error(both).rfind("big.csv:2:2: error: ", 0), 0u) << error(both);
+}
+
 TEST(DetectFormatTest, ByExtensionThenByContent) {
   EXPECT_EQ(DetectFormat("a.csv", "rank 0:"), Format::kCsv);
   EXPECT_EQ(DetectFormat("a", " {\"ranks\":1}"), Format::kJson);

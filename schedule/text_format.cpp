@@ -20,8 +20,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdint>
-#include <cstring>
 #include <map>
 #include <optional>
 #include <span>
@@ -31,7 +29,6 @@
 #include "schedule/formats.h"
 #include "schedule/generate.h"
 #include "schedule/text_scan.h"
-#include "schedule/threads.h"
 
 namespace pipeproof {
 namespace {
@@ -57,23 +54,8 @@ void ReadIndexList(LineScanner& line, std::vector<int>& out, int max_count, int 
 
 // An upper bound on the words in `text` (where single spaces part them), counted faster than
 // they are parsed: a rank line's program reserved at once is written once, where grown by doubling
-// it is copied and its pages are touched about twice. Eight bytes at a time: at -O2 GCC 12 does
-// not vectorise std::count, and byte by byte the count took a sixth of reading a large file.
-size_t WordsAtMost(std::string_view text) {
-  if (text.empty()) return 0;
-  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7F, kHigh = 0x8080808080808080, kSpaces = 0x2020202020202020;
-  size_t spaces = 0, i = 0;
-  for (; i + 8 <= text.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, text.data() + i, 8);
-    const uint64_t x = word ^ kSpaces;  // a zero byte where there was a space
-    // The high bit of each byte set where the byte is not zero, exactly (no carries between bytes).
-    const uint64_t nonzero = (((x & kLow7) + kLow7) | x) & kHigh;
-    spaces += 8 - (((nonzero >> 7) * 0x0101010101010101) >> 56);  // the bytes' sum in the top byte
-  }
-  spaces += std::count(text.begin() + i, text.end(), ' ');
-  return 1 + spaces;
-}
+// it is copied and its pages are touched about twice.
+size_t WordsAtMost(std::string_view text) { return text.empty() ? 0 : 1 + CountOf(text, ' '); }
 
 // A rank line whose actions are still to be read. They are read once the header is complete,
 // the lines of a large file on two cores at once.
@@ -90,47 +72,12 @@ void ReadActions(std::span<RankLine> lines, Schedule& s, int64_t& total) {
     // side, and writing them from two threads would make the cores fight over cache lines.
     LineScanner scanner = line.actions;
     std::vector<Action> program = std::move(s.program[line.rank]);
+    program.clear();  // read before, where a second half is read again
     while (auto word = scanner.NextWord()) {
       if (++total > kMaxActions) scanner.Fail(*word, fmt::format("more than {} actions", kMaxActions));
       program.push_back(scanner.ParseActionAt(*word, {}));
     }
     s.program[line.rank] = std::move(program);
-  }
-}
-
-// The same, the lines of a large file on two cores at once, with the outcome of reading them in
-// order: the first half's first error comes first in the file; the second half, read again in
-// order after the first, where it failed or where the count passes the limit.
-void ReadActionsSideBySide(std::vector<RankLine>& lines, Schedule& s) {
-  constexpr size_t kWorthAThread = 256 << 10;  // bytes of actions; a thread costs tens of us
-  size_t bytes = 0;
-  for (const RankLine& line : lines) bytes += line.actions.Raw().size();
-  int64_t total = 0;
-  if (bytes < kWorthAThread || lines.size() < 2) {
-    ReadActions(lines, s, total);
-    return;
-  }
-  size_t half = 0;
-  for (size_t seen = 0; half + 1 < lines.size() && seen < bytes / 2; ++half) seen += lines[half].actions.Raw().size();
-  const std::span<RankLine> head(lines.data(), half), tail(lines.data() + half, lines.size() - half);
-  int64_t tail_total = 0;
-  Beside<void> second([&] { ReadActions(tail, s, tail_total); });
-  std::exception_ptr head_error;
-  try {
-    ReadActions(head, s, total);
-  } catch (...) {
-    head_error = std::current_exception();
-  }
-  bool tail_failed = false;
-  try {
-    second.get();
-  } catch (const InputError&) {
-    tail_failed = true;
-  }
-  if (head_error) std::rethrow_exception(head_error);
-  if (tail_failed || total + tail_total > kMaxActions) {
-    for (const RankLine& line : tail) s.program[line.rank].clear();
-    ReadActions(tail, s, total);
   }
 }
 
@@ -315,7 +262,9 @@ Schedule ParsePps(std::string_view text, std::string_view name, const TopologyOp
     ReadActions(rank_lines, s, total);
     throw;
   }
-  ReadActionsSideBySide(rank_lines, s);
+  ReadLinesSideBySide(
+      std::span(rank_lines), [](const RankLine& line) { return line.actions.Raw().size(); },
+      [&](std::span<RankLine> lines, int64_t& total) { ReadActions(lines, s, total); });
   if (!topology_done) {
     if (h.seen.empty()) last.Fail(last.Start(), "no schedule here: the file is empty");
     finish_header(last);

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 
 namespace pipeproof {
 
@@ -111,6 +114,21 @@ std::optional<LineScanner> TextLines::Next() {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   pos_ = end + 1;
   return LineScanner(file_, ++number_, line);
+}
+
+size_t CountOf(std::string_view text, char c) {
+  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7F, kHigh = 0x8080808080808080, kOnes = 0x0101010101010101;
+  const uint64_t pattern = kOnes * static_cast<unsigned char>(c);
+  size_t count = 0, i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);
+    const uint64_t x = word ^ pattern;  // a zero byte where `c` was
+    // The high bit of each byte set where the byte is not zero, exactly (no carries between bytes).
+    const uint64_t nonzero = (((x & kLow7) + kLow7) | x) & kHigh;
+    count += 8 - (((nonzero >> 7) * kOnes) >> 56);  // the bytes' sum lands in the top byte
+  }
+  return count + std::count(text.begin() + i, text.end(), c);
 }
 
 }  // namespace pipeproof
