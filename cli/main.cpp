@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
   app.set_version_flag("--version", std::string("pipeproof ") + PIPEPROOF_VERSION);
   Commands commands;
+  if (argc > 1 && argv[1][0] != '-') commands.named = argv[1];  // else --help-all may list them all
   AddScheduleCommands(app, commands);
   AddVerifyCommands(app, commands);
   AddRunCommands(app, commands);
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   }
   try {
-    for (const Command& c : commands) {
+    for (const Command& c : commands.declared) {
       if (c.app->parsed()) return c.run();
     }
   } catch (const InputError& e) {
