@@ -149,6 +149,11 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
                                CommModel model, const Costs& costs,
                                StreamLayout streams = StreamLayout::kRank, bool record_order = false);
 
+// Whether the execution runs to its end, and no more (no timing, no cycle): what the report asks
+// of the other stream layouts and of the eager model.
+bool RunsToEnd(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
+               const ReceiveIndex& receives, CommModel model, StreamLayout streams);
+
 // ---- the proof of the deadlock verdict (deadlock_z3.cpp), on an encoding built apart from the
 // simulation. By default the simulation's verdict is certified: a complete execution by checking
 // its timing against every constraint (no solver needed), a deadlock by Z3 on the constraints of

@@ -557,9 +557,25 @@ class ExecutionGraph {
     int node;  // this node waits for the next one in the cycle ...
     int edge;  // ... by this edge (edge.to == node)
   };
-  std::vector<CycleLink> ShortestCycleThrough(int start,
-                                              const std::vector<std::vector<int32_t>>& in,
-                                              size_t shorter_than) const;
+  // The edges into each stuck event, side by side: event v's are edges[begin[v] .. begin[v + 1]),
+  // in edge order. (A list per event cost an allocation each: seconds on millions of events.)
+  struct WaitsInto {
+    std::vector<int32_t> begin, edges;
+    std::span<const int32_t> Of(int v) const { return {edges.data() + begin[v], edges.data() + begin[v + 1]}; }
+  };
+  WaitsInto StuckWaits() const;
+  // A breadth-first search's marks, kept from one search to the next: only the events a search
+  // reached are reset, not arrays as long as the graph.
+  struct SearchMarks {
+    std::vector<int32_t> via, depth;  // the edge by which an event was reached, and how far; -1: not
+    std::vector<int32_t> reached;
+    void Reset() {
+      for (int32_t v : reached) via[v] = depth[v] = -1;
+      reached.clear();
+    }
+  };
+  std::vector<CycleLink> ShortestCycleThrough(int start, const WaitsInto& in, size_t shorter_than,
+                                              SearchMarks& marks) const;
   std::vector<CycleStep> Render(std::vector<CycleLink> cycle, bool* through_setup) const;
   std::vector<CycleStep> RenderSetupWithoutPeer(int setup_node) const;
   int64_t Identity(int node) const {
@@ -609,16 +625,18 @@ class ExecutionGraph {
 // Breadth-first search backwards along "waits for" edges, through stuck events only, for the
 // shortest way from `start` back to itself, if it has fewer than `shorter_than` events.
 std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
-    int start, const std::vector<std::vector<int32_t>>& in, size_t shorter_than) const {
-  std::vector<int32_t> via(nodes_.size(), -1);  // via[w]: the edge by which w was reached
-  std::vector<int32_t> depth(nodes_.size(), -1);
+    int start, const WaitsInto& in, size_t shorter_than, SearchMarks& marks) const {
+  marks.Reset();
+  std::vector<int32_t>& via = marks.via;  // via[w]: the edge by which w was reached
+  std::vector<int32_t>& depth = marks.depth;
   std::deque<int> queue{start};
   depth[start] = 0;
+  marks.reached.push_back(start);
   while (!queue.empty()) {
     const int v = queue.front();
     queue.pop_front();
     if (static_cast<size_t>(depth[v]) + 1 >= shorter_than) break;  // no shorter cycle left
-    for (int32_t k : in[v]) {
+    for (int32_t k : in.Of(v)) {
       const int w = edges_[k].from;  // v waits for w
       if (done_[w]) continue;
       if (w == start) {
@@ -635,18 +653,33 @@ std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
       if (depth[w] >= 0) continue;
       depth[w] = depth[v] + 1;
       via[w] = k;
+      marks.reached.push_back(w);
       queue.push_back(w);
     }
   }
   return {};
 }
 
+ExecutionGraph::WaitsInto ExecutionGraph::StuckWaits() const {
+  WaitsInto in;
+  // Counted one place to the right, then filled moving each start along (as BuildAdjacency).
+  in.begin.assign(nodes_.size() + 2, 0);
+  for (const Edge& e : edges_) {
+    if (!done_[e.to]) ++in.begin[e.to + 2];
+  }
+  for (size_t v = 1; v <= nodes_.size(); ++v) in.begin[v + 1] += in.begin[v];
+  in.edges.resize(in.begin.back());
+  for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
+    if (!done_[edges_[k].to]) in.edges[in.begin[edges_[k].to + 1]++] = k;
+  }
+  in.begin.pop_back();
+  return in;
+}
+
 std::vector<CycleStep> ExecutionGraph::MinimalCycle(bool* through_setup) const {
   if (complete_) return {};
-  std::vector<std::vector<int32_t>> in(nodes_.size());
-  for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
-    if (!done_[edges_[k].to]) in[edges_[k].to].push_back(k);
-  }
+  const WaitsInto in = StuckWaits();
+  SearchMarks marks{std::vector<int32_t>(nodes_.size(), -1), std::vector<int32_t>(nodes_.size(), -1), {}};
   // Candidates: each rank's first stuck compute and first stuck unit events, then (should no
   // cycle pass through those) the events on a cycle found by walking back from one of them.
   std::vector<int> candidates;
@@ -665,7 +698,7 @@ std::vector<CycleStep> ExecutionGraph::MinimalCycle(bool* through_setup) const {
   std::vector<CycleLink> best;
   auto consider = [&](int v) {
     std::vector<CycleLink> c =
-        ShortestCycleThrough(v, in, best.empty() ? nodes_.size() + 1 : best.size());
+        ShortestCycleThrough(v, in, best.empty() ? nodes_.size() + 1 : best.size(), marks);
     if (!c.empty() && (best.empty() || c.size() < best.size())) best = std::move(c);
   };
   for (int v : candidates) consider(v);
@@ -674,7 +707,7 @@ std::vector<CycleStep> ExecutionGraph::MinimalCycle(bool* through_setup) const {
     int v = any_stuck;
     for (int step = 0; order[v] < 0; ++step) {
       order[v] = step;
-      for (int32_t k : in[v]) {
+      for (int32_t k : in.Of(v)) {
         if (!done_[edges_[k].from]) {
           v = edges_[k].from;
           break;
@@ -859,6 +892,14 @@ std::string ExecutionGraph::Describe(const Edge& e, const CycleStep& next) const
 }
 
 }  // namespace
+
+bool RunsToEnd(const Schedule& schedule, const RouteIndex& routes, const Messages& messages,
+               const ReceiveIndex& receives, CommModel model, StreamLayout streams) {
+  ExecutionGraph graph(schedule, routes, messages, receives, model, streams, Costs{});
+  graph.Build();
+  graph.Run(/*record_order=*/false);
+  return graph.complete();
+}
 
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, CommModel model, const Costs& costs,

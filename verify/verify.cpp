@@ -109,25 +109,67 @@ bool SameActions(const std::vector<CycleStep>& a, const std::vector<CycleStep>& 
   return actions(a) == actions(b);
 }
 
-bool RunsToEnd(const Schedule& s, const RouteIndex& routes, const Messages& messages,
-               CommModel model, StreamLayout streams) {
-  return RunSimulation(s, routes, messages, model, Costs{}, streams).timeline.complete;
-}
+// What the report asks besides the verdict, each a simulation of the whole schedule: the verdict
+// under the other stream layouts (nccl; a deadlock names the layouts it holds under, a layout
+// sound only thanks to its several streams says so) and, for a deadlock of rendezvous waits,
+// whether the eager model would run it.
+struct OtherVerdicts {
+  std::vector<std::pair<StreamLayout, bool>> layouts;  // the chosen one's first
+  bool eager_runs = false;
+};
 
-// The verdict under each stream layout: the chosen one's, and the others' where the report needs
-// them (a deadlock names the layouts it holds under; a layout sound only thanks to its several
-// streams says so).
-std::vector<std::pair<StreamLayout, bool>> LayoutVerdicts(const Schedule& s,
-                                                          const RouteIndex& routes,
-                                                          const Messages& messages,
-                                                          StreamLayout chosen, bool complete) {
-  std::vector<std::pair<StreamLayout, bool>> verdicts{{chosen, complete}};
-  for (StreamLayout other : kStreamLayouts) {
-    if (other == chosen || (complete && other != StreamLayout::kRank)) continue;
-    verdicts.push_back({other, RunsToEnd(s, routes, messages, CommModel::kNccl, other)});
+// The questions are answered half on a second core, which starts before the proof and so has
+// the time Z3 takes: on a deadlocked file of 4M actions they were as long as the rest together.
+class OtherQuestions {
+ public:
+  OtherQuestions(const Schedule& s, const RouteIndex& routes, const Messages& messages,
+                 const ReceiveIndex& receives, const VerifyOptions& options, bool complete,
+                 bool ask_eager)
+      : s_(s), routes_(routes), messages_(messages), receives_(receives) {
+    if (options.model == CommModel::kNccl) {
+      for (StreamLayout other : kStreamLayouts) {
+        if (other == options.streams || (complete && other != StreamLayout::kRank)) continue;
+        questions_.push_back({CommModel::kNccl, other});
+      }
+    }
+    if (ask_eager) questions_.push_back({CommModel::kEager, options.streams});
+    if (questions_.size() > 1) beside_.emplace([this] { return AnswerFrom(Half()); });
   }
-  return verdicts;
-}
+
+  OtherVerdicts Answers(const VerifyOptions& options, bool complete) {
+    std::vector<char> answers = AnswerFrom(0, beside_ ? Half() : questions_.size());
+    if (beside_) {
+      const std::vector<char> rest = beside_->get();
+      answers.insert(answers.end(), rest.begin(), rest.end());
+    }
+    OtherVerdicts out;
+    if (options.model == CommModel::kNccl) out.layouts.push_back({options.streams, complete});
+    for (size_t k = 0; k < questions_.size(); ++k) {
+      if (questions_[k].first == CommModel::kEager) {
+        out.eager_runs = answers[k];
+      } else {
+        out.layouts.push_back({questions_[k].second, answers[k] != 0});
+      }
+    }
+    return out;
+  }
+
+ private:
+  size_t Half() const { return questions_.size() / 2; }  // the caller's part; the rest beside
+  std::vector<char> AnswerFrom(size_t first, size_t end = SIZE_MAX) const {
+    std::vector<char> answers;
+    for (size_t k = first; k < std::min(end, questions_.size()); ++k) {
+      answers.push_back(RunsToEnd(s_, routes_, messages_, receives_, questions_[k].first, questions_[k].second));
+    }
+    return answers;
+  }
+  const Schedule& s_;
+  const RouteIndex& routes_;
+  const Messages& messages_;
+  const ReceiveIndex& receives_;
+  std::vector<std::pair<CommModel, StreamLayout>> questions_;
+  std::optional<Beside<std::vector<char>>> beside_;
+};
 
 // The lines on the other stream layouts, under the nccl model.
 std::vector<std::string> LayoutLines(StreamLayout chosen, bool complete,
@@ -197,12 +239,19 @@ std::string ProofLine(const std::optional<Proof>& proof) {
 }
 
 CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Messages& messages,
-                          const VerifyOptions& options, const SimulationResult& sim,
-                          VerifyReport& report) {
+                          const ReceiveIndex& receives, const VerifyOptions& options,
+                          const SimulationResult& sim, VerifyReport& report) {
   CheckResult check;
   check.name = "deadlock";
   const std::string semantics = DescribeSemantics(options.model, options.streams);
   const bool complete = sim.timeline.complete;
+  const bool nccl = options.model == CommModel::kNccl;
+  // Buffered sends would let it run: true for a cycle of rendezvous waits, not for a set-up (no
+  // data moves before it, so no buffering helps), though the eager model has no set-up either.
+  // (Asked only where no op lacks its partner: the advice is then about the missing op.)
+  const std::string left_over = complete ? "" : FirstLeftOver(s, messages, sim.cycle);
+  OtherQuestions others(s, routes, messages, receives, options, complete,
+                        /*ask_eager=*/!complete && nccl && left_over.empty() && !sim.setup_deadlock);
   std::optional<Proof> proved;  // the certificate's or Z3's
   if (options.use_z3) {
     proved = ProveDeadlockVerdict(s, routes, messages, options.model, options.streams, sim,
@@ -234,10 +283,8 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.details = CycleLines(complete ? proved->cycle : sim.cycle);
     return check;
   }
-  const bool nccl = options.model == CommModel::kNccl;
-  if (nccl) {
-    report.layout_verdicts = LayoutVerdicts(s, routes, messages, options.streams, complete);
-  }
+  const OtherVerdicts other = others.Answers(options, complete);
+  report.layout_verdicts = other.layouts;
   if (complete) {
     check.message = fmt::format("every action runs to its end under {} (event simulation); {}",
                                 semantics, proof);
@@ -247,12 +294,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
   check.status = CheckStatus::kFail;
   report.cycle = sim.cycle;
   report.setup_deadlock = sim.setup_deadlock;
-  // Buffered sends would let it run: true for a cycle of rendezvous waits, not for a set-up (no
-  // data moves before it, so no buffering helps), though the eager model has no set-up either.
-  // (Asked only where no op lacks its partner: the advice is then about the missing op.)
-  const std::string left_over = FirstLeftOver(s, messages, sim.cycle);
-  const bool eager_runs = nccl && left_over.empty() && !sim.setup_deadlock &&
-                          RunsToEnd(s, routes, messages, CommModel::kEager, options.streams);
+  const bool eager_runs = other.eager_runs;
   const std::vector<CycleStep>& cycle = report.cycle;
   const std::string stuck =
       cycle.size() == 1
@@ -401,7 +443,7 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
                     /*record_order=*/options.use_z3 && !options.z3_search);
   report.checks.push_back(dependencies.get());
   report.checks.push_back(std::move(matching));
-  report.checks.push_back(DeadlockCheck(s, routes, messages, options, sim, report));
+  report.checks.push_back(DeadlockCheck(s, routes, messages, receives, options, sim, report));
   phase("memory", 4);
   report.memory = MeasureWithBound(s, options);
   report.checks.push_back(CheckMemory(s, report.memory));
