@@ -378,7 +378,7 @@ void ReportUnlowerable(const Schedule& s, const VerifyOptions& options, const st
 }  // namespace
 
 int64_t VerifierMemoryBytes(const Schedule& schedule, const VerifyOptions& options) {
-  constexpr int64_t kBytesPerAction = 320;
+  constexpr int64_t kBytesPerAction = 384;
   constexpr int64_t kFixed = 16 << 20;
   const int64_t z3 = options.use_z3 && options.z3_search ? options.z3_memory_mb << 20 : 0;
   return kFixed + kBytesPerAction * schedule.ActionCount() + z3;

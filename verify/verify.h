@@ -221,8 +221,10 @@ struct VerifyReport {
 };
 
 // An upper estimate of Verify()'s own peak memory for `schedule` under `options`, in bytes: the
-// schedule's graphs, measured at under 300 bytes per action with the certified proof (832 MiB
-// for 3.96M actions, bench/verify_command_bench), and under a Z3 search up to its memory cap on top.
+// schedule's graphs, measured at 220 bytes per action for a sound file with the certified proof
+// (839 MiB for 3.96M actions, bench/verify_command_bench) and 364 for a deadlocked one (1.34 GiB:
+// two simulations at once ask the other layouts and the eager model), and under a Z3 search up
+// to its memory cap on top.
 // `pipeproof run` counts it before it verifies.
 int64_t VerifierMemoryBytes(const Schedule& schedule, const VerifyOptions& options);
 
