@@ -24,13 +24,15 @@ std::optional<CoreSets> CoresBesideThisOne();
 void MoveTo(std::thread& t, const cpu_set_t& cores);
 void MoveThisThreadTo(const cpu_set_t& cores);
 
-// f() on a thread of its own, started on another core than the caller's; or, where the process
-// may use one core only or no thread can be started, run by get() itself.
+// f() on a thread of its own, started on another core than the caller's; or, where the work is
+// too small to pay for a thread (`worth_a_thread` false), the process may use one core only or no
+// thread can be started, run by get() itself.
 template <typename R>
 class Beside {
  public:
   template <typename F>
-  explicit Beside(F f) : task_(std::move(f)), result_(task_.get_future()), cores_(CoresBesideThisOne()) {
+  explicit Beside(F f, bool worth_a_thread = true)
+      : task_(std::move(f)), result_(task_.get_future()), cores_(worth_a_thread ? CoresBesideThisOne() : std::nullopt) {
     if (!cores_) return;
     try {
       thread_.emplace([this] {

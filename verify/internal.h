@@ -44,7 +44,10 @@ struct Endpoint {
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
-// What every SEND/RECV names and whom it meets. Needs a schedule that passed structure.
+// What every SEND/RECV names and whom it meets. Meaningful for a schedule that passed structure;
+// MatchMessages itself must stay safe on any schedule with a complete topology and a program row
+// per rank (Verify runs it beside the structure check), so every look-up it makes by a stage or
+// microbatch an action names is range-checked (MessageOf does).
 struct Messages {
   std::vector<std::vector<Payload>> payload;  // [rank][index]; meaningful for SEND/RECV only
   std::vector<std::vector<int32_t>> peer;     // [rank][index]; -1 for computes and WAITs

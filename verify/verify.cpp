@@ -19,6 +19,9 @@ namespace {
 
 using namespace verify_internal;
 
+// Below this many actions the checks take well under a millisecond: not worth a thread's start.
+constexpr int64_t kActionsWorthAThread = 20000;
+
 constexpr const char* kLaterChecks[] = {"dependencies", "matching", "deadlock", "memory", "timing"};
 
 void RequireValid(const Costs& c) {
@@ -402,7 +405,22 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   };
 
   phase("structure", 0);
-  report.checks.push_back(CheckStructure(*schedule));
+  // A large schedule's messages are matched beside the structure check: MatchMessages reads a
+  // schedule of any content safely (its look-ups are range-checked; a program row per rank is
+  // all it assumes), and what it finds is used only once the structure passes.
+  const bool worth_a_thread = schedule->ActionCount() >= kActionsWorthAThread;
+  const bool match_beside = worth_a_thread && HasComm(*schedule) &&
+                            static_cast<int>(schedule->program.size()) == schedule->ranks;
+  std::optional<RouteIndex> routes_beside;
+  std::optional<Messages> messages_beside;
+  {
+    Beside<CheckResult> structure([&] { return CheckStructure(*schedule); }, match_beside);
+    if (match_beside) {
+      routes_beside.emplace(*schedule);
+      messages_beside = MatchMessages(*schedule, *routes_beside);
+    }
+    report.checks.push_back(structure.get());
+  }
   if (!report.checks.back().ok()) {
     for (const char* name : kLaterChecks) {
       report.checks.push_back(Skipped(name, "the structure check failed"));
@@ -428,13 +446,14 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   }
 
   const Schedule& s = *schedule;
-  const RouteIndex routes(s);
-  const Messages messages = MatchMessages(s, routes);
+  const RouteIndex routes = routes_beside ? std::move(*routes_beside) : RouteIndex(s);
+  const Messages messages = messages_beside ? std::move(*messages_beside) : MatchMessages(s, routes);
   const ReceiveIndex receives(s, messages);  // shared by the dependencies and the simulation
   phase("dependencies", 1);
   // The dependencies check reads what the simulation reads and writes nothing it shares: on a
   // second core it costs no wall time.
-  Beside<CheckResult> dependencies([&] { return CheckDependencies(s, routes, messages, receives); });
+  Beside<CheckResult> dependencies([&] { return CheckDependencies(s, routes, messages, receives); },
+                                   worth_a_thread);
   phase("matching", 2);
   CheckResult matching = CheckMatching(s, messages);
   phase("deadlock: event simulation", 3);
