@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <utility>
 #include <optional>
@@ -11,6 +12,9 @@
 #include "verify/verify.h"
 
 namespace pipeproof::verify_internal {
+
+// Below this many actions a check takes well under a millisecond: not worth a thread's start.
+inline constexpr int64_t kActionsWorthAThread = 20000;
 
 // Problems a check found: all counted, the first few kept as lines for the report.
 class Findings {
@@ -146,11 +150,14 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
                                const Messages& messages, CommModel model, const Costs& costs,
                                StreamLayout streams = StreamLayout::kRank, bool record_order = false);
 // The same with a receive index the caller built (the one the dependencies check used: building
-// it is a pass over every action and a fresh array, worth doing once).
+// it is a pass over every action and a fresh array, worth doing once). `beside`, where given, runs
+// on the second core while the graph runs, once its build has had both cores: Verify's
+// dependencies check.
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, const ReceiveIndex& receives,
                                CommModel model, const Costs& costs,
-                               StreamLayout streams = StreamLayout::kRank, bool record_order = false);
+                               StreamLayout streams = StreamLayout::kRank, bool record_order = false,
+                               const std::function<void()>& beside = {});
 
 // Whether the execution runs to its end, and no more (no timing, no cycle): what the report asks
 // of the other stream layouts and of the eager model.

@@ -25,6 +25,7 @@
 #include <span>
 #include <unordered_map>
 
+#include "schedule/threads.h"
 #include "verify/internal.h"
 
 namespace pipeproof::verify_internal {
@@ -128,7 +129,7 @@ class ExecutionGraph {
     grouped_.resize(s_.ranks);
     for (int r = 0; r < s_.ranks; ++r) grouped_[r] = UsesWaitGroups(s_.program[r]);
     for (int r = 0; r < s_.ranks; ++r) FormUnits(r);
-    for (int r = 0; r < s_.ranks; ++r) ConstrainRank(r);
+    ConstrainRanks();
     for (Setup& setup : setups_) {
       if (setup.unit_of_low < 0 || setup.unit_of_high < 0) {
         AddEdge(setup.node, setup.node, Reason::kNoSetupPeer);
@@ -175,6 +176,7 @@ class ExecutionGraph {
   }
 
   bool complete() const { return complete_; }
+  int64_t Events() const { return static_cast<int64_t>(nodes_.size()); }
 
   // Every event's place in the simulated timing: by time, ties in the order the simulation let
   // them happen, which follows every edge. Only for a complete execution.
@@ -364,40 +366,89 @@ class ExecutionGraph {
     }
   }
 
-  // Second pass: the order within a rank. `gates` are what the rank's next action waits for
-  // beyond the last compute (a WAIT_SEND's send, a pair's set-up), until a compute takes them
-  // over; the last WAIT's group holds every later unit directly, which keeps deadlock cycles
-  // short.
-  void ConstrainRank(int r) {
+  // What the second pass keeps while it walks a rank, and the list its edges go to: each of two
+  // walks at once has its own.
+  struct RankWalk {
+    RankWalk(std::vector<Edge>& out, int ranks) : edges(out), stream_end(2 * ranks, -1), contacted(ranks, 0) {}
+    void Add(int from, int to, Reason reason, int op = -1) { edges.push_back({from, to, op, reason}); }
+    std::vector<Edge>& edges;
+    // Streams are numbered below 2 x ranks (StreamOf), peers below ranks; only the entries the
+    // last rank set are reset (a rank meets few of thousands of ranks).
+    std::vector<int32_t> stream_end;  // per stream, its last unit's end (-1: none yet)
+    std::vector<char> contacted;      // per peer, met so far
+    std::vector<int> streams_used, peers_met;  // the entries set on this rank
+    std::vector<Gate> host_setups;  // the set-ups the rank's host waits at last
+    std::vector<int32_t> inputs;    // a compute's input receives
+  };
+
+  // Second pass, over every rank. A rank's walk reads what the first pass made and adds edges,
+  // and under lazy set-ups (pair layout) events and set-ups too; elsewhere the later ranks of a
+  // large schedule are walked on the second core into a list of their own, appended after the
+  // first ranks' edges: the same edges in the same order as one walk.
+  void ConstrainRanks() {
+    int64_t actions = 0;
+    for (const auto& program : s_.program) actions += static_cast<int64_t>(program.size());
+    int split = 0;
+    for (int64_t seen = 0; split < s_.ranks && (lazy_setup_ || seen < actions / 2); ++split) {
+      seen += static_cast<int64_t>(s_.program[split].size());
+    }
+    std::vector<Edge> later;
+    later.reserve(4 * (actions - ActionsBefore(split)));  // from this thread's memory, as the rest
+    // Each walk appends to a list its own thread holds (moved in and out): a list's size, written
+    // at every edge beside what the other core reads (this object, the caller's stack), would
+    // have the cores take the cache line from each other each time.
+    auto walk_ranks = [this](int first, int last, std::vector<Edge>& out) {
+      RankWalk walk(out, s_.ranks);
+      for (int r = first; r < last; ++r) ConstrainRank(r, walk);
+    };
+    Beside<void> beside(
+        [&] {
+          std::vector<Edge> mine = std::move(later);
+          walk_ranks(split, s_.ranks, mine);
+          later = std::move(mine);
+        },
+        actions >= kActionsWorthAThread && split < s_.ranks);
+    std::vector<Edge> mine = std::move(edges_);
+    walk_ranks(0, split, mine);
+    beside.get();
+    mine.insert(mine.end(), later.begin(), later.end());
+    edges_ = std::move(mine);
+  }
+  int64_t ActionsBefore(int rank) const {
+    int64_t n = 0;
+    for (int r = 0; r < rank; ++r) n += static_cast<int64_t>(s_.program[r].size());
+    return n;
+  }
+
+  // The order within a rank. `gates` are what the rank's next action waits for beyond the last
+  // compute (a WAIT_SEND's send, a pair's set-up), until a compute takes them over; the last
+  // WAIT's group holds every later unit directly, which keeps deadlock cycles short.
+  void ConstrainRank(int r, RankWalk& walk) {
     const auto& program = s_.program[r];
     const bool grouped = grouped_[r];
     int last_compute = -1;
     std::vector<Gate> gates;
-    // Streams are numbered below 2 x ranks (StreamOf), peers below ranks; only the entries the
-    // last rank set are reset (a rank meets few of thousands of ranks).
-    stream_end_.resize(2 * s_.ranks, -1);
-    contacted_.resize(s_.ranks, false);
-    for (int stream : streams_used_) stream_end_[stream] = -1;
-    for (int peer : peers_met_) contacted_[peer] = false;
-    streams_used_.clear();
-    peers_met_.clear();
-    host_setups_.clear();
+    for (int stream : walk.streams_used) walk.stream_end[stream] = -1;
+    for (int peer : walk.peers_met) walk.contacted[peer] = 0;
+    walk.streams_used.clear();
+    walk.peers_met.clear();
+    walk.host_setups.clear();
     for (int i = 0; i < static_cast<int>(program.size()); ++i) {
       const Action& a = program[i];
       if (IsCompute(a.op)) {
         const int v = ComputeNode(r, i);
-        if (last_compute >= 0) AddEdge(last_compute, v, Reason::kComputeOrder);
-        for (const Gate& g : gates) AddEdge(g.node, v, g.reason, g.action);
+        if (last_compute >= 0) walk.Add(last_compute, v, Reason::kComputeOrder);
+        for (const Gate& g : gates) walk.Add(g.node, v, g.reason, g.action);
         std::erase_if(gates, [](const Gate& g) { return g.reason != Reason::kHostAtWait; });
         if (!grouped) {
-          InputReceives(s_, routes_, receives_, r, i, inputs_);
-          for (int32_t recv : inputs_) AddEdge(units_[UnitOf(r, recv)].end(), v, Reason::kInputRecv);
+          InputReceives(s_, routes_, receives_, r, i, walk.inputs);
+          for (int32_t recv : walk.inputs) walk.Add(units_[UnitOf(r, recv)].end(), v, Reason::kInputRecv);
         }
         last_compute = v;
       } else if (IsComm(a.op)) {
-        if (!grouped) Post(UnitOf(r, i), last_compute, gates);
+        if (!grouped) Post(UnitOf(r, i), last_compute, gates, walk);
       } else if (const int u = WaitUnit(r, i); u >= 0) {
-        Post(u, last_compute, gates);
+        Post(u, last_compute, gates, walk);
         gates.clear();  // all held this group, which holds what follows
         gates.push_back({units_[u].end(), Reason::kHostAtWait, i});
       } else if (const int send = WaitedSend(r, i); send >= 0) {
@@ -411,46 +462,46 @@ class ExecutionGraph {
   // is between hosts, which run ahead of their devices (a compute, a WAIT and a WAIT_SEND are
   // stream waits in PyTorch): the host reaches a first contact as soon as the set-ups of its
   // earlier first contacts are done, whatever data the computes wait for.
-  void Post(int u, int last_compute, std::vector<Gate>& gates) {
-    const std::vector<int> new_peers = lazy_setup_ ? FirstContacts(u) : std::vector<int>{};
+  void Post(int u, int last_compute, std::vector<Gate>& gates, RankWalk& walk) {
+    const std::vector<int> new_peers = lazy_setup_ ? FirstContacts(u, walk) : std::vector<int>{};
     Unit& unit = units_[u];
-    if (last_compute >= 0) AddEdge(last_compute, unit.start, Reason::kAfterCompute);
-    for (const Gate& g : gates) AddEdge(g.node, unit.start, g.reason, g.action);
+    if (last_compute >= 0) walk.Add(last_compute, unit.start, Reason::kAfterCompute);
+    for (const Gate& g : gates) walk.Add(g.node, unit.start, g.reason, g.action);
     if (!new_peers.empty()) {
       unit.post = AddNode(NodeKind::kUnitPost, unit.rank, u);
-      for (const Gate& g : host_setups_) AddEdge(g.node, unit.post, g.reason, g.action);
-      host_setups_.clear();
+      for (const Gate& g : walk.host_setups) walk.Add(g.node, unit.post, g.reason, g.action);
+      walk.host_setups.clear();
       for (int peer : new_peers) {
         const int setup = JoinSetup(u, peer);
-        AddEdge(unit.post, setups_[setup].node, Reason::kSetupReached, unit.action);
-        AddEdge(setups_[setup].node, unit.start, Reason::kSetupGate, unit.action);
+        walk.Add(unit.post, setups_[setup].node, Reason::kSetupReached, unit.action);
+        walk.Add(setups_[setup].node, unit.start, Reason::kSetupGate, unit.action);
         gates.push_back({setups_[setup].node, Reason::kSetupGate, unit.action});
-        host_setups_.push_back(gates.back());
+        walk.host_setups.push_back(gates.back());
       }
     }
     if (model_ == CommModel::kNccl && !unit.grouped) {
       const int op = unit_ops_[unit.ops_begin];
       const int stream = StreamOf(streams_, messages_.peer[unit.rank][op],
                                   IsSend(s_.program[unit.rank][op].op));
-      if (stream_end_[stream] >= 0) {
-        AddEdge(stream_end_[stream], unit.start, Reason::kStreamOrder);
+      if (walk.stream_end[stream] >= 0) {
+        walk.Add(walk.stream_end[stream], unit.start, Reason::kStreamOrder);
       } else {
-        streams_used_.push_back(stream);
+        walk.streams_used.push_back(stream);
       }
-      stream_end_[stream] = unit.end();
+      walk.stream_end[stream] = unit.end();
     }
-    AddEdge(unit.start, unit.end(), Reason::kUnitRuns);
+    walk.Add(unit.start, unit.end(), Reason::kUnitRuns);
   }
 
   // The peers unit u's rank meets for the first time in it.
-  std::vector<int> FirstContacts(int u) {
+  std::vector<int> FirstContacts(int u, RankWalk& walk) const {
     std::vector<int> peers;
     const Unit& unit = units_[u];
     for (int32_t op : OpsOf(u)) {
       const int peer = messages_.peer[unit.rank][op];
-      if (peer >= 0 && !contacted_[peer]) {
-        contacted_[peer] = true;
-        peers_met_.push_back(peer);
+      if (peer >= 0 && !walk.contacted[peer]) {
+        walk.contacted[peer] = 1;
+        walk.peers_met.push_back(peer);
         peers.push_back(peer);
       }
     }
@@ -610,11 +661,6 @@ class ExecutionGraph {
   std::vector<std::vector<int32_t>> of_action_;
   std::vector<std::vector<int32_t>> waited_send_;
   std::vector<char> grouped_;  // [rank]: the rank has WAITs, so its SEND/RECVs form groups
-  std::vector<int32_t> stream_end_;  // ConstrainRank: per stream, its last unit's end (-1: none yet)
-  std::vector<char> contacted_;      // ConstrainRank: per peer, met so far
-  std::vector<int> streams_used_, peers_met_;  // ConstrainRank: the entries set on this rank
-  std::vector<Gate> host_setups_;  // ConstrainRank: the set-ups the rank's host waits at last
-  std::vector<int32_t> inputs_;    // ConstrainRank: a compute's input receives
   static constexpr uint32_t kAddsLatency = uint32_t{1} << 31;  // node ids stay below it
   std::vector<double> time_;
   std::vector<bool> done_;
@@ -911,9 +957,10 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
 SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& routes,
                                const Messages& messages, const ReceiveIndex& receives,
                                CommModel model, const Costs& costs, StreamLayout streams,
-                               bool record_order) {
+                               bool record_order, const std::function<void()>& beside) {
   ExecutionGraph graph(schedule, routes, messages, receives, model, streams, costs);
   graph.Build();
+  Beside<void> other([&] { if (beside) beside(); }, beside && graph.Events() >= kActionsWorthAThread);
   graph.Run(record_order);
   SimulationResult result;
   result.timeline = graph.MakeTimeline();
@@ -922,6 +969,7 @@ SimulationResult RunSimulation(const Schedule& schedule, const RouteIndex& route
     result.cycle = graph.MinimalCycle(&result.setup_deadlock);
     result.stuck_grid = GridAround(schedule, graph.StuckActions(result.cycle));
   }
+  other.get();
   return result;
 }
 

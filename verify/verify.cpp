@@ -19,9 +19,6 @@ namespace {
 
 using namespace verify_internal;
 
-// Below this many actions the checks take well under a millisecond: not worth a thread's start.
-constexpr int64_t kActionsWorthAThread = 20000;
-
 constexpr const char* kLaterChecks[] = {"dependencies", "matching", "deadlock", "memory", "timing"};
 
 void RequireValid(const Costs& c) {
@@ -450,17 +447,17 @@ VerifyReport Verify(const Schedule& input, const VerifyOptions& options) {
   const Messages messages = messages_beside ? std::move(*messages_beside) : MatchMessages(s, routes);
   const ReceiveIndex receives(s, messages);  // shared by the dependencies and the simulation
   phase("dependencies", 1);
-  // The dependencies check reads what the simulation reads and writes nothing it shares: on a
-  // second core it costs no wall time.
-  Beside<CheckResult> dependencies([&] { return CheckDependencies(s, routes, messages, receives); },
-                                   worth_a_thread);
+  // The dependencies check reads what the simulation reads and writes nothing it shares: on the
+  // second core, while the simulation's graph runs, it costs no wall time.
+  std::optional<CheckResult> dependencies;
   phase("matching", 2);
   CheckResult matching = CheckMatching(s, messages);
   phase("deadlock: event simulation", 3);
-  SimulationResult sim =
-      RunSimulation(s, routes, messages, receives, options.model, costs, options.streams,
-                    /*record_order=*/options.use_z3 && !options.z3_search);
-  report.checks.push_back(dependencies.get());
+  SimulationResult sim = RunSimulation(
+      s, routes, messages, receives, options.model, costs, options.streams,
+      /*record_order=*/options.use_z3 && !options.z3_search,
+      /*beside=*/[&] { dependencies = CheckDependencies(s, routes, messages, receives); });
+  report.checks.push_back(std::move(*dependencies));
   report.checks.push_back(std::move(matching));
   report.checks.push_back(DeadlockCheck(s, routes, messages, receives, options, sim, report));
   phase("memory", 4);
