@@ -224,6 +224,17 @@ TEST(MalformedInputTest, ATenMillionCellLineIsReadOrRefusedWithoutTrouble) {
   }
 }
 
+// What read() says of its input: the error, or "accepted".
+template <typename Read>
+std::string ErrorOf(const Read& read) {
+  try {
+    read();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
 // A .pps with more than a few hundred KiB of actions is read on two cores, half its rank lines
 // each: what comes out, and the error it stops at, are those of reading it in order.
 TEST(PpsSideBySideTest, ALargeFileReadsAsInOrder) {
@@ -237,14 +248,7 @@ TEST(PpsSideBySideTest, TheFirstBadActionInTheFileIsTheOneReported) {
   const std::string text = WritePps(Generate({.kind = "1f1b", .ranks = 8, .microbatches = 4000}));
   const size_t rank1 = text.find("\nrank 1:"), rank7 = text.find("\nrank 7:");
   auto line_of = [&](size_t at) { return 1 + std::count(text.begin(), text.begin() + at + 1, '\n'); };
-  auto error = [](const std::string& bad) {
-    try {
-      ParsePps(bad, "big.pps");
-    } catch (const InputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("accepted");
-  };
+  auto error = [](const std::string& bad) { return ErrorOf([&] { ParsePps(bad, "big.pps"); }); };
   // Column 9 is the first action: "rank r: " takes eight.
   std::string late = text;
   late.replace(rank7 + 9, 3, "7Q0");  // in the second half only
@@ -278,14 +282,7 @@ TEST(CsvSideBySideTest, ALargeFileReadsAsInOrder) {
   ASSERT_GT(text.size(), 1u << 20);
   const Schedule read = ParseCsv(text, "big.csv", {});
   EXPECT_EQ(read.program, s.program);
-  auto error = [](const std::string& bad) {
-    try {
-      ParseCsv(bad, "big.csv", {});
-    } catch (const InputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("accepted");
-  };
+  auto error = [](const std::string& bad) { return ErrorOf([&] { ParseCsv(bad, "big.csv", {}); }); };
   // The first cell of row 7 (line 8), in the second half; then also that of row 1 (line 2).
   std::string late = text;
   late.replace(late.find("\n7RECV_F0") + 1, 3, "7Q0");

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "fuzz/schedule_truth.h"
+#include "schedule/generate.h"
 #include "verify/verify.h"
 #include "verify/verify_test_util.h"
 
@@ -35,6 +36,22 @@ std::string StructureFailure(const std::string& program) {
     }
   }
   return r.Find("structure")->message;
+}
+
+// A large schedule's messages are matched beside the structure check, before anything is known
+// of its actions: SEND/RECVs naming stages and microbatches far out of range, on any rank, must
+// leave the structure failing and the rest skipped, nothing read or written out of bounds.
+TEST(Structure, WildMessagesInALargeScheduleAreReportedNotFollowed) {
+  Schedule s = Generate({.kind = "1f1b", .ranks = 4, .microbatches = 8000});
+  ASSERT_GE(s.ActionCount(), 20000);  // large enough to be matched beside the structure check
+  const Action wild[] = {Action::Comm(Op::kSendF, -7, 0), Action::Comm(Op::kRecvF, 1 << 30, 3),
+                         Action::Comm(Op::kSendB, 2, -1), Action::Comm(Op::kRecvB, 3, 1 << 30),
+                         Action::Comm(Op::kSendF, 3, 5)};  // the last stage: nothing to send to
+  for (int k = 0; k < 5; ++k) s.program[k % 4][100 * k + 7] = wild[k];
+  const VerifyReport r = Verify(s, {.use_z3 = false});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(FailedChecks(r), std::vector<std::string>{"structure"}) << r.Text();
+  EXPECT_NE(r.Find("structure")->message.find("5 problems"), std::string::npos) << r.Text();
 }
 
 TEST(Structure, SoundScheduleHasNoProblem) {
