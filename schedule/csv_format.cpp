@@ -34,7 +34,9 @@ void ForEachCell(std::string_view line, F&& f) {
 // a later W; read with legacy_bw, such a B becomes I. Without it, say what the file is.
 void ResolveLegacyBackward(std::vector<LocatedAction>& row, const LineScanner& line,
                            bool legacy_bw) {
-  auto has = [&](Op op) { return std::any_of(row.begin(), row.end(), [&](const LocatedAction& c) { return c.action.op == op; }); };
+  auto has = [&](Op op) {
+    return std::any_of(row.begin(), row.end(), [&](const LocatedAction& c) { return c.action.op == op; });
+  };
   if (!has(Op::kBackward) || !has(Op::kWeightGrad)) return;  // most rows: no map at all
   std::map<std::pair<int, int>, size_t> last_backward;  // (stage, mb) -> index of its B
   for (size_t i = 0; i < row.size(); ++i) {
@@ -111,7 +113,8 @@ Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOp
       [&](std::span<CsvLine> part, int64_t& total) { ReadRows(part, topo.legacy_bw, total); });
   ActionRows rows;
   rows.reserve(last_nonempty);
-  for (int k = 0; k < last_nonempty; ++k) rows.push_back(std::move(lines[k].row));  // trailing blank lines are not ranks
+  // Trailing blank lines are not ranks.
+  for (int k = 0; k < last_nonempty; ++k) rows.push_back(std::move(lines[k].row));
   return FromActionRows(rows, name, topo);
 }
 

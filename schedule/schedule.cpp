@@ -76,7 +76,8 @@ namespace {
 
 // Reads a non-negative decimal at text[pos...]; returns false when there is none or it overflows.
 // Inlined: the readers call it twice for each of millions of actions.
-[[gnu::always_inline]] inline bool ReadNumber(std::string_view text, size_t& pos, int32_t& value, bool& overflow) {
+[[gnu::always_inline]] inline bool ReadNumber(std::string_view text, size_t& pos, int32_t& value,
+                                              bool& overflow) {
   overflow = false;
   size_t end = pos;
   while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;

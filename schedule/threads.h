@@ -32,7 +32,9 @@ class Beside {
  public:
   template <typename F>
   explicit Beside(F f, bool worth_a_thread = true)
-      : task_(std::move(f)), result_(task_.get_future()), cores_(worth_a_thread ? CoresBesideThisOne() : std::nullopt) {
+      : task_(std::move(f)),
+        result_(task_.get_future()),
+        cores_(worth_a_thread ? CoresBesideThisOne() : std::nullopt) {
     if (!cores_) return;
     try {
       thread_.emplace([this] {
