@@ -72,9 +72,6 @@ void CheckAgreement(const Schedule& s, CommModel model, StreamLayout streams) {
 }
 
 CommModel AnyModel() { return *rc::gen::element(CommModel::kNccl, CommModel::kEager); }
-StreamLayout AnyLayout() {
-  return *rc::gen::element(StreamLayout::kRank, StreamLayout::kPair, StreamLayout::kEdge);
-}
 
 PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnRandomSchedules, HaveZ3(),
                       "built without Z3", ()) {

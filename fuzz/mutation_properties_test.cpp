@@ -20,10 +20,6 @@
 namespace pipeproof {
 namespace {
 
-StreamLayout AnyLayout() {
-  return *rc::gen::element(StreamLayout::kRank, StreamLayout::kPair, StreamLayout::kEdge);
-}
-
 void CheckMutantsAreCaught(MutationClass c) {
   GenerateOptions options = *GenValidOptions(6, 3);
   options.with_comm = true;

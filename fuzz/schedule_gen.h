@@ -19,6 +19,11 @@ inline void showValue(const GenerateOptions& o, std::ostream& os) {
      << (o.with_comm ? "" : " (compute only)");
 }
 
+// Any stream layout.
+inline StreamLayout AnyLayout() {
+  return *rc::gen::element(StreamLayout::kRank, StreamLayout::kPair, StreamLayout::kEdge);
+}
+
 // A valid size for `kind` with up to `max_ranks` ranks and up to `max_factor` x ranks
 // microbatches (each kind's own rules respected).
 rc::Gen<GenerateOptions> GenValidOptions(int max_ranks, int max_factor);

@@ -104,6 +104,33 @@ struct Gate {
   int32_t action;  // the WAIT, WAIT_SEND or first-contact op that set it
 };
 
+// Values grouped by a key in [0, keys), each group in the values' order, side by side: group g
+// is values[begin[g] .. begin[g + 1]).
+template <typename T>
+struct Grouped {
+  std::vector<int32_t> begin;
+  std::vector<T> values;
+  std::span<const T> Of(int g) const { return {values.data() + begin[g], values.data() + begin[g + 1]}; }
+};
+// key(k) for k in [0, count): the group of the k-th value, or -1 to leave it out; value(k): it.
+// A counting sort, counted one place to the right, so that filling moves each group's start to
+// where the next one begins and no cursor array is needed.
+template <typename T, typename Key, typename Value>
+Grouped<T> GroupBy(int keys, size_t count, const Key& key, const Value& value) {
+  Grouped<T> g;
+  g.begin.assign(keys + 2, 0);
+  for (size_t k = 0; k < count; ++k) {
+    if (const int at = key(k); at >= 0) ++g.begin[at + 2];
+  }
+  for (int v = 1; v <= keys; ++v) g.begin[v + 1] += g.begin[v];
+  g.values.resize(g.begin.back());
+  for (size_t k = 0; k < count; ++k) {
+    if (const int at = key(k); at >= 0) g.values[g.begin[at + 1]++] = value(k);
+  }
+  g.begin.pop_back();
+  return g;
+}
+
 class ExecutionGraph {
  public:
   ExecutionGraph(const Schedule& s, const RouteIndex& routes, const Messages& messages,
@@ -142,10 +169,9 @@ class ExecutionGraph {
   // the order they happened in, for Order().
   void Run(bool record_order) {
     const int n = static_cast<int>(nodes_.size());
-    Adjacency adjacency = BuildAdjacency();
-    const std::vector<int32_t>& out_begin = adjacency.begin;
-    const std::vector<uint32_t>& out = adjacency.successors;
-    std::vector<int32_t>& waiting = adjacency.waiting;
+    const Grouped<uint32_t> successors = Successors();
+    std::vector<int32_t> waiting(n, 0);  // per event: how many edges lead into it
+    for (const Edge& e : edges_) ++waiting[e.to];
     time_.assign(n, 0.0);
     happened_.clear();
     if (record_order) happened_.reserve(n);
@@ -158,9 +184,9 @@ class ExecutionGraph {
       ready.pop_back();
       if (record_order) happened_.push_back(v);
       const double finish = time_[v] + Duration(v);
-      for (int32_t k = out_begin[v]; k < out_begin[v + 1]; ++k) {
-        const int32_t to = static_cast<int32_t>(out[k] & ~kAddsLatency);
-        const double delay = (out[k] & kAddsLatency) ? costs_.latency : 0;
+      for (const uint32_t successor : successors.Of(v)) {
+        const int32_t to = static_cast<int32_t>(successor & ~kAddsLatency);
+        const double delay = (successor & kAddsLatency) ? costs_.latency : 0;
         time_[to] = std::max(time_[to], finish + delay);
         if (--waiting[to] == 0) ready.push_back(to);
       }
@@ -386,14 +412,14 @@ class ExecutionGraph {
   // large schedule are walked on the second core into a list of their own, appended after the
   // first ranks' edges: the same edges in the same order as one walk.
   void ConstrainRanks() {
-    int64_t actions = 0;
-    for (const auto& program : s_.program) actions += static_cast<int64_t>(program.size());
+    const int64_t actions = s_.ActionCount();
     int split = 0;
-    for (int64_t seen = 0; split < s_.ranks && (lazy_setup_ || seen < actions / 2); ++split) {
-      seen += static_cast<int64_t>(s_.program[split].size());
+    int64_t before_split = 0;  // the actions of ranks [0, split)
+    for (; split < s_.ranks && (lazy_setup_ || before_split < actions / 2); ++split) {
+      before_split += static_cast<int64_t>(s_.program[split].size());
     }
     std::vector<Edge> later;
-    later.reserve(4 * (actions - ActionsBefore(split)));  // from this thread's memory, as the rest
+    later.reserve(4 * (actions - before_split));  // from this thread's memory, as the rest
     // Each walk appends to a list its own thread holds (moved in and out): a list's size, written
     // at every edge beside what the other core reads (this object, the caller's stack), would
     // have the cores take the cache line from each other each time.
@@ -413,11 +439,6 @@ class ExecutionGraph {
     beside.get();
     mine.insert(mine.end(), later.begin(), later.end());
     edges_ = std::move(mine);
-  }
-  int64_t ActionsBefore(int rank) const {
-    int64_t n = 0;
-    for (int r = 0; r < rank; ++r) n += static_cast<int64_t>(s_.program[r].size());
-    return n;
   }
 
   // The order within a rank. `gates` are what the rank's next action waits for beyond the last
@@ -558,31 +579,14 @@ class ExecutionGraph {
 
   // Each event's successors, as Run() reads them: the successor with its delay folded into one
   // word, in place of an index into edges_ (one memory access less per edge, the hot loop's cost).
-  struct Adjacency {
-    std::vector<int32_t> begin;  // event v's successors are successors[begin[v] .. begin[v + 1])
-    std::vector<uint32_t> successors;
-    std::vector<int32_t> waiting;  // per event: how many edges lead into it
-  };
-  Adjacency BuildAdjacency() const {
-    const int n = static_cast<int>(nodes_.size());
-    Adjacency a;
-    // Counted one place to the right, so that filling moves each start to where the next
-    // event's list begins, and no separate cursor array is needed.
-    a.begin.assign(n + 2, 0);
-    a.waiting.assign(n, 0);
-    for (const Edge& e : edges_) {
-      ++a.begin[e.from + 2];
-      ++a.waiting[e.to];
-    }
-    for (int v = 1; v <= n; ++v) a.begin[v + 1] += a.begin[v];
-    a.successors.resize(edges_.size());
-    for (const Edge& e : edges_) {
-      // Without latency no edge delays (Delay() is the latency or 0): skip its look-ups.
-      const bool delayed = costs_.latency != 0 && Delay(e) != 0;
-      a.successors[a.begin[e.from + 1]++] = static_cast<uint32_t>(e.to) | (delayed ? kAddsLatency : 0);
-    }
-    a.begin.pop_back();
-    return a;
+  Grouped<uint32_t> Successors() const {
+    return GroupBy<uint32_t>(
+        static_cast<int>(nodes_.size()), edges_.size(), [&](size_t k) { return edges_[k].from; },
+        [&](size_t k) {
+          // Without latency no edge delays (Delay() is the latency or 0): skip its look-ups.
+          const bool delayed = costs_.latency != 0 && Delay(edges_[k]) != 0;
+          return static_cast<uint32_t>(edges_[k].to) | (delayed ? kAddsLatency : 0);
+        });
   }
 
   void TimeOp(int r, int i, TimedAction& ta) const {
@@ -608,13 +612,15 @@ class ExecutionGraph {
     int node;  // this node waits for the next one in the cycle ...
     int edge;  // ... by this edge (edge.to == node)
   };
-  // The edges into each stuck event, side by side: event v's are edges[begin[v] .. begin[v + 1]),
-  // in edge order. (A list per event cost an allocation each: seconds on millions of events.)
-  struct WaitsInto {
-    std::vector<int32_t> begin, edges;
-    std::span<const int32_t> Of(int v) const { return {edges.data() + begin[v], edges.data() + begin[v + 1]}; }
-  };
-  WaitsInto StuckWaits() const;
+  // The edges into each stuck event, in edge order, side by side (a list per event cost an
+  // allocation each: seconds on millions of events).
+  using WaitsInto = Grouped<int32_t>;
+  WaitsInto StuckWaits() const {
+    return GroupBy<int32_t>(
+        static_cast<int>(nodes_.size()), edges_.size(),
+        [&](size_t k) { return done_[edges_[k].to] ? -1 : edges_[k].to; },
+        [](size_t k) { return static_cast<int32_t>(k); });
+  }
   // A breadth-first search's marks, kept from one search to the next: only the events a search
   // reached are reset, not arrays as long as the graph.
   struct SearchMarks {
@@ -704,22 +710,6 @@ std::vector<ExecutionGraph::CycleLink> ExecutionGraph::ShortestCycleThrough(
     }
   }
   return {};
-}
-
-ExecutionGraph::WaitsInto ExecutionGraph::StuckWaits() const {
-  WaitsInto in;
-  // Counted one place to the right, then filled moving each start along (as BuildAdjacency).
-  in.begin.assign(nodes_.size() + 2, 0);
-  for (const Edge& e : edges_) {
-    if (!done_[e.to]) ++in.begin[e.to + 2];
-  }
-  for (size_t v = 1; v <= nodes_.size(); ++v) in.begin[v + 1] += in.begin[v];
-  in.edges.resize(in.begin.back());
-  for (int32_t k = 0; k < static_cast<int32_t>(edges_.size()); ++k) {
-    if (!done_[edges_[k].to]) in.edges[in.begin[edges_[k].to + 1]++] = k;
-  }
-  in.begin.pop_back();
-  return in;
 }
 
 std::vector<CycleStep> ExecutionGraph::MinimalCycle(bool* through_setup) const {

@@ -125,7 +125,7 @@ class OtherQuestions {
   OtherQuestions(const Schedule& s, const RouteIndex& routes, const Messages& messages,
                  const ReceiveIndex& receives, const VerifyOptions& options, bool complete,
                  bool ask_eager)
-      : s_(s), routes_(routes), messages_(messages), receives_(receives) {
+      : s_(s), routes_(routes), messages_(messages), receives_(receives), options_(options), complete_(complete) {
     if (options.model == CommModel::kNccl) {
       for (StreamLayout other : kStreamLayouts) {
         if (other == options.streams || (complete && other != StreamLayout::kRank)) continue;
@@ -136,14 +136,14 @@ class OtherQuestions {
     if (questions_.size() > 1) beside_.emplace([this] { return AnswerFrom(Half()); });
   }
 
-  OtherVerdicts Answers(const VerifyOptions& options, bool complete) {
+  OtherVerdicts Answers() {
     std::vector<char> answers = AnswerFrom(0, beside_ ? Half() : questions_.size());
     if (beside_) {
       const std::vector<char> rest = beside_->get();
       answers.insert(answers.end(), rest.begin(), rest.end());
     }
     OtherVerdicts out;
-    if (options.model == CommModel::kNccl) out.layouts.push_back({options.streams, complete});
+    if (options_.model == CommModel::kNccl) out.layouts.push_back({options_.streams, complete_});
     for (size_t k = 0; k < questions_.size(); ++k) {
       if (questions_[k].first == CommModel::kEager) {
         out.eager_runs = answers[k];
@@ -167,6 +167,8 @@ class OtherQuestions {
   const RouteIndex& routes_;
   const Messages& messages_;
   const ReceiveIndex& receives_;
+  const VerifyOptions& options_;
+  const bool complete_;  // the chosen layout's verdict
   std::vector<std::pair<CommModel, StreamLayout>> questions_;
   std::optional<Beside<std::vector<char>>> beside_;
 };
@@ -283,7 +285,7 @@ CheckResult DeadlockCheck(const Schedule& s, const RouteIndex& routes, const Mes
     check.details = CycleLines(complete ? proved->cycle : sim.cycle);
     return check;
   }
-  const OtherVerdicts other = others.Answers(options, complete);
+  const OtherVerdicts other = others.Answers();
   report.layout_verdicts = other.layouts;
   if (complete) {
     check.message = fmt::format("every action runs to its end under {} (event simulation); {}",

@@ -222,7 +222,7 @@ struct VerifyReport {
 
 // An upper estimate of Verify()'s own peak memory for `schedule` under `options`, in bytes: the
 // schedule's graphs, measured at 220 bytes per action for a sound file with the certified proof
-// (839 MiB for 3.96M actions, bench/verify_command_bench) and 364 for a deadlocked one (1.34 GiB:
+// (839 MiB for 3.96M actions, bench/verify_command_bench) and 360 for a deadlocked one (1.33 GiB:
 // two simulations at once ask the other layouts and the eager model), and under a Z3 search up
 // to its memory cap on top.
 // `pipeproof run` counts it before it verifies.
