@@ -62,7 +62,7 @@ Schedule LoadSchedule(const ScheduleInput& in) { return ReadScheduleFile(in.path
 ScheduleFile LoadScheduleFile(const ScheduleInput& in) {
   ScheduleFile file;
   file.text = ReadScheduleText(in.path);
-  const std::string name = in.path == "-" ? "<stdin>" : in.path;
+  const std::string name = ScheduleName(in.path);
   const ReadOptions options = ReadOptionsOf(in);
   file.format = options.format.value_or(DetectFormat(name, file.text));
   file.schedule = ParseSchedule(file.text, name, options);

@@ -41,6 +41,18 @@ std::string_view FormatName(Format format) {
   return "?";
 }
 
+namespace {
+
+// A UTF-8 byte order mark (Windows editors write one) is not part of any format.
+std::string_view WithoutByteOrderMark(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  return text;
+}
+
+}  // namespace
+
+std::string ScheduleName(const std::string& path) { return path == "-" ? "<stdin>" : path; }
+
 std::optional<Format> FormatOfExtension(std::string_view name) {
   const std::string_view ext = Extension(name);
   if (ext == "pps") return Format::kPps;
@@ -51,6 +63,7 @@ std::optional<Format> FormatOfExtension(std::string_view name) {
 
 Format DetectFormat(std::string_view name, std::string_view text) {
   if (std::optional<Format> by_name = FormatOfExtension(name)) return *by_name;
+  text = WithoutByteOrderMark(text);
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && (text[first] == '{' || text[first] == '[')) {
     return Format::kJson;
@@ -68,8 +81,7 @@ Format DetectFormat(std::string_view name, std::string_view text) {
 }
 
 Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadOptions& options) {
-  // A UTF-8 byte order mark (Windows editors write one) is not part of any format.
-  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  text = WithoutByteOrderMark(text);
   switch (options.format.value_or(DetectFormat(name, text))) {
     case Format::kPps: return ParsePps(text, name, options.topology);
     case Format::kCsv:
@@ -98,7 +110,7 @@ std::string ReadScheduleText(const std::string& path) {
 }
 
 Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options) {
-  return ParseSchedule(ReadScheduleText(path), path == "-" ? "<stdin>" : path, options);
+  return ParseSchedule(ReadScheduleText(path), ScheduleName(path), options);
 }
 
 std::string WriteSchedule(const Schedule& schedule, Format format) {
@@ -114,9 +126,11 @@ std::string WriteSchedule(const Schedule& schedule, Format format) {
 std::string RewriteSchedule(std::string_view original, Format format, const Schedule& schedule) {
   switch (format) {
     case Format::kPps: return RewritePps(original, schedule);
-    case Format::kCsv: return RewriteCsv(original, schedule);
-    default: return WriteSchedule(schedule, format);
+    case Format::kCsv:
+    case Format::kCsvCompute: return RewriteCsv(original, schedule);  // computes kept, comms written
+    case Format::kJson: return WriteJson(schedule);
   }
+  return {};
 }
 
 std::vector<int> ParsePlacement(std::string_view text, int ranks, int stages) {

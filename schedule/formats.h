@@ -43,7 +43,9 @@ struct ReadOptions {
 std::string ReadScheduleText(const std::string& path);
 // Reads a schedule file. `name` is used in error locations (the path, or "<stdin>").
 Schedule ReadScheduleFile(const std::string& path, const ReadOptions& options = {});
+std::string ScheduleName(const std::string& path);  // how errors name the file: "<stdin>" for "-"
 Schedule ParseSchedule(std::string_view text, std::string_view name, const ReadOptions& options);
+// By the name's extension, else by the content (past a byte order mark).
 Format DetectFormat(std::string_view name, std::string_view text);
 // What a file's name says it holds (.pps, .csv, .json); nullopt for any other name.
 std::optional<Format> FormatOfExtension(std::string_view name);

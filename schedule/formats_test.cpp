@@ -171,6 +171,9 @@ TEST(MalformedInputTest, EveryReaderNamesThePlaceAndTheRule) {
       {"twice.pps", header + "ranks 2\n", "twice.pps:3:1:", "given twice"},
       {"norank.pps", header + "rank 0: 0F0\n", "norank.pps:3:1:", "rank 1 has no 'rank 1:' line"},
       {"duprank.pps", header + "rank 0: 0F0\nrank 0: 0F1\n", "duprank.pps:4:6:", "already"},
+      // A bad action on an earlier rank line comes before a later line's error (the rank lines
+      // are read once the lines are split, and again, in order, where the split fails).
+      {"first.pps", header + "rank 0: 0Q0\nrank 0: 0F1\n", "first.pps:3:10:", "no known action"},
       {"bigrank.pps", header + "rank 2: 0F0\n", "bigrank.pps:3:6:", "outside the allowed range 0..1"},
       {"action.pps", header + "rank 0: 0F0 0Q1\nrank 1:\n", "action.pps:3:14:", "no known action"},
       {"colon.pps", header + "rank 0 0F0\n", "colon.pps:3:6:", "expected ':'"},
@@ -185,6 +188,7 @@ TEST(MalformedInputTest, EveryReaderNamesThePlaceAndTheRule) {
       {"cell.csv", "0F0,0F1,,0FF\n", "cell.csv:1:12:", "no microbatch number"},
       {"fsdp.csv", "0F0,0UNSHARD3\n", "fsdp.csv:1:13:", "names a stage and no microbatch"},
       {"twice.csv", "0F0\n0B0\n", "twice.csv:2:1:", "stage 0 has actions on rank 0"},
+      {"first.csv", "0Q0\n" + std::string(4096, '\n'), "first.csv:1:2:", "no known action"},
       {"stage.csv", "0F0,99999999999F0\n", "stage.csv:1:5:", "too large"},
       {"bad.json", "{\"ranks\": 2,", "bad.json:1:", "malformed JSON"},
       {"type.json", "{\"ranks\": \"two\", \"microbatches\": 1, \"program\": [[]]}", "type.json:1:11:", "/ranks: expected an integer"},
@@ -267,12 +271,8 @@ TEST(PpsSideBySideTest, TheActionLimitStopsAtTheSameWord) {
   for (int64_t k = 0; k < second; ++k) text += " 1F0";
   text += "\n";
   const int64_t past = kMaxActions - first;  // 0-based, on the second line
-  try {
-    ParsePps(text, "huge.pps");
-    FAIL() << "accepted";
-  } catch (const InputError& e) {
-    EXPECT_EQ(std::string(e.what()), fmt::format("huge.pps:4:{}: error: more than {} actions", 9 + 4 * past, kMaxActions));
-  }
+  EXPECT_EQ(ErrorOf([&] { ParsePps(text, "huge.pps"); }),
+            fmt::format("huge.pps:4:{}: error: more than {} actions", 9 + 4 * past, kMaxActions));
 }
 
 // PyTorch's CSV is read the same way: half its rows on each core.
@@ -314,6 +314,9 @@ TEST(DetectFormatTest, AByteOrderMarkIsReadPast) {
   EXPECT_EQ(pps.ranks, 1);
   const Schedule csv = ParseSchedule(bom + "0F0,0B0\n", "a.csv", {});
   EXPECT_EQ(csv.ActionCount(), 2);
+  // Detected by content too (repair writes its result in the format detected).
+  EXPECT_EQ(DetectFormat("a.txt", bom + "ranks 1\n"), Format::kPps);
+  EXPECT_EQ(DetectFormat("-", bom + "0F0,0B0\n"), Format::kCsv);
 }
 
 // A rewritten .pps keeps its comments, header order and each rank line's trailing comment; only
@@ -331,6 +334,17 @@ TEST(RewriteSchedule, KeepsWhatTheUserWroteAroundTheActions) {
   EXPECT_EQ(ParsePps(rewritten, "x.pps"), s);
   EXPECT_EQ(RewriteSchedule(original, Format::kJson, s), WriteJson(s));
   EXPECT_EQ(RewriteSchedule("", Format::kPps, s), WritePps(s));  // no rank lines to keep
+}
+
+// A file with CRLF line ends keeps them on the rewritten rank lines too.
+TEST(RewriteSchedule, KeepsTheFilesLineEnds) {
+  const std::string original = "microbatches 1\r\nranks 2\r\nrank 1: 1RECV_F0 1F0 1B0 1SEND_B0\r\n"
+                               "rank 0: 0F0 0SEND_F0 0RECV_B0 0B0  # first\r\n";
+  Schedule s = ParsePps(original, "x.pps");
+  std::swap(s.program[0][1], s.program[0][2]);
+  EXPECT_EQ(RewriteSchedule(original, Format::kPps, s),
+            "microbatches 1\r\nranks 2\r\nrank 1: 1RECV_F0 1F0 1B0 1SEND_B0\r\n"
+            "rank 0: 0F0 0RECV_B0 0SEND_F0 0B0  # first\r\n");
 }
 
 // A rewritten CSV keeps each compute's cell as written (here PyTorch's legacy BW), so it reads back

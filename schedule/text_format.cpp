@@ -328,7 +328,7 @@ std::string WritePps(const Schedule& s) {
 
 namespace {
 // The rank a .pps line gives actions to ("rank 3: ..."), and where its actions start.
-std::optional<std::pair<int, size_t>> RankLine(std::string_view line) {
+std::optional<std::pair<int, size_t>> RankLineStart(std::string_view line) {
   size_t at = line.find_first_not_of(" \t");
   if (at == std::string_view::npos || line.substr(at, 4) != "rank") return std::nullopt;
   at = line.find_first_not_of(" \t", at + 4);
@@ -350,13 +350,15 @@ std::string RewritePps(std::string_view original, const Schedule& schedule) {
     const size_t next = end == std::string_view::npos ? original.size() : end + 1;
     if (end == std::string_view::npos) end = original.size();
     std::string_view line = original.substr(start, end - start);
-    const auto rank = RankLine(line);
+    const bool crlf = line.ends_with('\r');  // kept as the file has it
+    if (crlf) line.remove_suffix(1);
+    const auto rank = RankLineStart(line);
     if (rank && rank->first >= 0 && rank->first < static_cast<int>(schedule.program.size())) {
       const size_t comment = line.find('#');
       out += line.substr(0, rank->second);
       for (const Action& a : schedule.program[rank->first]) out += " " + ToString(a);
       if (comment != std::string_view::npos) out += fmt::format("  {}", line.substr(comment));
-      out += '\n';
+      out += crlf ? "\r\n" : "\n";
       written[rank->first] = true;
     } else {
       out += original.substr(start, next - start);
