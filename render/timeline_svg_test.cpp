@@ -3,8 +3,10 @@
 // communication marks, and a deadlock's cycle.
 #include "render/timeline_svg.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include <set>
 
 #include "render/xml_walk_test_util.h"
+#include "verify/repair.h"
 #include "schedule/formats.h"
 #include "schedule/generate.h"
 
@@ -222,6 +225,32 @@ TEST(TimelineSvg, DeadlockShowsTheCycleOfBlockedActions) {
     EXPECT_LE(cell->Number("data-end"), view.stuck_at);
   EXPECT_EQ(doc->WithClass("cell").size(), 3u) << "0F0, 0F1 on rank 0 and 1F0 on rank 1";
   EXPECT_NE(doc->WithClass("title").at(0)->text.find("DEADLOCK"), std::string::npos);
+}
+
+// A diff against a schedule that deadlocks: the cycle's notes come first, and still the first 12
+// edits are listed and the rest counted.
+TEST(TimelineSvg, ADiffListsTwelveEditsBesideADeadlocksNotes) {
+  const Schedule original = Generated("1f1b", 4, 24);
+  Schedule edited = original;
+  // Rank 0 receives each gradient before it sends the activation written just before it, ...
+  std::vector<Action>& first = edited.program[0];
+  for (size_t i = 0; i + 1 < first.size(); ++i) {
+    if (first[i].op == Op::kSendF && first[i + 1].op == Op::kRecvB) std::swap(first[i], first[i + 1]);
+  }
+  // ... and the last rank sends a gradient before it receives an activation: it deadlocks.
+  std::vector<Action>& last = edited.program.back();
+  auto send = std::find_if(last.begin() + last.size() / 2, last.end(), [](const Action& a) { return a.op == Op::kSendB; });
+  std::iter_swap(send, std::find_if(send, last.end(), [](const Action& a) { return a.op == Op::kRecvF; }));
+  const TimelineView view = DiffView(original, edited, CommModel::kNccl, Costs{});
+  ASSERT_FALSE(view.stuck.empty());
+  const size_t edits = CommunicationDiff(original, edited).size();
+  ASSERT_GT(edits, 12u);
+  const auto listed = std::count_if(view.notes.begin(), view.notes.end(), [](const std::string& n) {
+    return n.starts_with("rank ") && n.find(": move ") != std::string::npos;
+  });
+  EXPECT_EQ(listed, 12);
+  EXPECT_NE(std::find(view.notes.begin(), view.notes.end(), fmt::format("... and {} more", edits - 12)),
+            view.notes.end());
 }
 
 TEST(TimelineSvg, TextIsEscaped) {

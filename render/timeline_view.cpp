@@ -377,12 +377,13 @@ TimelineView ScheduleView(const Schedule& schedule, CommModel model, const Costs
 
 TimelineView DiffView(const Schedule& original, const Schedule& repaired, CommModel model,
                       const Costs& costs, StreamLayout streams) {
+  const std::vector<RepairEdit> edits = CommunicationDiff(original, repaired);  // throws first
   TimelineView view = ScheduleView(repaired, model, costs, streams);
-  const std::vector<RepairEdit> edits = CommunicationDiff(original, repaired);
   constexpr size_t kListed = 12;  // a long diff is listed by pipeproof repair, not under a picture
   int removed = 0;
-  for (const RepairEdit& e : edits) {
-    if (view.notes.size() < kListed) view.notes.push_back(Describe(e));
+  for (size_t k = 0; k < edits.size(); ++k) {
+    const RepairEdit& e = edits[k];
+    if (k < kListed) view.notes.push_back(Describe(e));
     if (e.kind == RepairEdit::Kind::kRemove) {
       ++removed;
     } else {
