@@ -43,7 +43,7 @@ echo
 echo "== repair: the same schedule without its WAIT groups deadlocks under NCCL; repair moves the"
 echo "   fewest SEND/RECVs to make it sound again, compute order untouched ($out/dualpipe-no-waits-repaired.pps,"
 echo "   the edits drawn in $out/repair-diff.svg)"
-sed -E 's/ WAIT( |$)/\1/g; s/ WAIT( |$)/\1/g' "$out/dualpipe-8x20.pps" > "$out/dualpipe-no-waits.pps"
+sed -E 's/ WAIT\b//g' "$out/dualpipe-8x20.pps" > "$out/dualpipe-no-waits.pps"
 echo "   ($(grep -o ' WAIT' "$out/dualpipe-8x20.pps" | wc -l) WAITs removed)"
 PIPEPROOF_PROGRESS=off $pp repair "$out/dualpipe-no-waits.pps" -o "$out/dualpipe-no-waits-repaired.pps" >"$out/repair.txt"
 grep -E '^(before|[0-9]+ edits?)' "$out/repair.txt" | cut -c1-160

@@ -46,10 +46,10 @@ for f in *.csv; do
   for layout in rank pair edge; do
     if "$pipeproof" verify "$f" $flags --no-z3 --streams "$layout" >/dev/null 2>&1; then continue; fi
     out="repaired_${layout}_$f"
-    if ! "$pipeproof" repair "$f" $flags --streams "$layout" --json -o "$out" >"$out.json" 2>"$out.log"; then
+    "$pipeproof" repair "$f" $flags --streams "$layout" --json -o "$out" >"$out.json" 2>"$out.log" || {
       echo "FAIL $f --streams $layout: repair exited $?"; failed=$((failed + 1)); continue
-    fi
-    read -r n r < <("$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["edit_count"], d["relowered_edits"])' "$out.json")
+    }
+    read -r n relow < <("$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["edit_count"], d["relowered_edits"])' "$out.json")
     verdict="$("$python" "$here/runtime_model.py" "$out" $topology --layouts "$layout" --comm nccl --json |
       "$python" -c 'import json,sys; r=json.load(sys.stdin)["results"][0]; print("sound" if r["ok"] and not any("mix-up" in s for s in r["stuck"]) else r["verdict"])')"
     computes="$("$python" - "$f" "$out" <<'PY'
@@ -59,8 +59,8 @@ def computes(path):
 print("unchanged" if computes(sys.argv[1]) == computes(sys.argv[2]) else "CHANGED")
 PY
 )"
-    echo "$f --streams $layout: $n edits (re-lowering: $r), independent model: $verdict, computes $computes"
-    repaired=$((repaired + 1)); edits=$((edits + n)); relowered=$((relowered + r))
+    echo "$f --streams $layout: $n edits (re-lowering: $relow), independent model: $verdict, computes $computes"
+    repaired=$((repaired + 1)); edits=$((edits + n)); relowered=$((relowered + relow))
     [[ $verdict == sound && $computes == unchanged ]] || failed=$((failed + 1))
   done
 done
