@@ -8,10 +8,28 @@
 #include <utility>
 #include <vector>
 
+#include "schedule/generate.h"
+#include "schedule/lower.h"
 #include "schedule/schedule.h"
 #include "verify/repair.h"
 
 namespace pipeproof::testing {
+
+// The computes (and data-parallel actions) of every rank, in order: what repair must not touch.
+inline std::vector<std::vector<Action>> Computes(const Schedule& s) { return ComputeOnly(s).program; }
+
+// What re-lowering the compute order changes (with PyTorch's WAIT_SENDs added back where the
+// input has them), counted here apart from Repair(): the bound its edits keep, and the figure it
+// reports as relowered_edits.
+inline int RelowerEdits(const Schedule& in) {
+  LoweringResult lowered = Lower(ComputeOnly(in));
+  if (!lowered.schedule) throw std::logic_error("the compute order cannot run: " + lowered.problem);
+  const bool wait_sends = std::any_of(in.program.begin(), in.program.end(), [](const std::vector<Action>& p) {
+    return std::any_of(p.begin(), p.end(), [](const Action& a) { return IsWaitSend(a.op); });
+  });
+  if (wait_sends) lowered.schedule = AddWaitSends(*lowered.schedule);
+  return static_cast<int>(CommunicationDiff(in, *lowered.schedule).size());
+}
 
 // Each rank's removed and moved ops taken out at their `from` positions (each must hold the op
 // the edit names), then the added and moved ones written at their `to` positions, lowest first.
