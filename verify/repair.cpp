@@ -130,6 +130,9 @@ Bounds DependencyBounds(const std::vector<Action>& program, const RankPositions&
   return b;
 }
 
+// Position j of a program once the op at i is taken out: the positions a Window bounds.
+int WithoutOp(int j, int i) { return j > i ? j - 1 : j; }
+
 // Where the op at (r, i) may go: within its DependencyBounds and, with `fifo`, between the ops of
 // its own channel on this rank. In positions of the program without the op: p puts it before the
 // p-th action left.
@@ -144,8 +147,7 @@ struct Window {
 Window LegalWindow(const Schedule& s, const RouteIndex& routes, int r, int i, bool fifo) {
   const std::vector<Action>& program = s.program[r];
   const Bounds b = DependencyBounds(program, RankPositions(program), i);
-  auto without_op = [i](int j) { return j > i ? j - 1 : j; };
-  Window w{b.after < 0 ? 0 : without_op(b.after) + 1, without_op(b.before)};
+  Window w{b.after < 0 ? 0 : WithoutOp(b.after, i) + 1, WithoutOp(b.before, i)};
   if (const auto channel = ChannelOf(s, routes, program[i]); fifo && channel) {
     for (int j = 0; j < static_cast<int>(program.size()); ++j) {
       if (j == i || ChannelOf(s, routes, program[j]) != channel) continue;
@@ -195,10 +197,9 @@ Window FifoWindow(const Schedule& s, const RouteIndex& routes, int r, int i) {
   const ChannelOps mine = OpsOn(s, routes, r, sends, peer);
   for (size_t j = 0; j < mine.at.size(); ++j) {
     if (mine.at[j] == i) continue;
-    const int rest_index = mine.at[j] > i ? mine.at[j] - 1 : mine.at[j];
     const int t = rank_in_order(mine.payloads[j]);
-    if (t < k) w.lo = std::max(w.lo, rest_index + 1);
-    if (t > k && t < static_cast<int>(order.size())) w.hi = std::min(w.hi, rest_index);
+    if (t < k) w.lo = std::max(w.lo, WithoutOp(mine.at[j], i) + 1);
+    if (t > k && t < static_cast<int>(order.size())) w.hi = std::min(w.hi, WithoutOp(mine.at[j], i));
   }
   return w;
 }
@@ -421,16 +422,15 @@ bool ReorderChannel(Schedule& s, const RouteIndex& routes, int rank, bool sends,
     const int from = position_of(target[t]);
     if (from < 0) return false;
     Window w = LegalWindow(s, routes, rank, from, /*fifo=*/false);
-    auto rest_index = [&](int i) { return i > from ? i - 1 : i; };
     for (size_t k = t; k-- > 0;) {
       if (placed[k]) {
-        w.lo = std::max(w.lo, rest_index(position_of(target[k])) + 1);
+        w.lo = std::max(w.lo, WithoutOp(position_of(target[k]), from) + 1);
         break;
       }
     }
     for (size_t k = t + 1; k < target.size(); ++k) {
       if (placed[k]) {
-        w.hi = std::min(w.hi, rest_index(position_of(target[k])));
+        w.hi = std::min(w.hi, WithoutOp(position_of(target[k]), from));
         break;
       }
     }
@@ -721,34 +721,29 @@ constexpr int kNeutralTried = 6;  // edits that change the cycle but not the run
 
 // The best edit around the cycle that lets the execution run further. Where there is none and
 // `pairs` is set, an edit that leaves the run as far as before (a plateau) followed by the best
-// edit around its new cycle. Empty with `note` set when none helps or the budget is spent.
+// edit around its new cycle. Empty when none helps or the budget is spent.
 std::optional<Step> BestStep(const Schedule& s, const Schedule& original, const Probe& now,
                              const VerifyOptions& options, Preference preference, Budget& budget,
-                             bool pairs, std::string& note) {
+                             bool pairs) {
   const RouteIndex routes(s);
   std::optional<Step> best;
   std::vector<std::pair<Ranked, Candidate>> neutral;
   for (const Candidate& c : AroundCycle(s, routes, now)) {
-    if (!budget.Spend(s.ActionCount())) {
-      note = "the search for single edits ran past its budget";
-      return std::nullopt;
-    }
+    if (!budget.Spend(s.ActionCount())) return std::nullopt;
     Schedule tried = s;
     c.Applied(tried);
     Probe p = Examine(tried, options);
     if (!p.dependencies_ok || !p.matching_ok) continue;
+    if (!p.complete && p.progress < now.progress) continue;  // worse: no diff needed to rank it
     const Ranked rank{p.complete ? std::numeric_limits<int64_t>::max() : p.progress,
                       static_cast<int64_t>(CommunicationDiff(original, tried).size()), c.Shift()};
-    if (!p.complete && p.progress <= now.progress) {
-      if (p.progress == now.progress) neutral.push_back({rank, c});
+    if (!p.complete && p.progress == now.progress) {
+      neutral.push_back({rank, c});
       continue;
     }
     if (!best || rank.BetterThan(best->rank, preference)) best = Step{{c}, std::move(p), rank};
   }
-  if (best || !pairs) {
-    if (!best) note = "no single edit around the cycle " + CycleText(now.cycle) + " lets the execution run further";
-    return best;
-  }
+  if (best || !pairs) return best;
   std::stable_sort(neutral.begin(), neutral.end(), [](const auto& a, const auto& b) {
     return std::pair{a.first.edits, a.first.shift} < std::pair{b.first.edits, b.first.shift};
   });
@@ -757,16 +752,10 @@ std::optional<Step> BestStep(const Schedule& s, const Schedule& original, const 
     Schedule tried = s;
     first.Applied(tried);
     const Probe after_first = Examine(tried, options);
-    std::string ignored_note;
-    std::optional<Step> second = BestStep(tried, original, after_first, options, preference, budget, false, ignored_note);
+    std::optional<Step> second = BestStep(tried, original, after_first, options, preference, budget, false);
     if (!second) continue;
     second->edits.insert(second->edits.begin(), first);
     if (!best || second->rank.BetterThan(best->rank, preference)) best = std::move(second);
-  }
-  if (!best) {
-    note = budget.Spent() ? "the search for single edits ran past its budget"
-                          : "no edit or pair of edits around the cycle " + CycleText(now.cycle) +
-                                " lets the execution run further";
   }
   return best;
 }
@@ -782,8 +771,13 @@ void BreakDeadlocks(Search& search, const Schedule& original, const VerifyOption
       search.note = "the messages could not be put in an order that keeps every dependency";
       return;
     }
-    std::optional<Step> step = BestStep(s, original, now, options, preference, budget, true, search.note);
-    if (!step) return;
+    std::optional<Step> step = BestStep(s, original, now, options, preference, budget, /*pairs=*/true);
+    if (!step) {
+      search.note = budget.Spent() ? "the search for single edits ran past its budget"
+                                   : "no edit or pair of edits around the cycle " + CycleText(now.cycle) +
+                                         " lets the execution run further";
+      return;
+    }
     const std::string why = CycleSummary(now.cycle);
     for (const Candidate& c : step->edits) search.reasons.Note(c.rank, c.Applied(s), why);
     now = std::move(step->probe);
