@@ -4,20 +4,17 @@
 
 namespace pipeproof {
 
-std::optional<CoreSets> CoresBesideThisOne() {
-  CoreSets sets;
-  if (sched_getaffinity(0, sizeof sets.process, &sets.process) != 0) return std::nullopt;
-  sets.others = sets.process;
+std::optional<cpu_set_t> CoresBesideThisOne() {
+  cpu_set_t others;
+  if (sched_getaffinity(0, sizeof others, &others) != 0) return std::nullopt;
   const int here = sched_getcpu();
-  if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &sets.others);
-  if (CPU_COUNT(&sets.others) == 0) return std::nullopt;
-  return sets;
+  if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &others);
+  if (CPU_COUNT(&others) == 0) return std::nullopt;
+  return others;
 }
 
 void MoveTo(std::thread& t, const cpu_set_t& cores) {
   pthread_setaffinity_np(t.native_handle(), sizeof cores, &cores);
 }
-
-void MoveThisThreadTo(const cpu_set_t& cores) { sched_setaffinity(0, sizeof cores, &cores); }
 
 }  // namespace pipeproof

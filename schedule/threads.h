@@ -12,17 +12,13 @@
 
 namespace pipeproof {
 
-struct CoreSets {
-  cpu_set_t process;  // the cores the process may use
-  cpu_set_t others;   // the same less the calling thread's
-};
-// nullopt where the process may use the calling thread's core only.
-std::optional<CoreSets> CoresBesideThisOne();
+// The cores the process may use, less the calling thread's; nullopt where there are none.
+std::optional<cpu_set_t> CoresBesideThisOne();
 // Left to the scheduler, a new thread on a machine like CI's waits on its parent's core for a
 // time slice of the parent (about 2 ms) before an idle core takes it; placed on the other cores,
-// it starts within a tenth of a millisecond. Failures are harmless: these are hints.
+// it starts within a tenth of a millisecond. It stays there: a short worker has no need to come
+// back. Failure is harmless: this is a hint.
 void MoveTo(std::thread& t, const cpu_set_t& cores);
-void MoveThisThreadTo(const cpu_set_t& cores);
 
 // f() on a thread of its own, started on another core than the caller's; or, where the work is
 // too small to pay for a thread (`worth_a_thread` false), the process may use one core only or no
@@ -37,14 +33,11 @@ class Beside {
         cores_(worth_a_thread ? CoresBesideThisOne() : std::nullopt) {
     if (!cores_) return;
     try {
-      thread_.emplace([this] {
-        MoveThisThreadTo(cores_->process);  // once started, it may go wherever the process may
-        task_();
-      });
+      thread_.emplace([this] { task_(); });
     } catch (const std::system_error&) {
       return;
     }
-    MoveTo(*thread_, cores_->others);
+    MoveTo(*thread_, *cores_);
   }
   Beside(const Beside&) = delete;
   Beside& operator=(const Beside&) = delete;
@@ -65,7 +58,7 @@ class Beside {
  private:
   std::packaged_task<R()> task_;
   std::future<R> result_;
-  std::optional<CoreSets> cores_;
+  std::optional<cpu_set_t> cores_;
   std::optional<std::thread> thread_;
 };
 
