@@ -21,6 +21,7 @@ import argparse
 import copy
 import csv
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -73,8 +74,8 @@ def main() -> int:
                 writer = csv.writer(f)  # the writer PyTorch's _dump_csv uses
                 for r in sorted(lowered):
                     writer.writerow(lowered[r])
-            command = [a.pipeproof, "verify", path, "--stages", str(stages), "--placement", placement,
-                       "--microbatches", str(microbatches), "--no-z3"]
+            command = shlex.split(torch_schedule.verify_command(
+                a.pipeproof, path, stages, placement, microbatches, ["--no-z3"]))
             verdict = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if verdict.returncode != 0:
                 print(f"pipeproof verify failed on {path}:\n{verdict.stdout}", file=sys.stderr)

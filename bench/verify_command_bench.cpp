@@ -102,14 +102,14 @@ int main(int argc, char** argv) {
       {"dualpipe 64 x 1024", {.kind = "dualpipe", .ranks = 64, .microbatches = 1024}, false},
       {"interleaved 16x1024", {.kind = "interleaved-1f1b", .ranks = 16, .microbatches = 1024}, false},
       {"1f1b 8 x 90000", {.kind = "1f1b", .ranks = 8, .microbatches = 90000}, true},
-      {"same, deadlocked", {.kind = "1f1b", .ranks = 8, .microbatches = 90000}, true, true},
+      {"same, deadlocked", {.kind = "1f1b"}, true, true},
   };
   fmt::print("{:<20} {:>9}  {:<14} {:>8} {:>10} {:>12}  {}\n", "schedule", "actions", "proof", "seconds",
              "peak MiB", "actions/s", "target");
+  pipeproof::Schedule previous;  // a deadlocked entry plants its deadlock in the file before it
   for (const File& f : files) {
     if (quick && f.big) continue;
-    const pipeproof::Schedule s =
-        f.deadlocked ? Deadlocked(pipeproof::Generate(f.options)) : pipeproof::Generate(f.options);
+    pipeproof::Schedule s = f.deadlocked ? Deadlocked(std::move(previous)) : pipeproof::Generate(f.options);
     const std::string path = (dir / (f.options.kind + ".pps")).string();
     std::ofstream(path, std::ios::binary) << pipeproof::WritePps(s);
     const int64_t actions = s.ActionCount();
@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
       fmt::print("{:<20} {:>9}  {:<14} {:>8.3f} {:>10.0f} {:>12.0f}  {}{}\n", f.label, actions, mode.name, m.seconds,
                  m.peak_mib, actions / m.seconds, target, m.status == 0 ? "" : fmt::format(" (exit {})", m.status));
     }
+    previous = std::move(s);
   }
   std::filesystem::remove_all(dir);
   return 0;
