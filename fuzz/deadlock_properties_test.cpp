@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "fuzz/mutant_gen.h"
 #include "fuzz/property.h"
 #include "fuzz/schedule_gen.h"
 #include "fuzz/schedule_mutation.h"
@@ -70,8 +71,6 @@ std::pair<VerifyReport, std::string> Agreement(const Schedule& s, CommModel mode
 void CheckAgreement(const Schedule& s, CommModel model, StreamLayout streams) {
   RC_TAG(Agreement(s, model, streams, truth::Run(s, model, streams).runs_to_end).second);
 }
-
-CommModel AnyModel() { return *rc::gen::element(CommModel::kNccl, CommModel::kEager); }
 
 PIPEPROOF_PROPERTY_IF(DeadlockProperties, SimulationAndZ3AgreeOnRandomSchedules, HaveZ3(),
                       "built without Z3", ()) {

@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "fuzz/mutant_gen.h"
 #include "fuzz/property.h"
 #include "fuzz/schedule_gen.h"
 #include "fuzz/schedule_mutation.h"
@@ -21,15 +22,8 @@ namespace pipeproof {
 namespace {
 
 void CheckMutantsAreCaught(MutationClass c) {
-  GenerateOptions options = *GenValidOptions(6, 3);
-  options.with_comm = true;
-  Schedule s = Generate(options);
-  // The WAIT_SEND classes need WAIT_SENDs to move: PyTorch's runtime writes them on every rank
-  // without WAIT groups (none on DualPipe's, which the class then skips).
-  if (NeedsWaitSends(c)) RC_PRE(AddPyTorchWaitSends(s) > 0);
-  const std::string what = Mutate(s, c, *rc::gen::arbitrary<uint64_t>());
-  RC_PRE(!what.empty());  // nowhere to apply on this schedule (no WAIT to drop, say)
-  const CommModel model = *rc::gen::element(CommModel::kNccl, CommModel::kEager);
+  const auto [options, s, what] = GenMutant(c, 6);
+  const CommModel model = AnyModel();
   // A WAIT_SEND on a rank without WAITs can only hang a rank under the pair and edge layouts
   // (under one stream per rank what follows it waits behind its SEND anyway): draw all three.
   const StreamLayout streams = AnyLayout();

@@ -16,6 +16,7 @@
 #include <string>
 #include <tuple>
 
+#include "fuzz/mutant_gen.h"
 #include "fuzz/property.h"
 #include "fuzz/schedule_gen.h"
 #include "fuzz/schedule_mutation.h"
@@ -71,13 +72,8 @@ bool RunsSoundly(const truth::Verdict& v) {
 }
 
 void CheckRepair(MutationClass c) {
-  GenerateOptions options = *GenValidOptions(5, 3);
-  options.with_comm = true;
-  Schedule s = Generate(options);
-  if (NeedsWaitSends(c)) RC_PRE(AddPyTorchWaitSends(s) > 0);
-  const std::string what = Mutate(s, c, *rc::gen::arbitrary<uint64_t>());
-  RC_PRE(!what.empty());
-  const CommModel model = *rc::gen::element(CommModel::kNccl, CommModel::kEager);
+  const auto [options, s, what] = GenMutant(c, 5);
+  const CommModel model = AnyModel();
   const StreamLayout streams = AnyLayout();
   VerifyOptions verify;
   verify.model = model;
