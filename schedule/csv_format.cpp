@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <span>
 
 #include "schedule/action_rows.h"
@@ -118,26 +119,42 @@ Schedule ParseCsv(std::string_view text, std::string_view name, const TopologyOp
   return FromActionRows(rows, name, topo);
 }
 
+namespace {
+
+// Each rank's row: a cell for each action spell(rank, action) spells (nullopt: no cell). A rank
+// with nothing to do is one idle slot: a blank line at the end would be no rank.
+template <typename Spell>
+std::string WriteRows(const Schedule& s, const Spell& spell) {
+  std::string out;
+  for (int r = 0; r < s.ranks; ++r) {
+    bool first = true;
+    for (const Action& a : s.program[r]) {
+      const std::optional<std::string> cell = spell(r, a);
+      if (!cell) continue;
+      if (!first) out += ',';
+      out += *cell;
+      first = false;
+    }
+    out += first ? ",\n" : "\n";
+  }
+  return out;
+}
+
+bool ComputeOrDataParallel(const Action& a) { return IsCompute(a.op) || IsDataParallel(a.op); }
+
+}  // namespace
+
 std::string WriteCsv(const Schedule& s, bool compute_only) {
   if (s.forward_only) {
     // Read back, it would be a training schedule missing every backward.
     throw InputError("a forward-only schedule cannot be written as PyTorch's CSV, which has no way "
                      "to say so: write .pps or .json");
   }
-  std::string out;
-  for (int r = 0; r < s.ranks; ++r) {
-    bool first = true;
-    for (const Action& a : s.program[r]) {
-      // PyTorch's compute-only orders keep the data-parallel actions (REDUCE_GRAD since 2.15).
-      if (compute_only && !IsCompute(a.op) && !IsDataParallel(a.op)) continue;
-      if (!first) out += ',';
-      out += ToString(a);
-      first = false;
-    }
-    // A rank with nothing to do is one idle slot: a blank line at the end would be no rank.
-    out += first ? ",\n" : "\n";
-  }
-  return out;
+  return WriteRows(s, [&](int, const Action& a) -> std::optional<std::string> {
+    // PyTorch's compute-only orders keep the data-parallel actions (REDUCE_GRAD since 2.15).
+    if (compute_only && !ComputeOrDataParallel(a)) return std::nullopt;
+    return ToString(a);
+  });
 }
 
 std::string RewriteCsv(std::string_view original, const Schedule& s) {
@@ -150,8 +167,7 @@ std::string RewriteCsv(std::string_view original, const Schedule& s) {
     bool readable = true;
     ForEachCell(original.substr(start, end - start), [&](std::string_view cell) {
       try {
-        const Action a = ParseAction(cell, {.legacy_bw = true});
-        if (IsCompute(a.op) || IsDataParallel(a.op)) row.push_back(cell);
+        if (ComputeOrDataParallel(ParseAction(cell, {.legacy_bw = true}))) row.push_back(cell);
       } catch (const InputError&) {
         readable = false;
       }
@@ -159,21 +175,15 @@ std::string RewriteCsv(std::string_view original, const Schedule& s) {
     if (!readable) return WriteCsv(s, false);
     start = end + 1;
   }
-  std::string out;
+  // The schedule's computes must be the file's, row by row; else it is written anew.
   for (int r = 0; r < s.ranks; ++r) {
-    size_t next = 0;
-    bool first = true;
-    for (const Action& a : s.program[r]) {
-      const bool kept = IsCompute(a.op) || IsDataParallel(a.op);
-      if (kept && (r >= static_cast<int>(fixed.size()) || next >= fixed[r].size())) return WriteCsv(s, false);
-      out += first ? "" : ",";
-      out += kept ? std::string(fixed[r][next++]) : ToString(a);
-      first = false;
-    }
-    if (r < static_cast<int>(fixed.size()) && next != fixed[r].size()) return WriteCsv(s, false);
-    out += first ? ",\n" : "\n";
+    const size_t kept = std::count_if(s.program[r].begin(), s.program[r].end(), ComputeOrDataParallel);
+    if (kept != (r < static_cast<int>(fixed.size()) ? fixed[r].size() : 0)) return WriteCsv(s, false);
   }
-  return out;
+  std::vector<size_t> next(s.ranks, 0);
+  return WriteRows(s, [&](int r, const Action& a) -> std::optional<std::string> {
+    return ComputeOrDataParallel(a) ? std::string(fixed[r][next[r]++]) : ToString(a);
+  });
 }
 
 }  // namespace pipeproof
