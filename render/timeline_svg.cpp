@@ -104,7 +104,17 @@ class SvgBuilder {
       for (const TimelineCell& cell : view_.cells) {
         if (cell.comm) body_ += CommMark(cell);
       }
-      for (const EditMark& edit : view_.edits) body_ += EditOutline(edit);
+      if (!view_.edits.empty()) {
+        std::map<std::pair<int, int>, const TimelineCell*> comm_cells;  // (rank, index)
+        for (const TimelineCell& c : view_.cells) {
+          if (c.comm) comm_cells.emplace(std::pair{c.rank, c.index}, &c);
+        }
+        for (const EditMark& edit : view_.edits) {
+          if (auto it = comm_cells.find({edit.rank, edit.index}); it != comm_cells.end()) {
+            body_ += EditOutline(edit, *it->second);
+          }
+        }
+      }
     }
     if (!view_.stuck.empty()) body_ += Stuck();
     body_ += Axis();
@@ -284,20 +294,16 @@ class SvgBuilder {
     return out + "</g>\n";
   }
 
-  // An edit (render --diff): an outline around the moved or added op's communication mark.
-  std::string EditOutline(const EditMark& e) const {
-    for (const TimelineCell& c : view_.cells) {
-      if (!c.comm || c.rank != e.rank || c.index != e.index) continue;
-      const Layout& l = layout_;
-      const double w = std::max((c.end - c.start) * l.unit_px, 1.5);
-      return fmt::format(
-          "<g class=\"edit\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\"><title>{}</title>"
-          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\" "
-          "stroke-width=\"1.5\"/></g>\n",
-          e.rank, e.index, e.kind, Escape(e.text), Num(l.X(c.start) - 2), Num(l.RowY(c.rank) + l.row_h - 0.5),
-          Num(w + 4), Num(kCommMarkHeight + 4), kEditStroke);
-    }
-    return "";
+  // An edit (render --diff): an outline around the moved or added op's communication mark `c`.
+  std::string EditOutline(const EditMark& e, const TimelineCell& c) const {
+    const Layout& l = layout_;
+    const double w = std::max((c.end - c.start) * l.unit_px, 1.5);
+    return fmt::format(
+        "<g class=\"edit\" data-rank=\"{}\" data-index=\"{}\" data-kind=\"{}\"><title>{}</title>"
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\" "
+        "stroke-width=\"1.5\"/></g>\n",
+        e.rank, e.index, e.kind, Escape(e.text), Num(l.X(c.start) - 2), Num(l.RowY(c.rank) + l.row_h - 0.5),
+        Num(w + 4), Num(kCommMarkHeight + 4), kEditStroke);
   }
 
   std::string CommMark(const TimelineCell& c) const {
